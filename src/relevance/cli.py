@@ -1,0 +1,43 @@
+"""Command-line edges: user mistakes become one line on stderr and exit code 2, never a stack trace."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+
+from relevance.errors import RelevanceError
+
+
+@contextlib.contextmanager
+def user_errors_exit():
+    try:
+        yield
+    except RelevanceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`relevance register ...`: put a run's model (or the best run's) into the model registry."""
+    from relevance import tracking
+
+    parser = argparse.ArgumentParser(prog="relevance")
+    commands = parser.add_subparsers(dest="command", required=True)
+    reg = commands.add_parser("register", help="register a run's model under a name and alias")
+    which = reg.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run-id", help="the training (parent) run whose model to register")
+    which.add_argument("--best", action="store_true", help="the run with the highest --metric in --experiment")
+    reg.add_argument("--name", required=True, help="registered model name, e.g. relevance-qc")
+    reg.add_argument("--alias", default="champion", help="alias to point at the new version (default: champion)")
+    reg.add_argument("--experiment", default="relevance")
+    reg.add_argument("--metric", default="oof_best_f1")
+    reg.add_argument("--tracking-uri", default=None, help="default: sqlite:///./mlruns/mlflow.db")
+    args = parser.parse_args(argv)
+    with user_errors_exit():
+        import mlflow
+
+        mlflow.set_tracking_uri(args.tracking_uri or tracking.default_tracking_uri("."))
+        run_id = tracking.best_run(args.experiment, args.metric) if args.best else args.run_id
+        version = tracking.register(f"runs:/{run_id}/model", args.name, args.alias)
+        print(f"registered run {run_id} as models:/{args.name}/{version} (alias @{args.alias})")

@@ -1,0 +1,1 @@
+"""Readers and writers of the competition's JSON Lines files, and the synthetic demo generator."""

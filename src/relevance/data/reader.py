@@ -1,0 +1,100 @@
+"""Read the competition's JSON Lines files (named .txt) into validated records, with one clear error per mistake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from relevance.errors import DataError
+from relevance.records import TARGET_FIELD, TASKS, Record
+
+_REQUIRED = ("id", "task", "language", "origin_query")
+
+
+def _label(value, path, line: int) -> int:
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, str):
+        value = value.strip()
+    if value in (0, 1, "0", "1"):
+        return int(value)
+    raise DataError(path, line, f"label is {value!r}; it must be 0 or 1 (an int or the string \"0\"/\"1\").")
+
+
+def parse_row(row, task: str, path, line: int, require_label: bool) -> Record:
+    """Validate one decoded JSON object; `path` and `line` only name the place in errors."""
+    if not isinstance(row, dict):
+        raise DataError(path, line, f"expected a JSON object, found {type(row).__name__}; each line must be one object.")
+    target_field = TARGET_FIELD[task]
+    for field in (*_REQUIRED, target_field):
+        if field not in row:
+            raise DataError(path, line, f"missing field '{field}'; {task} rows need {', '.join((*_REQUIRED, target_field))}.")
+    if row["task"] != task:
+        raise DataError(path, line, f"task is {row['task']!r} but this file is read as {task!r}; "
+                                    f"check the file name or the task= option.")
+    row_id = row["id"]
+    if isinstance(row_id, str) and row_id.strip().isdigit():
+        row_id = int(row_id)
+    if not isinstance(row_id, int) or isinstance(row_id, bool):
+        raise DataError(path, line, f"id is {row['id']!r}; it must be an integer.")
+    language = row["language"]
+    if not isinstance(language, str) or not language.strip():
+        raise DataError(path, line, f"language is {language!r}; it must be a language code such as 'en' or 'vn'.")
+    query = row["origin_query"]
+    if query is None:
+        query = ""
+    if not isinstance(query, str):
+        raise DataError(path, line, f"origin_query is {query!r}; it must be a string.")
+    target = row[target_field]
+    if target is None and task == "QI":
+        target = ""  # 453 real QI train rows have a null title, 231 of them relevant: keep them.
+    if not isinstance(target, str):
+        raise DataError(path, line, f"{target_field} is {target!r}; it must be a string.")
+    label = None
+    if row.get("label") is not None:
+        label = _label(row["label"], path, line)
+    elif require_label:
+        raise DataError(path, line, "missing field 'label'; training files need a 0/1 label on every row.")
+    return Record(id=row_id, task=task, language=language.strip().lower(), query=query, target=target, label=label)
+
+
+def read_records(path: str | Path, task: str, require_label: bool = False) -> list[Record]:
+    """Read one competition file. Raises DataError naming the file and line for any malformed row."""
+    path = Path(path)
+    task = task.upper()
+    if task not in TASKS:
+        raise DataError(path, None, f"unknown task {task!r}; use QC or QI.")
+    if not path.is_file():
+        raise DataError(path, None, "file not found; set data.dir to the folder holding train_QC.txt etc.")
+    records: list[Record] = []
+    first_line_of: dict[int, int] = {}
+    with path.open("r", encoding="utf-8-sig") as handle:
+        for line_number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise DataError(path, line_number, f"not valid JSON ({error.msg} at column {error.colno}); "
+                                                   f"each line must be one JSON object.") from None
+            record = parse_row(row, task, path, line_number, require_label)
+            if record.id in first_line_of:
+                raise DataError(path, line_number, f"id {record.id} already appeared on line {first_line_of[record.id]}; "
+                                                   f"ids must be unique within a file.")
+            first_line_of[record.id] = line_number
+            records.append(record)
+    if not records:
+        raise DataError(path, None, "the file is empty; expected one JSON object per line.")
+    return records
+
+
+def write_records(path: str | Path, records: list[Record]) -> None:
+    """Write records in the competition's own format (used by the demo generator)."""
+    path = Path(path)
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            row = {"id": record.id, "task": record.task, "language": record.language, "origin_query": record.query,
+                   TARGET_FIELD[record.task]: record.target}
+            if record.label is not None:
+                row["label"] = record.label
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

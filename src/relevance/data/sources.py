@@ -1,0 +1,30 @@
+"""Which file holds a task's train/dev/test rows: the user's competition folder, or the generated demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from relevance.data.demo import DemoSpec, generate_demo
+from relevance.errors import ConfigError
+
+FILE_SPLITS = ("train", "dev", "test")
+
+
+def data_folder(data_cfg, cache: str | Path) -> Path:
+    if data_cfg.name == "demo":
+        spec = DemoSpec(**data_cfg.demo)
+        return generate_demo(Path(cache) / "demo" / spec.folder_name(), spec)
+    if not data_cfg.get("dir"):
+        raise ConfigError("data=competition needs data.dir=<folder holding train_QC.txt, dev_QC.txt, ...>; "
+                          "or use data=demo.")
+    folder = Path(data_cfg.dir).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"data.dir={data_cfg.dir} is not a folder; point it at the folder with the competition files.")
+    return folder
+
+
+def split_file(data_cfg, cache: str | Path, task: str, split: str) -> Path:
+    """`<folder>/<split>_<TASK>.txt`, the competition's naming."""
+    if split not in FILE_SPLITS:
+        raise ConfigError(f"split={split!r} is not a data file; use one of {', '.join(FILE_SPLITS)}.")
+    return data_folder(data_cfg, cache) / f"{split}_{task.upper()}.txt"

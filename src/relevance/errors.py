@@ -1,0 +1,19 @@
+"""One exception type for mistakes a user can fix; entry points print its message, never a stack trace."""
+
+
+class RelevanceError(Exception):
+    """A user-facing error: one sentence naming the file, line or key, and the fix."""
+
+
+class DataError(RelevanceError):
+    """Bad input data: names the file and line."""
+
+    def __init__(self, path, line: int | None, message: str):
+        where = f"{path}, line {line}" if line is not None else str(path)
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+
+
+class ConfigError(RelevanceError):
+    """An option, or a combination of options, that cannot work: names the key."""

@@ -1,0 +1,59 @@
+"""The LightningModule: a LoRA-adapted sequence classifier trained with BCE on one relevance logit."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from peft import LoraConfig, TaskType, get_peft_model
+from transformers import get_scheduler
+
+
+def apply_lora(model, target_modules, head_module: str, r: int, alpha: int, dropout: float):
+    """Freeze the base and add LoRA; the new head is trained in full (`modules_to_save`)."""
+    targets = target_modules if isinstance(target_modules, str) else list(target_modules)
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
+                        target_modules=targets, modules_to_save=[head_module])
+    return get_peft_model(model, config)
+
+
+class RelevanceModule(L.LightningModule):
+    def __init__(self, model, lr: float, weight_decay: float, warmup_ratio: float, scheduler: str):
+        super().__init__()
+        self.model = model
+        self.lr, self.weight_decay = lr, weight_decay
+        self.warmup_ratio, self.scheduler_name = warmup_ratio, scheduler
+        # Checkpoints hold only the trainable (adapter + head) tensors, so loading them is never strict.
+        self.strict_loading = False
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        output = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return output.logits.squeeze(-1).float()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(self(batch), batch["labels"].float())
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        return {"index": batch["index"].cpu(), "score": torch.sigmoid(self(batch)).cpu()}
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = get_scheduler(self.scheduler_name, optimizer, num_warmup_steps=int(self.warmup_ratio * total),
+                                  num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+
+
+def gather_scores(outputs: list[dict], n_rows: int) -> np.ndarray:
+    """Put batch outputs (length-sorted order) back into row order."""
+    scores = np.full(n_rows, np.nan, dtype=np.float64)
+    for output in outputs:
+        scores[output["index"].numpy()] = output["score"].numpy()
+    return scores

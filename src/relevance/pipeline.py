@@ -1,0 +1,184 @@
+"""The only module that knows the order of the stages:
+read -> clean -> split -> format -> train per fold -> out-of-fold scores -> metrics -> MLflow -> bundle/registry."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+from relevance import metrics, plots, tracking
+from relevance.backbones import load_classifier, load_tokenizer, resolve_source
+from relevance.clean import clean_records
+from relevance.data.reader import read_records
+from relevance.data.sources import split_file
+from relevance.datamodule import PairDataModule
+from relevance.errors import ConfigError
+from relevance.formatting import check_template, format_inputs
+from relevance.module import RelevanceModule, apply_lora, gather_scores
+from relevance.runtime import resolve_runtime
+from relevance.serving import log_model, write_bundle
+from relevance.splits import assign_folds
+
+log = logging.getLogger(__name__)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse combinations that cannot work, before any data is read or model loaded."""
+    check_template(cfg.task.template)
+    if cfg.split.name == "category_aware" and cfg.task.code != "QC":
+        raise ConfigError("split=category_aware groups category paths, which only QC rows have; "
+                          "use split=query_group for task=qi.")
+    if cfg.head.name != "classifier":
+        raise ConfigError(f"head={cfg.head.name} is not available yet; use head=classifier.")
+
+
+def load_training_rows(cfg: DictConfig):
+    task = cfg.task.code
+    records = read_records(split_file(cfg.data, cfg.paths.cache, task, "train"), task, require_label=True)
+    records, report = clean_records(records, lowercase=cfg.clean.lowercase)
+    if cfg.data.get("max_rows") and len(records) > cfg.data.max_rows:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(records), cfg.data.max_rows, replace=False))
+        records = [records[i] for i in keep]
+    dev = None
+    dev_path = split_file(cfg.data, cfg.paths.cache, task, "dev")
+    if cfg.evaluate_dev and dev_path.is_file():
+        dev_rows, _ = clean_records(read_records(dev_path, task), lowercase=cfg.clean.lowercase)
+        if dev_rows and all(r.label is not None for r in dev_rows):
+            dev = dev_rows  # only the demo's dev carries labels; the competition's does not
+    return records, report, dev
+
+
+def train_fold(cfg, runtime, backbone_location, tokenizer, train_inputs, train_labels, score_inputs: list,
+               fold: int, adapter_dir: Path) -> list[np.ndarray]:
+    """Fresh base + LoRA, trained on the other folds; returns the scores of each list in `score_inputs`."""
+    L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
+    base = load_classifier(cfg.backbone, backbone_location, tokenizer, runtime.load_dtype)
+    model = apply_lora(base, cfg.backbone.lora_targets, cfg.backbone.head_module, cfg.lora.r, cfg.lora.alpha,
+                       cfg.lora.dropout)
+    module = RelevanceModule(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.warmup_ratio,
+                             cfg.train.scheduler)
+    trainer = L.Trainer(accelerator=runtime.accelerator, devices=runtime.devices, strategy=runtime.strategy,
+                        precision=runtime.precision, max_epochs=cfg.train.epochs,
+                        accumulate_grad_batches=cfg.train.accumulate_grad_batches,
+                        gradient_clip_val=cfg.train.gradient_clip, limit_train_batches=cfg.train.limit_train_batches,
+                        deterministic=runtime.accelerator == "cpu", logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, enable_progress_bar=cfg.progress, num_sanity_val_steps=0)
+    common = dict(batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
+                  max_length=cfg.train.max_length, seed=cfg.seed + fold, num_workers=cfg.train.num_workers)
+    trainer.fit(module, datamodule=PairDataModule(tokenizer, train_inputs, train_labels, None, **common))
+    results = []
+    for inputs in score_inputs:
+        outputs = trainer.predict(module, datamodule=PairDataModule(tokenizer, None, None, inputs, **common))
+        results.append(gather_scores(outputs, len(inputs)))
+    if trainer.is_global_zero:
+        model.save_pretrained(adapter_dir)  # adapter + head only; the base is referenced, never copied
+    return results
+
+
+def evaluate(labels, scores, languages, seen: set[str]) -> dict:
+    at_half = metrics.scores_at(labels, scores, 0.5)
+    best = metrics.best_f1_threshold(labels, scores)
+    return {"at_half": at_half, "best": best, "floor": metrics.all_positive_f1(labels),
+            "languages": metrics.per_language(languages, labels, scores, best.threshold, seen)}
+
+
+def _metric_dict(result: dict, prefix: str) -> dict[str, float]:
+    values = {**result["at_half"].as_dict(f"{prefix}at_0.5_"), **result["best"].as_dict(f"{prefix}best_"),
+              f"{prefix}all_positive_f1": result["floor"]}
+    values.pop(f"{prefix}at_0.5_threshold")
+    for row in result["languages"]:
+        values[f"{prefix}f1_{row['language']}"] = row["f1"]
+    return values
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train K folds, log everything to MLflow, and return the headline metrics (best out-of-fold F1 first)."""
+    check_config(cfg)
+    runtime = resolve_runtime(cfg.strategy.name, cfg.train.precision, cfg.backbone.dtype)
+    records, clean_report, dev = load_training_rows(cfg)
+    folds = assign_folds(records, cfg.split.name, cfg.split.n_folds, cfg.seed, cfg.split.get("category_depth", 2))
+    encoder = cfg.backbone.kind == "encoder"
+    inputs = format_inputs(records, cfg.task.template, encoder)
+    labels = np.array([r.label for r in records])
+    languages = [r.language for r in records]
+    seen = set(languages)
+    dev_inputs = format_inputs(dev, cfg.task.template, encoder) if dev else None
+
+    location = resolve_source(cfg.backbone, cfg.paths.cache)
+    tokenizer = load_tokenizer(cfg.backbone, location)
+
+    tracking.setup(cfg.tracking.uri or tracking.default_tracking_uri(cfg.paths.root), cfg.tracking.experiment,
+                   cfg.tracking.artifact_root or Path(cfg.paths.root) / "mlruns" / "artifacts")
+    oof = np.full(len(records), np.nan)
+    dev_scores = []
+    with tempfile.TemporaryDirectory() as scratch, \
+            mlflow.start_run(run_name=cfg.tracking.run_name, tags={"relevance.level": "parent"}) as parent:
+        scratch = Path(scratch)
+        mlflow.log_params(tracking.flatten(cfg))
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        mlflow.log_metrics({"rows_train": len(records), "rows_dropped_empty_query": clean_report.dropped_empty_query})
+        for fold in range(cfg.split.n_folds):
+            train_mask = folds != fold
+            with mlflow.start_run(run_name=f"fold-{fold}", nested=True, tags={"relevance.level": "fold"}):
+                log.info("fold %d/%d: training on %d rows, scoring %d", fold + 1, cfg.split.n_folds,
+                         train_mask.sum(), (~train_mask).sum())
+                held_out = [inputs[i] for i in np.flatnonzero(~train_mask)]
+                to_score = [held_out] + ([dev_inputs] if dev_inputs else [])
+                scored = train_fold(cfg, runtime, location, tokenizer, [inputs[i] for i in np.flatnonzero(train_mask)],
+                                    labels[train_mask], to_score, fold, scratch / "bundle" / "adapters" / f"fold_{fold}")
+                oof[~train_mask] = scored[0]
+                if dev_inputs:
+                    dev_scores.append(scored[1])
+                fold_result = evaluate(labels[~train_mask], scored[0], [languages[i] for i in np.flatnonzero(~train_mask)], seen)
+                mlflow.log_metrics({"f1_at_0.5": fold_result["at_half"].f1, "best_f1": fold_result["best"].f1,
+                                    "rows_validation": int((~train_mask).sum())})
+                mlflow.log_metric("fold_f1_at_0.5", fold_result["at_half"].f1, step=fold, run_id=parent.info.run_id)
+
+        result = evaluate(labels, oof, languages, seen)
+        summary = _metric_dict(result, "oof_")
+        fold_f1 = [metrics.scores_at(labels[folds == k], oof[folds == k], 0.5).f1 for k in range(cfg.split.n_folds)]
+        summary["oof_fold_mean_f1_at_0.5"] = float(np.mean(fold_f1))
+        summary["oof_fold_std_f1_at_0.5"] = float(np.std(fold_f1))
+        threshold = result["best"].threshold
+        title = f"{cfg.backbone.name} {cfg.task.code}"
+        thresholds, f1_curve = metrics.threshold_curve(labels, oof)
+        plots_dir = scratch / "plots"
+        plots_dir.mkdir()
+        plots.threshold_plot(thresholds, f1_curve, result["best"], result["floor"], f"{title}: out-of-fold F1",
+                             plots_dir / "threshold_f1.png")
+        plots.language_plot(result["languages"], f"{title}: out-of-fold F1 per language",
+                            plots_dir / "language_f1.png")
+        if dev_scores:
+            dev_labels = np.array([r.label for r in dev])
+            dev_mean = np.mean(dev_scores, axis=0)
+            dev_result = evaluate(dev_labels, dev_mean, [r.language for r in dev], seen)
+            summary.update(_metric_dict(dev_result, "dev_"))
+            summary["dev_f1_at_oof_threshold"] = metrics.scores_at(dev_labels, dev_mean, threshold).f1
+            dev_langs = metrics.per_language([r.language for r in dev], dev_labels, dev_mean, threshold, seen)
+            plots.language_plot(dev_langs, f"{title}: dev F1 per language (fold ensemble)",
+                                plots_dir / "dev_language_f1.png")
+        mlflow.log_metrics(summary)
+        mlflow.log_artifacts(str(plots_dir), "plots")
+        mlflow.log_table({"index": np.arange(len(records)).tolist(), "id": [r.id for r in records],
+                          "language": languages, "fold": folds.tolist(), "label": labels.tolist(),
+                          "score": oof.tolist()}, "oof_scores.json")
+        model_uri = None
+        if cfg.tracking.log_model:
+            meta = {"task": cfg.task.code, "template": cfg.task.template, "encoder": encoder,
+                    "threshold": threshold, "max_length": cfg.train.max_length, "lowercase": cfg.clean.lowercase,
+                    "eval_batch_size": cfg.train.eval_batch_size,
+                    "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
+                    "folds": [f"fold_{k}" for k in range(cfg.split.n_folds)], "run_id": parent.info.run_id}
+            model_uri = log_model(write_bundle(scratch / "bundle", meta), cfg.task.code)
+        if cfg.register.name and model_uri:
+            version = tracking.register(model_uri, cfg.register.name, cfg.register.alias)
+            mlflow.set_tag("relevance.registered", f"{cfg.register.name}/{version}")
+        summary["run_id"] = parent.info.run_id
+        summary["model_uri"] = model_uri
+        return summary

@@ -1,0 +1,42 @@
+"""The two pictures a person looks at first: F1 across thresholds, and F1 per language (seen vs unseen)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def threshold_plot(thresholds, f1, best, floor: float, title: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(thresholds, f1, color="tab:blue", label="out-of-fold F1")
+    ax.axhline(floor, color="grey", linestyle="--", label=f"all-positive floor {floor:.3f}")
+    ax.axvline(0.5, color="tab:orange", linestyle=":", label="threshold 0.5")
+    ax.scatter([best.threshold], [best.f1], color="tab:red", zorder=3,
+               label=f"best {best.f1:.3f} at {best.threshold:.3f}")
+    ax.set(xlabel="decision threshold", ylabel="positive-class F1", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def language_plot(rows: list[dict], title: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(rows) + 2), 4))
+    names = [r["language"] for r in rows]
+    colors = ["tab:blue" if r["seen"] else "tab:red" for r in rows]
+    ax.bar(names, [r["f1"] for r in rows], color=colors)
+    ax.scatter(names, [r["floor"] for r in rows], color="black", marker="_", s=300, zorder=3,
+               label="all-positive floor")
+    ax.bar([], [], color="tab:blue", label="seen in training")
+    ax.bar([], [], color="tab:red", label="unseen")
+    ax.set(ylabel="F1", title=title, ylim=(0, 1.02))
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

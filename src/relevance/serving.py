@@ -1,0 +1,125 @@
+"""The logged model: LoRA adapters + heads of every fold, the threshold, the template and a reference to the base
+weights (never the weights themselves). One object scores pairs for predict.py and `mlflow models serve` alike."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from relevance.clean import normalize_text
+from relevance.records import TARGET_FIELD, Record
+
+BUNDLE_FILE = "relevance.json"
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("RELEVANCE_CACHE", Path.home() / ".cache" / "relevance"))
+
+
+def write_bundle(folder: Path, meta: dict) -> Path:
+    """`folder/adapters/fold_k` must already hold the adapters; this adds the description beside them."""
+    (folder / BUNDLE_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+    return folder
+
+
+class RelevanceScorer:
+    """Loads a bundle: the base once, then every fold adapter by name. `predict(pairs) -> scores` averages folds."""
+
+    def __init__(self, bundle: str | Path, cache: str | Path | None = None, device: str | None = None):
+        from omegaconf import OmegaConf
+        from peft import PeftModel
+
+        from relevance.backbones import load_classifier, load_tokenizer, resolve_source
+
+        bundle = Path(bundle)
+        self.meta = json.loads((bundle / BUNDLE_FILE).read_text())
+        backbone = OmegaConf.create(self.meta["backbone"])
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = getattr(torch, backbone.dtype) if self.device.type == "cuda" else torch.float32
+        location = resolve_source(backbone, cache or default_cache())
+        self.tokenizer = load_tokenizer(backbone, location)
+        base = load_classifier(backbone, location, self.tokenizer, dtype)
+        folds = self.meta["folds"]
+        model = PeftModel.from_pretrained(base, bundle / "adapters" / folds[0], adapter_name=folds[0])
+        for fold in folds[1:]:
+            model.load_adapter(bundle / "adapters" / fold, adapter_name=fold)
+        self.model = model.to(self.device).eval()
+        self.folds = folds
+        self.threshold = float(self.meta["threshold"])
+
+    @property
+    def task(self) -> str:
+        return self.meta["task"]
+
+    def records_from_frame(self, frame: pd.DataFrame) -> list[Record]:
+        target_field = TARGET_FIELD[self.task]
+        missing = [c for c in ("origin_query", target_field) if c not in frame.columns]
+        if missing:
+            raise ValueError(f"input is missing column(s) {missing}; {self.task} rows need origin_query and "
+                             f"{target_field}.")
+        languages = frame["language"] if "language" in frame.columns else ["unknown"] * len(frame)
+        return [Record(id=i, task=self.task, language=str(lang), query=str(q or ""), target=str(t or ""))
+                for i, (lang, q, t) in enumerate(zip(languages, frame["origin_query"], frame[target_field]))]
+
+    def predict_records(self, records: list[Record], batch_size: int | None = None, progress: bool = False
+                        ) -> np.ndarray:
+        """Mean probability over the fold adapters, with exactly the training run's cleaning and template."""
+        from tqdm.auto import tqdm
+
+        from relevance.datamodule import dataloader
+        from relevance.formatting import format_inputs
+
+        lowercase = self.meta["lowercase"]
+        cleaned = [r.with_text(normalize_text(r.query, lowercase), normalize_text(r.target, lowercase))
+                   for r in records]
+        inputs = format_inputs(cleaned, self.meta["template"], self.meta["encoder"])
+        loader = dataloader(self.tokenizer, inputs, None, batch_size or self.meta["eval_batch_size"],
+                            self.meta["max_length"], shuffle=False)
+        total = np.zeros(len(inputs))
+        with torch.inference_mode():
+            for fold in self.folds:
+                self.model.set_adapter(fold)
+                bar = tqdm(loader, desc=f"scoring {fold}", disable=not progress, leave=False)
+                for batch in bar:
+                    logits = self.model(input_ids=batch["input_ids"].to(self.device),
+                                        attention_mask=batch["attention_mask"].to(self.device)).logits
+                    total[batch["index"].numpy()] += torch.sigmoid(logits.squeeze(-1).float()).cpu().numpy()
+        return total / len(self.folds)
+
+
+class RelevancePyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow wrapper: DataFrame of rows in, DataFrame of `score` and `prediction` out."""
+
+    def load_context(self, context) -> None:
+        self.scorer = RelevanceScorer(context.artifacts["bundle"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        scores = self.scorer.predict_records(self.scorer.records_from_frame(model_input))
+        return pd.DataFrame({"score": scores, "prediction": (scores >= self.scorer.threshold).astype(int)})
+
+
+def signature(task: str) -> ModelSignature:
+    inputs = Schema([ColSpec("string", "language", required=False), ColSpec("string", "origin_query"),
+                     ColSpec("string", TARGET_FIELD[task])])
+    outputs = Schema([ColSpec("double", "score"), ColSpec("long", "prediction")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def log_model(bundle: Path, task: str) -> str:
+    """Log the bundle as a pyfunc model in the active run; returns its model URI."""
+    from importlib.metadata import version
+
+    requirements = [f"{p}=={version(p)}" for p in ("torch", "transformers", "peft", "accelerate", "mlflow",
+                                                     "lightning", "omegaconf", "tokenizers")]
+    requirements.append("relevance")
+    info = mlflow.pyfunc.log_model(name="model", python_model=RelevancePyfunc(), artifacts={"bundle": str(bundle)},
+                                   signature=signature(task), pip_requirements=requirements)
+    return info.model_uri

@@ -1,0 +1,51 @@
+"""A random-initialised tiny decoder of a real architecture (Qwen3 or Gemma3 text) with a byte-level BPE
+tokenizer trained in-process: the whole load -> LoRA -> train -> serve path in seconds, with no download.
+Built deterministically from a seed, so a served model rebuilds exactly the base it was trained on."""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import Gemma3TextConfig, PreTrainedTokenizerFast, Qwen3Config
+
+from relevance.data.lexicon import BRANDS, COLORS, concepts
+
+SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
+
+
+def _corpus() -> list[str]:
+    lines = []
+    for concept in concepts():
+        lines += [concept["path"], concept["noun"], *concept["attributes"], *concept["words"].values()]
+    return lines + list(BRANDS) + list(COLORS) + ["query: category: title: relevant? yes no"]
+
+
+def build_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<bos>",
+                                   eos_token="<eos>", unk_token="<unk>")
+
+
+def build_tiny(family: str, seed: int, hidden_size: int = 64, layers: int = 2):
+    """(causal LM, tokenizer) of the given family with random weights fixed by `seed`."""
+    tokenizer = build_tokenizer()
+    common = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+                  num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                  max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    if family == "qwen3":
+        config = Qwen3Config(**common, tie_word_embeddings=True)
+    elif family == "gemma3":
+        config = Gemma3TextConfig(**common, sliding_window=64)
+    else:
+        raise ValueError(f"tiny backbones exist for qwen3 and gemma3, not {family!r}")
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model, tokenizer

@@ -1,0 +1,67 @@
+"""MLflow at the edge: where the store is, the experiment, flattened params, and the registry."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from relevance.errors import RelevanceError
+
+
+def default_tracking_uri(root: str | Path) -> str:
+    return f"sqlite:///{Path(root).resolve() / 'mlruns' / 'mlflow.db'}"
+
+
+def setup(tracking_uri: str, experiment: str, artifact_root: str | Path | None) -> str:
+    """Point MLflow at the store and make sure the experiment exists (artifacts beside a local sqlite store)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient()
+    existing = client.get_experiment_by_name(experiment)
+    if existing is None:
+        location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+        client.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment)
+    return experiment
+
+
+def flatten(cfg: DictConfig) -> dict[str, str]:
+    """`a.b.c` -> value, with lists as strings: MLflow params are flat key/value text."""
+    flat: dict[str, str] = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = str(node)[:6000]
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return flat
+
+
+def register(model_uri: str, name: str, alias: str | None) -> int:
+    """Register `runs:/<run>/model` (or any model URI) under `name`; point `alias` at the new version."""
+    try:
+        version = mlflow.register_model(model_uri, name)
+    except mlflow.exceptions.MlflowException as error:
+        raise RelevanceError(f"could not register {model_uri} as {name!r}: {error.message}") from None
+    if alias:
+        MlflowClient().set_registered_model_alias(name, alias, version.version)
+    return int(version.version)
+
+
+def best_run(experiment: str, metric: str) -> str:
+    """Id of the finished parent run with the highest `metric` in `experiment`."""
+    found = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.relevance.level = 'parent'",
+                               order_by=[f"metrics.`{metric}` DESC"], max_results=1)
+    if found.empty:
+        raise RelevanceError(f"experiment {experiment!r} has no finished training run with metric {metric!r}; "
+                             f"run `python train.py` first.")
+    return str(found.iloc[0]["run_id"])

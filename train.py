@@ -1,0 +1,25 @@
+"""Cross-validated LoRA training, tracked in MLflow. `python train.py --help` lists the config groups."""
+
+import hydra
+from omegaconf import DictConfig
+
+from relevance.cli import user_errors_exit
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    from relevance.pipeline import run
+
+    with user_errors_exit():
+        summary = run(cfg)
+        print(f"\nrun {summary['run_id']}: out-of-fold F1 {summary['oof_best_f1']:.4f} at threshold "
+              f"{summary['oof_best_threshold']:.3f} ({summary['oof_at_0.5_f1']:.4f} at 0.5; all-positive floor "
+              f"{summary['oof_all_positive_f1']:.4f})")
+        if "dev_f1_at_oof_threshold" in summary:
+            print(f"dev F1 (fold ensemble, out-of-fold threshold): {summary['dev_f1_at_oof_threshold']:.4f} "
+                  f"(floor {summary['dev_all_positive_f1']:.4f})")
+        return summary["oof_best_f1"]
+
+
+if __name__ == "__main__":
+    main()
