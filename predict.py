@@ -1,0 +1,18 @@
+"""Score a competition file with a registered or logged model and write the submission file."""
+
+import hydra
+from omegaconf import DictConfig
+
+from relevance.cli import user_errors_exit
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    from relevance.predict import run
+
+    with user_errors_exit():
+        run(cfg)
+
+
+if __name__ == "__main__":
+    main()

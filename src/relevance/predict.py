@@ -1,0 +1,52 @@
+"""Batch prediction with a logged or registered model: a competition file in, a validated submission file out."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from relevance import tracking
+from relevance.data.reader import read_records
+from relevance.data.sources import split_file
+from relevance.errors import ConfigError, RelevanceError
+from relevance.submission import write_submission, zip_submissions
+
+
+def model_uri(reference: str) -> str:
+    """Accept `models:/name@alias`, `models:/name/3`, `runs:/<id>/model`, or a bare run id."""
+    if re.fullmatch(r"[0-9a-f]{32}", reference):
+        return f"runs:/{reference}/model"
+    return reference
+
+
+def load_scorer(reference: str):
+    try:
+        loaded = mlflow.pyfunc.load_model(model_uri(reference))
+    except mlflow.exceptions.MlflowException as error:
+        raise RelevanceError(f"model={reference}: {error.message.splitlines()[0]}; give models:/<name>@<alias>, "
+                             f"models:/<name>/<version> or a training run id.") from None
+    return loaded.unwrap_python_model().scorer
+
+
+def run(cfg) -> Path:
+    if not cfg.model:
+        raise ConfigError("predict.py needs model=<models:/name@alias | models:/name/version | run id>.")
+    mlflow.set_tracking_uri(cfg.tracking_uri or tracking.default_tracking_uri(cfg.paths.root))
+    scorer = load_scorer(cfg.model)
+    task = scorer.task
+    path = split_file(cfg.data, cfg.paths.cache, task, cfg.split)
+    records = read_records(path, task)
+    scores = scorer.predict_records(records, batch_size=cfg.batch_size, progress=cfg.progress)
+    threshold = scorer.threshold if cfg.threshold is None else float(cfg.threshold)
+    predictions = (scores >= threshold).astype(int)
+    ids = [r.id for r in records]
+    output = write_submission(Path(cfg.output_dir) / f"submit_{task}.txt", ids, predictions, ids)
+    print(f"wrote {output}: {len(ids)} rows, {int(predictions.sum())} predicted relevant "
+          f"({np.mean(predictions):.1%}) at threshold {threshold:.3f}")
+    archive = zip_submissions(cfg.output_dir)
+    if archive:
+        print(f"both tasks present: {archive} is ready to upload")
+    return output
