@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 from relevance.cli import user_errors_exit
 
 
-@hydra.main(version_base=None, config_path="conf", config_name="predict")
+@hydra.main(config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     from relevance.predict import run
 

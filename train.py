@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 from relevance.cli import user_errors_exit
 
 
-@hydra.main(version_base=None, config_path="conf", config_name="train")
+@hydra.main(config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     from relevance.pipeline import run
 

@@ -16,7 +16,7 @@ from relevance import metrics, plots, tracking
 from relevance.backbones import load_classifier, load_tokenizer, resolve_source
 from relevance.clean import clean_records
 from relevance.data.reader import read_records
-from relevance.data.sources import split_file
+from relevance.data.sources import data_file
 from relevance.datamodule import PairDataModule
 from relevance.errors import ConfigError
 from relevance.formatting import check_template, format_inputs
@@ -40,13 +40,13 @@ def check_config(cfg: DictConfig) -> None:
 
 def load_training_rows(cfg: DictConfig):
     task = cfg.task.code
-    records = read_records(split_file(cfg.data, cfg.paths.cache, task, "train"), task, require_label=True)
+    records = read_records(data_file(cfg.data, cfg.paths.cache, task, "train"), task, require_label=True)
     records, report = clean_records(records, lowercase=cfg.clean.lowercase)
     if cfg.data.get("max_rows") and len(records) > cfg.data.max_rows:
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(records), cfg.data.max_rows, replace=False))
         records = [records[i] for i in keep]
     dev = None
-    dev_path = split_file(cfg.data, cfg.paths.cache, task, "dev")
+    dev_path = data_file(cfg.data, cfg.paths.cache, task, "dev")
     if cfg.evaluate_dev and dev_path.is_file():
         dev_rows, _ = clean_records(read_records(dev_path, task), lowercase=cfg.clean.lowercase)
         if dev_rows and all(r.label is not None for r in dev_rows):

@@ -10,7 +10,7 @@ import numpy as np
 
 from relevance import tracking
 from relevance.data.reader import read_records
-from relevance.data.sources import split_file
+from relevance.data.sources import data_file
 from relevance.errors import ConfigError, RelevanceError
 from relevance.submission import write_submission, zip_submissions
 
@@ -37,7 +37,7 @@ def run(cfg) -> Path:
     mlflow.set_tracking_uri(cfg.tracking_uri or tracking.default_tracking_uri(cfg.paths.root))
     scorer = load_scorer(cfg.model)
     task = scorer.task
-    path = split_file(cfg.data, cfg.paths.cache, task, cfg.split)
+    path = data_file(cfg.data, cfg.paths.cache, task, cfg.file)
     records = read_records(path, task)
     scores = scorer.predict_records(records, batch_size=cfg.batch_size, progress=cfg.progress)
     threshold = scorer.threshold if cfg.threshold is None else float(cfg.threshold)

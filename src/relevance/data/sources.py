@@ -23,8 +23,8 @@ def data_folder(data_cfg, cache: str | Path) -> Path:
     return folder
 
 
-def split_file(data_cfg, cache: str | Path, task: str, split: str) -> Path:
-    """`<folder>/<split>_<TASK>.txt`, the competition's naming."""
-    if split not in FILE_SPLITS:
-        raise ConfigError(f"split={split!r} is not a data file; use one of {', '.join(FILE_SPLITS)}.")
-    return data_folder(data_cfg, cache) / f"{split}_{task.upper()}.txt"
+def data_file(data_cfg, cache: str | Path, task: str, which: str) -> Path:
+    """`<folder>/<which>_<TASK>.txt`, the competition's naming (which: train, dev or test)."""
+    if which not in FILE_SPLITS:
+        raise ConfigError(f"file={which!r} is not a data file; use one of {', '.join(FILE_SPLITS)}.")
+    return data_folder(data_cfg, cache) / f"{which}_{task.upper()}.txt"

@@ -1,0 +1,29 @@
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One cache per test session (tiny backbone, demo data), unless RELEVANCE_CACHE points at a warm one."""
+    return Path(os.environ.get("RELEVANCE_CACHE") or tmp_path_factory.mktemp("cache"))
+
+
+def compose_train(overrides: list[str], tmp_path: Path, cache_dir: Path):
+    """The train config as `python train.py <overrides>` would see it, writing into tmp_path."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf")):
+        cfg = compose("train", overrides=[
+            f"paths.root={tmp_path}", f"paths.cache={cache_dir}", "progress=false",
+            f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", *overrides])
+    return cfg
+
+
+def compose_predict(overrides: list[str], tmp_path: Path, cache_dir: Path):
+    with initialize_config_dir(config_dir=str(ROOT / "conf")):
+        return compose("predict", overrides=[f"paths.root={tmp_path}", f"paths.cache={cache_dir}", "progress=false",
+                                             f"tracking_uri=sqlite:///{tmp_path}/mlruns/mlflow.db", *overrides])

@@ -1,0 +1,51 @@
+"""User mistakes at the command line: one sentence on stderr, exit code 2, no stack trace."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def run_cli(script, *args, tmp_path):
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    return subprocess.run([sys.executable, str(ROOT / script), f"paths.root={tmp_path}", *args],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["data=competition"], "data=competition needs data.dir="),
+    (["backbone=tiny", "strategy=deepspeed_stage_2"], "needs a CUDA GPU"),
+    (["backbone=tiny", "task=qi", "split=category_aware"], "only QC rows have"),
+])
+def test_train_config_mistakes(tmp_path, args, words):
+    if "deepspeed" in " ".join(args):
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("has a GPU")
+    result = run_cli("train.py", *args, tmp_path=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "mlruns").exists()  # refused before anything was written
+
+
+def test_train_names_the_bad_line_of_a_users_file(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    good = {"id": 1, "task": "QC", "language": "en", "origin_query": "baking", "category_path": "food", "label": 1}
+    (folder / "train_QC.txt").write_text(json.dumps(good) + "\n" + json.dumps(good | {"id": 2, "label": 7}) + "\n")
+    result = run_cli("train.py", "data=competition", f"data.dir={folder}", "backbone=tiny", tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert f"{folder / 'train_QC.txt'}, line 2: label is 7" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_predict_without_model_or_with_unknown_model(tmp_path):
+    result = run_cli("predict.py", tmp_path=tmp_path)
+    assert result.returncode == 2 and "needs model=" in result.stderr
+    result = run_cli("predict.py", "model=models:/nobody@champion",
+                     f"tracking_uri=sqlite:///{tmp_path}/m.db", tmp_path=tmp_path)
+    assert result.returncode == 2 and "model=models:/nobody@champion" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from relevance.backbones import load_tokenizer, resolve_source
+from relevance.datamodule import LengthGroupedBatches, dataloader
+from relevance.formatting import check_template, format_inputs
+from relevance.errors import ConfigError
+from relevance.records import Record
+from tests.conftest import compose_train
+
+
+def test_length_grouped_batches_cover_every_row_once():
+    lengths = np.random.default_rng(0).integers(3, 60, 203)
+    sampler = LengthGroupedBatches(lengths, 8, shuffle=True, seed=1, megabatch_batches=4)
+    first = list(sampler)
+    second = list(sampler)
+    assert sorted(i for b in first for i in b) == list(range(203)) and len(first) == len(sampler)
+    assert first != second  # new order each epoch
+    spread = np.mean([np.ptp(lengths[b]) for b in first])
+    assert spread < 0.5 * np.mean([np.ptp(lengths[np.random.default_rng(k).choice(203, 8)]) for k in range(30)])
+    inference = list(LengthGroupedBatches(lengths, 8, shuffle=False))
+    flat = [i for b in inference for i in b]
+    assert sorted(flat) == list(range(203)) and list(lengths[flat]) == sorted(lengths, reverse=True)
+
+
+def test_batches_are_padded_to_their_own_longest_row(tmp_path, cache_dir):
+    cfg = compose_train(["backbone=tiny"], tmp_path, cache_dir)
+    tokenizer = load_tokenizer(cfg.backbone, resolve_source(cfg.backbone, cache_dir))
+    texts = ["a", "short query", "a much longer query about wireless earbuds and phone cases " * 3]
+    loader = dataloader(tokenizer, texts, None, batch_size=1, max_length=64, shuffle=False)
+    widths = sorted(batch["input_ids"].shape[1] for batch in loader)
+    assert widths[0] < widths[-1] <= 64
+    batch = next(iter(dataloader(tokenizer, texts, [1, 0, 1], 3, 64, shuffle=False)))
+    assert batch["input_ids"].shape[1] == max(widths) and batch["labels"].tolist() == [1.0, 0.0, 1.0]
+    assert tokenizer.padding_side == "left" and batch["attention_mask"][:, -1].all()
+
+
+def test_templates_fill_fields_and_bad_templates_fail():
+    record = Record(1, "QC", "fr", "casquette", "apparel accessories,hats & caps,baseball caps", 1)
+    assert format_inputs([record], "[{language}] {query} | {target}", encoder=False) == [
+        "[fr] casquette | apparel accessories,hats & caps,baseball caps"]
+    assert format_inputs([record], "unused", encoder=True) == [(record.query, record.target)]
+    with pytest.raises(ConfigError, match="task.template"):
+        check_template("{query} {title}")

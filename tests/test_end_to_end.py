@@ -1,0 +1,127 @@
+"""The whole path on the tiny backbone: train 2 folds -> MLflow -> registry -> predict -> submission -> REST."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from relevance import pipeline, predict, tracking
+from relevance.data.reader import read_records
+from relevance.submission import validate_submission
+from tests.conftest import compose_predict, compose_train
+
+DEMO = ["data.demo.train_rows=240", "data.demo.dev_rows=78", "data.demo.test_rows=52"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache_dir):
+    tmp_path = tmp_path_factory.mktemp("e2e")
+    cfg = compose_train(["backbone=tiny", "split.n_folds=2", "train.epochs=2", "train.lr=1e-3",
+                         "register.name=relevance-qc", *DEMO], tmp_path, cache_dir)
+    summary = pipeline.run(cfg)
+    return tmp_path, cfg, summary
+
+
+def test_training_logs_parent_and_fold_runs_with_metrics_and_artifacts(trained):
+    tmp_path, cfg, summary = trained
+    client = MlflowClient()
+    parent = client.get_run(summary["run_id"])
+    folds = client.search_runs([parent.info.experiment_id],
+                               f"tags.mlflow.parentRunId = '{summary['run_id']}'")
+    assert len(folds) == 2 and all("best_f1" in f.data.metrics for f in folds)
+    metrics = parent.data.metrics
+    for key in ("oof_best_f1", "oof_at_0.5_f1", "oof_all_positive_f1", "oof_best_threshold", "oof_f1_ja",
+                "dev_f1_de", "dev_f1_at_oof_threshold", "oof_fold_mean_f1_at_0.5"):
+        assert key in metrics, key
+    assert metrics["oof_best_f1"] >= metrics["oof_at_0.5_f1"]
+    assert parent.data.params["backbone.name"] == "tiny" and parent.data.params["split.n_folds"] == "2"
+    artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
+    assert {"config.yaml", "plots", "oof_scores.json"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(summary["run_id"], "plots")}
+    assert {"plots/threshold_f1.png", "plots/language_f1.png", "plots/dev_language_f1.png"} <= plots
+    oof = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=summary["run_id"],
+                                                                artifact_path="oof_scores.json")).read_text())
+    assert len(oof["data"]) == 240 and not any(np.isnan(row[-1]) for row in oof["data"])
+
+
+def test_logged_model_holds_adapters_not_base_weights(trained):
+    _, _, summary = trained
+    local = Path(mlflow.artifacts.download_artifacts(summary["model_uri"]))
+    bundle = local / "artifacts" / "bundle"
+    meta = json.loads((bundle / "relevance.json").read_text())
+    assert meta["folds"] == ["fold_0", "fold_1"] and meta["backbone"]["name"] == "tiny"
+    assert meta["threshold"] == pytest.approx(summary["oof_best_threshold"])
+    files = sorted(p.name for p in (bundle / "adapters" / "fold_0").iterdir())
+    assert files == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+
+
+def test_registered_champion_predicts_a_valid_submission(trained, cache_dir):
+    tmp_path, _, summary = trained
+    version = MlflowClient().get_model_version_by_alias("relevance-qc", "champion")
+    assert version.run_id == summary["run_id"]
+    cfg = compose_predict(["model=models:/relevance-qc@champion", "file=test", f"output_dir={tmp_path / 'sub'}",
+                           *DEMO], tmp_path, cache_dir)
+    output = predict.run(cfg)
+    test_file = Path(cache_dir).glob("demo/*tr240-dv78-te52*/test_QC.txt")
+    ids = [r.id for r in read_records(next(test_file), "QC")]
+    validate_submission(output, ids)
+    assert output.name == "submit_QC.txt" and len(output.read_text().splitlines()) == 52
+
+
+def test_relevance_register_best_picks_the_run(trained):
+    tmp_path, _, summary = trained
+    from relevance.cli import main
+
+    main(["register", "--best", "--name", "relevance-best", "--tracking-uri", mlflow.get_tracking_uri()])
+    assert MlflowClient().get_model_version_by_alias("relevance-best", "champion").run_id == summary["run_id"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_mlflow_models_serve_answers_rest(trained, cache_dir):
+    tmp_path, _, summary = trained
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(), "RELEVANCE_CACHE": str(cache_dir),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/relevance-qc@champion",
+                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).status == 200:
+                    break
+            except OSError:
+                if server.poll() is not None:
+                    pytest.fail(server.stdout.read().decode()[-2000:])
+                time.sleep(1)
+        rows = [{"language": "fr", "origin_query": "casquette", "category_path": "apparel accessories,hats & caps"},
+                {"language": "de", "origin_query": "Mehl", "category_path": "food,grocery,flour, baking and cooking,flour"}]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
+                                         data=json.dumps({"dataframe_records": rows}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
+        predictions = pd.DataFrame(answer["predictions"])
+        assert len(predictions) == 2 and set(predictions["prediction"]) <= {0, 1}
+        assert predictions["score"].between(0, 1).all()
+        threshold = summary["oof_best_threshold"]
+        assert ((predictions["score"] >= threshold).astype(int) == predictions["prediction"]).all()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

@@ -1,0 +1,74 @@
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from relevance.backbones import _atomic_build, resolve_source
+from relevance.errors import ConfigError
+from relevance.runtime import build_strategy, resolve_runtime
+from relevance.tiny import build_tiny
+from tests.conftest import ROOT
+
+BACKBONES = sorted(p.stem for p in (ROOT / "conf" / "backbone").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", ["deepspeed_stage_2", "deepspeed_stage_3", "deepspeed_stage_3_offload"])
+def test_deepspeed_on_cpu_is_refused_before_any_work(name):
+    with pytest.raises(ConfigError, match=f"strategy={name} needs a CUDA GPU"):
+        build_strategy(name, "cpu")
+
+
+def test_cpu_runtime_is_fp32_and_unknown_strategy_fails():
+    runtime = resolve_runtime("auto", "auto", "bfloat16")
+    if not torch.cuda.is_available():
+        assert (runtime.accelerator, runtime.precision, runtime.load_dtype) == ("cpu", "32-true", torch.float32)
+    with pytest.raises(ConfigError, match="strategy.name='zero9'"):
+        build_strategy("zero9", "cpu")
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_every_backbone_file_is_complete(name):
+    with initialize_config_dir(config_dir=str(ROOT / "conf")):
+        cfg = compose("train", overrides=[f"backbone={name}", "paths.root=.", "paths.cache=."])
+    backbone = cfg.backbone
+    assert backbone.name == name
+    assert backbone.kind in ("decoder", "encoder") and backbone.padding_side in ("left", "right")
+    assert backbone.dtype in ("bfloat16", "float16", "float32") and backbone.trust_remote_code is False
+    assert backbone.source in ("auto", "hub", "packaged", "tiny")
+    if backbone.source != "tiny":
+        assert "/" in backbone.hub_id  # a hub id stays the normal path
+    assert backbone.lora_targets == "all-linear" or len(backbone.lora_targets) >= 2
+    assert backbone.head_module == ("classifier" if backbone.kind == "encoder" else "score")
+
+
+def test_tiny_backbone_is_rebuilt_identically_from_its_seed():
+    first, tokenizer_a = build_tiny("qwen3", seed=0)
+    second, tokenizer_b = build_tiny("qwen3", seed=0)
+    other, _ = build_tiny("qwen3", seed=1)
+    name, weight = next(iter(first.state_dict().items()))
+    assert torch.equal(weight, second.state_dict()[name]) and not torch.equal(weight, other.state_dict()[name])
+    text = "ランニングシューズ 러닝화 รองเท้าวิ่ง حذاء جري"
+    assert tokenizer_a(text)["input_ids"] == tokenizer_b(text)["input_ids"]
+    assert tokenizer_a.unk_token_id not in tokenizer_a(text)["input_ids"]  # byte-level: no unknown tokens
+    gemma, _ = build_tiny("gemma3", seed=0)
+    assert gemma.config.model_type == "gemma3_text"
+
+
+def test_auto_source_without_package_or_snapshot_falls_back_to_hub_id(tmp_path):
+    from omegaconf import OmegaConf
+
+    backbone = OmegaConf.create({"name": "x", "source": "auto", "hub_id": "nobody/not-a-model",
+                                 "packaged": "no_such_package_xyz"})
+    assert resolve_source(backbone, tmp_path) == "nobody/not-a-model"
+    backbone.source = "packaged"
+    with pytest.raises(Exception, match="no_such_package_xyz is not installed"):
+        resolve_source(backbone, tmp_path)
+
+
+def test_a_failed_cache_build_leaves_nothing_behind(tmp_path):
+    def broken(folder):
+        (folder / "half.bin").write_text("partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        _atomic_build(tmp_path / "model", broken)
+    assert list(tmp_path.iterdir()) == []
