@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 
 from relevance.errors import RelevanceError
 
 
+def quiet_libraries() -> None:
+    """Keep the console for our progress and results: library chatter that is expected here goes away."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name in ("lightning.pytorch", "lightning.fabric", "transformers", "peft", "mlflow.pyfunc", "mlflow.models"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    for pattern in (".*modules? in eval mode.*", ".*custom batch sampler.*", ".*is_gradient_checkpointing.*",
+                    ".*input example was not provided.*", ".*serialized using CloudPickle.*", ".*LeafSpec.*",
+                    ".*does not have many workers.*", ".*litlogger.*", ".*Could not find a config file.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 @contextlib.contextmanager
 def user_errors_exit():
+    quiet_libraries()
     try:
         yield
     except RelevanceError as error:
