@@ -49,3 +49,20 @@ def test_predict_without_model_or_with_unknown_model(tmp_path):
                      f"tracking_uri=sqlite:///{tmp_path}/m.db", tmp_path=tmp_path)
     assert result.returncode == 2 and "model=models:/nobody@champion" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_multirun_lands_as_comparable_runs_in_one_experiment(tmp_path):
+    """`python train.py -m ...` (Hydra's sweeper): one parent run per job, all in the same MLflow experiment."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    result = run_cli("train.py", "-m", "backbone=tiny", "lora.r=2,4", "split.n_folds=2", "progress=false",
+                     "evaluate_dev=false", "data.demo.train_rows=120", "data.demo.dev_rows=26",
+                     "data.demo.test_rows=26", f"tracking.uri={uri}", f"paths.cache={tmp_path / 'cache'}",
+                     tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["relevance"], filter_string="tags.`relevance.level` = 'parent'")
+    assert sorted(runs["params.lora.r"]) == ["2", "4"]
+    assert runs["metrics.oof_best_f1"].notna().all()
+    assert len(list((tmp_path / "sweeps" / "multirun").glob("*/*/.hydra/config.yaml"))) == 2

@@ -59,7 +59,7 @@ def register(model_uri: str, name: str, alias: str | None) -> int:
 
 def best_run(experiment: str, metric: str) -> str:
     """Id of the finished parent run with the highest `metric` in `experiment`."""
-    found = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.relevance.level = 'parent'",
+    found = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.`relevance.level` = 'parent'",
                                order_by=[f"metrics.`{metric}` DESC"], max_results=1)
     if found.empty:
         raise RelevanceError(f"experiment {experiment!r} has no finished training run with metric {metric!r}; "
