@@ -52,6 +52,7 @@ def test_training_logs_parent_and_fold_runs_with_metrics_and_artifacts(trained):
     assert {"plots/threshold_f1.png", "plots/language_f1.png", "plots/dev_language_f1.png"} <= plots
     oof = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=summary["run_id"],
                                                                 artifact_path="oof_scores.json")).read_text())
+    assert oof["columns"] == ["id", "language", "fold", "label", "score"]
     assert len(oof["data"]) == 240 and not any(np.isnan(row[-1]) for row in oof["data"])
 
 

@@ -52,3 +52,24 @@ def test_training_lowers_the_loss_and_checkpoints_hold_only_adapter_and_head(tmp
     saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     assert all("lora_" in k or "score" in k for k in saved) and any("score" in k for k in saved)
     assert not any("embed_tokens" in k for k in saved)
+
+
+def test_a_fold_is_reproducible_on_cpu(tmp_path, cache_dir):
+    """Same seed, same data: identical scores (seeded, deterministic Lightning on CPU)."""
+    from relevance.pipeline import train_fold
+    from relevance.runtime import resolve_runtime
+
+    cfg = compose_train(["backbone=tiny", "train.batch_size=4"], tmp_path, cache_dir)
+    runtime = resolve_runtime("auto", "auto", "float32")
+    location = resolve_source(cfg.backbone, cache_dir)
+    tokenizer = load_tokenizer(cfg.backbone, location)
+    texts = [f"query: item {i}\ncategory: food,grocery" for i in range(24)]
+    labels = [i % 3 != 0 for i in range(24)]
+    runs = [train_fold(cfg, runtime, location, tokenizer, texts, labels, [texts[:8]], 0, tmp_path / f"a{k}")[0]
+            for k in range(2)]
+    other_seed = cfg.copy()
+    other_seed.seed = 7
+    different = train_fold(other_seed, runtime, location, tokenizer, texts, labels, [texts[:8]], 0, tmp_path / "b")[0]
+    assert (runs[0] == runs[1]).all()
+    assert not (runs[0] == different).all()
+    assert (tmp_path / "a0" / "adapter_model.safetensors").is_file()

@@ -34,6 +34,8 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.split.name == "category_aware" and cfg.task.code != "QC":
         raise ConfigError("split=category_aware groups category paths, which only QC rows have; "
                           "use split=query_group for task=qi.")
+    if cfg.register.name and not cfg.tracking.log_model:
+        raise ConfigError("register.name needs a logged model; drop tracking.log_model=false.")
     if cfg.head.name != "classifier":
         raise ConfigError(f"head={cfg.head.name} is not available yet; use head=classifier.")
 
@@ -81,11 +83,14 @@ def train_fold(cfg, runtime, backbone_location, tokenizer, train_inputs, train_l
     return results
 
 
-def evaluate(labels, scores, languages, seen: set[str]) -> dict:
+def evaluate(labels, scores, languages, seen: set[str], threshold: float | None = None) -> dict:
+    """F1 at 0.5 and at the best threshold, the floor, and per-language F1 at `threshold` (default: the best)."""
     at_half = metrics.scores_at(labels, scores, 0.5)
     best = metrics.best_f1_threshold(labels, scores)
+    threshold = best.threshold if threshold is None else threshold
     return {"at_half": at_half, "best": best, "floor": metrics.all_positive_f1(labels),
-            "languages": metrics.per_language(languages, labels, scores, best.threshold, seen)}
+            "at_threshold": metrics.scores_at(labels, scores, threshold),
+            "languages": metrics.per_language(languages, labels, scores, threshold, seen)}
 
 
 def _metric_dict(result: dict, prefix: str) -> dict[str, float]:
@@ -97,77 +102,83 @@ def _metric_dict(result: dict, prefix: str) -> dict[str, float]:
     return values
 
 
+def cross_validate(cfg, runtime, location, tokenizer, inputs, labels, languages, folds, dev_inputs, adapters: Path,
+                   parent_run_id: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Train one model per fold (a child MLflow run each); out-of-fold scores and each fold's dev scores."""
+    oof = np.full(len(inputs), np.nan)
+    dev_scores = []
+    seen = set(languages)
+    for fold in range(cfg.split.n_folds):
+        held_out = np.flatnonzero(folds == fold)
+        trained_on = np.flatnonzero(folds != fold)
+        with mlflow.start_run(run_name=f"fold-{fold}", nested=True, tags={"relevance.level": "fold"}):
+            log.info("fold %d/%d: training on %d rows, scoring %d", fold + 1, cfg.split.n_folds, len(trained_on),
+                     len(held_out))
+            to_score = [[inputs[i] for i in held_out]] + ([dev_inputs] if dev_inputs else [])
+            scored = train_fold(cfg, runtime, location, tokenizer, [inputs[i] for i in trained_on], labels[trained_on],
+                                to_score, fold, adapters / f"fold_{fold}")
+            oof[held_out] = scored[0]
+            dev_scores += scored[1:]
+            result = evaluate(labels[held_out], scored[0], [languages[i] for i in held_out], seen)
+            mlflow.log_metrics({"f1_at_0.5": result["at_half"].f1, "best_f1": result["best"].f1,
+                                "best_threshold": result["best"].threshold, "rows_validation": len(held_out)})
+        mlflow.log_metric("fold_f1_at_0.5", result["at_half"].f1, step=fold, run_id=parent_run_id)
+    return oof, dev_scores
+
+
+def report(cfg, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path) -> tuple[dict, float]:
+    """Headline metrics and plots. The threshold comes from out-of-fold scores only; dev is judged at it."""
+    seen = set(languages)
+    result = evaluate(labels, oof, languages, seen)
+    summary = _metric_dict(result, "oof_")
+    fold_f1 = [metrics.scores_at(labels[folds == k], oof[folds == k], 0.5).f1 for k in range(cfg.split.n_folds)]
+    summary["oof_fold_mean_f1_at_0.5"] = float(np.mean(fold_f1))
+    summary["oof_fold_std_f1_at_0.5"] = float(np.std(fold_f1))
+    threshold = result["best"].threshold
+    title = f"{cfg.backbone.name} {cfg.task.code}"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    plots.threshold_plot(*metrics.threshold_curve(labels, oof), result["best"], result["floor"],
+                         f"{title}: out-of-fold F1", plots_dir / "threshold_f1.png")
+    plots.language_plot(result["languages"], f"{title}: out-of-fold F1 per language", plots_dir / "language_f1.png")
+    if dev_scores:
+        dev_labels = np.array([r.label for r in dev])
+        dev_result = evaluate(dev_labels, np.mean(dev_scores, axis=0), [r.language for r in dev], seen, threshold)
+        summary.update(_metric_dict(dev_result, "dev_"))
+        summary["dev_f1_at_oof_threshold"] = dev_result["at_threshold"].f1
+        plots.language_plot(dev_result["languages"], f"{title}: dev F1 per language (fold ensemble)",
+                            plots_dir / "dev_language_f1.png")
+    return summary, threshold
+
+
 def run(cfg: DictConfig) -> dict:
-    """Train K folds, log everything to MLflow, and return the headline metrics (best out-of-fold F1 first)."""
+    """Train K folds, log everything to MLflow, and return the headline metrics and the run and model ids."""
     check_config(cfg)
     runtime = resolve_runtime(cfg.strategy.name, cfg.train.precision, cfg.backbone.dtype)
     records, clean_report, dev = load_training_rows(cfg)
     folds = assign_folds(records, cfg.split.name, cfg.split.n_folds, cfg.seed, cfg.split.get("category_depth", 2))
     encoder = cfg.backbone.kind == "encoder"
     inputs = format_inputs(records, cfg.task.template, encoder)
+    dev_inputs = format_inputs(dev, cfg.task.template, encoder) if dev else None
     labels = np.array([r.label for r in records])
     languages = [r.language for r in records]
-    seen = set(languages)
-    dev_inputs = format_inputs(dev, cfg.task.template, encoder) if dev else None
-
     location = resolve_source(cfg.backbone, cfg.paths.cache)
     tokenizer = load_tokenizer(cfg.backbone, location)
 
     tracking.setup(cfg.tracking.uri or tracking.default_tracking_uri(cfg.paths.root), cfg.tracking.experiment,
                    cfg.tracking.artifact_root or Path(cfg.paths.root) / "mlruns" / "artifacts")
-    oof = np.full(len(records), np.nan)
-    dev_scores = []
     with tempfile.TemporaryDirectory() as scratch, \
             mlflow.start_run(run_name=cfg.tracking.run_name, tags={"relevance.level": "parent"}) as parent:
         scratch = Path(scratch)
         mlflow.log_params(tracking.flatten(cfg))
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         mlflow.log_metrics({"rows_train": len(records), "rows_dropped_empty_query": clean_report.dropped_empty_query})
-        for fold in range(cfg.split.n_folds):
-            train_mask = folds != fold
-            with mlflow.start_run(run_name=f"fold-{fold}", nested=True, tags={"relevance.level": "fold"}):
-                log.info("fold %d/%d: training on %d rows, scoring %d", fold + 1, cfg.split.n_folds,
-                         train_mask.sum(), (~train_mask).sum())
-                held_out = [inputs[i] for i in np.flatnonzero(~train_mask)]
-                to_score = [held_out] + ([dev_inputs] if dev_inputs else [])
-                scored = train_fold(cfg, runtime, location, tokenizer, [inputs[i] for i in np.flatnonzero(train_mask)],
-                                    labels[train_mask], to_score, fold, scratch / "bundle" / "adapters" / f"fold_{fold}")
-                oof[~train_mask] = scored[0]
-                if dev_inputs:
-                    dev_scores.append(scored[1])
-                fold_result = evaluate(labels[~train_mask], scored[0], [languages[i] for i in np.flatnonzero(~train_mask)], seen)
-                mlflow.log_metrics({"f1_at_0.5": fold_result["at_half"].f1, "best_f1": fold_result["best"].f1,
-                                    "rows_validation": int((~train_mask).sum())})
-                mlflow.log_metric("fold_f1_at_0.5", fold_result["at_half"].f1, step=fold, run_id=parent.info.run_id)
-
-        result = evaluate(labels, oof, languages, seen)
-        summary = _metric_dict(result, "oof_")
-        fold_f1 = [metrics.scores_at(labels[folds == k], oof[folds == k], 0.5).f1 for k in range(cfg.split.n_folds)]
-        summary["oof_fold_mean_f1_at_0.5"] = float(np.mean(fold_f1))
-        summary["oof_fold_std_f1_at_0.5"] = float(np.std(fold_f1))
-        threshold = result["best"].threshold
-        title = f"{cfg.backbone.name} {cfg.task.code}"
-        thresholds, f1_curve = metrics.threshold_curve(labels, oof)
-        plots_dir = scratch / "plots"
-        plots_dir.mkdir()
-        plots.threshold_plot(thresholds, f1_curve, result["best"], result["floor"], f"{title}: out-of-fold F1",
-                             plots_dir / "threshold_f1.png")
-        plots.language_plot(result["languages"], f"{title}: out-of-fold F1 per language",
-                            plots_dir / "language_f1.png")
-        if dev_scores:
-            dev_labels = np.array([r.label for r in dev])
-            dev_mean = np.mean(dev_scores, axis=0)
-            dev_result = evaluate(dev_labels, dev_mean, [r.language for r in dev], seen)
-            summary.update(_metric_dict(dev_result, "dev_"))
-            summary["dev_f1_at_oof_threshold"] = metrics.scores_at(dev_labels, dev_mean, threshold).f1
-            dev_langs = metrics.per_language([r.language for r in dev], dev_labels, dev_mean, threshold, seen)
-            plots.language_plot(dev_langs, f"{title}: dev F1 per language (fold ensemble)",
-                                plots_dir / "dev_language_f1.png")
+        oof, dev_scores = cross_validate(cfg, runtime, location, tokenizer, inputs, labels, languages, folds,
+                                         dev_inputs, scratch / "bundle" / "adapters", parent.info.run_id)
+        summary, threshold = report(cfg, labels, oof, languages, folds, dev, dev_scores, scratch / "plots")
         mlflow.log_metrics(summary)
-        mlflow.log_artifacts(str(plots_dir), "plots")
-        mlflow.log_table({"index": np.arange(len(records)).tolist(), "id": [r.id for r in records],
-                          "language": languages, "fold": folds.tolist(), "label": labels.tolist(),
-                          "score": oof.tolist()}, "oof_scores.json")
+        mlflow.log_artifacts(str(scratch / "plots"), "plots")
+        mlflow.log_table({"id": [r.id for r in records], "language": languages, "fold": folds.tolist(),
+                          "label": labels.tolist(), "score": oof.tolist()}, "oof_scores.json")
         model_uri = None
         if cfg.tracking.log_model:
             meta = {"task": cfg.task.code, "template": cfg.task.template, "encoder": encoder,
@@ -176,9 +187,7 @@ def run(cfg: DictConfig) -> dict:
                     "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
                     "folds": [f"fold_{k}" for k in range(cfg.split.n_folds)], "run_id": parent.info.run_id}
             model_uri = log_model(write_bundle(scratch / "bundle", meta), cfg.task.code)
-        if cfg.register.name and model_uri:
+        if cfg.register.name:
             version = tracking.register(model_uri, cfg.register.name, cfg.register.alias)
             mlflow.set_tag("relevance.registered", f"{cfg.register.name}/{version}")
-        summary["run_id"] = parent.info.run_id
-        summary["model_uri"] = model_uri
-        return summary
+        return {**summary, "run_id": parent.info.run_id, "model_uri": model_uri}

@@ -8,6 +8,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 
 def threshold_plot(thresholds, f1, best, floor: float, title: str, path: Path) -> Path:
@@ -30,12 +32,11 @@ def language_plot(rows: list[dict], title: str, path: Path) -> Path:
     names = [r["language"] for r in rows]
     colors = ["tab:blue" if r["seen"] else "tab:red" for r in rows]
     ax.bar(names, [r["f1"] for r in rows], color=colors)
-    ax.scatter(names, [r["floor"] for r in rows], color="black", marker="_", s=300, zorder=3,
-               label="all-positive floor")
-    ax.bar([], [], color="tab:blue", label="seen in training")
-    ax.bar([], [], color="tab:red", label="unseen")
-    ax.set(ylabel="F1", title=title, ylim=(0, 1.02))
-    ax.legend(fontsize=8, loc="lower right")
+    ax.scatter(names, [r["floor"] for r in rows], color="black", marker="_", s=300, zorder=3)
+    handles = [Patch(color="tab:blue", label="seen in training"), Patch(color="tab:red", label="unseen"),
+               Line2D([], [], color="black", label="all-positive floor")]
+    ax.set(ylabel="F1", title=title, ylim=(0, 1.18), yticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    ax.legend(handles=handles, fontsize=8, loc="upper center", ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
