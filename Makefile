@@ -1,4 +1,6 @@
 # Two commands on a fresh clone: `make demo` (set up + train on the embedded default) and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +13,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[offline,test]"
+	$(BIN)/pip install -q -e ".[offline,test]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	touch $@
 
 setup: $(VENV)/.installed
