@@ -66,3 +66,19 @@ def test_multirun_lands_as_comparable_runs_in_one_experiment(tmp_path):
     assert sorted(runs["params.lora.r"]) == ["2", "4"]
     assert runs["metrics.oof_best_f1"].notna().all()
     assert len(list((tmp_path / "sweeps" / "multirun").glob("*/*/.hydra/config.yaml"))) == 2
+
+
+@pytest.mark.parametrize("override, words", [
+    ("train.lr=fast", "train.lr='fast' must be a number > 0"),
+    ("train.batch_size=0", "train.batch_size=0 must be an integer >= 1"),
+    ("split.n_folds=1", "split.n_folds=1 must be an integer >= 2"),
+    ("train.scheduler=stepwise", "train.scheduler='stepwise' is not known"),
+])
+def test_bad_option_values_are_named(tmp_path, cache_dir, override, words):
+    from relevance.errors import ConfigError
+    from relevance.pipeline import check_config
+    from tests.conftest import compose_train
+
+    with pytest.raises(ConfigError) as caught:
+        check_config(compose_train(["backbone=tiny", override], tmp_path, cache_dir))
+    assert words in str(caught.value)

@@ -28,16 +28,32 @@ from relevance.splits import assign_folds
 log = logging.getLogger(__name__)
 
 
+def _check_number(cfg: DictConfig, key: str, integer: bool, minimum: float, strict: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    if not number or value < minimum or (strict and value == minimum):
+        raise ConfigError(f"{key}={value!r} must be {'an integer' if integer else 'a number'} "
+                          f"{'>' if strict else '>='} {minimum}.")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Refuse combinations that cannot work, before any data is read or model loaded."""
+    _check_number(cfg, "train.lr", integer=False, minimum=0, strict=True)
+    for key in ("train.weight_decay", "train.warmup_ratio", "lora.dropout", "lora.alpha"):
+        _check_number(cfg, key, integer=False, minimum=0)
+    for key, minimum in (("train.batch_size", 1), ("train.eval_batch_size", 1), ("train.epochs", 1),
+                         ("train.accumulate_grad_batches", 1), ("train.max_length", 8), ("lora.r", 1),
+                         ("split.n_folds", 2)):
+        _check_number(cfg, key, integer=True, minimum=minimum)
+    if cfg.train.scheduler not in ("linear", "cosine", "constant_with_warmup"):
+        raise ConfigError(f"train.scheduler={cfg.train.scheduler!r} is not known; use linear, cosine or "
+                          f"constant_with_warmup.")
     check_template(cfg.task.template)
     if cfg.split.name == "category_aware" and cfg.task.code != "QC":
         raise ConfigError("split=category_aware groups category paths, which only QC rows have; "
                           "use split=query_group for task=qi.")
     if cfg.register.name and not cfg.tracking.log_model:
         raise ConfigError("register.name needs a logged model; drop tracking.log_model=false.")
-    if cfg.head.name != "classifier":
-        raise ConfigError(f"head={cfg.head.name} is not available yet; use head=classifier.")
 
 
 def load_training_rows(cfg: DictConfig):

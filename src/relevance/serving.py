@@ -65,8 +65,9 @@ class RelevanceScorer:
         if missing:
             raise ValueError(f"input is missing column(s) {missing}; {self.task} rows need origin_query and "
                              f"{target_field}.")
-        languages = frame["language"] if "language" in frame.columns else ["unknown"] * len(frame)
-        return [Record(id=i, task=self.task, language=str(lang), query=str(q or ""), target=str(t or ""))
+        frame = frame.fillna("")  # JSON null arrives as None or NaN: an empty text, still scored
+        languages = frame["language"] if "language" in frame.columns else [""] * len(frame)
+        return [Record(id=i, task=self.task, language=str(lang), query=str(q), target=str(t))
                 for i, (lang, q, t) in enumerate(zip(languages, frame["origin_query"], frame[target_field]))]
 
     def predict_records(self, records: list[Record], batch_size: int | None = None, progress: bool = False
