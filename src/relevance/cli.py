@@ -17,12 +17,13 @@ def quiet_libraries() -> None:
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    for name in ("lightning.pytorch", "lightning.fabric", "transformers", "peft", "mlflow.pyfunc", "mlflow.models"):
+    for name in ("lightning.pytorch", "lightning.fabric", "transformers", "peft", "mlflow.pyfunc", "mlflow.models",
+                 "mlflow.store", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
     import transformers
 
     transformers.logging.set_verbosity_error()
-    for pattern in (".*modules? in eval mode.*", ".*custom batch sampler.*", ".*is_gradient_checkpointing.*",
+    for pattern in (".*in eval mode.*", ".*custom batch sampler.*", ".*is_gradient_checkpointing.*",
                     ".*input example was not provided.*", ".*serialized using CloudPickle.*", ".*LeafSpec.*",
                     ".*does not have many workers.*", ".*litlogger.*", ".*Could not find a config file.*"):
         warnings.filterwarnings("ignore", message=pattern)
