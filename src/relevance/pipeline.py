@@ -49,6 +49,9 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"train.scheduler={cfg.train.scheduler!r} is not known; use linear, cosine or "
                           f"constant_with_warmup.")
     check_template(cfg.task.template)
+    if cfg.backbone.kind == "decoder" and cfg.backbone.padding_side != "right":
+        raise ConfigError(f"backbone.padding_side={cfg.backbone.padding_side}: a decoder classifier needs right "
+                          f"padding (left padding shifts every row's positions by its pad count); set it to right.")
     if cfg.split.name == "category_aware" and cfg.task.code != "QC":
         raise ConfigError("split=category_aware groups category paths, which only QC rows have; "
                           "use split=query_group for task=qi.")

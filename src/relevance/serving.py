@@ -31,7 +31,9 @@ def write_bundle(folder: Path, meta: dict) -> Path:
 
 
 class RelevanceScorer:
-    """Loads a bundle: the base once, then every fold adapter by name. `predict(pairs) -> scores` averages folds."""
+    """Loads a bundle: the base once, then every fold adapter by name; scores are the folds' mean probability.
+
+    `RelevanceScorer(bundle).predict([("casquette", "apparel accessories,hats & caps")])` -> array of scores."""
 
     def __init__(self, bundle: str | Path, cache: str | Path | None = None, device: str | None = None):
         from omegaconf import OmegaConf
@@ -58,6 +60,11 @@ class RelevanceScorer:
     @property
     def task(self) -> str:
         return self.meta["task"]
+
+    def predict(self, pairs: list[tuple[str, str]], batch_size: int | None = None) -> np.ndarray:
+        """Scores in [0, 1] for (query, target) pairs; compare with `self.threshold` to decide."""
+        records = [Record(id=i, task=self.task, language="", query=q, target=t) for i, (q, t) in enumerate(pairs)]
+        return self.predict_records(records, batch_size)
 
     def records_from_frame(self, frame: pd.DataFrame) -> list[Record]:
         target_field = TARGET_FIELD[self.task]
