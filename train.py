@@ -18,6 +18,9 @@ def main(cfg: DictConfig) -> float:
         if "dev_f1_at_oof_threshold" in summary:
             print(f"dev F1 (fold ensemble, out-of-fold threshold): {summary['dev_f1_at_oof_threshold']:.4f} "
                   f"(floor {summary['dev_all_positive_f1']:.4f})")
+        print(f"compare runs: mlflow ui --backend-store-uri {summary['tracking_uri']} --workers 1\n"
+              f"register it:  relevance register --run-id {summary['run_id']} --name relevance-{cfg.task.name} "
+              f"--tracking-uri {summary['tracking_uri']}")
         return summary["oof_best_f1"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 import lightning as L
@@ -134,8 +135,10 @@ def cross_validate(cfg, runtime, location, tokenizer, inputs, labels, languages,
             log.info("fold %d/%d: training on %d rows, scoring %d", fold + 1, cfg.split.n_folds, len(trained_on),
                      len(held_out))
             to_score = [[inputs[i] for i in held_out]] + ([dev_inputs] if dev_inputs else [])
+            started = time.perf_counter()
             scored = train_fold(cfg, runtime, location, tokenizer, [inputs[i] for i in trained_on], labels[trained_on],
                                 to_score, fold, adapters / f"fold_{fold}")
+            mlflow.log_metric("fold_seconds", time.perf_counter() - started)
             oof[held_out] = scored[0]
             dev_scores += scored[1:]
             result = evaluate(labels[held_out], scored[0], [languages[i] for i in held_out], seen)
@@ -209,4 +212,5 @@ def run(cfg: DictConfig) -> dict:
         if cfg.register.name:
             version = tracking.register(model_uri, cfg.register.name, cfg.register.alias)
             mlflow.set_tag("relevance.registered", f"{cfg.register.name}/{version}")
-        return {**summary, "run_id": parent.info.run_id, "model_uri": model_uri}
+        return {**summary, "run_id": parent.info.run_id, "model_uri": model_uri,
+                "tracking_uri": mlflow.get_tracking_uri()}
