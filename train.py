@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from relevance.cli import user_errors_exit
+from relevance.cli import language_table, user_errors_exit
 
 
 @hydra.main(config_path="conf", config_name="train")
@@ -12,6 +12,7 @@ def main(cfg: DictConfig) -> float:
 
     with user_errors_exit():
         summary = run(cfg)
+        print("\n" + language_table(summary["languages"]))
         print(f"\nrun {summary['run_id']}: out-of-fold F1 {summary['oof_best_f1']:.4f} at threshold "
               f"{summary['oof_best_threshold']:.3f} ({summary['oof_at_0.5_f1']:.4f} at 0.5; all-positive floor "
               f"{summary['oof_all_positive_f1']:.4f})")

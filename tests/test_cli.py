@@ -82,3 +82,16 @@ def test_bad_option_values_are_named(tmp_path, cache_dir, override, words):
     with pytest.raises(ConfigError) as caught:
         check_config(compose_train(["backbone=tiny", override], tmp_path, cache_dir))
     assert words in str(caught.value)
+
+
+def test_language_table_lists_seen_first_and_leaves_missing_cells_blank():
+    from relevance.cli import language_table
+
+    table = language_table({
+        "out-of-fold": [{"language": "ja", "f1": 0.9, "floor": 0.8, "rows": 50, "seen": True}],
+        "dev": [{"language": "ar", "f1": 0.61, "floor": 0.75, "rows": 20, "seen": False},
+                {"language": "ja", "f1": 0.85, "floor": 0.8, "rows": 20, "seen": True}]})
+    header, _, ja, ar = table.splitlines()
+    assert "out-of-fold F1 (floor)" in header and "dev F1 (floor)" in header
+    assert ja.split()[:5] == ["ja", "yes", "0.900", "(0.800)", "n=50"] and "0.850 (0.800)" in ja
+    assert ar.split()[:5] == ["ar", "no", "0.610", "(0.750)", "n=20"]  # no out-of-fold cell for an unseen language

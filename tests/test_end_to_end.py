@@ -1,6 +1,7 @@
 """The whole path on the tiny backbone: train 2 folds -> MLflow -> registry -> predict -> submission -> REST."""
 
 import json
+import re
 import os
 import signal
 import socket
@@ -47,7 +48,7 @@ def test_training_logs_parent_and_fold_runs_with_metrics_and_artifacts(trained):
     assert metrics["oof_best_f1"] >= metrics["oof_at_0.5_f1"]
     assert parent.data.params["backbone.name"] == "tiny" and parent.data.params["split.n_folds"] == "2"
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
-    assert {"config.yaml", "plots", "oof_scores.json"} <= artifacts
+    assert {"config.yaml", "plots", "oof_scores.json", "language_f1.json"} <= artifacts
     plots = {a.path for a in client.list_artifacts(summary["run_id"], "plots")}
     assert {"plots/threshold_f1.png", "plots/language_f1.png", "plots/dev_language_f1.png"} <= plots
     oof = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=summary["run_id"],
@@ -139,3 +140,14 @@ def test_scorer_api_matches_the_pyfunc(trained):
     served = pyfunc.predict(frame)
     assert np.allclose(scores, served["score"]) and ((scores >= 0) & (scores <= 1)).all()
     assert scorer.predict(pairs[:1])[0] == pytest.approx(scores[0], abs=1e-5)  # batch composition does not matter
+
+
+def test_predicting_a_labelled_file_reports_its_f1(trained, cache_dir, capsys):
+    tmp_path, _, _ = trained
+    cfg = compose_predict(["model=models:/relevance-qc@champion", "file=dev", f"output_dir={tmp_path / 'dev'}",
+                           "threshold=0.0", *DEMO], tmp_path, cache_dir)
+    predict.run(cfg)
+    out = capsys.readouterr().out
+    assert "F1 on dev_QC.txt" in out and "78 rows, 78 predicted relevant" in out  # threshold 0: all relevant
+    f1, floor = (float(x) for x in re.findall(r"F1 on dev_QC.txt: ([\d.]+) \(all-positive floor ([\d.]+)\)", out)[0])
+    assert f1 == pytest.approx(floor)

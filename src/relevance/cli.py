@@ -17,6 +17,7 @@ def quiet_libraries() -> None:
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("lightning.pytorch", "lightning.fabric", "transformers", "peft", "mlflow.pyfunc", "mlflow.models",
                  "mlflow.store", "alembic", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -37,6 +38,21 @@ def user_errors_exit():
     except RelevanceError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def language_table(by_language: dict[str, list[dict]]) -> str:
+    """Per-language F1 beside its floor, seen and unseen languages marked, one column per scored set."""
+    names = list(by_language)
+    cells = {name: {row["language"]: row for row in rows} for name, rows in by_language.items()}
+    seen = {row["language"]: row["seen"] for rows in by_language.values() for row in rows}
+    languages = sorted(seen, key=lambda language: (not seen[language], language))  # seen first
+    header = "language  seen  " + "  ".join(f"{name + ' F1 (floor)':>22}" for name in names)
+    lines = [header, "-" * len(header)]
+    for language in languages:
+        values = [f"{cells[n][language]['f1']:.3f} ({cells[n][language]['floor']:.3f}) n={cells[n][language]['rows']:<4}"
+                  if language in cells[n] else "" for n in names]
+        lines.append(f"{language:<8}  {'yes' if seen[language] else 'no':<4}  " + "  ".join(f"{v:>22}" for v in values))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
@@ -148,8 +149,9 @@ def cross_validate(cfg, runtime, location, tokenizer, inputs, labels, languages,
     return oof, dev_scores
 
 
-def report(cfg, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path) -> tuple[dict, float]:
-    """Headline metrics and plots. The threshold comes from out-of-fold scores only; dev is judged at it."""
+def report(cfg, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path) -> tuple[dict, float, dict]:
+    """Headline metrics, per-language rows and plots. The threshold comes from out-of-fold scores only; dev is
+    judged at it."""
     seen = set(languages)
     result = evaluate(labels, oof, languages, seen)
     summary = _metric_dict(result, "oof_")
@@ -162,6 +164,7 @@ def report(cfg, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path)
     plots.threshold_plot(*metrics.threshold_curve(labels, oof), result["best"], result["floor"],
                          f"{title}: out-of-fold F1", plots_dir / "threshold_f1.png")
     plots.language_plot(result["languages"], f"{title}: out-of-fold F1 per language", plots_dir / "language_f1.png")
+    by_language = {"out-of-fold": result["languages"]}
     if dev_scores:
         dev_labels = np.array([r.label for r in dev])
         dev_result = evaluate(dev_labels, np.mean(dev_scores, axis=0), [r.language for r in dev], seen, threshold)
@@ -169,7 +172,8 @@ def report(cfg, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path)
         summary["dev_f1_at_oof_threshold"] = dev_result["at_threshold"].f1
         plots.language_plot(dev_result["languages"], f"{title}: dev F1 per language (fold ensemble)",
                             plots_dir / "dev_language_f1.png")
-    return summary, threshold
+        by_language["dev"] = dev_result["languages"]
+    return summary, threshold, by_language
 
 
 def run(cfg: DictConfig) -> dict:
@@ -196,8 +200,11 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_metrics({"rows_train": len(records), "rows_dropped_empty_query": clean_report.dropped_empty_query})
         oof, dev_scores = cross_validate(cfg, runtime, location, tokenizer, inputs, labels, languages, folds,
                                          dev_inputs, scratch / "bundle" / "adapters", parent.info.run_id)
-        summary, threshold = report(cfg, labels, oof, languages, folds, dev, dev_scores, scratch / "plots")
+        summary, threshold, by_language = report(cfg, labels, oof, languages, folds, dev, dev_scores,
+                                                 scratch / "plots")
         mlflow.log_metrics(summary)
+        mlflow.log_table(pd.DataFrame([dict(row, scored=name) for name, rows in by_language.items() for row in rows]),
+                         "language_f1.json")
         mlflow.log_artifacts(str(scratch / "plots"), "plots")
         mlflow.log_table({"id": [r.id for r in records], "language": languages, "fold": folds.tolist(),
                           "label": labels.tolist(), "score": oof.tolist()}, "oof_scores.json")
@@ -212,5 +219,5 @@ def run(cfg: DictConfig) -> dict:
         if cfg.register.name:
             version = tracking.register(model_uri, cfg.register.name, cfg.register.alias)
             mlflow.set_tag("relevance.registered", f"{cfg.register.name}/{version}")
-        return {**summary, "run_id": parent.info.run_id, "model_uri": model_uri,
+        return {**summary, "languages": by_language, "run_id": parent.info.run_id, "model_uri": model_uri,
                 "tracking_uri": mlflow.get_tracking_uri()}

@@ -12,6 +12,7 @@ from relevance import tracking
 from relevance.data.reader import read_records
 from relevance.data.sources import data_file
 from relevance.errors import ConfigError, RelevanceError
+from relevance.metrics import all_positive_f1, scores_at
 from relevance.submission import write_submission, zip_submissions
 
 
@@ -46,6 +47,10 @@ def run(cfg) -> Path:
     output = write_submission(Path(cfg.output_dir) / f"submit_{task}.txt", ids, predictions, ids)
     print(f"wrote {output}: {len(ids)} rows, {int(predictions.sum())} predicted relevant "
           f"({np.mean(predictions):.1%}) at threshold {threshold:.3f}")
+    if all(r.label is not None for r in records):  # a labelled file (the demo's dev, or train): say how it did
+        labels = np.array([r.label for r in records])
+        print(f"F1 on {path.name}: {scores_at(labels, scores, threshold).f1:.4f} "
+              f"(all-positive floor {all_positive_f1(labels):.4f})")
     archive = zip_submissions(cfg.output_dir)
     if archive:
         print(f"both tasks present: {archive} is ready to upload")
