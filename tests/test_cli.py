@@ -95,3 +95,17 @@ def test_language_table_lists_seen_first_and_leaves_missing_cells_blank():
     assert "out-of-fold F1 (floor)" in header and "dev F1 (floor)" in header
     assert ja.split()[:5] == ["ja", "yes", "0.900", "(0.800)", "n=50"] and "0.850 (0.800)" in ja
     assert ar.split()[:5] == ["ar", "no", "0.610", "(0.750)", "n=20"]  # no out-of-fold cell for an unseen language
+
+
+def test_register_best_names_a_missing_experiment(tmp_path, capsys):
+    from relevance.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(["register", "--best", "--name", "x", "--experiment", "nope",
+              "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    assert caught.value.code == 2 and "no experiment named 'nope'" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_threshold_outside_0_1(tmp_path):
+    result = run_cli("predict.py", "model=models:/x@champion", "threshold=1.5", tmp_path=tmp_path)
+    assert result.returncode == 2 and "threshold=1.5 must be a number between 0 and 1" in result.stderr

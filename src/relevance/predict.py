@@ -35,6 +35,8 @@ def load_scorer(reference: str):
 def run(cfg) -> Path:
     if not cfg.model:
         raise ConfigError("predict.py needs model=<models:/name@alias | models:/name/version | run id>.")
+    if cfg.threshold is not None and (not isinstance(cfg.threshold, (int, float)) or not 0 <= cfg.threshold <= 1):
+        raise ConfigError(f"threshold={cfg.threshold!r} must be a number between 0 and 1 (or null for the model's own).")
     mlflow.set_tracking_uri(cfg.tracking_uri or tracking.default_tracking_uri(cfg.paths.root))
     scorer = load_scorer(cfg.model)
     task = scorer.task

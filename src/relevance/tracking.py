@@ -59,7 +59,12 @@ def register(model_uri: str, name: str, alias: str | None) -> int:
 
 def best_run(experiment: str, metric: str) -> str:
     """Id of the finished parent run with the highest `metric` in `experiment`."""
-    found = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.`relevance.level` = 'parent'",
+    if MlflowClient().get_experiment_by_name(experiment) is None:
+        raise RelevanceError(f"no experiment named {experiment!r} in {mlflow.get_tracking_uri()}; check "
+                             f"--experiment and --tracking-uri.")
+    found = mlflow.search_runs(experiment_names=[experiment],
+                               filter_string=f"tags.`relevance.level` = 'parent' and attributes.status = 'FINISHED' "
+                                             f"and metrics.`{metric}` > -1",
                                order_by=[f"metrics.`{metric}` DESC"], max_results=1)
     if found.empty:
         raise RelevanceError(f"experiment {experiment!r} has no finished training run with metric {metric!r}; "
