@@ -58,3 +58,13 @@ def test_empty_and_missing_files_are_named(tmp_path):
         read_records(empty, "QC")
     with pytest.raises(DataError, match="file not found"):
         read_records(tmp_path / "nope.txt", "QC")
+
+
+def test_non_utf8_line_is_named(tmp_path):
+    path = tmp_path / "train_QC.txt"
+    good = json.dumps(QC).encode()
+    path.write_bytes(b"\xef\xbb\xbf" + good + b"\n" + good.replace(b"baking", b"caf\xe9").replace(b'"id": 1', b'"id": 2') + b"\n")
+    with pytest.raises(DataError, match=r"train_QC.txt, line 2: not UTF-8"):
+        read_records(path, "QC")
+    path.write_bytes(b"\xef\xbb\xbf" + good + b"\n")  # a byte-order mark is fine
+    assert read_records(path, "QC")[0].query == "baking"

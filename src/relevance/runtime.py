@@ -49,8 +49,10 @@ def build_strategy(name: str, accelerator: str):
     return "auto"
 
 
-def resolve_runtime(strategy_name: str, precision: str, backbone_dtype: str, devices="auto") -> Runtime:
-    """GPU if there is one. bf16 weights and bf16-mixed precision on GPU; fp32 on CPU, where bf16 is slow."""
+def resolve_runtime(strategy_name: str, precision: str, backbone_dtype: str) -> Runtime:
+    """GPU if there is one. bf16 weights and bf16-mixed precision on GPU; fp32 on CPU, where bf16 is slow.
+    `strategy=auto` uses one device; ddp and DeepSpeed use every visible GPU."""
+    devices = 1 if strategy_name == "auto" else "auto"
     accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     strategy = build_strategy(strategy_name, accelerator)
     if precision == "auto":

@@ -68,8 +68,12 @@ def read_records(path: str | Path, task: str, require_label: bool = False) -> li
         raise DataError(path, None, "file not found; set data.dir to the folder holding train_QC.txt etc.")
     records: list[Record] = []
     first_line_of: dict[int, int] = {}
-    with path.open("r", encoding="utf-8-sig") as handle:
-        for line_number, text in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise DataError(path, line_number, "not UTF-8 text; save the file as UTF-8.") from None
             if not text.strip():
                 continue
             try:
