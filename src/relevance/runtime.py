@@ -51,8 +51,10 @@ def build_strategy(name: str, accelerator: str):
 
 def resolve_runtime(strategy_name: str, precision: str, backbone_dtype: str) -> Runtime:
     """GPU if there is one. bf16 weights and bf16-mixed precision on GPU; fp32 on CPU, where bf16 is slow.
-    `strategy=auto` uses one device; ddp and DeepSpeed use every visible GPU."""
-    devices = 1 if strategy_name == "auto" else "auto"
+
+    One device per run for now: every rank would re-run the pipeline and its MLflow logging, and the
+    out-of-fold scores are not yet gathered across ranks. DeepSpeed on one GPU still brings ZeRO offload."""
+    devices = 1
     accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     strategy = build_strategy(strategy_name, accelerator)
     if precision == "auto":
