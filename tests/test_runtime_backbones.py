@@ -72,3 +72,16 @@ def test_a_failed_cache_build_leaves_nothing_behind(tmp_path):
     with pytest.raises(RuntimeError):
         _atomic_build(tmp_path / "model", broken)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ddp_strategy_trains_every_fold_on_cpu(tmp_path, cache_dir):
+    """A fresh strategy per fold (Lightning binds one to its accelerator) and our own length-grouped sampler."""
+    from relevance import pipeline
+    from tests.conftest import compose_train
+
+    cfg = compose_train(["backbone=tiny", "strategy=ddp", "evaluate_dev=false", "tracking.log_model=false",
+                         "data.demo.train_rows=96", "data.demo.dev_rows=26", "data.demo.test_rows=26"],
+                        tmp_path, cache_dir)
+    summary = pipeline.run(cfg)
+    assert summary["model_uri"] is None and 0 <= summary["oof_best_f1"] <= 1
+    assert summary["oof_fold_std_f1_at_0.5"] >= 0

@@ -86,12 +86,13 @@ def train_fold(cfg, runtime, backbone_location, tokenizer, train_inputs, train_l
                        cfg.lora.dropout)
     module = RelevanceModule(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.warmup_ratio,
                              cfg.train.scheduler)
-    trainer = L.Trainer(accelerator=runtime.accelerator, devices=runtime.devices, strategy=runtime.strategy,
+    trainer = L.Trainer(accelerator=runtime.accelerator, devices=runtime.devices, strategy=runtime.strategy(),
                         precision=runtime.precision, max_epochs=cfg.train.epochs,
                         accumulate_grad_batches=cfg.train.accumulate_grad_batches,
                         gradient_clip_val=cfg.train.gradient_clip, limit_train_batches=cfg.train.limit_train_batches,
                         deterministic=runtime.accelerator == "cpu", logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, enable_progress_bar=cfg.progress, num_sanity_val_steps=0)
+                        enable_model_summary=False, enable_progress_bar=cfg.progress, num_sanity_val_steps=0,
+                        use_distributed_sampler=False)  # batches are length-grouped by our own sampler
     common = dict(batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
                   max_length=cfg.train.max_length, seed=cfg.seed + fold, num_workers=cfg.train.num_workers)
     trainer.fit(module, datamodule=PairDataModule(tokenizer, train_inputs, train_labels, None, **common))

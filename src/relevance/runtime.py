@@ -18,7 +18,11 @@ class Runtime:
     devices: int | str
     precision: str
     load_dtype: torch.dtype
-    strategy: object
+    strategy_name: str
+
+    def strategy(self):
+        """A fresh strategy object per Trainer: Lightning binds one to its accelerator."""
+        return build_strategy(self.strategy_name, self.accelerator)
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -56,10 +60,10 @@ def resolve_runtime(strategy_name: str, precision: str, backbone_dtype: str) -> 
     out-of-fold scores are not yet gathered across ranks. DeepSpeed on one GPU still brings ZeRO offload."""
     devices = 1
     accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    strategy = build_strategy(strategy_name, accelerator)
+    build_strategy(strategy_name, accelerator)  # refuse impossible strategies now, before any work
     if precision == "auto":
         precision = "bf16-mixed" if accelerator == "gpu" and torch.cuda.is_bf16_supported() else "32-true"
     load_dtype = _dtype(backbone_dtype) if accelerator == "gpu" else torch.float32
     if accelerator == "cpu":
         devices = 1
-    return Runtime(accelerator, devices, precision, load_dtype, strategy)
+    return Runtime(accelerator, devices, precision, load_dtype, strategy_name)
