@@ -62,6 +62,7 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def load_training_rows(cfg: DictConfig):
+    """Cleaned (and optionally subsampled) training rows, the cleaning report, and the dev rows if labelled."""
     task = cfg.task.code
     records = read_records(data_file(cfg.data, cfg.paths.cache, task, "train"), task, require_label=True)
     records, report = clean_records(records, lowercase=cfg.clean.lowercase)
