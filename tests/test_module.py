@@ -2,7 +2,8 @@ import lightning as L
 import torch
 from safetensors.torch import load_file
 
-from relevance.backbones import load_classifier, load_tokenizer, resolve_source
+from relevance.backbones import load_model, load_tokenizer, resolve_source
+from relevance.heads import ClassifierHead
 from relevance.datamodule import PairDataModule
 from relevance.module import RelevanceModule, apply_lora
 from tests.conftest import compose_train
@@ -12,9 +13,9 @@ def tiny_module(tmp_path, cache_dir, targets="all-linear"):
     cfg = compose_train(["backbone=tiny"], tmp_path, cache_dir)
     location = resolve_source(cfg.backbone, cache_dir)
     tokenizer = load_tokenizer(cfg.backbone, location)
-    base = load_classifier(cfg.backbone, location, tokenizer, torch.float32)
+    base = load_model(cfg.backbone, location, tokenizer, torch.float32)
     model = apply_lora(base, targets, "score", r=4, alpha=8, dropout=0.0)
-    return RelevanceModule(model, lr=1e-2, weight_decay=0.0, warmup_ratio=0.1, scheduler="cosine"), tokenizer
+    return RelevanceModule(model, ClassifierHead(), lr=1e-2, weight_decay=0.0, warmup_ratio=0.1, scheduler="cosine"), tokenizer
 
 
 def test_lora_freezes_the_base_and_trains_adapter_and_head(tmp_path, cache_dir):

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from relevance.atomic import build_folder
 from relevance.errors import ConfigError, RelevanceError
@@ -31,8 +31,6 @@ def _convert_packaged(package: str, cache: Path) -> Path:
                              f"(or `make setup`), or use backbone.source=hub.") from None
 
     def build(folder: Path) -> None:
-        from transformers import AutoModelForCausalLM
-
         log.info("Converting the packaged GGUF %s once into %s (about a minute)", package, folder)
         gguf = module.assemble(folder / module.MODEL_NAME)
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
@@ -102,11 +100,13 @@ def load_tokenizer(backbone, location: str):
     return tokenizer
 
 
-def load_classifier(backbone, location: str, tokenizer, dtype: torch.dtype):
-    """The backbone with a fresh one-logit head. Decoders pool the last non-pad token, which needs pad_token_id."""
+def load_model(backbone, location: str, tokenizer, dtype: torch.dtype, head: str = "classifier"):
+    """The backbone ready for a head: a fresh one-logit classifier (decoders pool the last non-pad token, which
+    needs pad_token_id), or the causal LM whose own head scores the yes/no answer."""
+    auto = AutoModelForCausalLM if head == "yes_no" else AutoModelForSequenceClassification
+    extra = {} if head == "yes_no" else {"num_labels": 1}
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            location, num_labels=1, dtype=dtype, trust_remote_code=backbone.trust_remote_code)
+        model = auto.from_pretrained(location, dtype=dtype, trust_remote_code=backbone.trust_remote_code, **extra)
     except OSError as error:
         raise RelevanceError(f"could not load backbone {backbone.name} from {location!r} "
                              f"({str(error).splitlines()[0]}); check the hub id, your network or HF_TOKEN, "

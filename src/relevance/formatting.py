@@ -1,5 +1,5 @@
 """Turn records into model inputs: a prompt string for decoders, a (query, target) pair for encoders.
-Templates are data (the task config); this module only fills them."""
+Templates are data (the task and head configs); this module only assembles and fills them."""
 
 from __future__ import annotations
 
@@ -20,3 +20,24 @@ def format_inputs(records: list[Record], template: str, encoder: bool) -> list:
     if encoder:
         return [(r.query, r.target) for r in records]
     return [template.format(query=r.query, target=r.target, language=r.language) for r in records]
+
+
+def prompt_template(task, head, backbone) -> str:
+    """The per-row template for this task, head and backbone, still holding {query}, {target} and {language}.
+
+    The classifier reads the task template as is. The yes/no head wraps it in an instruction: Alpaca-style for base
+    models, the family's chat format for instruct models, ending where the answer token goes."""
+    if head.name != "yes_no":
+        return task.template
+    if backbone.prompt_style == "alpaca":
+        style = head.styles.alpaca
+    elif backbone.prompt_style == "chat":
+        if backbone.family not in head.styles.chat:
+            raise ConfigError(f"head.styles.chat has no template for family {backbone.family!r} "
+                              f"(backbone={backbone.name}); add one or set backbone.prompt_style=alpaca.")
+        style = head.styles.chat[backbone.family]
+    else:
+        raise ConfigError(f"head=yes_no needs backbone.prompt_style alpaca or chat; backbone={backbone.name} has "
+                          f"{backbone.prompt_style!r}.")
+    instruction = head.instruction.replace("{target_name}", task.target_name)
+    return style.replace("{instruction}", instruction).replace("{input}", task.template)

@@ -1,4 +1,4 @@
-"""The LightningModule: a LoRA-adapted sequence classifier trained with BCE on one relevance logit."""
+"""The LightningModule: a LoRA-adapted backbone whose head (heads.py) gives one relevance logit and a loss."""
 
 from __future__ import annotations
 
@@ -9,29 +9,36 @@ from peft import LoraConfig, TaskType, get_peft_model
 from transformers import get_scheduler
 
 
-def apply_lora(model, target_modules, head_module: str, r: int, alpha: int, dropout: float):
-    """Freeze the base and add LoRA; the new head is trained in full (`modules_to_save`)."""
+def apply_lora(model, target_modules, head_module: str, r: int, alpha: int, dropout: float,
+               head: str = "classifier"):
+    """Freeze the base and add LoRA. A new classification head is trained in full (`modules_to_save`); the
+    yes/no head reuses the pretrained LM head, frozen ("all-linear" never targets it)."""
     targets = target_modules if isinstance(target_modules, str) else list(target_modules)
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
-                        target_modules=targets, modules_to_save=[head_module])
+    if head == "yes_no":
+        config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=r, lora_alpha=alpha, lora_dropout=dropout,
+                            target_modules=targets)
+    else:
+        config = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
+                            target_modules=targets, modules_to_save=[head_module])
     return get_peft_model(model, config)
 
 
 class RelevanceModule(L.LightningModule):
-    def __init__(self, model, lr: float, weight_decay: float, warmup_ratio: float, scheduler: str):
+    def __init__(self, model, head, lr: float, weight_decay: float, warmup_ratio: float, scheduler: str):
         super().__init__()
         self.model = model
+        self.head = head
         self.lr, self.weight_decay = lr, weight_decay
         self.warmup_ratio, self.scheduler_name = warmup_ratio, scheduler
         # Checkpoints hold only the trainable (adapter + head) tensors, so loading them is never strict.
         self.strict_loading = False
 
     def forward(self, batch: dict) -> torch.Tensor:
-        output = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return output.logits.squeeze(-1).float()
+        """The relevance logit of each row (its sigmoid is the score)."""
+        return self.head(self.model, {k: v for k, v in batch.items() if k != "labels"})[0]
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(self(batch), batch["labels"].float())
+        _, loss = self.head(self.model, batch)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 

@@ -15,13 +15,14 @@ import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from relevance import metrics, plots, tracking
-from relevance.backbones import load_classifier, load_tokenizer, resolve_source
+from relevance.backbones import load_model, load_tokenizer, resolve_source
 from relevance.clean import clean_records
 from relevance.data.reader import read_records
 from relevance.data.sources import data_file
 from relevance.datamodule import PairDataModule
 from relevance.errors import ConfigError
-from relevance.formatting import check_template, format_inputs
+from relevance.formatting import check_template, format_inputs, prompt_template
+from relevance.heads import build_head
 from relevance.module import RelevanceModule, apply_lora, gather_scores
 from relevance.runtime import resolve_runtime
 from relevance.serving import log_model, write_bundle
@@ -51,6 +52,10 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"train.scheduler={cfg.train.scheduler!r} is not known; use linear, cosine or "
                           f"constant_with_warmup.")
     check_template(cfg.task.template)
+    if cfg.head.name == "yes_no" and cfg.backbone.kind == "encoder":
+        raise ConfigError(f"head=yes_no scores the answer with a language-model head, which the encoder "
+                          f"backbone={cfg.backbone.name} does not have; use head=classifier or a decoder backbone.")
+    prompt_template(cfg.task, cfg.head, cfg.backbone)
     if cfg.backbone.kind == "decoder" and cfg.backbone.padding_side != "right":
         raise ConfigError(f"backbone.padding_side={cfg.backbone.padding_side}: a decoder classifier needs right "
                           f"padding (left padding shifts every row's positions by its pad count); set it to right.")
@@ -82,11 +87,11 @@ def train_fold(cfg, runtime, backbone_location, tokenizer, train_inputs, train_l
                fold: int, adapter_dir: Path) -> list[np.ndarray]:
     """Fresh base + LoRA, trained on the other folds; returns the scores of each list in `score_inputs`."""
     L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
-    base = load_classifier(cfg.backbone, backbone_location, tokenizer, runtime.load_dtype)
+    base = load_model(cfg.backbone, backbone_location, tokenizer, runtime.load_dtype, cfg.head.name)
     model = apply_lora(base, cfg.backbone.lora_targets, cfg.backbone.head_module, cfg.lora.r, cfg.lora.alpha,
-                       cfg.lora.dropout)
-    module = RelevanceModule(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.warmup_ratio,
-                             cfg.train.scheduler)
+                       cfg.lora.dropout, cfg.head.name)
+    module = RelevanceModule(model, build_head(cfg.head, tokenizer), cfg.train.lr, cfg.train.weight_decay,
+                             cfg.train.warmup_ratio, cfg.train.scheduler)
     trainer = L.Trainer(accelerator=runtime.accelerator, devices=runtime.devices, strategy=runtime.strategy(),
                         precision=runtime.precision, max_epochs=cfg.train.epochs,
                         accumulate_grad_batches=cfg.train.accumulate_grad_batches,
@@ -185,12 +190,14 @@ def run(cfg: DictConfig) -> dict:
     records, clean_report, dev = load_training_rows(cfg)
     folds = assign_folds(records, cfg.split.name, cfg.split.n_folds, cfg.seed, cfg.split.get("category_depth", 2))
     encoder = cfg.backbone.kind == "encoder"
-    inputs = format_inputs(records, cfg.task.template, encoder)
-    dev_inputs = format_inputs(dev, cfg.task.template, encoder) if dev else None
+    template = prompt_template(cfg.task, cfg.head, cfg.backbone)
+    inputs = format_inputs(records, template, encoder)
+    dev_inputs = format_inputs(dev, template, encoder) if dev else None
     labels = np.array([r.label for r in records])
     languages = [r.language for r in records]
     location = resolve_source(cfg.backbone, cfg.paths.cache)
     tokenizer = load_tokenizer(cfg.backbone, location)
+    build_head(cfg.head, tokenizer)  # answer words that tokenise badly fail here, before any training
 
     tracking.setup(cfg.tracking.uri or tracking.default_tracking_uri(cfg.paths.root), cfg.tracking.experiment,
                    cfg.tracking.artifact_root or Path(cfg.paths.root) / "mlruns" / "artifacts")
@@ -212,7 +219,8 @@ def run(cfg: DictConfig) -> dict:
                           "label": labels.tolist(), "score": oof.tolist()}, "oof_scores.json")
         model_uri = None
         if cfg.tracking.log_model:
-            meta = {"task": cfg.task.code, "template": cfg.task.template, "encoder": encoder,
+            meta = {"task": cfg.task.code, "template": template, "encoder": encoder,
+                    "head": OmegaConf.to_container(cfg.head, resolve=True),
                     "threshold": threshold, "max_length": cfg.train.max_length, "lowercase": cfg.clean.lowercase,
                     "eval_batch_size": cfg.train.eval_batch_size,
                     "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),

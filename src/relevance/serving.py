@@ -39,7 +39,8 @@ class RelevanceScorer:
         from omegaconf import OmegaConf
         from peft import PeftModel
 
-        from relevance.backbones import load_classifier, load_tokenizer, resolve_source
+        from relevance.backbones import load_model, load_tokenizer, resolve_source
+        from relevance.heads import build_head
 
         bundle = Path(bundle)
         self.meta = json.loads((bundle / BUNDLE_FILE).read_text())
@@ -48,7 +49,9 @@ class RelevanceScorer:
         dtype = getattr(torch, backbone.dtype) if self.device.type == "cuda" else torch.float32
         location = resolve_source(backbone, cache or default_cache())
         self.tokenizer = load_tokenizer(backbone, location)
-        base = load_classifier(backbone, location, self.tokenizer, dtype)
+        head_cfg = OmegaConf.create(self.meta.get("head", {"name": "classifier"}))
+        self.head = build_head(head_cfg, self.tokenizer)
+        base = load_model(backbone, location, self.tokenizer, dtype, head_cfg.name)
         folds = self.meta["folds"]
         model = PeftModel.from_pretrained(base, bundle / "adapters" / folds[0], adapter_name=folds[0])
         for fold in folds[1:]:
@@ -97,9 +100,9 @@ class RelevanceScorer:
                 self.model.set_adapter(fold)
                 bar = tqdm(loader, desc=f"scoring {fold}", disable=not progress, leave=False)
                 for batch in bar:
-                    logits = self.model(input_ids=batch["input_ids"].to(self.device),
-                                        attention_mask=batch["attention_mask"].to(self.device)).logits
-                    total[batch["index"].numpy()] += torch.sigmoid(logits.squeeze(-1).float()).cpu().numpy()
+                    inputs = {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}
+                    logit, _ = self.head(self.model, inputs)
+                    total[batch["index"].numpy()] += torch.sigmoid(logit).cpu().numpy()
         return total / len(self.folds)
 
 

@@ -1,0 +1,63 @@
+"""How a model turns a batch into one relevance logit (sigmoid gives the score) and its training loss.
+
+classifier: the sequence-classification head's single logit, BCE loss.
+yes_no: the language-model head at the answer position; the logit is logit(yes) - logit(no), so its sigmoid is
+softmax([yes, no])[yes], and the loss is cross-entropy on the answer token over the whole vocabulary."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from relevance.errors import ConfigError
+
+
+class ClassifierHead:
+    name = "classifier"
+
+    def __call__(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logit = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1).float()
+        loss = F.binary_cross_entropy_with_logits(logit, batch["labels"].float()) if "labels" in batch else None
+        return logit, loss
+
+
+class YesNoHead:
+    name = "yes_no"
+
+    def __init__(self, yes_id: int, no_id: int):
+        self.yes_id, self.no_id = yes_id, no_id
+
+    def answer_logits(self, model, batch: dict) -> torch.Tensor:
+        """Full-vocabulary logits at each row's last real token (right padding), computed for that token only."""
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
+        last = batch["attention_mask"].sum(dim=1) - 1
+        logits = base.get_output_embeddings()(hidden[torch.arange(len(last), device=hidden.device), last]).float()
+        cap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+    def __call__(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits = self.answer_logits(model, batch)
+        logit = logits[:, self.yes_id] - logits[:, self.no_id]
+        loss = None
+        if "labels" in batch:
+            targets = torch.where(batch["labels"] > 0.5, self.yes_id, self.no_id)
+            loss = F.cross_entropy(logits, targets)
+        return logit, loss
+
+
+def answer_token_ids(tokenizer, answers) -> tuple[int, int]:
+    """First token of each answer; they must differ, or p(yes) would mean nothing."""
+    ids = [tokenizer.encode(answers[k], add_special_tokens=False)[:1] for k in ("positive", "negative")]
+    if not all(ids) or ids[0] == ids[1]:
+        raise ConfigError(f"head.answers {dict(answers)} do not start with two different tokens for this tokenizer; "
+                          f"choose other answer words.")
+    return ids[0][0], ids[1][0]
+
+
+def build_head(head_cfg, tokenizer):
+    if head_cfg.name == "classifier":
+        return ClassifierHead()
+    if head_cfg.name == "yes_no":
+        return YesNoHead(*answer_token_ids(tokenizer, head_cfg.answers))
+    raise ConfigError(f"head.name={head_cfg.name!r} is not known; use classifier or yes_no.")

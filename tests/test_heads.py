@@ -1,0 +1,123 @@
+"""The yes/no head: prompts per backbone family, p(yes) from one forward pass, training on the answer token."""
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from relevance import pipeline
+from relevance.backbones import load_model, load_tokenizer, resolve_source
+from relevance.datamodule import PairDataModule
+from relevance.errors import ConfigError
+from relevance.formatting import format_inputs, prompt_template
+from relevance.heads import YesNoHead, answer_token_ids, build_head
+from relevance.module import RelevanceModule, apply_lora
+from relevance.records import Record
+from tests.conftest import ROOT, compose_train
+
+BACKBONES = sorted(p.stem for p in (ROOT / "conf" / "backbone").glob("*.yaml"))
+ANSWER_POSITION = {"alpaca": "### Response:\n", "gemma2": "<start_of_turn>model\n",
+                   "gemma3": "<start_of_turn>model\n", "qwen2": "<|im_start|>assistant\n"}
+
+
+def compose_yes_no(backbone: str, task: str = "qc"):
+    with initialize_config_dir(config_dir=str(ROOT / "conf")):
+        return compose("train", overrides=[f"backbone={backbone}", f"task={task}", "head=yes_no",
+                                           "paths.root=.", "paths.cache=."])
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_every_backbone_gets_its_prompt_or_a_clear_refusal(name):
+    cfg = compose_yes_no(name)
+    if cfg.backbone.kind == "encoder":
+        with pytest.raises(ConfigError, match="head=yes_no .* encoder"):
+            pipeline.check_config(cfg)
+        return
+    pipeline.check_config(cfg)
+    template = prompt_template(cfg.task, cfg.head, cfg.backbone)
+    style = "alpaca" if cfg.backbone.prompt_style == "alpaca" else cfg.backbone.family
+    assert template.endswith(ANSWER_POSITION[style])  # the answer token comes right after the prompt
+    assert "category path is relevant to the shopper's search query" in template
+    (text,) = format_inputs([Record(1, "QC", "ar", "%منتخب ايطالي", "apparel accessories,hats & caps", None)],
+                            template, encoder=False)
+    assert "%منتخب ايطالي" in text and "hats & caps" in text and "{" not in text
+
+
+def test_instruct_backbones_use_their_chat_format_and_qi_names_the_title():
+    gemma = prompt_template(*(lambda c: (c.task, c.head, c.backbone))(compose_yes_no("gemma3_12b", "qi")))
+    assert gemma.startswith("<start_of_turn>user\n") and "product title is relevant" in gemma
+    qwen = prompt_template(*(lambda c: (c.task, c.head, c.backbone))(compose_yes_no("qwen2_5_14b")))
+    assert qwen.startswith("<|im_start|>user\n") and "<|im_end|>" in qwen
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory, cache_dir):
+    cfg = compose_train(["backbone=tiny", "head=yes_no"], tmp_path_factory.mktemp("h"), cache_dir)
+    location = resolve_source(cfg.backbone, cache_dir)
+    tokenizer = load_tokenizer(cfg.backbone, location)
+    return cfg, location, tokenizer
+
+
+def test_answer_logits_equal_a_full_forward_at_each_rows_last_token(tiny_lm):
+    cfg, location, tokenizer = tiny_lm
+    model = load_model(cfg.backbone, location, tokenizer, torch.float32, "yes_no").eval()
+    head = build_head(cfg.head, tokenizer)
+    texts = ["query: a\nanswer:", "query: a much longer query about phone cases\nanswer:"]
+    batch = dict(tokenizer(texts, padding=True, return_tensors="pt"))
+    assert batch["attention_mask"][0, -1] == 0  # the short row is right-padded
+    with torch.no_grad():
+        full = model(**batch).logits
+        last = batch["attention_mask"].sum(1) - 1
+        expected = full[torch.arange(2), last]
+        got = head.answer_logits(model, batch)
+        logit, loss = head(model, batch)
+    assert torch.allclose(got, expected, atol=1e-5)
+    p_yes = torch.softmax(expected[:, [head.yes_id, head.no_id]], dim=-1)[:, 0]
+    assert torch.allclose(torch.sigmoid(logit), p_yes, atol=1e-6) and loss is None
+
+
+def test_training_on_the_answer_token_learns_and_keeps_the_lm_head_frozen(tiny_lm):
+    cfg, location, tokenizer = tiny_lm
+    L.seed_everything(0)
+    model = apply_lora(load_model(cfg.backbone, location, tokenizer, torch.float32, "yes_no"), "all-linear",
+                       "score", r=4, alpha=8, dropout=0.0, head="yes_no")
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    module = RelevanceModule(model, build_head(cfg.head, tokenizer), 1e-2, 0.0, 0.1, "linear")
+    texts = ["query: casquette\ncategory: hats\nanswer:", "query: flour\ncategory: phone cases\nanswer:"] * 16
+    labels = [1, 0] * 16
+    data = PairDataModule(tokenizer, texts, labels, texts, 8, 8, 32, seed=0)
+    batch = next(iter(data.train_dataloader()))
+    before = module.head(module.model, batch)[1].item()
+    L.Trainer(max_epochs=8, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False).fit(module, datamodule=data)
+    logit, after = module.head(module.model, batch)
+    assert after.item() < before - 1.0  # (a random tiny LM cannot concentrate much mass on one token)
+    assert ((torch.sigmoid(logit) > 0.5).float() == batch["labels"]).all()
+
+
+def test_answers_must_start_with_different_tokens(tiny_lm):
+    _, _, tokenizer = tiny_lm
+    with pytest.raises(ConfigError, match="two different tokens"):
+        answer_token_ids(tokenizer, {"positive": "no", "negative": "nope"})
+    yes, no = answer_token_ids(tokenizer, {"positive": "yes", "negative": "no"})
+    assert yes != no and isinstance(YesNoHead(yes, no), YesNoHead)
+
+
+def test_yes_no_end_to_end_logs_a_model_that_scores(tmp_path, cache_dir):
+    import json
+    from pathlib import Path
+
+    import mlflow
+
+    cfg = compose_train(["backbone=tiny", "head=yes_no", "split.n_folds=2", "evaluate_dev=false",
+                         "data.demo.train_rows=96", "data.demo.dev_rows=26", "data.demo.test_rows=26"],
+                        tmp_path, cache_dir)
+    summary = pipeline.run(cfg)
+    bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
+    meta = json.loads((bundle / "relevance.json").read_text())
+    assert meta["head"]["name"] == "yes_no" and meta["template"].endswith("### Response:\n")
+    scorer = mlflow.pyfunc.load_model(summary["model_uri"]).unwrap_python_model().scorer
+    scores = scorer.predict([("casquette", "apparel accessories,hats & caps"), ("mehl", "food,grocery")])
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
