@@ -121,3 +121,19 @@ def test_yes_no_end_to_end_logs_a_model_that_scores(tmp_path, cache_dir):
     scorer = mlflow.pyfunc.load_model(summary["model_uri"]).unwrap_python_model().scorer
     scores = scorer.predict([("casquette", "apparel accessories,hats & caps"), ("mehl", "food,grocery")])
     assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+
+
+def test_long_rows_keep_the_answer_slot_and_max_length_budgets_the_pair(tiny_lm):
+    from relevance.datamodule import encode
+    from relevance.formatting import fixed_prompt_tokens
+
+    cfg, _, tokenizer = tiny_lm
+    build_head(cfg.head, tokenizer)
+    template = prompt_template(cfg.task, cfg.head, cfg.backbone)
+    overhead = fixed_prompt_tokens(tokenizer, template, encoder=False)
+    assert overhead > 20  # the Alpaca preamble is not charged to train.max_length
+    long_row = template.format(query="casquette " * 200, target="apparel accessories", language="fr")
+    ids = encode(tokenizer, [long_row], max_length=overhead + 16)["input_ids"][0]
+    assert len(ids) == overhead + 16
+    suffix = tokenizer("### Response:\n", add_special_tokens=False)["input_ids"]
+    assert ids[-len(suffix):] == suffix  # truncated on the left: the answer position survives

@@ -41,3 +41,10 @@ def prompt_template(task, head, backbone) -> str:
                           f"{backbone.prompt_style!r}.")
     instruction = head.instruction.replace("{target_name}", task.target_name)
     return style.replace("{instruction}", instruction).replace("{input}", task.template)
+
+
+def fixed_prompt_tokens(tokenizer, template: str, encoder: bool) -> int:
+    """Tokens a template adds around the query and target, so `train.max_length` can budget the pair alone."""
+    if encoder:
+        return 0
+    return len(tokenizer(template.format(query="", target="", language=""))["input_ids"])

@@ -59,5 +59,6 @@ def build_head(head_cfg, tokenizer):
     if head_cfg.name == "classifier":
         return ClassifierHead()
     if head_cfg.name == "yes_no":
+        tokenizer.truncation_side = "left"  # an over-long row loses the start of its prompt, never the answer slot
         return YesNoHead(*answer_token_ids(tokenizer, head_cfg.answers))
     raise ConfigError(f"head.name={head_cfg.name!r} is not known; use classifier or yes_no.")

@@ -21,7 +21,7 @@ from relevance.data.reader import read_records
 from relevance.data.sources import data_file
 from relevance.datamodule import PairDataModule
 from relevance.errors import ConfigError
-from relevance.formatting import check_template, format_inputs, prompt_template
+from relevance.formatting import check_template, fixed_prompt_tokens, format_inputs, prompt_template
 from relevance.heads import build_head
 from relevance.module import RelevanceModule, apply_lora, gather_scores
 from relevance.runtime import resolve_runtime
@@ -83,8 +83,8 @@ def load_training_rows(cfg: DictConfig):
     return records, report, dev
 
 
-def train_fold(cfg, runtime, backbone_location, tokenizer, train_inputs, train_labels, score_inputs: list,
-               fold: int, adapter_dir: Path) -> list[np.ndarray]:
+def train_fold(cfg, runtime, backbone_location, tokenizer, max_length: int, train_inputs, train_labels,
+               score_inputs: list, fold: int, adapter_dir: Path) -> list[np.ndarray]:
     """Fresh base + LoRA, trained on the other folds; returns the scores of each list in `score_inputs`."""
     L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
     base = load_model(cfg.backbone, backbone_location, tokenizer, runtime.load_dtype, cfg.head.name)
@@ -100,7 +100,7 @@ def train_fold(cfg, runtime, backbone_location, tokenizer, train_inputs, train_l
                         enable_model_summary=False, enable_progress_bar=cfg.progress, num_sanity_val_steps=0,
                         use_distributed_sampler=False)  # batches are length-grouped by our own sampler
     common = dict(batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
-                  max_length=cfg.train.max_length, seed=cfg.seed + fold, num_workers=cfg.train.num_workers)
+                  max_length=max_length, seed=cfg.seed + fold, num_workers=cfg.train.num_workers)
     trainer.fit(module, datamodule=PairDataModule(tokenizer, train_inputs, train_labels, None, **common))
     results = []
     for inputs in score_inputs:
@@ -130,8 +130,8 @@ def _metric_dict(result: dict, prefix: str) -> dict[str, float]:
     return values
 
 
-def cross_validate(cfg, runtime, location, tokenizer, inputs, labels, languages, folds, dev_inputs, adapters: Path,
-                   parent_run_id: str) -> tuple[np.ndarray, list[np.ndarray]]:
+def cross_validate(cfg, runtime, location, tokenizer, max_length, inputs, labels, languages, folds, dev_inputs,
+                   adapters: Path, parent_run_id: str) -> tuple[np.ndarray, list[np.ndarray]]:
     """Train one model per fold (a child MLflow run each); out-of-fold scores and each fold's dev scores."""
     oof = np.full(len(inputs), np.nan)
     dev_scores = []
@@ -144,8 +144,8 @@ def cross_validate(cfg, runtime, location, tokenizer, inputs, labels, languages,
                      len(held_out))
             to_score = [[inputs[i] for i in held_out]] + ([dev_inputs] if dev_inputs else [])
             started = time.perf_counter()
-            scored = train_fold(cfg, runtime, location, tokenizer, [inputs[i] for i in trained_on], labels[trained_on],
-                                to_score, fold, adapters / f"fold_{fold}")
+            scored = train_fold(cfg, runtime, location, tokenizer, max_length, [inputs[i] for i in trained_on],
+                                labels[trained_on], to_score, fold, adapters / f"fold_{fold}")
             mlflow.log_metric("fold_seconds", time.perf_counter() - started)
             oof[held_out] = scored[0]
             dev_scores += scored[1:]
@@ -198,6 +198,7 @@ def run(cfg: DictConfig) -> dict:
     location = resolve_source(cfg.backbone, cfg.paths.cache)
     tokenizer = load_tokenizer(cfg.backbone, location)
     build_head(cfg.head, tokenizer)  # answer words that tokenise badly fail here, before any training
+    max_length = cfg.train.max_length + fixed_prompt_tokens(tokenizer, template, encoder)
 
     tracking.setup(cfg.tracking.uri or tracking.default_tracking_uri(cfg.paths.root), cfg.tracking.experiment,
                    cfg.tracking.artifact_root or Path(cfg.paths.root) / "mlruns" / "artifacts")
@@ -207,8 +208,8 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_params(tracking.flatten(cfg))
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         mlflow.log_metrics({"rows_train": len(records), "rows_dropped_empty_query": clean_report.dropped_empty_query})
-        oof, dev_scores = cross_validate(cfg, runtime, location, tokenizer, inputs, labels, languages, folds,
-                                         dev_inputs, scratch / "bundle" / "adapters", parent.info.run_id)
+        oof, dev_scores = cross_validate(cfg, runtime, location, tokenizer, max_length, inputs, labels, languages,
+                                         folds, dev_inputs, scratch / "bundle" / "adapters", parent.info.run_id)
         summary, threshold, by_language = report(cfg, labels, oof, languages, folds, dev, dev_scores,
                                                  scratch / "plots")
         mlflow.log_metrics(summary)
@@ -221,7 +222,7 @@ def run(cfg: DictConfig) -> dict:
         if cfg.tracking.log_model:
             meta = {"task": cfg.task.code, "template": template, "encoder": encoder,
                     "head": OmegaConf.to_container(cfg.head, resolve=True),
-                    "threshold": threshold, "max_length": cfg.train.max_length, "lowercase": cfg.clean.lowercase,
+                    "threshold": threshold, "max_length": max_length, "lowercase": cfg.clean.lowercase,
                     "eval_batch_size": cfg.train.eval_batch_size,
                     "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
                     "folds": [f"fold_{k}" for k in range(cfg.split.n_folds)], "run_id": parent.info.run_id}
