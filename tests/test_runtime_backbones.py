@@ -35,6 +35,11 @@ def test_every_backbone_file_is_complete(name):
     assert backbone.kind in ("decoder", "encoder") and backbone.padding_side in ("left", "right")
     assert backbone.dtype in ("bfloat16", "float16", "float32") and backbone.trust_remote_code is False
     assert backbone.source in ("auto", "hub", "packaged", "tiny")
+    if backbone.kind == "encoder":
+        assert backbone.prompt_style == "none"
+    else:  # instruct checkpoints get their chat format, base checkpoints the Alpaca-style prompt
+        instruct = bool(backbone.hub_id) and ("-it" in backbone.hub_id or "Instruct" in backbone.hub_id)
+        assert backbone.prompt_style == ("chat" if instruct else "alpaca")
     if backbone.source != "tiny":
         assert "/" in backbone.hub_id  # a hub id stays the normal path
     assert backbone.lora_targets == "all-linear" or len(backbone.lora_targets) >= 2
