@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from relevance import metrics, plots, tracking
 from relevance.backbones import load_model, load_tokenizer, resolve_source
+from relevance.augment import rewrite_text
 from relevance.clean import clean_records
 from relevance.data.reader import read_records
 from relevance.data.sources import data_file
@@ -74,12 +75,13 @@ def load_training_rows(cfg: DictConfig):
     if cfg.data.get("max_rows") and len(records) > cfg.data.max_rows:
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(records), cfg.data.max_rows, replace=False))
         records = [records[i] for i in keep]
+    records = rewrite_text(records, cfg.get("augmentation"))
     dev = None
     dev_path = data_file(cfg.data, cfg.paths.cache, task, "dev")
     if cfg.evaluate_dev and dev_path.is_file():
         dev_rows, _ = clean_records(read_records(dev_path, task), lowercase=cfg.clean.lowercase)
         if dev_rows and all(r.label is not None for r in dev_rows):
-            dev = dev_rows  # only the demo's dev carries labels; the competition's does not
+            dev = rewrite_text(dev_rows, cfg.get("augmentation"))  # only the demo's dev carries labels
     return records, report, dev
 
 
@@ -222,6 +224,8 @@ def run(cfg: DictConfig) -> dict:
         if cfg.tracking.log_model:
             meta = {"task": cfg.task.code, "template": template, "encoder": encoder,
                     "head": OmegaConf.to_container(cfg.head, resolve=True),
+                    "augmentation": (OmegaConf.to_container(cfg.augmentation, resolve=True)
+                                     if cfg.get("augmentation") else {}),
                     "threshold": threshold, "max_length": max_length, "lowercase": cfg.clean.lowercase,
                     "eval_batch_size": cfg.train.eval_batch_size,
                     "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),

@@ -14,6 +14,9 @@ import torch
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from omegaconf import OmegaConf
+
+from relevance.augment import rewrite_text
 from relevance.clean import normalize_text
 from relevance.records import TARGET_FIELD, Record
 
@@ -36,7 +39,6 @@ class RelevanceScorer:
     `RelevanceScorer(bundle).predict([("casquette", "apparel accessories,hats & caps")])` -> array of scores."""
 
     def __init__(self, bundle: str | Path, cache: str | Path | None = None, device: str | None = None):
-        from omegaconf import OmegaConf
         from peft import PeftModel
 
         from relevance.backbones import load_model, load_tokenizer, resolve_source
@@ -91,6 +93,7 @@ class RelevanceScorer:
         lowercase = self.meta["lowercase"]
         cleaned = [r.with_text(normalize_text(r.query, lowercase), normalize_text(r.target, lowercase))
                    for r in records]
+        cleaned = rewrite_text(cleaned, OmegaConf.create(self.meta["augmentation"]))
         inputs = format_inputs(cleaned, self.meta["template"], self.meta["encoder"])
         loader = dataloader(self.tokenizer, inputs, None, batch_size or self.meta["eval_batch_size"],
                             self.meta["max_length"], shuffle=False)
