@@ -27,7 +27,7 @@ from relevance.heads import build_head
 from relevance.module import RelevanceModule, apply_lora, gather_scores
 from relevance.runtime import resolve_runtime
 from relevance.serving import log_model, write_bundle
-from relevance.splits import assign_folds
+from relevance.splits import assign_folds, check_split_for_task
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.backbone.kind == "decoder" and cfg.backbone.padding_side != "right":
         raise ConfigError(f"backbone.padding_side={cfg.backbone.padding_side}: a decoder classifier needs right "
                           f"padding (left padding shifts every row's positions by its pad count); set it to right.")
-    if cfg.split.name == "category_aware" and cfg.task.code != "QC":
-        raise ConfigError("split=category_aware groups category paths, which only QC rows have; "
-                          "use split=query_group for task=qi.")
+    check_split_for_task(cfg.split.name, cfg.task.code)
     if cfg.register.name and not cfg.tracking.log_model:
         raise ConfigError("register.name needs a logged model; drop tracking.log_model=false.")
 

@@ -51,7 +51,7 @@ class RelevanceScorer:
         dtype = getattr(torch, backbone.dtype) if self.device.type == "cuda" else torch.float32
         location = resolve_source(backbone, cache or default_cache())
         self.tokenizer = load_tokenizer(backbone, location)
-        head_cfg = OmegaConf.create(self.meta.get("head", {"name": "classifier"}))
+        head_cfg = OmegaConf.create(self.meta["head"])
         self.head = build_head(head_cfg, self.tokenizer)
         base = load_model(backbone, location, self.tokenizer, dtype, head_cfg.name)
         folds = self.meta["folds"]

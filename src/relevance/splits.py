@@ -18,6 +18,12 @@ def _check_groups(name: str, n_groups: int, n_folds: int) -> None:
                           f"lower split.n_folds or use split=stratified.")
 
 
+def check_split_for_task(name: str, task: str) -> None:
+    if name == "category_aware" and task != "QC":
+        raise ConfigError("split=category_aware groups category paths, which only QC rows have; "
+                          "use split=query_group for task=qi.")
+
+
 def assign_folds(records: list[Record], name: str, n_folds: int, seed: int, category_depth: int = 2) -> np.ndarray:
     """Fold index (0..n_folds-1) for every record."""
     if n_folds < 2:
@@ -37,9 +43,7 @@ def assign_folds(records: list[Record], name: str, n_folds: int, seed: int, cate
         _check_groups(name, len(set(groups)), n_folds)
         splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(index, strata, groups)
     elif name == "category_aware":
-        if records[0].task != "QC":
-            raise ConfigError("split=category_aware groups category paths, which only QC rows have; "
-                              "use split=query_group for task=qi.")
+        check_split_for_task(name, records[0].task)
         groups = np.array([category_prefix(r.target, category_depth) for r in records])
         _check_groups(name, len(set(groups)), n_folds)
         # GroupKFold balances fold sizes; shuffling the group ids makes the assignment depend on the seed.
