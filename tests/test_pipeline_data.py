@@ -1,6 +1,6 @@
 import json
 
-from relevance.pipeline import load_training_rows
+from relevance.pipeline import make_translations, prepare_data
 from tests.conftest import compose_train
 
 
@@ -13,14 +13,16 @@ def test_competition_folder_rows_are_cleaned_counted_and_subsampled(tmp_path, ca
     (folder / "train_QI.txt").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (folder / "dev_QI.txt").write_text(json.dumps({k: v for k, v in rows[0].items() if k != "label"}) + "\n")
     cfg = compose_train(["backbone=tiny", "task=qi", "data=competition", f"data.dir={folder}"], tmp_path, cache_dir)
-    records, report, dev = load_training_rows(cfg)
+    data, report, dev, extra = prepare_data(cfg, make_translations(cfg), cfg.task.template, encoder=False)
+    records = data.records
+    assert extra == {} and len(data.extra_inputs) == 0
     assert len(records) == 39 and report.dropped_empty_query == 1
     assert records[0].query == "query 1" and next(r for r in records if r.id == 3).target == ""
     assert dev is None  # the competition's dev file has no labels: nothing to evaluate on
 
     cfg.data.max_rows = 10
-    subset, _, _ = load_training_rows(cfg)
+    subset = prepare_data(cfg, make_translations(cfg), cfg.task.template, False)[0].records
     assert len(subset) == 10 and len({r.id for r in subset}) == 10
     assert [r.id for r in subset] == sorted(r.id for r in subset)  # order kept
-    again, _, _ = load_training_rows(cfg)
+    again = prepare_data(cfg, make_translations(cfg), cfg.task.template, False)[0].records
     assert [r.id for r in again] == [r.id for r in subset]  # same seed, same subset

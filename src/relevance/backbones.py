@@ -66,6 +66,26 @@ def _hub_snapshot_on_disk(hub_id: str) -> bool:
         return False
 
 
+def hub_model_available(hub_id: str) -> bool:
+    """True if `hub_id` is on disk already or the hub answers; a quick check so a run refuses at start, not after
+    minutes of retries deep inside a download."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if _hub_snapshot_on_disk(hub_id):
+        return True
+    if constants.HF_HUB_OFFLINE:
+        return False
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
 def resolve_source(backbone, cache: str | Path) -> str:
     """A local folder or hub id that `from_pretrained` can load for this backbone config."""
     cache = Path(cache)

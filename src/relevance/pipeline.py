@@ -1,11 +1,13 @@
 """The only module that knows the order of the stages:
-read -> clean -> split -> format -> train per fold -> out-of-fold scores -> metrics -> MLflow -> bundle/registry."""
+read -> clean -> extra rows -> rewrite text -> split -> format -> [TAPT stage 1] -> [self-validation pass] ->
+train per fold -> out-of-fold scores -> metrics -> MLflow -> bundle/registry."""
 
 from __future__ import annotations
 
 import logging
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -15,11 +17,14 @@ import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from relevance import metrics, plots, tracking
-from relevance.backbones import load_model, load_tokenizer, resolve_source
-from relevance.augment import rewrite_text
+from relevance.backbones import hub_model_available, load_model, load_tokenizer, resolve_source
+from relevance.augment import rewrite_text, synthesize_mode
+from relevance.augment.hard_negatives import hard_negatives
+from relevance.augment.self_validation import flag_contradictions, removal_counts
+from relevance.augment.translate import synthesize
 from relevance.clean import clean_records
 from relevance.data.reader import read_records
-from relevance.data.sources import data_file
+from relevance.data.sources import data_file, demo_translations
 from relevance.datamodule import PairDataModule
 from relevance.errors import ConfigError
 from relevance.formatting import check_template, fixed_prompt_tokens, format_inputs, prompt_template
@@ -27,7 +32,11 @@ from relevance.heads import build_head
 from relevance.module import RelevanceModule, apply_lora, gather_scores
 from relevance.runtime import resolve_runtime
 from relevance.serving import log_model, write_bundle
+from relevance.records import Record
 from relevance.splits import assign_folds, check_split_for_task
+from relevance.translation import Translations
+
+OTHER_TASK = {"QC": "QI", "QI": "QC"}
 
 log = logging.getLogger(__name__)
 
@@ -63,42 +72,179 @@ def check_config(cfg: DictConfig) -> None:
     check_split_for_task(cfg.split.name, cfg.task.code)
     if cfg.register.name and not cfg.tracking.log_model:
         raise ConfigError("register.name needs a logged model; drop tracking.log_model=false.")
+    check_methods(cfg)
 
 
-def load_training_rows(cfg: DictConfig):
-    """Cleaned (and optionally subsampled) training rows, the cleaning report, and the dev rows if labelled."""
-    task = cfg.task.code
+def check_methods(cfg: DictConfig) -> None:
+    """Refuse augmentation, translator and TAPT choices that cannot work, with the key to change."""
+    augmentation = cfg.get("augmentation") or {}
+    translate = augmentation.get("translate")
+    negatives = augmentation.get("hard_negatives")
+    validation = augmentation.get("self_validation")
+    if translate and translate.mode not in ("concat", "synthesize", "both"):
+        raise ConfigError(f"augmentation.translate.mode={translate.mode!r} is not known; use concat, synthesize "
+                          f"or both.")
+    if translate and translate.mode != "concat" and not isinstance(translate.rows_per_language, int):
+        raise ConfigError("augmentation.translate.rows_per_language must be an integer.")
+    if translate or (negatives and negatives.get("translate_to")):
+        check_translator(cfg)
+    if negatives:
+        window = list(negatives.window)
+        if len(window) != 2 or not all(isinstance(w, int) for w in window) or not 0 <= window[0] < window[1]:
+            raise ConfigError(f"augmentation.hard_negatives.window={window} must be two ranks [low, high] with "
+                              f"0 <= low < high, e.g. [20, 50].")
+        if negatives.embedder != "tfidf" and not hub_model_available(negatives.embedder):
+            raise ConfigError(f"augmentation.hard_negatives.embedder={negatives.embedder} is not on this machine "
+                              f"and the hub cannot be reached; use embedder=tfidf offline, or download it first.")
+    if validation:
+        if not isinstance(validation.confidence, (int, float)) or not 0.5 < validation.confidence < 1:
+            raise ConfigError(f"augmentation.self_validation.confidence={validation.confidence!r} must be between "
+                              f"0.5 and 1 (a row is flagged when the model is at least this sure of the other label).")
+        if validation.action not in ("drop", "relabel"):
+            raise ConfigError(f"augmentation.self_validation.action={validation.action!r}; use drop or relabel.")
+    if cfg.tapt.name not in ("none", "from_other_task"):
+        raise ConfigError(f"tapt={cfg.tapt.name} is not known; use tapt=none or tapt=from_other_task.")
+    if cfg.tapt.name == "from_other_task" and not cfg.tapt.from_run:
+        other = OTHER_TASK[cfg.task.code]
+        path = data_file(cfg.data, cfg.paths.cache, other, "train")
+        if not path.is_file():
+            raise ConfigError(f"tapt=from_other_task trains first on the other task's data, but {path} does not "
+                              f"exist; add train_{other}.txt to data.dir, give tapt.from_run=<run id>, or use "
+                              f"tapt=none.")
+
+
+def check_translator(cfg: DictConfig) -> None:
+    translator = cfg.translator
+    if translator.kind == "file":
+        if not translator.path and cfg.data.name != "demo":
+            raise ConfigError("augmentation=translate with translator=file needs translator.path=<JSON Lines file of "
+                              "translations> (only data=demo brings its own); or pick a model, e.g. "
+                              "translator=madlad.")
+        if translator.path and not Path(translator.path).is_file():
+            raise ConfigError(f"translator.path={translator.path} is not a file; point it at the JSON Lines "
+                              f"translations file.")
+    elif translator.kind in ("seq2seq", "causal"):
+        if translator.source == "hub" and not hub_model_available(translator.hub_id):
+            raise ConfigError(f"translator={translator.name} ({translator.hub_id}) is not on this machine and the hub "
+                              f"cannot be reached; use translator=file with a translations file offline.")
+    else:
+        raise ConfigError(f"translator.kind={translator.kind!r} is not known; use file, seq2seq or causal.")
+
+
+def make_translations(cfg) -> Translations:
+    """The translator of this run; with data=demo and no file given, the demo's own translations file."""
+    translator = OmegaConf.to_container(cfg.translator, resolve=True)
+    if translator["kind"] == "file" and not translator.get("path"):
+        demo_file = demo_translations(cfg.data, cfg.paths.cache)
+        translator["path"] = str(demo_file) if demo_file else None
+    return Translations(OmegaConf.create(translator), Path(cfg.paths.cache), cfg.clean.lowercase, cfg.progress)
+
+
+@dataclass
+class TrainingData:
+    """The rows of one run. `records` are scored out of fold against `labels`; extras (synthesized translations,
+    hard negatives) only train, in the folds where the row they came from trains. Self-validation may clear
+    `keep` or flip `train_labels`, which changes what trains, never what is judged."""
+
+    records: list[Record]
+    inputs: list
+    labels: np.ndarray
+    folds: np.ndarray
+    extra_inputs: list = field(default_factory=list)
+    extra_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    extra_source: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    extra_follows_source: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    keep: np.ndarray | None = None
+    train_labels: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.keep = np.ones(len(self.records), dtype=bool) if self.keep is None else self.keep
+        self.train_labels = self.labels.copy() if self.train_labels is None else self.train_labels
+
+    @property
+    def languages(self) -> list[str]:
+        return [r.language for r in self.records]
+
+    def training_rows(self, fold: int | None) -> tuple[list, np.ndarray]:
+        """Inputs and labels that train the model of `fold` (None: every row, for TAPT-free refits)."""
+        own = self.keep & (self.folds != fold)
+        source = self.extra_source
+        extra = (self.folds[source] != fold) & (self.keep[source] | ~self.extra_follows_source)
+        flip = self.extra_follows_source & (self.train_labels[source] != self.labels[source])
+        extra_labels = np.where(flip, 1 - self.extra_labels, self.extra_labels)
+        inputs = [self.inputs[i] for i in np.flatnonzero(own)] + [self.extra_inputs[j] for j in np.flatnonzero(extra)]
+        return inputs, np.concatenate([self.train_labels[own], extra_labels[extra]]).astype(int)
+
+
+def read_task_rows(cfg, task: str, max_rows: int | None):
+    """Cleaned training rows of one task, optionally a random subset."""
     records = read_records(data_file(cfg.data, cfg.paths.cache, task, "train"), task, require_label=True)
     records, report = clean_records(records, lowercase=cfg.clean.lowercase)
-    if cfg.data.get("max_rows") and len(records) > cfg.data.max_rows:
-        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(records), cfg.data.max_rows, replace=False))
+    if max_rows and len(records) > max_rows:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(records), max_rows, replace=False))
         records = [records[i] for i in keep]
-    records = rewrite_text(records, cfg.get("augmentation"))
+    return records, report
+
+
+def prepare_data(cfg, translations: Translations, template: str, encoder: bool):
+    """Read, clean, add training-only rows, rewrite text, split. Returns the TrainingData, the cleaning report,
+    the labelled dev rows (or None) and how many extra rows each augmentation made."""
+    task = cfg.task.code
+    augmentation = cfg.get("augmentation")
+    records, report = read_task_rows(cfg, task, cfg.data.get("max_rows"))
+    extras, sources, follows, counts = [], [], [], {}
+    if synthesize_mode(augmentation):
+        rows, source = synthesize(records, augmentation.translate, translations, cfg.seed)
+        extras, sources, follows = extras + rows, sources + [source], follows + [True] * len(rows)
+        counts["rows_synthesized"] = len(rows)
+    if augmentation and augmentation.get("hard_negatives"):
+        rows, source = hard_negatives(records, augmentation.hard_negatives, translations, Path(cfg.paths.cache),
+                                      cfg.seed + 1)
+        extras, sources, follows = extras + rows, sources + [source], follows + [False] * len(rows)
+        counts["rows_hard_negatives"] = len(rows)
+    rewritten = rewrite_text(records + extras, augmentation, translations)
+    records, extras = rewritten[:len(records)], rewritten[len(records):]
+    folds = assign_folds(records, cfg.split.name, cfg.split.n_folds, cfg.seed, cfg.split.get("category_depth", 2))
+    data = TrainingData(records, format_inputs(records, template, encoder), np.array([r.label for r in records]),
+                        folds, format_inputs(extras, template, encoder), np.array([r.label for r in extras], dtype=int),
+                        np.concatenate(sources).astype(int) if sources else np.zeros(0, dtype=int),
+                        np.array(follows, dtype=bool))
     dev = None
     dev_path = data_file(cfg.data, cfg.paths.cache, task, "dev")
     if cfg.evaluate_dev and dev_path.is_file():
         dev_rows, _ = clean_records(read_records(dev_path, task), lowercase=cfg.clean.lowercase)
         if dev_rows and all(r.label is not None for r in dev_rows):
-            dev = rewrite_text(dev_rows, cfg.get("augmentation"))  # only the demo's dev carries labels
-    return records, report, dev
+            dev = rewrite_text(dev_rows, augmentation, translations)  # only the demo's dev carries labels
+    return data, report, dev, counts
+
+
+def _trainer(cfg, runtime, epochs: int) -> L.Trainer:
+    return L.Trainer(accelerator=runtime.accelerator, devices=runtime.devices, strategy=runtime.strategy(),
+                     precision=runtime.precision, max_epochs=epochs,
+                     accumulate_grad_batches=cfg.train.accumulate_grad_batches,
+                     gradient_clip_val=cfg.train.gradient_clip, limit_train_batches=cfg.train.limit_train_batches,
+                     deterministic=runtime.accelerator == "cpu", logger=False, enable_checkpointing=False,
+                     enable_model_summary=False, enable_progress_bar=cfg.progress, num_sanity_val_steps=0,
+                     use_distributed_sampler=False)  # batches are length-grouped by our own sampler
 
 
 def train_fold(cfg, runtime, backbone_location, tokenizer, max_length: int, train_inputs, train_labels,
-               score_inputs: list, fold: int, adapter_dir: Path) -> list[np.ndarray]:
-    """Fresh base + LoRA, trained on the other folds; returns the scores of each list in `score_inputs`."""
+               score_inputs: list, fold: int, adapter_dir: Path | None, init_adapter: Path | None = None,
+               epochs: int | None = None, lr: float | None = None) -> list[np.ndarray]:
+    """Fresh base + LoRA (or the TAPT stage-1 adapter), trained on the given rows; returns the scores of each
+    list in `score_inputs` and saves the adapter (+ head) to `adapter_dir`."""
+    from peft import PeftModel
+
     L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
     base = load_model(cfg.backbone, backbone_location, tokenizer, runtime.load_dtype, cfg.head.name)
-    model = apply_lora(base, cfg.backbone.lora_targets, cfg.backbone.head_module, cfg.lora.r, cfg.lora.alpha,
-                       cfg.lora.dropout, cfg.head.name)
-    module = RelevanceModule(model, build_head(cfg.head, tokenizer), cfg.train.lr, cfg.train.weight_decay,
+    if init_adapter is not None:
+        model = PeftModel.from_pretrained(base, init_adapter, is_trainable=True)
+    else:
+        model = apply_lora(base, cfg.backbone.lora_targets, cfg.backbone.head_module, cfg.lora.r, cfg.lora.alpha,
+                           cfg.lora.dropout, cfg.head.name)
+    module = RelevanceModule(model, build_head(cfg.head, tokenizer), lr or cfg.train.lr, cfg.train.weight_decay,
                              cfg.train.warmup_ratio, cfg.train.scheduler)
-    trainer = L.Trainer(accelerator=runtime.accelerator, devices=runtime.devices, strategy=runtime.strategy(),
-                        precision=runtime.precision, max_epochs=cfg.train.epochs,
-                        accumulate_grad_batches=cfg.train.accumulate_grad_batches,
-                        gradient_clip_val=cfg.train.gradient_clip, limit_train_batches=cfg.train.limit_train_batches,
-                        deterministic=runtime.accelerator == "cpu", logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, enable_progress_bar=cfg.progress, num_sanity_val_steps=0,
-                        use_distributed_sampler=False)  # batches are length-grouped by our own sampler
+    trainer = _trainer(cfg, runtime, epochs or cfg.train.epochs)
     common = dict(batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
                   max_length=max_length, seed=cfg.seed + fold, num_workers=cfg.train.num_workers)
     trainer.fit(module, datamodule=PairDataModule(tokenizer, train_inputs, train_labels, None, **common))
@@ -106,7 +252,7 @@ def train_fold(cfg, runtime, backbone_location, tokenizer, max_length: int, trai
     for inputs in score_inputs:
         outputs = trainer.predict(module, datamodule=PairDataModule(tokenizer, None, None, inputs, **common))
         results.append(gather_scores(outputs, len(inputs)))
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and adapter_dir is not None:
         model.save_pretrained(adapter_dir)  # adapter + head only; the base is referenced, never copied
     return results
 
@@ -130,30 +276,94 @@ def _metric_dict(result: dict, prefix: str) -> dict[str, float]:
     return values
 
 
-def cross_validate(cfg, runtime, location, tokenizer, max_length, inputs, labels, languages, folds, dev_inputs,
-                   adapters: Path, parent_run_id: str) -> tuple[np.ndarray, list[np.ndarray]]:
+@dataclass
+class Model:
+    """What every training stage needs to build and feed the model."""
+
+    location: str
+    tokenizer: object
+    max_length: int
+    init_adapter: Path | None = None
+
+
+def cross_validate(cfg, runtime, model: Model, data: TrainingData, dev_inputs, adapters: Path | None,
+                   parent_run_id: str, stage: str = "", epochs: int | None = None
+                   ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Train one model per fold (a child MLflow run each); out-of-fold scores and each fold's dev scores."""
-    oof = np.full(len(inputs), np.nan)
+    oof = np.full(len(data.records), np.nan)
     dev_scores = []
-    seen = set(languages)
+    seen = set(data.languages)
     for fold in range(cfg.split.n_folds):
-        held_out = np.flatnonzero(folds == fold)
-        trained_on = np.flatnonzero(folds != fold)
-        with mlflow.start_run(run_name=f"fold-{fold}", nested=True, tags={"relevance.level": "fold"}):
-            log.info("fold %d/%d: training on %d rows, scoring %d", fold + 1, cfg.split.n_folds, len(trained_on),
-                     len(held_out))
-            to_score = [[inputs[i] for i in held_out]] + ([dev_inputs] if dev_inputs else [])
+        held_out = np.flatnonzero(data.folds == fold)
+        train_inputs, train_labels = data.training_rows(fold)
+        with mlflow.start_run(run_name=f"{stage}fold-{fold}", nested=True,
+                              tags={"relevance.level": "fold", "relevance.stage": stage.rstrip("/") or "final"}):
+            log.info("%sfold %d/%d: training on %d rows, scoring %d", stage, fold + 1, cfg.split.n_folds,
+                     len(train_inputs), len(held_out))
+            to_score = [[data.inputs[i] for i in held_out]] + ([dev_inputs] if dev_inputs else [])
             started = time.perf_counter()
-            scored = train_fold(cfg, runtime, location, tokenizer, max_length, [inputs[i] for i in trained_on],
-                                labels[trained_on], to_score, fold, adapters / f"fold_{fold}")
+            scored = train_fold(cfg, runtime, model.location, model.tokenizer, model.max_length, train_inputs,
+                                train_labels, to_score, fold, adapters / f"fold_{fold}" if adapters else None,
+                                model.init_adapter, epochs)
             mlflow.log_metric("fold_seconds", time.perf_counter() - started)
             oof[held_out] = scored[0]
             dev_scores += scored[1:]
-            result = evaluate(labels[held_out], scored[0], [languages[i] for i in held_out], seen)
+            result = evaluate(data.labels[held_out], scored[0], [data.languages[i] for i in held_out], seen)
             mlflow.log_metrics({"f1_at_0.5": result["at_half"].f1, "best_f1": result["best"].f1,
-                                "best_threshold": result["best"].threshold, "rows_validation": len(held_out)})
-        mlflow.log_metric("fold_f1_at_0.5", result["at_half"].f1, step=fold, run_id=parent_run_id)
+                                "best_threshold": result["best"].threshold, "rows_validation": len(held_out),
+                                "rows_trained": len(train_inputs)})
+        if not stage:
+            mlflow.log_metric("fold_f1_at_0.5", result["at_half"].f1, step=fold, run_id=parent_run_id)
     return oof, dev_scores
+
+
+def tapt_stage(cfg, runtime, model: Model, encoder: bool, translations: Translations, scratch: Path) -> Path:
+    """Stage 1 of task-adaptive pre-training: the adapter trained on the other task (a child run, its adapter
+    logged as `tapt_adapter`), or downloaded from the run named by tapt.from_run."""
+    if cfg.tapt.from_run:
+        try:
+            return Path(mlflow.artifacts.download_artifacts(run_id=cfg.tapt.from_run, artifact_path="tapt_adapter",
+                                                            dst_path=str(scratch / "tapt_download")))
+        except mlflow.exceptions.MlflowException:
+            raise ConfigError(f"tapt.from_run={cfg.tapt.from_run}: that run has no tapt_adapter artifact; give the "
+                              f"id of a run trained with tapt=from_other_task, or leave tapt.from_run null.") from None
+    other = OTHER_TASK[cfg.task.code]
+    other_task = cfg.tapt.tasks[other.lower()]
+    records, _ = read_task_rows(cfg, other, cfg.tapt.max_rows)
+    records = rewrite_text(records, cfg.get("augmentation"), translations)  # same text rewrites as stage 2
+    template = prompt_template(other_task, cfg.head, cfg.backbone)
+    inputs = format_inputs(records, template, encoder)
+    adapter = scratch / "tapt_adapter"
+    with mlflow.start_run(run_name=f"tapt-stage1-{other.lower()}", nested=True,
+                          tags={"relevance.level": "stage", "relevance.stage": "tapt"}):
+        log.info("TAPT stage 1: training on %d %s rows", len(inputs), other)
+        started = time.perf_counter()
+        train_fold(cfg, runtime, model.location, model.tokenizer, model.max_length, inputs,
+                   np.array([r.label for r in records]), [], -1, adapter, epochs=cfg.tapt.epochs, lr=cfg.tapt.lr)
+        mlflow.log_metrics({"rows_trained": len(inputs), "stage_seconds": time.perf_counter() - started})
+        mlflow.log_artifacts(str(adapter), "tapt_adapter")
+    return adapter
+
+
+def self_validation_stage(cfg, runtime, model: Model, data: TrainingData, parent_run_id: str) -> dict:
+    """First K-fold pass; flag contradicted rows, drop or relabel them in `data`; log counts and the list."""
+    options = cfg.augmentation.self_validation
+    oof, _ = cross_validate(cfg, runtime, model, data, None, None, parent_run_id, stage="self-validation/",
+                            epochs=options.epochs)
+    flagged = flag_contradictions(data.labels, oof, options, [r.query for r in data.records],
+                                  [r.target for r in data.records])
+    if options.action == "relabel":
+        data.train_labels = np.where(flagged, 1 - data.labels, data.labels)
+    else:
+        data.keep = ~flagged
+    counts = removal_counts(data.languages, data.labels, flagged)
+    rows = np.flatnonzero(flagged)
+    mlflow.log_table({"id": [data.records[i].id for i in rows], "language": [data.languages[i] for i in rows],
+                      "label": data.labels[rows].tolist(), "score": oof[rows].tolist(),
+                      "query": [data.records[i].query for i in rows], "target": [data.records[i].target for i in rows],
+                      "action": [options.action] * len(rows)}, "self_validation/flagged_rows.json")
+    log.info("self-validation: %d of %d rows flagged (%s)", len(rows), len(data.records), options.action)
+    return counts
 
 
 def report(cfg, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path) -> tuple[dict, float, dict]:
@@ -184,21 +394,19 @@ def report(cfg, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path)
 
 
 def run(cfg: DictConfig) -> dict:
-    """Train K folds, log everything to MLflow, and return the headline metrics and the run and model ids."""
+    """Train K folds (after TAPT and self-validation when chosen), log everything to MLflow, and return the
+    headline metrics and the run and model ids."""
     check_config(cfg)
     runtime = resolve_runtime(cfg.strategy.name, cfg.train.precision, cfg.backbone.dtype)
-    records, clean_report, dev = load_training_rows(cfg)
-    folds = assign_folds(records, cfg.split.name, cfg.split.n_folds, cfg.seed, cfg.split.get("category_depth", 2))
     encoder = cfg.backbone.kind == "encoder"
     template = prompt_template(cfg.task, cfg.head, cfg.backbone)
-    inputs = format_inputs(records, template, encoder)
+    translations = make_translations(cfg)
+    data, clean_report, dev, extra_counts = prepare_data(cfg, translations, template, encoder)
     dev_inputs = format_inputs(dev, template, encoder) if dev else None
-    labels = np.array([r.label for r in records])
-    languages = [r.language for r in records]
     location = resolve_source(cfg.backbone, cfg.paths.cache)
     tokenizer = load_tokenizer(cfg.backbone, location)
     build_head(cfg.head, tokenizer)  # answer words that tokenise badly fail here, before any training
-    max_length = cfg.train.max_length + fixed_prompt_tokens(tokenizer, template, encoder)
+    model = Model(location, tokenizer, cfg.train.max_length + fixed_prompt_tokens(tokenizer, template, encoder))
 
     tracking.setup(cfg.tracking.uri or tracking.default_tracking_uri(cfg.paths.root), cfg.tracking.experiment,
                    cfg.tracking.artifact_root or Path(cfg.paths.root) / "mlruns" / "artifacts")
@@ -207,30 +415,47 @@ def run(cfg: DictConfig) -> dict:
         scratch = Path(scratch)
         mlflow.log_params(tracking.flatten(cfg))
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        mlflow.log_metrics({"rows_train": len(records), "rows_dropped_empty_query": clean_report.dropped_empty_query})
-        oof, dev_scores = cross_validate(cfg, runtime, location, tokenizer, max_length, inputs, labels, languages,
-                                         folds, dev_inputs, scratch / "bundle" / "adapters", parent.info.run_id)
-        summary, threshold, by_language = report(cfg, labels, oof, languages, folds, dev, dev_scores,
+        mlflow.log_metrics({"rows_train": len(data.records), "rows_dropped_empty_query": clean_report.dropped_empty_query,
+                            **extra_counts})
+        if cfg.tapt.name != "none":
+            model.init_adapter = tapt_stage(cfg, runtime, model, encoder, translations, scratch)
+        if cfg.get("augmentation") and cfg.augmentation.get("self_validation"):
+            mlflow.log_metrics(self_validation_stage(cfg, runtime, model, data, parent.info.run_id))
+        adapters = scratch / "bundle" / "adapters"
+        oof, dev_scores = cross_validate(cfg, runtime, model, data, dev_inputs, adapters, parent.info.run_id)
+        if cfg.train.refit:
+            inputs, labels = data.training_rows(None)
+            with mlflow.start_run(run_name="refit", nested=True, tags={"relevance.level": "fold",
+                                                                       "relevance.stage": "refit"}):
+                log.info("refit: training on all %d rows", len(inputs))
+                train_fold(cfg, runtime, location, tokenizer, model.max_length, inputs, labels, [],
+                           cfg.split.n_folds, adapters / "refit", model.init_adapter)
+        mlflow.log_metrics({"translations_computed": translations.computed,
+                            "translations_reused": translations.reused})
+        summary, threshold, by_language = report(cfg, data.labels, oof, data.languages, data.folds, dev, dev_scores,
                                                  scratch / "plots")
         mlflow.log_metrics(summary)
         mlflow.log_table(pd.DataFrame([dict(row, scored=name) for name, rows in by_language.items() for row in rows]),
                          "language_f1.json")
         mlflow.log_artifacts(str(scratch / "plots"), "plots")
-        mlflow.log_table({"id": [r.id for r in records], "language": languages, "fold": folds.tolist(),
-                          "label": labels.tolist(), "score": oof.tolist()}, "oof_scores.json")
+        mlflow.log_table({"id": [r.id for r in data.records], "language": data.languages,
+                          "fold": data.folds.tolist(), "label": data.labels.tolist(), "score": oof.tolist()},
+                         "oof_scores.json")
         model_uri = None
         if cfg.tracking.log_model:
+            augmentation = OmegaConf.to_container(cfg.augmentation, resolve=True) if cfg.get("augmentation") else {}
             meta = {"task": cfg.task.code, "template": template, "encoder": encoder,
-                    "head": OmegaConf.to_container(cfg.head, resolve=True),
-                    "augmentation": (OmegaConf.to_container(cfg.augmentation, resolve=True)
-                                     if cfg.get("augmentation") else {}),
-                    "threshold": threshold, "max_length": max_length, "lowercase": cfg.clean.lowercase,
+                    "head": OmegaConf.to_container(cfg.head, resolve=True), "augmentation": augmentation,
+                    "translator": OmegaConf.to_container(translations.cfg, resolve=True),
+                    "threshold": threshold, "max_length": model.max_length, "lowercase": cfg.clean.lowercase,
                     "eval_batch_size": cfg.train.eval_batch_size,
                     "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
-                    "folds": [f"fold_{k}" for k in range(cfg.split.n_folds)], "run_id": parent.info.run_id}
+                    "folds": [f"fold_{k}" for k in range(cfg.split.n_folds)],
+                    "refit": "refit" if cfg.train.refit else None, "run_id": parent.info.run_id}
             model_uri = log_model(write_bundle(scratch / "bundle", meta), cfg.task.code)
         if cfg.register.name:
             version = tracking.register(model_uri, cfg.register.name, cfg.register.alias)
             mlflow.set_tag("relevance.registered", f"{cfg.register.name}/{version}")
         return {**summary, "languages": by_language, "run_id": parent.info.run_id, "model_uri": model_uri,
-                "tracking_uri": mlflow.get_tracking_uri()}
+                "tracking_uri": mlflow.get_tracking_uri(), "translations_computed": translations.computed,
+                "translations_reused": translations.reused, **extra_counts}

@@ -23,13 +23,19 @@ def model_uri(reference: str) -> str:
     return reference
 
 
-def load_scorer(reference: str):
+def load_scorer(reference: str, ensemble: str = "folds"):
+    """The model's scorer; `ensemble` picks the fold average or the full-data refit."""
+    from relevance.serving import BUNDLE_FILE, RelevanceScorer
+
     try:
-        loaded = mlflow.pyfunc.load_model(model_uri(reference))
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri(reference))) / "artifacts" / "bundle"
     except mlflow.exceptions.MlflowException as error:
         raise RelevanceError(f"model={reference}: {error.message.splitlines()[0]}; give models:/<name>@<alias>, "
                              f"models:/<name>/<version> or a training run id.") from None
-    return loaded.unwrap_python_model().scorer
+    if not (folder / BUNDLE_FILE).is_file():
+        raise RelevanceError(f"model={reference} is not a relevance model (no {BUNDLE_FILE} in it); give a model "
+                             f"logged by train.py.")
+    return RelevanceScorer(folder, ensemble=ensemble)
 
 
 def run(cfg) -> Path:
@@ -38,7 +44,7 @@ def run(cfg) -> Path:
     if cfg.threshold is not None and (not isinstance(cfg.threshold, (int, float)) or not 0 <= cfg.threshold <= 1):
         raise ConfigError(f"threshold={cfg.threshold!r} must be a number between 0 and 1 (or null for the model's own).")
     mlflow.set_tracking_uri(cfg.tracking_uri or tracking.default_tracking_uri(cfg.paths.root))
-    scorer = load_scorer(cfg.model)
+    scorer = load_scorer(cfg.model, cfg.ensemble)
     task = scorer.task
     path = data_file(cfg.data, cfg.paths.cache, task, cfg.file)
     records = read_records(path, task)
@@ -48,7 +54,8 @@ def run(cfg) -> Path:
     ids = [r.id for r in records]
     output = write_submission(Path(cfg.output_dir) / f"submit_{task}.txt", ids, predictions, ids)
     print(f"wrote {output}: {len(ids)} rows, {int(predictions.sum())} predicted relevant "
-          f"({np.mean(predictions):.1%}) at threshold {threshold:.3f}")
+          f"({np.mean(predictions):.1%}) at threshold {threshold:.3f}, scored by "
+          f"{'the full-data refit' if cfg.ensemble == 'refit' else f'the mean of {len(scorer.folds)} fold models'}")
     if all(r.label is not None for r in records):  # a labelled file (the demo's dev, or train): say how it did
         labels = np.array([r.label for r in records])
         print(f"F1 on {path.name}: {scores_at(labels, scores, threshold).f1:.4f} "

@@ -16,8 +16,9 @@ from mlflow.types import ColSpec, Schema
 
 from omegaconf import OmegaConf
 
-from relevance.augment import rewrite_text
+from relevance.augment import concat_mode, rewrite_text
 from relevance.clean import normalize_text
+from relevance.errors import RelevanceError
 from relevance.records import TARGET_FIELD, Record
 
 BUNDLE_FILE = "relevance.json"
@@ -33,12 +34,17 @@ def write_bundle(folder: Path, meta: dict) -> Path:
     return folder
 
 
+ENSEMBLES = ("folds", "refit")
+
+
 class RelevanceScorer:
-    """Loads a bundle: the base once, then every fold adapter by name; scores are the folds' mean probability.
+    """Loads a bundle: the base once, then the adapters by name. `ensemble="folds"` scores with the mean
+    probability of the fold models; `"refit"` with the one model trained on all rows (train.refit=true).
 
     `RelevanceScorer(bundle).predict([("casquette", "apparel accessories,hats & caps")])` -> array of scores."""
 
-    def __init__(self, bundle: str | Path, cache: str | Path | None = None, device: str | None = None):
+    def __init__(self, bundle: str | Path, cache: str | Path | None = None, device: str | None = None,
+                 ensemble: str = "folds"):
         from peft import PeftModel
 
         from relevance.backbones import load_model, load_tokenizer, resolve_source
@@ -46,21 +52,38 @@ class RelevanceScorer:
 
         bundle = Path(bundle)
         self.meta = json.loads((bundle / BUNDLE_FILE).read_text())
+        if ensemble not in ENSEMBLES:
+            raise RelevanceError(f"ensemble={ensemble!r} is not known; use folds or refit.")
+        if ensemble == "refit" and not self.meta.get("refit"):
+            raise RelevanceError("ensemble=refit: this model has no full-data refit; train it with "
+                                 "train.refit=true, or use ensemble=folds.")
+        self.cache = Path(cache or default_cache())
         backbone = OmegaConf.create(self.meta["backbone"])
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = getattr(torch, backbone.dtype) if self.device.type == "cuda" else torch.float32
-        location = resolve_source(backbone, cache or default_cache())
+        location = resolve_source(backbone, self.cache)
         self.tokenizer = load_tokenizer(backbone, location)
         head_cfg = OmegaConf.create(self.meta["head"])
         self.head = build_head(head_cfg, self.tokenizer)
         base = load_model(backbone, location, self.tokenizer, dtype, head_cfg.name)
-        folds = self.meta["folds"]
+        folds = [self.meta["refit"]] if ensemble == "refit" else self.meta["folds"]
         model = PeftModel.from_pretrained(base, bundle / "adapters" / folds[0], adapter_name=folds[0])
         for fold in folds[1:]:
             model.load_adapter(bundle / "adapters" / fold, adapter_name=fold)
         self.model = model.to(self.device).eval()
         self.folds = folds
         self.threshold = float(self.meta["threshold"])
+        self.ensemble = ensemble
+        self._translations = None
+
+    def translations(self):
+        """The training run's translator, for translation concat (loaded on first use)."""
+        if self._translations is None:
+            from relevance.translation import Translations
+
+            translator = OmegaConf.create(self.meta.get("translator") or {"kind": "file", "path": None})
+            self._translations = Translations(translator, self.cache, self.meta["lowercase"])
+        return self._translations
 
     @property
     def task(self) -> str:
@@ -93,7 +116,8 @@ class RelevanceScorer:
         lowercase = self.meta["lowercase"]
         cleaned = [r.with_text(normalize_text(r.query, lowercase), normalize_text(r.target, lowercase))
                    for r in records]
-        cleaned = rewrite_text(cleaned, OmegaConf.create(self.meta["augmentation"]))
+        augmentation = OmegaConf.create(self.meta["augmentation"])
+        cleaned = rewrite_text(cleaned, augmentation, self.translations() if concat_mode(augmentation) else None)
         inputs = format_inputs(cleaned, self.meta["template"], self.meta["encoder"])
         loader = dataloader(self.tokenizer, inputs, None, batch_size or self.meta["eval_batch_size"],
                             self.meta["max_length"], shuffle=False)

@@ -3,7 +3,8 @@
 It exercises the whole pipeline offline: both tasks, train/dev/test, all 13 language codes with the competition's
 seen/unseen split, category paths with ", " inside levels, branded titles, sibling-category hard negatives, noisy
 queries and a little label noise. It is synthetic: scores on it measure the pipeline, nothing about real data.
-Unlike the real dev files, the demo dev files carry labels, so unseen-language F1 can be shown.
+Unlike the real dev files, the demo dev files carry labels, so unseen-language F1 can be shown. A translations file
+(every query into every language, and back to English) lets both translation augmentations run offline.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from pathlib import Path
 from relevance.atomic import build_folder
 from relevance.data.lexicon import BRANDS, COLORS, concepts
 from relevance.data.reader import write_records
-from relevance.records import SEEN_LANGUAGES, UNSEEN_LANGUAGES, Record, category_levels
+from relevance.records import ALL_LANGUAGES, SEEN_LANGUAGES, UNSEEN_LANGUAGES, Record, category_levels
+from relevance.translation import write_translations
 
+GENERATOR_VERSION = 2  # bump whenever the files a spec produces change, so stale caches are not reused
+TRANSLATIONS_FILE = "translations.jsonl"
 _LATIN = {"en", "es", "fr", "pt", "de", "it", "pl", "id", "vn"}
 
 
@@ -31,11 +35,13 @@ class DemoSpec:
     hard_negative_rate: float = 0.6
     label_noise: float = 0.03
     queries_per_language: int = 40
+    translation_error_rate: float = 0.1
     seed: int = 13
 
     def folder_name(self) -> str:
-        return (f"demo-s{self.seed}-tr{self.train_rows}-dv{self.dev_rows}-te{self.test_rows}"
-                f"-p{self.positive_rate}-h{self.hard_negative_rate}-n{self.label_noise}-q{self.queries_per_language}")
+        return (f"demo{GENERATOR_VERSION}-s{self.seed}-tr{self.train_rows}-dv{self.dev_rows}-te{self.test_rows}"
+                f"-p{self.positive_rate}-h{self.hard_negative_rate}-n{self.label_noise}-q{self.queries_per_language}"
+                f"-t{self.translation_error_rate}")
 
 
 def _typo(rng: random.Random, word: str) -> str:
@@ -50,7 +56,7 @@ def _typo(rng: random.Random, word: str) -> str:
     return word[:i] + word[i] + word[i:]  # doubled letter
 
 
-def _noisy_query(rng: random.Random, concept: dict, language: str, brand: str | None) -> str:
+def _noisy_query(rng: random.Random, concept: dict, language: str, brand: str | None) -> tuple[str, str | None]:
     """A shopper's query: the product word in the row's language, sometimes in English (code-mixing),
     sometimes with a typo, an abbreviation, a brand, a colour or a stray symbol."""
     word = concept["words"][language]
@@ -64,12 +70,18 @@ def _noisy_query(rng: random.Random, concept: dict, language: str, brand: str | 
         parts = [parts[0][:3]] + parts[1:]  # abbreviation of the first word
     if brand is not None:
         parts.insert(0 if rng.random() < 0.5 else len(parts), brand.lower() if rng.random() < 0.5 else brand)
-    if rng.random() < 0.2:
-        parts.append(rng.choice(COLORS))
+    color = rng.choice(COLORS) if rng.random() < 0.2 else None
+    if color:
+        parts.append(color)
     query = " ".join(parts)
     if rng.random() < 0.04:
         query = rng.choice("%-#*") + query
-    return query
+    return query, color
+
+
+def _rendition(concept: dict, language: str, brand: str | None, color: str | None) -> str:
+    """What a good translator makes of a query: the product word in `language`, brand and colour kept."""
+    return " ".join(p for p in (brand, concept["words"][language], color) if p)
 
 
 def _title(rng: random.Random, concept: dict, brand: str) -> str:
@@ -84,6 +96,7 @@ class _Generator:
     def __init__(self, spec: DemoSpec):
         self.spec = spec
         self.concepts = concepts()
+        self.queries: list[tuple[str, int, str | None, str | None, str]] = []
         self.siblings = {}
         for i, concept in enumerate(self.concepts):
             parent = category_levels(concept["path"])[:-1]
@@ -101,8 +114,28 @@ class _Generator:
         for _ in range(self.spec.queries_per_language):
             index = rng.randrange(len(self.concepts))
             brand = rng.choice(BRANDS) if rng.random() < 0.3 else None
-            pool.append((index, brand, _noisy_query(rng, self.concepts[index], language, brand)))
+            query, color = _noisy_query(rng, self.concepts[index], language, brand)
+            pool.append((index, brand, query))
+            self.queries.append((language, index, brand, color, query))
         return pool
+
+    def translations(self) -> dict[tuple[str, str, str], str]:
+        """Every generated query into every other language, and each of those into English: a stand-in for a
+        machine translator, with `translation_error_rate` of the outputs naming a wrong product."""
+        rng = random.Random(self.spec.seed * 7919)
+        table = {}
+        for language, index, brand, color, query in self.queries:
+            for target in ALL_LANGUAGES:
+                if target == language:
+                    continue
+                concept = self.concepts[index]
+                if rng.random() < self.spec.translation_error_rate:
+                    concept = self.concepts[rng.randrange(len(self.concepts))]
+                table[(query, language, target)] = _rendition(concept, target, brand, color)
+                if target != "en":
+                    table[(_rendition(self.concepts[index], target, brand, color), target, "en")] = \
+                        _rendition(self.concepts[index], "en", brand, color)
+        return table
 
     def rows(self, task: str, languages: tuple[str, ...], n_rows: int, seed: int, labelled: bool) -> list[Record]:
         rng = random.Random(seed)
@@ -140,5 +173,6 @@ def generate_demo(folder: str | Path, spec: DemoSpec = DemoSpec()) -> Path:
             for s, (split, (languages, n_rows, labelled)) in enumerate(sizes.items()):
                 records = generator.rows(task, languages, n_rows, seed=spec.seed * 100 + t * 10 + s, labelled=labelled)
                 write_records(staging / f"{split}_{task}.txt", records)
+        write_translations(staging / TRANSLATIONS_FILE, generator.translations())
 
     return build_folder(Path(folder), build)

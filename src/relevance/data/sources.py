@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from relevance.data.demo import DemoSpec, generate_demo
+from relevance.data.demo import TRANSLATIONS_FILE, DemoSpec, generate_demo
 from relevance.errors import ConfigError
 
 FILE_SPLITS = ("train", "dev", "test")
@@ -28,3 +28,8 @@ def data_file(data_cfg, cache: str | Path, task: str, which: str) -> Path:
     if which not in FILE_SPLITS:
         raise ConfigError(f"file={which!r} is not a data file; use one of {', '.join(FILE_SPLITS)}.")
     return data_folder(data_cfg, cache) / f"{which}_{task.upper()}.txt"
+
+
+def demo_translations(data_cfg, cache: str | Path) -> Path | None:
+    """The demo's own translations file (the stand-in translator for translator=file); None for other data."""
+    return data_folder(data_cfg, cache) / TRANSLATIONS_FILE if data_cfg.name == "demo" else None

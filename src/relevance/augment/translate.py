@@ -1,0 +1,43 @@
+"""Translation augmentation, given a translations function (relevance.translation.Translations).
+
+concat (DcuRAGONS): the query becomes `original - English translation`, in training and at prediction time.
+synthesize (Yin et al., Tredence): training rows are copied into the languages missing from training, the query
+translated, target and label kept. The copies are extra training rows tied to the row they came from, so they
+only ever train the folds in which that row trains (no leak into a held-out fold)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from relevance.records import UNSEEN_LANGUAGES, Record
+
+
+def concat_pivot(records: list[Record], options, translations) -> list[Record]:
+    """`query - translation` for rows not already in the pivot language."""
+    pivot = options.pivot
+    requests = [(r.query, r.language, pivot) for r in records if r.language != pivot and r.query]
+    table = translations(requests)
+    return [r.with_text(f"{r.query}{options.separator}{table[(r.query, r.language, pivot)]}", r.target)
+            if r.language != pivot and r.query else r for r in records]
+
+
+def synthesis_languages(options, task: str) -> list[str]:
+    return list(options.languages) if options.get("languages") else list(UNSEEN_LANGUAGES[task])
+
+
+def synthesize(records: list[Record], options, translations, seed: int) -> tuple[list[Record], np.ndarray]:
+    """Extra rows in each missing language, `options.rows_per_language` each, drawn without replacement from the
+    rows of other languages; returns them and the index of the row each came from."""
+    rng = np.random.default_rng(seed)
+    task = records[0].task
+    plan = []
+    for language in synthesis_languages(options, task):
+        candidates = [i for i, r in enumerate(records) if r.language != language and r.query]
+        take = min(options.rows_per_language, len(candidates))
+        plan += [(int(i), language) for i in np.sort(rng.choice(candidates, take, replace=False))]
+    table = translations([(records[i].query, records[i].language, language) for i, language in plan])
+    extras = [Record(id=-(n + 1), task=task, language=language, query=table[(records[i].query, records[i].language,
+                                                                                 language)],
+                     target=records[i].target, label=records[i].label)
+              for n, (i, language) in enumerate(plan)]
+    return extras, np.array([i for i, _ in plan], dtype=int)
