@@ -61,6 +61,10 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.train.scheduler not in ("linear", "cosine", "constant_with_warmup"):
         raise ConfigError(f"train.scheduler={cfg.train.scheduler!r} is not known; use linear, cosine or "
                           f"constant_with_warmup.")
+    if cfg.get("threshold") is not None:
+        _check_number(cfg, "threshold", integer=False, minimum=0)
+        if cfg.threshold > 1:
+            raise ConfigError(f"threshold={cfg.threshold} must be between 0 and 1, or null for the best out-of-fold one.")
     check_template(cfg.task.template)
     if cfg.head.name == "yes_no" and cfg.backbone.kind == "encoder":
         raise ConfigError(f"head=yes_no scores the answer with a language-model head, which the encoder "
@@ -375,7 +379,8 @@ def report(cfg, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path)
     fold_f1 = [metrics.scores_at(labels[folds == k], oof[folds == k], 0.5).f1 for k in range(cfg.split.n_folds)]
     summary["oof_fold_mean_f1_at_0.5"] = float(np.mean(fold_f1))
     summary["oof_fold_std_f1_at_0.5"] = float(np.std(fold_f1))
-    threshold = result["best"].threshold
+    threshold = result["best"].threshold if cfg.get("threshold") is None else float(cfg.threshold)
+    summary["decision_threshold"] = threshold
     title = f"{cfg.backbone.name} {cfg.task.code}"
     plots_dir.mkdir(parents=True, exist_ok=True)
     plots.threshold_plot(*metrics.threshold_curve(labels, oof), result["best"], result["floor"],

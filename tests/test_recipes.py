@@ -1,0 +1,125 @@
+"""Each method through the whole pipeline on the tiny backbone, and each team's recipe by name (experiment=...)."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from relevance import pipeline, predict
+from relevance.data.reader import read_records
+from relevance.errors import ConfigError, RelevanceError
+from tests.conftest import compose_predict, compose_train
+
+SMALL = ["backbone=tiny", "data.demo.train_rows=120", "data.demo.dev_rows=52", "data.demo.test_rows=26",
+         "train.epochs=1", "train.lr=1e-3", "split.n_folds=2"]
+
+
+def _children(summary) -> dict[str, object]:
+    run = MlflowClient().get_run(summary["run_id"])
+    children = MlflowClient().search_runs([run.info.experiment_id],
+                                          f"tags.mlflow.parentRunId = '{summary['run_id']}'")
+    return {c.info.run_name: c for c in children}
+
+
+@pytest.mark.parametrize("recipe, extra", [
+    ("dcuragons", []),
+    ("yin_qc", ["translator=file", "augmentation.hard_negatives.embedder=tfidf",
+                "augmentation.translate.rows_per_language=20", "augmentation.hard_negatives.rows=30"]),
+    ("yin_qi", ["translator=file", "augmentation.translate.rows_per_language=20", "train.max_length=64"]),
+    ("dilab", []),
+])
+def test_each_team_recipe_runs_end_to_end_on_tiny(recipe, extra, tmp_path, cache_dir):
+    cfg = compose_train([f"experiment={recipe}", *SMALL, *extra], tmp_path, cache_dir)
+    summary = pipeline.run(cfg)
+    assert 0 <= summary["oof_best_f1"] <= 1 and summary["model_uri"]
+    names = set(_children(summary))
+    assert {"fold-0", "fold-1"} <= names
+    if recipe == "dcuragons":
+        assert "tapt-stage1-qi" in names and cfg.split.name == "category_aware"
+    if recipe == "yin_qc":
+        assert summary["rows_synthesized"] == 20 * 4 and summary["rows_hard_negatives"] > 0
+        assert summary["decision_threshold"] == 0.4
+    if recipe in ("yin_qi", "dilab"):
+        assert {"self-validation/fold-0", "self-validation/fold-1"} <= names
+    params = MlflowClient().get_run(summary["run_id"]).data.params
+    assert params["head.name"] == ("classifier" if recipe == "dcuragons" else "yes_no")
+
+
+def test_translation_concat_is_replayed_by_the_served_model_and_a_refit_can_serve(tmp_path, cache_dir):
+    cfg = compose_train([*SMALL, "augmentation=[translate]", "train.refit=true"], tmp_path, cache_dir)
+    summary = pipeline.run(cfg)
+    assert summary["translations_reused"] > 0 and summary["translations_computed"] == 0
+    assert "refit" in _children(summary)
+    scorer = predict.load_scorer(summary["run_id"], ensemble="refit")
+    assert scorer.folds == ["refit"] and scorer.meta["translator"]["path"].endswith("translations.jsonl")
+    dev = read_records(pipeline.data_file(cfg.data, cfg.paths.cache, "QC", "dev"), "QC")[:6]
+    before = scorer.translations().reused
+    scores = scorer.predict_records(dev)
+    assert len(scores) == 6 and ((0 <= scores) & (scores <= 1)).all()
+    assert scorer.translations().reused - before == sum(r.language != "en" for r in dev)
+    out = predict.run(compose_predict([f"model={summary['run_id']}", "file=dev", "ensemble=refit",
+                                       f"output_dir={tmp_path / 'sub'}", "data.demo.train_rows=120",
+                                       "data.demo.dev_rows=52", "data.demo.test_rows=26"], tmp_path, cache_dir))
+    assert len(out.read_text().splitlines()) == 52
+
+
+def test_refit_is_refused_for_a_model_trained_without_it(tmp_path, cache_dir):
+    summary = pipeline.run(compose_train(SMALL, tmp_path, cache_dir))
+    with pytest.raises(RelevanceError, match="train.refit=true"):
+        predict.load_scorer(summary["run_id"], ensemble="refit")
+
+
+def test_a_sweep_rerun_translates_nothing_twice(tmp_path, cache_dir):
+    overrides = [*SMALL, "augmentation=[translate]", "augmentation.translate.mode=both",
+                 "augmentation.translate.rows_per_language=5", "translator=tiny", "tracking.log_model=false"]
+    first = pipeline.run(compose_train(overrides, tmp_path, tmp_path / "cache"))  # a cache of its own
+    assert first["translations_computed"] > 0
+    second = pipeline.run(compose_train(overrides, tmp_path, tmp_path / "cache"))
+    assert second["translations_computed"] == 0
+    assert second["translations_reused"] == first["translations_computed"] + first["translations_reused"]
+    metrics = MlflowClient().get_run(second["run_id"]).data.metrics
+    assert metrics["translations_computed"] == 0
+
+
+def test_tapt_logs_stage_one_and_a_later_run_can_start_from_it(tmp_path, cache_dir):
+    summary = pipeline.run(compose_train([*SMALL, "tapt=from_other_task", "tapt.max_rows=60",
+                                          "tracking.log_model=false"], tmp_path, cache_dir))
+    stage1 = _children(summary)["tapt-stage1-qi"]
+    assert stage1.data.metrics["rows_trained"] == 60
+    files = {Path(a.path).name for a in MlflowClient().list_artifacts(stage1.info.run_id, "tapt_adapter")}
+    assert "adapter_model.safetensors" in files
+    again = pipeline.run(compose_train([*SMALL, "tapt=from_other_task", f"tapt.from_run={stage1.info.run_id}",
+                                        "tracking.log_model=false"], tmp_path, cache_dir))
+    assert "tapt-stage1-qi" not in _children(again)
+    with pytest.raises(ConfigError, match="no tapt_adapter artifact"):
+        pipeline.run(compose_train([*SMALL, "tapt=from_other_task", f"tapt.from_run={summary['run_id']}",
+                                    "tracking.log_model=false"], tmp_path, cache_dir))
+
+
+def test_self_validation_logs_what_it_removed_and_still_judges_every_row(tmp_path, cache_dir):
+    summary = pipeline.run(compose_train([*SMALL, "augmentation=[self_validation]",
+                                          "augmentation.self_validation.confidence=0.51",
+                                          "tracking.log_model=false"], tmp_path, cache_dir))
+    metrics = MlflowClient().get_run(summary["run_id"]).data.metrics
+    flagged = int(metrics["self_validation_flagged"])
+    assert flagged > 0  # at confidence 0.51 a one-epoch tiny model contradicts many labels
+    assert flagged == sum(v for k, v in metrics.items() if k.startswith("self_validation_flagged_"))
+    table = json.loads(Path(mlflow.artifacts.download_artifacts(
+        run_id=summary["run_id"], artifact_path="self_validation/flagged_rows.json")).read_text())
+    assert len(table["data"]) == flagged and "action" in table["columns"]
+    fold = _children(summary)["fold-0"]
+    assert fold.data.metrics["rows_validation"] == 60  # removed rows still scored
+    assert fold.data.metrics["rows_trained"] < 60 or flagged < 2
+
+
+def test_tapt_without_the_other_tasks_data_fails_at_start(tmp_path, cache_dir):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train_QC.txt").write_text(json.dumps({"id": 1, "task": "QC", "language": "en", "origin_query": "a",
+                                                     "category_path": "b", "label": 1}) + "\n")
+    cfg = compose_train(["backbone=tiny", "tapt=from_other_task", "data=competition", f"data.dir={folder}"],
+                        tmp_path, cache_dir)
+    with pytest.raises(ConfigError, match=r"tapt=from_other_task .*train_QI.txt does not exist"):
+        pipeline.check_config(cfg)
