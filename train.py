@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from relevance.cli import language_table, user_errors_exit
+from relevance.cli import headline, language_table, user_errors_exit
 
 
 @hydra.main(config_path="conf", config_name="train")
@@ -13,12 +13,7 @@ def main(cfg: DictConfig) -> float:
     with user_errors_exit():
         summary = run(cfg)
         print("\n" + language_table(summary["languages"]))
-        print(f"\nrun {summary['run_id']}: out-of-fold F1 {summary['oof_best_f1']:.4f} at threshold "
-              f"{summary['oof_best_threshold']:.3f} ({summary['oof_at_0.5_f1']:.4f} at 0.5; all-positive floor "
-              f"{summary['oof_all_positive_f1']:.4f})")
-        if "dev_f1_at_oof_threshold" in summary:
-            print(f"dev F1 (fold ensemble, out-of-fold threshold): {summary['dev_f1_at_oof_threshold']:.4f} "
-                  f"(floor {summary['dev_all_positive_f1']:.4f})")
+        print(f"\nrun {summary['run_id']}:\n{headline(summary)}")
         print(f"compare runs: mlflow ui --backend-store-uri {summary['tracking_uri']} --workers 1\n"
               f"register it:  relevance register --run-id {summary['run_id']} --name relevance-{cfg.task.name} "
               f"--tracking-uri {summary['tracking_uri']}")

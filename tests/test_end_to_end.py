@@ -53,7 +53,7 @@ def test_training_logs_parent_and_fold_runs_with_metrics_and_artifacts(trained):
     assert {"plots/threshold_f1.png", "plots/language_f1.png", "plots/dev_language_f1.png"} <= plots
     oof = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=summary["run_id"],
                                                                 artifact_path="oof_scores.json")).read_text())
-    assert oof["columns"] == ["id", "language", "fold", "label", "score"]
+    assert oof["columns"] == ["id", "task", "language", "fold", "label", "score"]
     assert len(oof["data"]) == 240 and not any(np.isnan(row[-1]) for row in oof["data"])
 
 
@@ -63,7 +63,7 @@ def test_logged_model_holds_adapters_not_base_weights(trained):
     bundle = local / "artifacts" / "bundle"
     meta = json.loads((bundle / "relevance.json").read_text())
     assert meta["folds"] == ["fold_0", "fold_1"] and meta["backbone"]["name"] == "tiny"
-    assert meta["threshold"] == pytest.approx(summary["oof_best_threshold"])
+    assert meta["thresholds"] == {"QC": pytest.approx(summary["oof_best_threshold"])}
     files = sorted(p.name for p in (bundle / "adapters" / "fold_0").iterdir())
     assert files == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
 

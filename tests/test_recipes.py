@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -123,3 +124,43 @@ def test_tapt_without_the_other_tasks_data_fails_at_start(tmp_path, cache_dir):
                         tmp_path, cache_dir)
     with pytest.raises(ConfigError, match=r"tapt=from_other_task .*train_QI.txt does not exist"):
         pipeline.check_config(cfg)
+
+
+def test_joint_model_trains_both_tasks_with_a_threshold_each_and_predicts_both_files(tmp_path, cache_dir):
+    cfg = compose_train([*SMALL, "task=joint"], tmp_path, cache_dir)
+    summary = pipeline.run(cfg)
+    for task in ("qc", "qi"):
+        assert 0 <= summary[f"{task}_oof_best_f1"] <= 1 and f"{task}_dev_f1_at_oof_threshold" in summary
+    assert summary["oof_best_f1"] == pytest.approx((summary["qc_oof_best_f1"] + summary["qi_oof_best_f1"]) / 2)
+    scorer = predict.load_scorer(summary["run_id"])
+    assert scorer.tasks == ["QC", "QI"] and set(scorer.thresholds) == {"QC", "QI"}
+    assert scorer.thresholds["QC"] == summary["qc_decision_threshold"]
+    assert "category:" in scorer.templates["QC"] and "product:" in scorer.templates["QI"]
+    with pytest.raises(RelevanceError, match="pass one of them"):
+        scorer.predict([("cap", "apparel,hats")])
+    assert len(scorer.predict([("cap", "apparel,hats")], task="QC")) == 1
+    frame = pd.DataFrame([{"task": "QC", "origin_query": "cap", "category_path": "apparel,hats", "item_title": None},
+                          {"task": "QI", "origin_query": "cap", "category_path": None, "item_title": "red cap"}])
+    out = mlflow.pyfunc.load_model(summary["model_uri"]).predict(frame)
+    assert list(out.columns) == ["score", "prediction"] and len(out) == 2
+    outputs = predict.run(compose_predict([f"model={summary['run_id']}", "file=test", f"output_dir={tmp_path / 's'}",
+                                           "data.demo.train_rows=120", "data.demo.dev_rows=52",
+                                           "data.demo.test_rows=26"], tmp_path, cache_dir))
+    assert [p.name for p in outputs] == ["submit_QC.txt", "submit_QI.txt"] and (tmp_path / "s" / "submission.zip").is_file()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["task=joint", "backbone=xlm_roberta_large"], "task=joint tells QC from QI rows by their prompts"),
+    (["task=joint", "tapt=from_other_task"], "no other task to pre-train on"),
+    (["task=joint", "split=category_aware"], "split=category_aware"),
+    (["head=yes_no", "backbone=xlm_roberta_large"], "head=yes_no .* encoder"),
+    (["augmentation=[hard_negatives]", "augmentation.hard_negatives.window=[50,20]"], "window"),
+    (["augmentation=[self_validation]", "augmentation.self_validation.confidence=0.3"], "between 0.5 and 1"),
+    (["augmentation=[self_validation]", "augmentation.self_validation.action=fix"], "use drop or relabel"),
+    (["augmentation=[translate]", "augmentation.translate.mode=paraphrase"], "concat, synthesize or both"),
+    (["augmentation=[translate]", "translator.path=/nowhere.jsonl"], "translator.path=/nowhere.jsonl is not a file"),
+    (["threshold=1.5"], "between 0 and 1"),
+])
+def test_combinations_that_cannot_work_fail_at_start_with_one_sentence(overrides, message, tmp_path, cache_dir):
+    with pytest.raises(ConfigError, match=message):
+        pipeline.check_config(compose_train(["backbone=tiny", *overrides], tmp_path, cache_dir))

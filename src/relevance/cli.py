@@ -55,6 +55,26 @@ def language_table(by_language: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def headline(summary: dict) -> str:
+    """The run's F1 lines: one per task (task=joint adds the competition score, their mean)."""
+    lines = []
+    for prefix in ("", "qc_", "qi_"):
+        if f"{prefix}oof_best_f1" not in summary or (not prefix and "qc_oof_best_f1" in summary):
+            continue
+        name = prefix.rstrip("_").upper() + " " if prefix else ""
+        lines.append(f"{name}out-of-fold F1 {summary[prefix + 'oof_best_f1']:.4f} at threshold "
+                     f"{summary[prefix + 'oof_best_threshold']:.3f} ({summary[prefix + 'oof_at_0.5_f1']:.4f} at 0.5; "
+                     f"all-positive floor {summary[prefix + 'oof_all_positive_f1']:.4f}); decision threshold "
+                     f"{summary[prefix + 'decision_threshold']:.3f}")
+        if f"{prefix}dev_f1_at_oof_threshold" in summary:
+            lines.append(f"{name}dev F1 (fold ensemble, decision threshold): "
+                         f"{summary[prefix + 'dev_f1_at_oof_threshold']:.4f} "
+                         f"(floor {summary[prefix + 'dev_all_positive_f1']:.4f})")
+    if "qc_oof_best_f1" in summary:
+        lines.append(f"competition score (mean of QC and QI out-of-fold F1): {summary['oof_best_f1']:.4f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     """`relevance register ...`: put a run's model (or the best run's) into the model registry."""
     from relevance import tracking

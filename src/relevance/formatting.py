@@ -22,6 +22,13 @@ def format_inputs(records: list[Record], template: str, encoder: bool) -> list:
     return [template.format(query=r.query, target=r.target, language=r.language) for r in records]
 
 
+def format_by_task(records: list[Record], templates: dict[str, str], encoder: bool) -> list:
+    """Like format_inputs, each row with its own task's template (task=joint mixes QC and QI rows)."""
+    if encoder:
+        return [(r.query, r.target) for r in records]
+    return [templates[r.task].format(query=r.query, target=r.target, language=r.language) for r in records]
+
+
 def prompt_template(task, head, backbone) -> str:
     """The per-row template for this task, head and backbone, still holding {query}, {target} and {language}.
 

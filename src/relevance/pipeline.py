@@ -27,7 +27,7 @@ from relevance.data.reader import read_records
 from relevance.data.sources import data_file, demo_translations
 from relevance.datamodule import PairDataModule
 from relevance.errors import ConfigError
-from relevance.formatting import check_template, fixed_prompt_tokens, format_inputs, prompt_template
+from relevance.formatting import check_template, fixed_prompt_tokens, format_by_task, format_inputs, prompt_template
 from relevance.heads import build_head
 from relevance.module import RelevanceModule, apply_lora, gather_scores
 from relevance.runtime import resolve_runtime
@@ -65,11 +65,20 @@ def check_config(cfg: DictConfig) -> None:
         _check_number(cfg, "threshold", integer=False, minimum=0)
         if cfg.threshold > 1:
             raise ConfigError(f"threshold={cfg.threshold} must be between 0 and 1, or null for the best out-of-fold one.")
-    check_template(cfg.task.template)
+    parts = task_parts(cfg)
+    for part in parts.values():
+        check_template(part.template)
     if cfg.head.name == "yes_no" and cfg.backbone.kind == "encoder":
         raise ConfigError(f"head=yes_no scores the answer with a language-model head, which the encoder "
                           f"backbone={cfg.backbone.name} does not have; use head=classifier or a decoder backbone.")
-    prompt_template(cfg.task, cfg.head, cfg.backbone)
+    for part in parts.values():
+        prompt_template(part, cfg.head, cfg.backbone)
+    if cfg.task.code == "JOINT" and cfg.backbone.kind == "encoder":
+        raise ConfigError(f"task=joint tells QC from QI rows by their prompts, which the encoder backbone="
+                          f"{cfg.backbone.name} does not use; pick a decoder backbone or train task=qc and task=qi.")
+    if cfg.task.code == "JOINT" and cfg.tapt.name != "none":
+        raise ConfigError("task=joint already trains on both tasks, so there is no other task to pre-train on; "
+                          "use tapt=none.")
     if cfg.backbone.kind == "decoder" and cfg.backbone.padding_side != "right":
         raise ConfigError(f"backbone.padding_side={cfg.backbone.padding_side}: a decoder classifier needs right "
                           f"padding (left padding shifts every row's positions by its pad count); set it to right.")
@@ -190,35 +199,56 @@ def read_task_rows(cfg, task: str, max_rows: int | None):
     return records, report
 
 
-def prepare_data(cfg, translations: Translations, template: str, encoder: bool):
-    """Read, clean, add training-only rows, rewrite text, split. Returns the TrainingData, the cleaning report,
-    the labelled dev rows (or None) and how many extra rows each augmentation made."""
-    task = cfg.task.code
+def task_parts(cfg) -> dict[str, DictConfig]:
+    """Task code -> task config: one entry, or QC and QI for task=joint."""
+    if cfg.task.code == "JOINT":
+        return {part.code: part for part in cfg.task.parts.values()}
+    return {cfg.task.code: cfg.task}
+
+
+def _task_rows(cfg, task: str, translations: Translations, counts: dict):
+    """One task's cleaned rows, its training-only extras (with their source index) and its labelled dev rows."""
     augmentation = cfg.get("augmentation")
     records, report = read_task_rows(cfg, task, cfg.data.get("max_rows"))
-    extras, sources, follows, counts = [], [], [], {}
+    extras, sources, follows = [], [], []
     if synthesize_mode(augmentation):
         rows, source = synthesize(records, augmentation.translate, translations, cfg.seed)
         extras, sources, follows = extras + rows, sources + [source], follows + [True] * len(rows)
-        counts["rows_synthesized"] = len(rows)
+        counts["rows_synthesized"] = counts.get("rows_synthesized", 0) + len(rows)
     if augmentation and augmentation.get("hard_negatives"):
         rows, source = hard_negatives(records, augmentation.hard_negatives, translations, Path(cfg.paths.cache),
                                       cfg.seed + 1)
         extras, sources, follows = extras + rows, sources + [source], follows + [False] * len(rows)
-        counts["rows_hard_negatives"] = len(rows)
+        counts["rows_hard_negatives"] = counts.get("rows_hard_negatives", 0) + len(rows)
     rewritten = rewrite_text(records + extras, augmentation, translations)
-    records, extras = rewritten[:len(records)], rewritten[len(records):]
-    folds = assign_folds(records, cfg.split.name, cfg.split.n_folds, cfg.seed, cfg.split.get("category_depth", 2))
-    data = TrainingData(records, format_inputs(records, template, encoder), np.array([r.label for r in records]),
-                        folds, format_inputs(extras, template, encoder), np.array([r.label for r in extras], dtype=int),
-                        np.concatenate(sources).astype(int) if sources else np.zeros(0, dtype=int),
-                        np.array(follows, dtype=bool))
     dev = None
     dev_path = data_file(cfg.data, cfg.paths.cache, task, "dev")
     if cfg.evaluate_dev and dev_path.is_file():
         dev_rows, _ = clean_records(read_records(dev_path, task), lowercase=cfg.clean.lowercase)
         if dev_rows and all(r.label is not None for r in dev_rows):
             dev = rewrite_text(dev_rows, augmentation, translations)  # only the demo's dev carries labels
+    source = np.concatenate(sources).astype(int) if sources else np.zeros(0, dtype=int)
+    return rewritten[:len(records)], rewritten[len(records):], source, follows, report, dev
+
+
+def prepare_data(cfg, translations: Translations, templates: dict[str, str], encoder: bool):
+    """Read, clean, add training-only rows, rewrite text, split (all tasks together for task=joint, so a query
+    never sits on both sides of a fold). Returns the TrainingData, the cleaning report, the labelled dev rows (or
+    None) and how many extra rows each augmentation made."""
+    records, extras, sources, follows, dev, counts = [], [], [], [], [], {}
+    dropped = 0
+    for task in templates:
+        task_records, task_extras, source, task_follows, report, task_dev = _task_rows(cfg, task, translations, counts)
+        sources.append(source + len(records))
+        records, extras, follows = records + task_records, extras + task_extras, follows + task_follows
+        dev = dev + task_dev if (dev is not None and task_dev) else None
+        dropped += report.dropped_empty_query
+    report.dropped_empty_query = dropped
+    folds = assign_folds(records, cfg.split.name, cfg.split.n_folds, cfg.seed, cfg.split.get("category_depth", 2))
+    data = TrainingData(records, format_by_task(records, templates, encoder), np.array([r.label for r in records]),
+                        folds, format_by_task(extras, templates, encoder),
+                        np.array([r.label for r in extras], dtype=int), np.concatenate(sources).astype(int),
+                        np.array(follows, dtype=bool))
     return data, report, dev, counts
 
 
@@ -370,32 +400,58 @@ def self_validation_stage(cfg, runtime, model: Model, data: TrainingData, parent
     return counts
 
 
-def report(cfg, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path) -> tuple[dict, float, dict]:
-    """Headline metrics, per-language rows and plots. The threshold comes from out-of-fold scores only; dev is
-    judged at it."""
+def _task_report(cfg, task: str, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path, prefix: str
+                 ) -> tuple[dict, float, dict]:
     seen = set(languages)
     result = evaluate(labels, oof, languages, seen)
-    summary = _metric_dict(result, "oof_")
+    summary = _metric_dict(result, f"{prefix}oof_")
     fold_f1 = [metrics.scores_at(labels[folds == k], oof[folds == k], 0.5).f1 for k in range(cfg.split.n_folds)]
-    summary["oof_fold_mean_f1_at_0.5"] = float(np.mean(fold_f1))
-    summary["oof_fold_std_f1_at_0.5"] = float(np.std(fold_f1))
-    threshold = result["best"].threshold if cfg.get("threshold") is None else float(cfg.threshold)
-    summary["decision_threshold"] = threshold
-    title = f"{cfg.backbone.name} {cfg.task.code}"
-    plots_dir.mkdir(parents=True, exist_ok=True)
+    summary[f"{prefix}oof_fold_mean_f1_at_0.5"] = float(np.mean(fold_f1))
+    summary[f"{prefix}oof_fold_std_f1_at_0.5"] = float(np.std(fold_f1))
+    fixed = cfg.get("threshold")
+    threshold = result["best"].threshold if fixed is None else float(fixed)
+    summary[f"{prefix}decision_threshold"] = threshold
+    title = f"{cfg.backbone.name} {task}"
     plots.threshold_plot(*metrics.threshold_curve(labels, oof), result["best"], result["floor"],
-                         f"{title}: out-of-fold F1", plots_dir / "threshold_f1.png")
-    plots.language_plot(result["languages"], f"{title}: out-of-fold F1 per language", plots_dir / "language_f1.png")
-    by_language = {"out-of-fold": result["languages"]}
-    if dev_scores:
+                         f"{title}: out-of-fold F1", plots_dir / f"{prefix}threshold_f1.png")
+    plots.language_plot(result["languages"], f"{title}: out-of-fold F1 per language",
+                        plots_dir / f"{prefix}language_f1.png")
+    by_language = {f"{prefix}out-of-fold": result["languages"]}
+    if dev_scores is not None:
         dev_labels = np.array([r.label for r in dev])
-        dev_result = evaluate(dev_labels, np.mean(dev_scores, axis=0), [r.language for r in dev], seen, threshold)
-        summary.update(_metric_dict(dev_result, "dev_"))
-        summary["dev_f1_at_oof_threshold"] = dev_result["at_threshold"].f1
+        dev_result = evaluate(dev_labels, dev_scores, [r.language for r in dev], seen, threshold)
+        summary.update(_metric_dict(dev_result, f"{prefix}dev_"))
+        summary[f"{prefix}dev_f1_at_oof_threshold"] = dev_result["at_threshold"].f1
         plots.language_plot(dev_result["languages"], f"{title}: dev F1 per language (fold ensemble)",
-                            plots_dir / "dev_language_f1.png")
-        by_language["dev"] = dev_result["languages"]
+                            plots_dir / f"{prefix}dev_language_f1.png")
+        by_language[f"{prefix}dev"] = dev_result["languages"]
     return summary, threshold, by_language
+
+
+def report(cfg, data: TrainingData, oof, dev, dev_scores, plots_dir: Path) -> tuple[dict, dict, dict]:
+    """Headline metrics, per-language rows and plots, per task; thresholds come from out-of-fold scores only
+    (one per task) and dev is judged at them. For task=joint each key carries a qc_/qi_ prefix and the unprefixed
+    headline is the competition score, the mean of the two tasks."""
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    tasks = np.array([r.task for r in data.records])
+    dev_tasks = np.array([r.task for r in dev]) if dev else None
+    dev_mean = np.mean(dev_scores, axis=0) if dev_scores else None
+    joint = cfg.task.code == "JOINT"
+    summary, thresholds, by_language = {}, {}, {}
+    for task in task_parts(cfg):
+        rows = np.flatnonzero(tasks == task)
+        dev_rows = np.flatnonzero(dev_tasks == task) if dev_mean is not None else None
+        part, thresholds[task], languages = _task_report(
+            cfg, task, data.labels[rows], oof[rows], [data.languages[i] for i in rows], data.folds[rows],
+            [dev[i] for i in dev_rows] if dev_rows is not None else None,
+            dev_mean[dev_rows] if dev_rows is not None else None, plots_dir, f"{task.lower()}_" if joint else "")
+        summary.update(part)
+        by_language.update(languages)
+    if joint:
+        for key in ("oof_best_f1", "oof_at_0.5_f1", "oof_all_positive_f1", "dev_at_0.5_f1", "dev_f1_at_oof_threshold"):
+            if f"qc_{key}" in summary and f"qi_{key}" in summary:
+                summary[key] = (summary[f"qc_{key}"] + summary[f"qi_{key}"]) / 2
+    return summary, thresholds, by_language
 
 
 def run(cfg: DictConfig) -> dict:
@@ -404,14 +460,15 @@ def run(cfg: DictConfig) -> dict:
     check_config(cfg)
     runtime = resolve_runtime(cfg.strategy.name, cfg.train.precision, cfg.backbone.dtype)
     encoder = cfg.backbone.kind == "encoder"
-    template = prompt_template(cfg.task, cfg.head, cfg.backbone)
+    templates = {task: prompt_template(part, cfg.head, cfg.backbone) for task, part in task_parts(cfg).items()}
     translations = make_translations(cfg)
-    data, clean_report, dev, extra_counts = prepare_data(cfg, translations, template, encoder)
-    dev_inputs = format_inputs(dev, template, encoder) if dev else None
+    data, clean_report, dev, extra_counts = prepare_data(cfg, translations, templates, encoder)
+    dev_inputs = format_by_task(dev, templates, encoder) if dev else None
     location = resolve_source(cfg.backbone, cfg.paths.cache)
     tokenizer = load_tokenizer(cfg.backbone, location)
     build_head(cfg.head, tokenizer)  # answer words that tokenise badly fail here, before any training
-    model = Model(location, tokenizer, cfg.train.max_length + fixed_prompt_tokens(tokenizer, template, encoder))
+    prompt_tokens = max(fixed_prompt_tokens(tokenizer, template, encoder) for template in templates.values())
+    model = Model(location, tokenizer, cfg.train.max_length + prompt_tokens)
 
     tracking.setup(cfg.tracking.uri or tracking.default_tracking_uri(cfg.paths.root), cfg.tracking.experiment,
                    cfg.tracking.artifact_root or Path(cfg.paths.root) / "mlruns" / "artifacts")
@@ -437,22 +494,22 @@ def run(cfg: DictConfig) -> dict:
                            cfg.split.n_folds, adapters / "refit", model.init_adapter)
         mlflow.log_metrics({"translations_computed": translations.computed,
                             "translations_reused": translations.reused})
-        summary, threshold, by_language = report(cfg, data.labels, oof, data.languages, data.folds, dev, dev_scores,
-                                                 scratch / "plots")
+        summary, thresholds, by_language = report(cfg, data, oof, dev, dev_scores, scratch / "plots")
         mlflow.log_metrics(summary)
         mlflow.log_table(pd.DataFrame([dict(row, scored=name) for name, rows in by_language.items() for row in rows]),
                          "language_f1.json")
         mlflow.log_artifacts(str(scratch / "plots"), "plots")
-        mlflow.log_table({"id": [r.id for r in data.records], "language": data.languages,
+        mlflow.log_table({"id": [r.id for r in data.records], "task": [r.task for r in data.records],
+                          "language": data.languages,
                           "fold": data.folds.tolist(), "label": data.labels.tolist(), "score": oof.tolist()},
                          "oof_scores.json")
         model_uri = None
         if cfg.tracking.log_model:
             augmentation = OmegaConf.to_container(cfg.augmentation, resolve=True) if cfg.get("augmentation") else {}
-            meta = {"task": cfg.task.code, "template": template, "encoder": encoder,
+            meta = {"task": cfg.task.code, "templates": templates, "encoder": encoder,
                     "head": OmegaConf.to_container(cfg.head, resolve=True), "augmentation": augmentation,
                     "translator": OmegaConf.to_container(translations.cfg, resolve=True),
-                    "threshold": threshold, "max_length": model.max_length, "lowercase": cfg.clean.lowercase,
+                    "thresholds": thresholds, "max_length": model.max_length, "lowercase": cfg.clean.lowercase,
                     "eval_batch_size": cfg.train.eval_batch_size,
                     "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
                     "folds": [f"fold_{k}" for k in range(cfg.split.n_folds)],

@@ -38,29 +38,34 @@ def load_scorer(reference: str, ensemble: str = "folds"):
     return RelevanceScorer(folder, ensemble=ensemble)
 
 
-def run(cfg) -> Path:
+def predict_file(cfg, scorer, task: str) -> Path:
+    """Score `<file>_<task>.txt` and write its submission file; print F1 when the file is labelled."""
+    path = data_file(cfg.data, cfg.paths.cache, task, cfg.file)
+    records = read_records(path, task)
+    scores = scorer.predict_records(records, batch_size=cfg.batch_size, progress=cfg.progress)
+    threshold = scorer.thresholds[task] if cfg.threshold is None else float(cfg.threshold)
+    predictions = (scores >= threshold).astype(int)
+    ids = [r.id for r in records]
+    output = write_submission(Path(cfg.output_dir) / f"submit_{task}.txt", ids, predictions, ids)
+    scored_by = "the full-data refit" if cfg.ensemble == "refit" else f"the mean of {len(scorer.folds)} fold models"
+    print(f"wrote {output}: {len(ids)} rows, {int(predictions.sum())} predicted relevant "
+          f"({np.mean(predictions):.1%}) at threshold {threshold:.3f}, scored by {scored_by}")
+    if all(r.label is not None for r in records):  # a labelled file (the demo's dev, or train): say how it did
+        labels = np.array([r.label for r in records])
+        print(f"F1 on {path.name}: {scores_at(labels, scores, threshold).f1:.4f} "
+              f"(all-positive floor {all_positive_f1(labels):.4f})")
+    return output
+
+
+def run(cfg) -> Path | list[Path]:
     if not cfg.model:
         raise ConfigError("predict.py needs model=<models:/name@alias | models:/name/version | run id>.")
     if cfg.threshold is not None and (not isinstance(cfg.threshold, (int, float)) or not 0 <= cfg.threshold <= 1):
         raise ConfigError(f"threshold={cfg.threshold!r} must be a number between 0 and 1 (or null for the model's own).")
     mlflow.set_tracking_uri(cfg.tracking_uri or tracking.default_tracking_uri(cfg.paths.root))
     scorer = load_scorer(cfg.model, cfg.ensemble)
-    task = scorer.task
-    path = data_file(cfg.data, cfg.paths.cache, task, cfg.file)
-    records = read_records(path, task)
-    scores = scorer.predict_records(records, batch_size=cfg.batch_size, progress=cfg.progress)
-    threshold = scorer.threshold if cfg.threshold is None else float(cfg.threshold)
-    predictions = (scores >= threshold).astype(int)
-    ids = [r.id for r in records]
-    output = write_submission(Path(cfg.output_dir) / f"submit_{task}.txt", ids, predictions, ids)
-    print(f"wrote {output}: {len(ids)} rows, {int(predictions.sum())} predicted relevant "
-          f"({np.mean(predictions):.1%}) at threshold {threshold:.3f}, scored by "
-          f"{'the full-data refit' if cfg.ensemble == 'refit' else f'the mean of {len(scorer.folds)} fold models'}")
-    if all(r.label is not None for r in records):  # a labelled file (the demo's dev, or train): say how it did
-        labels = np.array([r.label for r in records])
-        print(f"F1 on {path.name}: {scores_at(labels, scores, threshold).f1:.4f} "
-              f"(all-positive floor {all_positive_f1(labels):.4f})")
+    outputs = [predict_file(cfg, scorer, task) for task in scorer.tasks]  # a joint model writes both tasks
     archive = zip_submissions(cfg.output_dir)
     if archive:
         print(f"both tasks present: {archive} is ready to upload")
-    return output
+    return outputs[0] if len(outputs) == 1 else outputs

@@ -72,7 +72,8 @@ class RelevanceScorer:
             model.load_adapter(bundle / "adapters" / fold, adapter_name=fold)
         self.model = model.to(self.device).eval()
         self.folds = folds
-        self.threshold = float(self.meta["threshold"])
+        self.thresholds = {task: float(t) for task, t in self.meta["thresholds"].items()}
+        self.templates = self.meta["templates"]
         self.ensemble = ensemble
         self._translations = None
 
@@ -87,23 +88,53 @@ class RelevanceScorer:
 
     @property
     def task(self) -> str:
+        """QC, QI, or JOINT (one model for both; rows say which task they are)."""
         return self.meta["task"]
 
-    def predict(self, pairs: list[tuple[str, str]], batch_size: int | None = None) -> np.ndarray:
-        """Scores in [0, 1] for (query, target) pairs; compare with `self.threshold` to decide."""
-        records = [Record(id=i, task=self.task, language="", query=q, target=t) for i, (q, t) in enumerate(pairs)]
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.templates)
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold of a single-task model (a joint model has one per task: `thresholds`)."""
+        if len(self.thresholds) != 1:
+            raise RelevanceError("this joint model has one threshold per task; use scorer.thresholds[task].")
+        return next(iter(self.thresholds.values()))
+
+    def predict(self, pairs: list[tuple[str, str]], batch_size: int | None = None, task: str | None = None
+                ) -> np.ndarray:
+        """Scores in [0, 1] for (query, target) pairs; compare with `self.threshold` to decide. A joint model
+        needs `task="QC"` or `"QI"`."""
+        task = task or self.task
+        if task not in self.templates:
+            raise RelevanceError(f"task={task!r}: this model scores {' or '.join(self.tasks)}; pass one of them.")
+        records = [Record(id=i, task=task, language="", query=q, target=t) for i, (q, t) in enumerate(pairs)]
         return self.predict_records(records, batch_size)
 
     def records_from_frame(self, frame: pd.DataFrame) -> list[Record]:
-        target_field = TARGET_FIELD[self.task]
-        missing = [c for c in ("origin_query", target_field) if c not in frame.columns]
+        """Rows of a DataFrame (pyfunc / REST input). A joint model reads each row's `task` column and its
+        category_path (QC) or item_title (QI)."""
+        if self.task == "JOINT" and "task" not in frame.columns:
+            raise ValueError("input is missing column 'task'; a joint model needs QC or QI on every row.")
+        tasks = frame["task"].astype(str).str.upper().tolist() if self.task == "JOINT" else [self.task] * len(frame)
+        unknown = sorted(set(tasks) - set(self.templates))
+        if unknown:
+            raise ValueError(f"task {unknown[0]!r} is not one this model scores ({', '.join(self.tasks)}).")
+        needed = ["origin_query", *sorted({TARGET_FIELD[t] for t in tasks})]
+        missing = [c for c in needed if c not in frame.columns]
         if missing:
-            raise ValueError(f"input is missing column(s) {missing}; {self.task} rows need origin_query and "
-                             f"{target_field}.")
-        frame = frame.fillna("")  # JSON null arrives as None or NaN: an empty text, still scored
+            raise ValueError(f"input is missing column(s) {missing}; rows need origin_query and the task's target "
+                             f"(category_path for QC, item_title for QI).")
+        frame = frame.astype(object).where(frame.notna(), "")  # JSON null arrives as None or NaN: empty text, scored
         languages = frame["language"] if "language" in frame.columns else [""] * len(frame)
-        return [Record(id=i, task=self.task, language=str(lang), query=str(q), target=str(t))
-                for i, (lang, q, t) in enumerate(zip(languages, frame["origin_query"], frame[target_field]))]
+        return [Record(id=i, task=task, language=str(lang), query=str(q), target=str(row[TARGET_FIELD[task]]))
+                for i, (task, lang, q, (_, row)) in enumerate(zip(tasks, languages, frame["origin_query"],
+                                                                  frame.iterrows()))]
+
+    def decide(self, records: list[Record], scores: np.ndarray) -> np.ndarray:
+        """0/1 per row at its task's threshold."""
+        return np.array([int(s >= self.thresholds[r.task]) for r, s in zip(records, scores)], dtype=int)
 
     def predict_records(self, records: list[Record], batch_size: int | None = None, progress: bool = False
                         ) -> np.ndarray:
@@ -111,14 +142,14 @@ class RelevanceScorer:
         from tqdm.auto import tqdm
 
         from relevance.datamodule import dataloader
-        from relevance.formatting import format_inputs
+        from relevance.formatting import format_by_task
 
         lowercase = self.meta["lowercase"]
         cleaned = [r.with_text(normalize_text(r.query, lowercase), normalize_text(r.target, lowercase))
                    for r in records]
         augmentation = OmegaConf.create(self.meta["augmentation"])
         cleaned = rewrite_text(cleaned, augmentation, self.translations() if concat_mode(augmentation) else None)
-        inputs = format_inputs(cleaned, self.meta["template"], self.meta["encoder"])
+        inputs = format_by_task(cleaned, self.templates, self.meta["encoder"])
         loader = dataloader(self.tokenizer, inputs, None, batch_size or self.meta["eval_batch_size"],
                             self.meta["max_length"], shuffle=False)
         total = np.zeros(len(inputs))
@@ -140,11 +171,18 @@ class RelevancePyfunc(mlflow.pyfunc.PythonModel):
         self.scorer = RelevanceScorer(context.artifacts["bundle"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        scores = self.scorer.predict_records(self.scorer.records_from_frame(model_input))
-        return pd.DataFrame({"score": scores, "prediction": (scores >= self.scorer.threshold).astype(int)})
+        records = self.scorer.records_from_frame(model_input)
+        scores = self.scorer.predict_records(records)
+        return pd.DataFrame({"score": scores, "prediction": self.scorer.decide(records, scores)})
 
 
 def signature(task: str) -> ModelSignature:
+    if task == "JOINT":
+        inputs = Schema([ColSpec("string", "task"), ColSpec("string", "language", required=False),
+                         ColSpec("string", "origin_query"), ColSpec("string", "category_path", required=False),
+                         ColSpec("string", "item_title", required=False)])
+        return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "score"),
+                                                             ColSpec("long", "prediction")]))
     inputs = Schema([ColSpec("string", "language", required=False), ColSpec("string", "origin_query"),
                      ColSpec("string", TARGET_FIELD[task])])
     outputs = Schema([ColSpec("double", "score"), ColSpec("long", "prediction")])

@@ -19,7 +19,7 @@ from relevance.data.reader import write_records
 from relevance.records import ALL_LANGUAGES, SEEN_LANGUAGES, UNSEEN_LANGUAGES, Record, category_levels
 from relevance.translation import write_translations
 
-GENERATOR_VERSION = 2  # bump whenever the files a spec produces change, so stale caches are not reused
+GENERATOR_VERSION = 3  # bump whenever the files a spec produces change, so stale caches are not reused
 TRANSLATIONS_FILE = "translations.jsonl"
 _LATIN = {"en", "es", "fr", "pt", "de", "it", "pl", "id", "vn"}
 
@@ -132,9 +132,9 @@ class _Generator:
                 if rng.random() < self.spec.translation_error_rate:
                     concept = self.concepts[rng.randrange(len(self.concepts))]
                 table[(query, language, target)] = _rendition(concept, target, brand, color)
-                if target != "en":
-                    table[(_rendition(self.concepts[index], target, brand, color), target, "en")] = \
-                        _rendition(self.concepts[index], "en", brand, color)
+                if target != "en":  # and back to English, so synthesized rows can be concatenated too
+                    table[(_rendition(concept, target, brand, color), target, "en")] = \
+                        _rendition(concept, "en", brand, color)
         return table
 
     def rows(self, task: str, languages: tuple[str, ...], n_rows: int, seed: int, labelled: bool) -> list[Record]:
