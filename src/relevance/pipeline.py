@@ -179,7 +179,7 @@ class TrainingData:
         return [r.language for r in self.records]
 
     def training_rows(self, fold: int | None) -> tuple[list, np.ndarray]:
-        """Inputs and labels that train the model of `fold` (None: every row, for TAPT-free refits)."""
+        """Inputs and labels that train the model of `fold` (None: every row, for the full-data refit)."""
         own = self.keep & (self.folds != fold)
         source = self.extra_source
         extra = (self.folds[source] != fold) & (self.keep[source] | ~self.extra_follows_source)

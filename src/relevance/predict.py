@@ -64,6 +64,11 @@ def run(cfg) -> Path | list[Path]:
         raise ConfigError(f"threshold={cfg.threshold!r} must be a number between 0 and 1 (or null for the model's own).")
     mlflow.set_tracking_uri(cfg.tracking_uri or tracking.default_tracking_uri(cfg.paths.root))
     scorer = load_scorer(cfg.model, cfg.ensemble)
+    if cfg.get("translations"):  # new queries' translations for a model trained with translator=file
+        if not Path(cfg.translations).is_file():
+            raise ConfigError(f"translations={cfg.translations} is not a file; give the JSON Lines translations of "
+                              f"the queries to score.")
+        scorer.meta["translator"] = {"name": "file", "kind": "file", "path": str(cfg.translations)}
     outputs = [predict_file(cfg, scorer, task) for task in scorer.tasks]  # a joint model writes both tasks
     archive = zip_submissions(cfg.output_dir)
     if archive:
