@@ -81,6 +81,17 @@ def test_model_translations_are_cached_so_a_second_pass_translates_nothing(tmp_p
     assert changed.computed == 1  # another model setting is another cache key
 
 
+def test_a_seq2seq_translator_runs_batched_per_language_pair(tmp_path):
+    cfg = OmegaConf.merge(OmegaConf.load("conf/translator/tiny.yaml"),
+                          {"kind": "seq2seq", "prompt": "<2{target_code}> {text}", "codes": {"vn": "vi"},
+                           "batch_size": 2})
+    translations = Translations(cfg, tmp_path)
+    requests = [(f"query {k}", "fr", "vn" if k % 2 else "de") for k in range(5)]
+    out = translations(requests)
+    assert set(out) == set(requests) and all(isinstance(v, str) for v in out.values())
+    assert translations.computed == 5
+
+
 def test_extras_train_only_the_folds_where_their_source_row_trains():
     inputs = [f"row{i}" for i in range(6)]
     data = TrainingData(records=_records() + _records()[:2], inputs=inputs, labels=np.array([1, 1, 1, 0, 1, 1]),

@@ -49,3 +49,15 @@ def build_tiny(family: str, seed: int, hidden_size: int = 64, layers: int = 2):
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return model, tokenizer
+
+
+def build_tiny_seq2seq(seed: int, d_model: int = 32):
+    """(random T5-style encoder-decoder, tokenizer): exercises the seq2seq translator path (MADLAD, NLLB) in tests."""
+    from transformers import AutoModelForSeq2SeqLM, T5Config
+
+    tokenizer = build_tokenizer()
+    config = T5Config(vocab_size=len(tokenizer), d_model=d_model, d_kv=8, d_ff=d_model * 2, num_layers=1,
+                      num_decoder_layers=1, num_heads=4, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    return AutoModelForSeq2SeqLM.from_config(config), tokenizer

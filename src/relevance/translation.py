@@ -78,6 +78,19 @@ class TranslationCache:
                                 [(model, s, t, text, out) for (text, s, t), out in items.items()])
 
 
+def _tiny_translator(kind: str, cache: Path) -> Path:
+    """A random tiny causal LM or encoder-decoder saved once in the cache (tests: real generate, noise out)."""
+    from relevance.atomic import build_folder
+    from relevance.tiny import build_tiny, build_tiny_seq2seq
+
+    def build(folder: Path) -> None:
+        model, tokenizer = build_tiny_seq2seq(7) if kind == "seq2seq" else build_tiny("qwen3", 7)
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return build_folder(cache / "translators" / f"tiny-{kind}-seed7", build)
+
+
 class ModelTranslator:
     """A seq2seq or causal LM from the hub (or `source: tiny`, a random model for tests), loaded on first use;
     greedy decoding, batched per language pair."""
@@ -98,10 +111,7 @@ class ModelTranslator:
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
         if self.cfg.source == "tiny":
-            from relevance.backbones import _build_tiny
-            from omegaconf import OmegaConf
-
-            location = str(_build_tiny(OmegaConf.create({"family": "qwen3", "tiny_seed": 7}), self.cache))
+            location = str(_tiny_translator(self.cfg.kind, self.cache))
         else:
             location = self.cfg.hub_id
         auto = AutoModelForSeq2SeqLM if self.cfg.kind == "seq2seq" else AutoModelForCausalLM
