@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from relevance import pipeline, predict, tracking
+from relevance import pipeline, predict
 from relevance.data.reader import read_records
 from relevance.submission import validate_submission
 from tests.conftest import compose_predict, compose_train
