@@ -94,8 +94,11 @@ def test_tapt_logs_stage_one_and_a_later_run_can_start_from_it(tmp_path, cache_d
     again = pipeline.run(compose_train([*SMALL, "tapt=from_other_task", f"tapt.from_run={stage1.info.run_id}",
                                         "tracking.log_model=false"], tmp_path, cache_dir))
     assert "tapt-stage1-qi" not in _children(again)
+    from_parent = pipeline.run(compose_train([*SMALL, "tapt=from_other_task", f"tapt.from_run={summary['run_id']}",
+                                              "tracking.log_model=false"], tmp_path, cache_dir))
+    assert from_parent["oof_best_f1"] == pytest.approx(again["oof_best_f1"])  # the same stage-1 adapter
     with pytest.raises(ConfigError, match="no tapt_adapter artifact"):
-        pipeline.run(compose_train([*SMALL, "tapt=from_other_task", f"tapt.from_run={summary['run_id']}",
+        pipeline.run(compose_train([*SMALL, "tapt=from_other_task", f"tapt.from_run={again['run_id']}",
                                     "tracking.log_model=false"], tmp_path, cache_dir))
 
 

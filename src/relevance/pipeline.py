@@ -351,16 +351,32 @@ def cross_validate(cfg, runtime, model: Model, data: TrainingData, dev_inputs, a
     return oof, dev_scores
 
 
+def _logged_tapt_adapter(run_id: str, scratch: Path) -> Path:
+    """The stage-1 adapter of an earlier run: the run itself (a stage-1 child) or the stage-1 child of a parent."""
+    candidates = [run_id]
+    try:
+        experiment = mlflow.get_run(run_id).info.experiment_id
+        children = mlflow.search_runs([experiment], f"tags.mlflow.parentRunId = '{run_id}' and "
+                                                    f"tags.`relevance.stage` = 'tapt'")
+        candidates += list(children["run_id"]) if len(children) else []
+    except mlflow.exceptions.MlflowException:
+        raise ConfigError(f"tapt.from_run={run_id} is not a run in this tracking store; give the id of a run trained "
+                          f"with tapt=from_other_task, or leave tapt.from_run null.") from None
+    for candidate in candidates:
+        try:
+            return Path(mlflow.artifacts.download_artifacts(run_id=candidate, artifact_path="tapt_adapter",
+                                                            dst_path=str(scratch / "tapt_download")))
+        except (mlflow.exceptions.MlflowException, OSError):
+            continue
+    raise ConfigError(f"tapt.from_run={run_id}: that run has no tapt_adapter artifact; give the id of a run trained "
+                      f"with tapt=from_other_task, or leave tapt.from_run null.")
+
+
 def tapt_stage(cfg, runtime, model: Model, encoder: bool, translations: Translations, scratch: Path) -> Path:
     """Stage 1 of task-adaptive pre-training: the adapter trained on the other task (a child run, its adapter
     logged as `tapt_adapter`), or downloaded from the run named by tapt.from_run."""
     if cfg.tapt.from_run:
-        try:
-            return Path(mlflow.artifacts.download_artifacts(run_id=cfg.tapt.from_run, artifact_path="tapt_adapter",
-                                                            dst_path=str(scratch / "tapt_download")))
-        except mlflow.exceptions.MlflowException:
-            raise ConfigError(f"tapt.from_run={cfg.tapt.from_run}: that run has no tapt_adapter artifact; give the "
-                              f"id of a run trained with tapt=from_other_task, or leave tapt.from_run null.") from None
+        return _logged_tapt_adapter(str(cfg.tapt.from_run), scratch)
     other = OTHER_TASK[cfg.task.code]
     other_task = cfg.tapt.tasks[other.lower()]
     records, _ = read_task_rows(cfg, other, cfg.tapt.max_rows)
