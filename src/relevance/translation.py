@@ -179,6 +179,8 @@ class Translations:
     computed: int = 0
     reused: int = 0
     _table: dict = field(default_factory=dict)
+    _model: ModelTranslator | None = None
+    _cache: TranslationCache | None = None
 
     def __call__(self, requests: list[Request]) -> dict[Request, str]:
         wanted = sorted(set(requests))
@@ -186,8 +188,10 @@ class Translations:
             return {}
         if self.cfg.kind == "file":
             return self._from_file(wanted)
-        model = ModelTranslator(self.cfg, self.cache_dir)
-        cache = TranslationCache(self.cache_dir / "translations.sqlite")
+        if self._model is None:  # loaded once per run, however many calls (synthesis, concat, dev) need it
+            self._model = ModelTranslator(self.cfg, self.cache_dir)
+            self._cache = TranslationCache(self.cache_dir / "translations.sqlite")
+        model, cache = self._model, self._cache
         found = cache.get(model.key, wanted)
         missing = [r for r in wanted if r not in found]
         if missing:
