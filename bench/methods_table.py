@@ -75,15 +75,13 @@ def main() -> None:
           "| dev F1 ar/de/it/pl (mean, at OOF thr.) | dev floor | minutes |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, m in results.items():
-        prefix = "qc_" if "qc_oof_best_f1" in m else ""
+        prefix = "qc_" if "qc_oof_best_f1" in m else ""  # task=joint: its QC half
         unseen = [m[f"{prefix}dev_f1_{lang}"] for lang in UNSEEN_QC if f"{prefix}dev_f1_{lang}" in m]
-        print(f"| {name} | `{' '.join(ROWS[name]) or '(none)'}` | {_cell(m, prefix + 'oof_best_f1')} "
-              f"| {_cell(m, prefix + 'oof_at_0.5_f1')} | {_cell(m, prefix + 'oof_all_positive_f1')} "
-              f"| {_cell(m, prefix + 'dev_at_0.5_f1')} | {sum(unseen) / len(unseen):.3f} "
-              f"| {_cell(m, prefix + 'dev_all_positive_f1')} | {m['minutes']:.1f} |" if unseen else
-              f"| {name} | `{' '.join(ROWS[name])}` | {_cell(m, prefix + 'oof_best_f1')} | - | - | - | - | - "
-              f"| {m['minutes']:.1f} |")
-
+        cells = [_cell(m, prefix + key) for key in ("oof_best_f1", "oof_at_0.5_f1", "oof_all_positive_f1",
+                                                     "dev_at_0.5_f1")]
+        cells += [f"{sum(unseen) / len(unseen):.3f}" if unseen else "-", _cell(m, prefix + "dev_all_positive_f1"),
+                  f"{m['minutes']:.1f}"]
+        print(f"| {name} | `{' '.join(ROWS[name]) or '(none)'}` | {' | '.join(cells)} |")
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -64,6 +65,13 @@ def test_translation_concat_is_replayed_by_the_served_model_and_a_refit_can_serv
                                        f"output_dir={tmp_path / 'sub'}", "data.demo.train_rows=120",
                                        "data.demo.dev_rows=52", "data.demo.test_rows=26"], tmp_path, cache_dir))
     assert len(out.read_text().splitlines()) == 52
+    own_file = tmp_path / "new_queries.jsonl"
+    own_file.write_text(Path(scorer.meta["translator"]["path"]).read_text())
+    with_file = predict.load_scorer(summary["run_id"], translations_file=str(own_file))
+    assert with_file.translations().cfg.path == str(own_file)
+    default = predict.load_scorer(summary["run_id"]).predict_records(dev)
+    assert np.allclose(with_file.predict_records(dev), default)  # same translations, read from the given file
+    assert with_file.translations().reused > 0
 
 
 def test_refit_is_refused_for_a_model_trained_without_it(tmp_path, cache_dir):

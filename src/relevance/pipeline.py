@@ -97,11 +97,12 @@ def check_methods(cfg: DictConfig) -> None:
     if translate and translate.mode not in ("concat", "synthesize", "both"):
         raise ConfigError(f"augmentation.translate.mode={translate.mode!r} is not known; use concat, synthesize "
                           f"or both.")
-    if translate and translate.mode != "concat" and not isinstance(translate.rows_per_language, int):
-        raise ConfigError("augmentation.translate.rows_per_language must be an integer.")
+    if translate and translate.mode != "concat":
+        _check_number(cfg, "augmentation.translate.rows_per_language", integer=True, minimum=1)
     if translate or (negatives and negatives.get("translate_to")):
         check_translator(cfg)
     if negatives:
+        _check_number(cfg, "augmentation.hard_negatives.rows", integer=True, minimum=1)
         window = list(negatives.window)
         if len(window) != 2 or not all(isinstance(w, int) for w in window) or not 0 <= window[0] < window[1]:
             raise ConfigError(f"augmentation.hard_negatives.window={window} must be two ranks [low, high] with "
@@ -180,9 +181,10 @@ class TrainingData:
 
     def training_rows(self, fold: int | None) -> tuple[list, np.ndarray]:
         """Inputs and labels that train the model of `fold` (None: every row, for the full-data refit)."""
-        own = self.keep & (self.folds != fold)
+        outside = np.ones(len(self.folds), dtype=bool) if fold is None else self.folds != fold
+        own = self.keep & outside
         source = self.extra_source
-        extra = (self.folds[source] != fold) & (self.keep[source] | ~self.extra_follows_source)
+        extra = outside[source] & (self.keep[source] | ~self.extra_follows_source)
         flip = self.extra_follows_source & (self.train_labels[source] != self.labels[source])
         extra_labels = np.where(flip, 1 - self.extra_labels, self.extra_labels)
         inputs = [self.inputs[i] for i in np.flatnonzero(own)] + [self.extra_inputs[j] for j in np.flatnonzero(extra)]

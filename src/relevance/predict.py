@@ -23,8 +23,9 @@ def model_uri(reference: str) -> str:
     return reference
 
 
-def load_scorer(reference: str, ensemble: str = "folds"):
-    """The model's scorer; `ensemble` picks the fold average or the full-data refit."""
+def load_scorer(reference: str, ensemble: str = "folds", translations_file: str | None = None):
+    """The model's scorer; `ensemble` picks the fold average or the full-data refit; `translations_file` gives
+    the new queries' translations to a model trained with translator=file."""
     from relevance.serving import BUNDLE_FILE, RelevanceScorer
 
     try:
@@ -35,7 +36,7 @@ def load_scorer(reference: str, ensemble: str = "folds"):
     if not (folder / BUNDLE_FILE).is_file():
         raise RelevanceError(f"model={reference} is not a relevance model (no {BUNDLE_FILE} in it); give a model "
                              f"logged by train.py.")
-    return RelevanceScorer(folder, ensemble=ensemble)
+    return RelevanceScorer(folder, ensemble=ensemble, translations_file=translations_file)
 
 
 def predict_file(cfg, scorer, task: str) -> Path:
@@ -63,12 +64,10 @@ def run(cfg) -> Path | list[Path]:
     if cfg.threshold is not None and (not isinstance(cfg.threshold, (int, float)) or not 0 <= cfg.threshold <= 1):
         raise ConfigError(f"threshold={cfg.threshold!r} must be a number between 0 and 1 (or null for the model's own).")
     mlflow.set_tracking_uri(cfg.tracking_uri or tracking.default_tracking_uri(cfg.paths.root))
-    scorer = load_scorer(cfg.model, cfg.ensemble)
-    if cfg.get("translations"):  # new queries' translations for a model trained with translator=file
-        if not Path(cfg.translations).is_file():
-            raise ConfigError(f"translations={cfg.translations} is not a file; give the JSON Lines translations of "
-                              f"the queries to score.")
-        scorer.meta["translator"] = {"name": "file", "kind": "file", "path": str(cfg.translations)}
+    if cfg.translations and not Path(cfg.translations).is_file():
+        raise ConfigError(f"translations={cfg.translations} is not a file; give the JSON Lines translations of the "
+                          f"queries to score.")
+    scorer = load_scorer(cfg.model, cfg.ensemble, cfg.translations)
     outputs = [predict_file(cfg, scorer, task) for task in scorer.tasks]  # a joint model writes both tasks
     archive = zip_submissions(cfg.output_dir)
     if archive:

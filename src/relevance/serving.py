@@ -44,7 +44,7 @@ class RelevanceScorer:
     `RelevanceScorer(bundle).predict([("casquette", "apparel accessories,hats & caps")])` -> array of scores."""
 
     def __init__(self, bundle: str | Path, cache: str | Path | None = None, device: str | None = None,
-                 ensemble: str = "folds"):
+                 ensemble: str = "folds", translations_file: str | Path | None = None):
         from peft import PeftModel
 
         from relevance.backbones import load_model, load_tokenizer, resolve_source
@@ -75,14 +75,19 @@ class RelevanceScorer:
         self.thresholds = {task: float(t) for task, t in self.meta["thresholds"].items()}
         self.templates = self.meta["templates"]
         self.ensemble = ensemble
+        self.translations_file = translations_file
         self._translations = None
 
     def translations(self):
-        """The training run's translator, for translation concat (loaded on first use)."""
+        """The training run's translator, for translation concat (loaded on first use); `translations_file`
+        replaces a file translator's file (new queries need their own translations)."""
         if self._translations is None:
             from relevance.translation import Translations
 
-            translator = OmegaConf.create(self.meta.get("translator") or {"kind": "file", "path": None})
+            translator = self.meta.get("translator") or {"name": "file", "kind": "file", "path": None}
+            if self.translations_file:
+                translator = {"name": "file", "kind": "file", "path": str(self.translations_file)}
+            translator = OmegaConf.create(translator)
             self._translations = Translations(translator, self.cache, self.meta["lowercase"])
         return self._translations
 
@@ -127,10 +132,10 @@ class RelevanceScorer:
             raise ValueError(f"input is missing column(s) {missing}; rows need origin_query and the task's target "
                              f"(category_path for QC, item_title for QI).")
         frame = frame.astype(object).where(frame.notna(), "")  # JSON null arrives as None or NaN: empty text, scored
-        languages = frame["language"] if "language" in frame.columns else [""] * len(frame)
-        return [Record(id=i, task=task, language=str(lang), query=str(q), target=str(row[TARGET_FIELD[task]]))
-                for i, (task, lang, q, (_, row)) in enumerate(zip(tasks, languages, frame["origin_query"],
-                                                                  frame.iterrows()))]
+        columns = {c: frame[c].tolist() for c in frame.columns}
+        languages = columns.get("language", [""] * len(frame))
+        return [Record(id=i, task=task, language=str(languages[i]), query=str(columns["origin_query"][i]),
+                       target=str(columns[TARGET_FIELD[task]][i])) for i, task in enumerate(tasks)]
 
     def decide(self, records: list[Record], scores: np.ndarray) -> np.ndarray:
         """0/1 per row at its task's threshold."""

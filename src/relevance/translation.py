@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relevance.clean import normalize_text
+from relevance.data.reader import json_lines
 from relevance.errors import ConfigError, DataError, RelevanceError
 from relevance.records import LANGUAGE_NAMES
 
@@ -32,18 +33,11 @@ def read_translations(path: str | Path, lowercase: bool) -> dict[Request, str]:
         raise DataError(path, None, "translations file not found; set translator.path to a JSON Lines file with "
                                     f"{', '.join(FILE_FIELDS)} on each line.")
     table = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(path, number, f"not valid JSON ({error.msg}); each line must be one object.") from None
-            if not isinstance(row, dict) or any(not isinstance(row.get(k), str) for k in FILE_FIELDS):
-                raise DataError(path, number, f"each line needs the string fields {', '.join(FILE_FIELDS)}.")
-            key = (normalize_text(row["text"], lowercase), row["source_language"], row["target_language"])
-            table[key] = normalize_text(row["translation"], lowercase)
+    for number, row in json_lines(path):
+        if not isinstance(row, dict) or any(not isinstance(row.get(k), str) for k in FILE_FIELDS):
+            raise DataError(path, number, f"each line needs the string fields {', '.join(FILE_FIELDS)}.")
+        key = (normalize_text(row["text"], lowercase), row["source_language"], row["target_language"])
+        table[key] = normalize_text(row["translation"], lowercase)
     return table
 
 

@@ -58,6 +58,23 @@ def parse_row(row, task: str, path, line: int, require_label: bool) -> Record:
     return Record(id=row_id, task=task, language=language.strip().lower(), query=query, target=target, label=label)
 
 
+def json_lines(path: Path):
+    """(line number, decoded object) for each non-blank line; UTF-8 and JSON mistakes name the file and line."""
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise DataError(path, line_number, "not UTF-8 text; save the file as UTF-8.") from None
+            if not text.strip():
+                continue
+            try:
+                yield line_number, json.loads(text)
+            except json.JSONDecodeError as error:
+                raise DataError(path, line_number, f"not valid JSON ({error.msg} at column {error.colno}); "
+                                                   f"each line must be one JSON object.") from None
+
+
 def read_records(path: str | Path, task: str, require_label: bool = False) -> list[Record]:
     """Read one competition file. Raises DataError naming the file and line for any malformed row."""
     path = Path(path)
@@ -68,25 +85,13 @@ def read_records(path: str | Path, task: str, require_label: bool = False) -> li
         raise DataError(path, None, "file not found; set data.dir to the folder holding train_QC.txt etc.")
     records: list[Record] = []
     first_line_of: dict[int, int] = {}
-    with path.open("rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise DataError(path, line_number, "not UTF-8 text; save the file as UTF-8.") from None
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise DataError(path, line_number, f"not valid JSON ({error.msg} at column {error.colno}); "
-                                                   f"each line must be one JSON object.") from None
-            record = parse_row(row, task, path, line_number, require_label)
-            if record.id in first_line_of:
-                raise DataError(path, line_number, f"id {record.id} already appeared on line {first_line_of[record.id]}; "
-                                                   f"ids must be unique within a file.")
-            first_line_of[record.id] = line_number
-            records.append(record)
+    for line_number, row in json_lines(path):
+        record = parse_row(row, task, path, line_number, require_label)
+        if record.id in first_line_of:
+            raise DataError(path, line_number, f"id {record.id} already appeared on line {first_line_of[record.id]}; "
+                                               f"ids must be unique within a file.")
+        first_line_of[record.id] = line_number
+        records.append(record)
     if not records:
         raise DataError(path, None, "the file is empty; expected one JSON object per line.")
     return records
