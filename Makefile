@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[offline,test]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	$(BIN)/pip install -q -e ".[offline,test,launchers]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	touch $@
 
 setup: $(VENV)/.installed

@@ -1,17 +1,26 @@
 """Cross-validated LoRA training, tracked in MLflow. `python train.py --help` lists the config groups."""
 
+import warnings
+
 import hydra
 from omegaconf import DictConfig
 
 from relevance.cli import headline, language_table, user_errors_exit
+
+# Hydra 1.4 asks call sites to whitelist instantiated targets; the sweep callbacks it instantiates are our own.
+warnings.filterwarnings("ignore", message=r".*_target_='relevance\.sweep\..*", category=UserWarning)
 
 
 @hydra.main(config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     from relevance.pipeline import run
 
-    with user_errors_exit():
+    in_sweep = cfg.sweep.trial is not None  # a sweep records a failed trial and goes on; a single run exits
+    with user_errors_exit(reraise=in_sweep):
         summary = run(cfg)
+        if in_sweep:
+            print(f"trial {cfg.sweep.trial}, run {summary['run_id']}:\n{headline(summary)}")
+            return summary[cfg.sweep.metric]
         print("\n" + language_table(summary["languages"]))
         print(f"\nrun {summary['run_id']}:\n{headline(summary)}")
         print(f"compare runs: mlflow ui --backend-store-uri {summary['tracking_uri']} --workers 1\n"

@@ -31,11 +31,15 @@ def quiet_libraries() -> None:
 
 
 @contextlib.contextmanager
-def user_errors_exit():
+def user_errors_exit(reraise: bool = False):
+    """A user's mistake ends the program with one line; `reraise` hands it on instead (to a sweeper, which
+    records the trial as failed with that line as its reason)."""
     quiet_libraries()
     try:
         yield
     except RelevanceError as error:
+        if reraise:
+            raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 
@@ -96,5 +100,5 @@ def main(argv: list[str] | None = None) -> None:
 
         mlflow.set_tracking_uri(args.tracking_uri or tracking.default_tracking_uri("."))
         run_id = tracking.best_run(args.experiment, args.metric) if args.best else args.run_id
-        version = tracking.register(f"runs:/{run_id}/model", args.name, args.alias)
+        version = tracking.register(tracking.model_uri(run_id), args.name, args.alias)
         print(f"registered run {run_id} as models:/{args.name}/{version} (alias @{args.alias})")

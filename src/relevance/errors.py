@@ -17,3 +17,7 @@ class DataError(RelevanceError):
 
 class ConfigError(RelevanceError):
     """An option, or a combination of options, that cannot work: names the key."""
+
+
+class TrainingDiverged(RelevanceError):
+    """The training loss stopped being a finite number (too high a learning rate, broken data)."""

@@ -8,6 +8,8 @@ import torch
 from peft import LoraConfig, TaskType, get_peft_model
 from transformers import get_scheduler
 
+from relevance.errors import TrainingDiverged
+
 
 def apply_lora(model, target_modules, head_module: str, r: int, alpha: int, dropout: float,
                head: str = "classifier"):
@@ -39,6 +41,9 @@ class RelevanceModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         _, loss = self.head(self.model, batch)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"the training loss became {loss.item()} at step {self.global_step}; lower "
+                                   f"train.lr (now {self.lr:g}) or raise train.warmup_ratio.")
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 

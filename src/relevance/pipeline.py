@@ -34,6 +34,7 @@ from relevance.runtime import resolve_runtime
 from relevance.serving import log_model, write_bundle
 from relevance.records import Record
 from relevance.splits import assign_folds, check_split_for_task
+from relevance.sweep import trial as sweep_trial
 from relevance.translation import Translations
 
 OTHER_TASK = {"QC": "QI", "QI": "QC"}
@@ -323,9 +324,10 @@ class Model:
 
 
 def cross_validate(cfg, runtime, model: Model, data: TrainingData, dev_inputs, adapters: Path | None,
-                   parent_run_id: str, stage: str = "", epochs: int | None = None
-                   ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Train one model per fold (a child MLflow run each); out-of-fold scores and each fold's dev scores."""
+                   parent_run_id: str, stage: str = "", epochs: int | None = None,
+                   trial: sweep_trial.NoTrial = sweep_trial.NoTrial()) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Train one model per fold (a child MLflow run each); out-of-fold scores and each fold's dev scores.
+    In a sweep, the objective on the folds done so far goes to the trial after each fold (it may be pruned)."""
     oof = np.full(len(data.records), np.nan)
     dev_scores = []
     seen = set(data.languages)
@@ -349,7 +351,11 @@ def cross_validate(cfg, runtime, model: Model, data: TrainingData, dev_inputs, a
                                 "best_threshold": result["best"].threshold, "rows_validation": len(held_out),
                                 "rows_trained": len(train_inputs)})
         if not stage:
-            mlflow.log_metric("fold_f1_at_0.5", result["at_half"].f1, step=fold, run_id=parent_run_id)
+            so_far = sweep_trial.objective_so_far(cfg.sweep.metric, data.labels, oof,
+                                                  np.array([r.task for r in data.records]))
+            mlflow.log_metrics({"fold_f1_at_0.5": result["at_half"].f1, "oof_best_f1_so_far": so_far}, step=fold,
+                               run_id=parent_run_id)
+            trial.report(so_far, fold)
     return oof, dev_scores
 
 
@@ -472,10 +478,15 @@ def report(cfg, data: TrainingData, oof, dev, dev_scores, plots_dir: Path) -> tu
     return summary, thresholds, by_language
 
 
+def _run_name(cfg, trial_number: int | None) -> str:
+    return cfg.tracking.run_name if trial_number is None else f"trial-{trial_number}-{cfg.tracking.run_name}"
+
+
 def run(cfg: DictConfig) -> dict:
     """Train K folds (after TAPT and self-validation when chosen), log everything to MLflow, and return the
     headline metrics and the run and model ids."""
     check_config(cfg)
+    trial = sweep_trial.connect(cfg)
     runtime = resolve_runtime(cfg.strategy.name, cfg.train.precision, cfg.backbone.dtype)
     encoder = cfg.backbone.kind == "encoder"
     templates = {task: prompt_template(part, cfg.head, cfg.backbone) for task, part in task_parts(cfg).items()}
@@ -490,8 +501,13 @@ def run(cfg: DictConfig) -> dict:
 
     tracking.setup(cfg.tracking.uri or tracking.default_tracking_uri(cfg.paths.root), cfg.tracking.experiment,
                    cfg.tracking.artifact_root or Path(cfg.paths.root) / "mlruns" / "artifacts")
+    tags = {"relevance.level": "parent"}
+    if trial.number is not None:
+        tags |= {"relevance.study": cfg.sweep.study, "relevance.trial": str(trial.number)}
     with tempfile.TemporaryDirectory() as scratch, \
-            mlflow.start_run(run_name=cfg.tracking.run_name, tags={"relevance.level": "parent"}) as parent:
+            mlflow.start_run(run_name=_run_name(cfg, trial.number), tags=tags,
+                             parent_run_id=cfg.sweep.parent_run) as parent:
+        trial.started(parent.info.run_id)
         scratch = Path(scratch)
         mlflow.log_params(tracking.flatten(cfg))
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
@@ -502,7 +518,8 @@ def run(cfg: DictConfig) -> dict:
         if cfg.get("augmentation") and cfg.augmentation.get("self_validation"):
             mlflow.log_metrics(self_validation_stage(cfg, runtime, model, data, parent.info.run_id))
         adapters = scratch / "bundle" / "adapters"
-        oof, dev_scores = cross_validate(cfg, runtime, model, data, dev_inputs, adapters, parent.info.run_id)
+        oof, dev_scores = cross_validate(cfg, runtime, model, data, dev_inputs, adapters, parent.info.run_id,
+                                         trial=trial)
         if cfg.train.refit:
             inputs, labels = data.training_rows(None)
             with mlflow.start_run(run_name="refit", nested=True, tags={"relevance.level": "fold",
@@ -533,6 +550,7 @@ def run(cfg: DictConfig) -> dict:
                     "folds": [f"fold_{k}" for k in range(cfg.split.n_folds)],
                     "refit": "refit" if cfg.train.refit else None, "run_id": parent.info.run_id}
             model_uri = log_model(write_bundle(scratch / "bundle", meta), cfg.task.code)
+            mlflow.set_tag("relevance.model_uri", model_uri)
         if cfg.register.name:
             version = tracking.register(model_uri, cfg.register.name, cfg.register.alias)
             mlflow.set_tag("relevance.registered", f"{cfg.register.name}/{version}")

@@ -46,6 +46,16 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
     return flat
 
 
+def model_uri(run_id: str) -> str:
+    """The URI of a training run's logged model (tagged by the pipeline; `runs:/` for older runs)."""
+    try:
+        tags = MlflowClient().get_run(run_id).data.tags
+    except mlflow.exceptions.MlflowException:
+        raise RelevanceError(f"there is no run {run_id} in {mlflow.get_tracking_uri()}; check the run id and "
+                             f"--tracking-uri.") from None
+    return tags.get("relevance.model_uri", f"runs:/{run_id}/model")
+
+
 def register(model_uri: str, name: str, alias: str | None) -> int:
     """Register `runs:/<run>/model` (or any model URI) under `name`; point `alias` at the new version."""
     try:

@@ -1,0 +1,74 @@
+"""The job's end of an Optuna trial: after every fold, report the out-of-fold F1 so far and stop when the
+pruner says the trial cannot catch up. Outside a sweep the same calls do nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from relevance import metrics
+from relevance.errors import ConfigError
+from relevance.sweep.study import open_storage, storage_url, trial_id
+
+OBJECTIVES = ("oof_best_f1", "qc_oof_best_f1", "qi_oof_best_f1")
+
+
+class NoTrial:
+    """A plain run: nothing to report to."""
+
+    number = None
+
+    def started(self, mlflow_run_id: str) -> None:
+        pass
+
+    def report(self, value: float, step: int) -> None:
+        pass
+
+
+class OptunaTrial(NoTrial):
+    """A running trial in the shared storage; the sweeper asked for it, the job reports to it."""
+
+    def __init__(self, cfg: DictConfig):
+        sweep = cfg.sweep
+        storage = open_storage(storage_url(sweep.storage, cfg.paths.root))
+        pruner = instantiate(sweep.pruner, _execution_whitelist_=("optuna.pruners.*",)) if sweep.get("pruner") \
+            else optuna.pruners.NopPruner()
+        study = optuna.load_study(study_name=sweep.study, storage=storage, pruner=pruner)
+        self.number = int(sweep.trial)
+        self.trial = optuna.trial.Trial(study, trial_id(storage, sweep.study, self.number))
+
+    def started(self, mlflow_run_id: str) -> None:
+        """Link the trial to its MLflow run: the sweeper marks the run's state, the callback registers it."""
+        self.trial.set_user_attr("mlflow_run_id", mlflow_run_id)
+
+    def report(self, value: float, step: int) -> None:
+        self.trial.report(value, step)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after fold {step} at out-of-fold F1 {value:.4f}")
+
+
+def connect(cfg: DictConfig) -> NoTrial:
+    if cfg.get("sweep") is None or cfg.sweep.get("trial") is None:
+        return NoTrial()
+    if cfg.sweep.metric not in OBJECTIVES:
+        raise ConfigError(f"sweep.metric={cfg.sweep.metric!r} is not an objective; use one of "
+                          f"{', '.join(OBJECTIVES)} (oof_best_f1 is the mean of both tasks for task=joint).")
+    if cfg.sweep.metric != "oof_best_f1" and cfg.task.code != "JOINT":
+        raise ConfigError(f"sweep.metric={cfg.sweep.metric} picks one task of task=joint; task={cfg.task.name} has "
+                          f"one task, so use sweep.metric=oof_best_f1.")
+    return OptunaTrial(cfg)
+
+
+def objective_so_far(metric: str, labels: np.ndarray, scores: np.ndarray, tasks: np.ndarray) -> float:
+    """The sweep objective on the rows scored so far (NaN scores: folds not trained yet): best-threshold F1
+    of one task, or the mean over the tasks present. After the last fold it equals the final objective."""
+    scored = ~np.isnan(scores)
+    per_task = {}
+    for task in sorted(set(tasks.tolist())):
+        rows = scored & (tasks == task)
+        per_task[task] = metrics.best_f1_threshold(labels[rows], scores[rows]).f1 if rows.any() else 0.0
+    if metric != "oof_best_f1":
+        return per_task.get(metric[:2].upper(), 0.0)
+    return float(np.mean(list(per_task.values())))
