@@ -3,6 +3,7 @@ stays light: Optuna, MLflow and the sweep itself load only when a sweep is confi
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
@@ -23,4 +24,8 @@ class RelevanceSweeper(Sweeper):
         from relevance.cli import user_errors_exit
 
         with user_errors_exit():  # a mistake in the sweep's settings: one line, exit code 2
-            return self.sweeper.sweep(arguments)
+            try:
+                return self.sweeper.sweep(arguments)
+            except KeyboardInterrupt:  # the running trials are recorded as interrupted and queued again
+                print("\ninterrupted: run the same command again to resume the study", file=sys.stderr)
+                sys.exit(130)
