@@ -128,3 +128,58 @@ def test_a_hopeless_trial_is_pruned_after_its_first_fold(tmp_path, cache_dir, pr
     assert (frame["tags.mlflow.parentRunId"] == run["run_id"]).sum() == folds  # one child run per fold trained
     sweep_run = frame[frame["tags.relevance.level"] == "sweep"].iloc[0]
     assert sweep_run["metrics.folds_saved_by_pruning"] == 3 - folds
+
+
+def test_two_workers_share_one_study_without_duplicate_or_lost_trials(tmp_path, cache_dir):
+    """Two `python train.py -m` processes on one storage, as two GPUs or two machines would run them."""
+    command = sweep_command(cache_dir, "hydra.sweeper.n_trials=6", "sweep/pruner=none")
+    workers = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    outputs = [worker.communicate(timeout=900)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    trials = load(tmp_path).trials
+    assert all(t.state == TrialState.COMPLETE for t in trials)  # none lost (left running) or failed
+    assert 6 <= len(trials) <= 7  # a worker may start one trial while the other finishes the last (documented)
+    ran = [{int(line.split()[1].rstrip(",")) for line in output.splitlines() if line.startswith("trial ")}
+           for output in outputs]
+    assert ran[0] and ran[1] and not ran[0] & ran[1]  # both worked, never on the same trial
+    assert ran[0] | ran[1] == {t.number for t in trials}
+    frame = runs(tmp_path)
+    trial_runs = frame[frame["tags.relevance.level"] == "parent"]
+    assert sorted(trial_runs["tags.relevance.trial"].astype(int)) == sorted(t.number for t in trials)
+    assert (frame["tags.relevance.level"] == "sweep").sum() == 1  # one MLflow parent for both workers
+    assert set(trial_runs["tags.mlflow.parentRunId"]) == set(frame.loc[frame["tags.relevance.level"] == "sweep",
+                                                                       "run_id"])
+
+
+def test_local_parallel_launcher_runs_trials_side_by_side(tmp_path, cache_dir):
+    result = run_sweep(tmp_path, cache_dir, "hydra/launcher=local_parallel", "hydra.sweeper.n_jobs=2",
+                       "hydra.sweeper.n_trials=2", "sweep/pruner=median", "sweep.register_champion=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = load(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    first, second = trials  # launched together: each started before the other ended
+    assert first.datetime_start < second.datetime_complete and second.datetime_start < first.datetime_complete
+    assert len(set(t.user_attrs["mlflow_run_id"] for t in trials)) == 2
+
+
+def test_launcher_and_storage_configs_compose(tmp_path, cache_dir):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.plugins import Plugins
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        slurm = compose("train", overrides=["+hparams_search=lr_lora", "hydra/launcher=slurm", "strategy=ddp",
+                                            "strategy.devices=4", "strategy.num_nodes=2", "hydra.sweeper.n_jobs=3",
+                                            "sweep.storage=postgresql://optuna@db-host/optuna"],
+                        return_hydra_config=True)
+        local = compose("train", overrides=["+hparams_search=lr", "hydra/launcher=local_parallel",
+                                            "hydra.sweeper.n_jobs=2", "sweep/pruner=hyperband"],
+                        return_hydra_config=True)
+    launcher = slurm.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node, launcher.array_parallelism) == (2, 4, 4, 3)
+    assert slurm.sweep.storage.startswith("postgresql://") and slurm.hydra.sweeper.params["lora.r"]
+    assert local.hydra.launcher._target_.endswith("JoblibLauncher") and local.hydra.launcher.n_jobs == 2
+    assert local.sweep.pruner._target_ == "optuna.pruners.HyperbandPruner" and local.sweep.pruner.max_resource == 2
+    for cfg in (slurm, local):  # the plugins these name are installed and accept the settings
+        assert Plugins.instance().class_name_to_class[cfg.hydra.launcher._target_]

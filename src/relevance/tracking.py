@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import mlflow
+from filelock import FileLock
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,16 +19,21 @@ def default_tracking_uri(root: str | Path) -> str:
 
 
 def setup(tracking_uri: str, experiment: str, artifact_root: str | Path | None) -> str:
-    """Point MLflow at the store and make sure the experiment exists (artifacts beside a local sqlite store)."""
+    """Point MLflow at the store and make sure the experiment exists (artifacts beside a local sqlite store).
+    A new sqlite store is created under a file lock: two workers starting together would race its schema."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    lock = contextlib.nullcontext()
     if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(tracking_uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{database}.lock")
     mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient()
-    existing = client.get_experiment_by_name(experiment)
-    if existing is None:
-        location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-        client.create_experiment(experiment, artifact_location=location)
+    with lock:
+        client = MlflowClient()
+        existing = client.get_experiment_by_name(experiment)
+        if existing is None:
+            location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+            client.create_experiment(experiment, artifact_location=location)
     mlflow.set_experiment(experiment)
     return experiment
 

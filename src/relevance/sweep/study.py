@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import optuna
+from filelock import FileLock
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
@@ -39,12 +40,14 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
                  max_retry: int = 1) -> RDBStorage:
     """An RDB storage (sqlite, PostgreSQL, MySQL). With a heartbeat, trials of a worker that died are failed
     after `grace_period` seconds and their parameters queued again (at most `max_retry` times)."""
-    engine_kwargs = {}
+    engine_kwargs, lock = {}, contextlib.nullcontext()
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(url.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}  # two local workers wait for each other's writes
+        lock = FileLock(f"{database}.lock")  # and do not both create its tables
     try:
-        with quiet_optuna():
+        with quiet_optuna(), lock:
             retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
             return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
                               grace_period=grace_period, heartbeat_stale_trial_callback=retry)
