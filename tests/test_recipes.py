@@ -170,7 +170,8 @@ def test_joint_model_trains_both_tasks_with_a_threshold_each_and_predicts_both_f
     (["augmentation=[self_validation]", "augmentation.self_validation.action=fix"], "use drop or relabel"),
     (["augmentation=[translate]", "augmentation.translate.mode=paraphrase"], "concat, synthesize or both"),
     (["augmentation=[translate]", "translator.path=/nowhere.jsonl"], "translator.path=/nowhere.jsonl is not a file"),
-    (["threshold=1.5"], "between 0 and 1"),
+    (["threshold.method=fixed", "threshold.value=1.5"], "threshold.value between 0 and 1"),
+    (["threshold.method=median"], "threshold.method='median' is not known"),
 ])
 def test_combinations_that_cannot_work_fail_at_start_with_one_sentence(overrides, message, tmp_path, cache_dir):
     with pytest.raises(ConfigError, match=message):

@@ -1,6 +1,7 @@
 """Optuna sweeps through Hydra on the tiny backbone, as a user runs them: `python train.py -m +hparams_search=...`
 in a subprocess, against a real sqlite study and a real MLflow store."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -131,10 +132,11 @@ def test_a_hopeless_trial_is_pruned_after_its_first_fold(tmp_path, cache_dir, pr
 
 
 def test_two_workers_share_one_study_without_duplicate_or_lost_trials(tmp_path, cache_dir):
-    """Two `python train.py -m` processes on one storage, as two GPUs or two machines would run them."""
+    """Two `python train.py -m` processes on one storage, as two GPUs or two machines would run them (one CPU
+    thread each: two workers spinning on each other's cores slow down many times over)."""
     command = sweep_command(cache_dir, "hydra.sweeper.n_trials=6", "sweep/pruner=none")
-    workers = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for _ in range(2)]
+    workers = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"}) for _ in range(2)]
     outputs = [worker.communicate(timeout=900)[0] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
     trials = load(tmp_path).trials

@@ -18,15 +18,16 @@ class BinaryScores:
         return {f"{prefix}{key}": value for key, value in asdict(self).items()}
 
 
-def scores_at(labels: np.ndarray, scores: np.ndarray, threshold: float) -> BinaryScores:
-    """F1, precision and recall of the positive class when `score >= threshold` predicts relevant."""
+def scores_at(labels: np.ndarray, scores: np.ndarray, threshold) -> BinaryScores:
+    """F1, precision and recall of the positive class when `score >= threshold` predicts relevant. The
+    threshold may be one per row (per-language thresholds); then the reported threshold is NaN."""
     labels = np.asarray(labels).astype(bool)
     predicted = np.asarray(scores) >= threshold
     tp = float(np.sum(predicted & labels))
     precision = tp / max(float(predicted.sum()), 1.0)
     recall = tp / max(float(labels.sum()), 1.0)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return BinaryScores(f1, precision, recall, float(threshold))
+    return BinaryScores(f1, precision, recall, float(threshold) if np.ndim(threshold) == 0 else float("nan"))
 
 
 def threshold_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,14 +58,15 @@ def all_positive_f1(labels: np.ndarray) -> float:
     return 2 * p / (1 + p) if p else 0.0
 
 
-def per_language(languages: list[str], labels: np.ndarray, scores: np.ndarray, threshold: float,
+def per_language(languages: list[str], labels: np.ndarray, scores: np.ndarray, threshold,
                  seen: set[str]) -> list[dict]:
-    """One row per language: F1 at the threshold, the language's floor, its size, seen in training or not."""
+    """One row per language: F1 at the threshold (one, or one per row), the language's floor, its size, seen
+    in training or not."""
     languages = np.asarray(languages)
     rows = []
     for language in sorted(set(languages.tolist())):
         mask = languages == language
-        result = scores_at(labels[mask], scores[mask], threshold)
+        result = scores_at(labels[mask], scores[mask], threshold if np.ndim(threshold) == 0 else threshold[mask])
         rows.append({"language": language, "f1": result.f1, "floor": all_positive_f1(labels[mask]),
                      "rows": int(mask.sum()), "seen": language in seen})
     return rows

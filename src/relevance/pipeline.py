@@ -16,7 +16,7 @@ import pandas as pd
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from relevance import metrics, plots, tracking
+from relevance import metrics, plots, thresholds, tracking
 from relevance.backbones import hub_model_available, load_model, load_tokenizer, resolve_source
 from relevance.augment import rewrite_text, synthesize_mode
 from relevance.augment.hard_negatives import hard_negatives
@@ -62,10 +62,10 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.train.scheduler not in ("linear", "cosine", "constant_with_warmup"):
         raise ConfigError(f"train.scheduler={cfg.train.scheduler!r} is not known; use linear, cosine or "
                           f"constant_with_warmup.")
-    if cfg.get("threshold") is not None:
-        _check_number(cfg, "threshold", integer=False, minimum=0)
-        if cfg.threshold > 1:
-            raise ConfigError(f"threshold={cfg.threshold} must be between 0 and 1, or null for the best out-of-fold one.")
+    if not isinstance(cfg.get("threshold"), DictConfig):
+        raise ConfigError(f"threshold={cfg.get('threshold')!r}: the threshold is now a group of settings; fix one "
+                          f"with threshold.method=fixed threshold.value=0.4 (or leave the default, exact).")
+    thresholds.check(cfg.threshold)
     parts = task_parts(cfg)
     for part in parts.values():
         check_template(part.template)
@@ -425,16 +425,22 @@ def self_validation_stage(cfg, runtime, model: Model, data: TrainingData, parent
 
 
 def _task_report(cfg, task: str, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path, prefix: str
-                 ) -> tuple[dict, float, dict]:
+                 ) -> tuple[dict, float, dict[str, float], dict]:
+    """One task's metrics and plots; its decision threshold (and per-language ones) tuned on out-of-fold scores,
+    at which the per-language rows and dev are judged."""
     seen = set(languages)
-    result = evaluate(labels, oof, languages, seen)
-    summary = _metric_dict(result, f"{prefix}oof_")
+    threshold, tuned = thresholds.tune(labels, oof, cfg.threshold, cfg.seed)
+    by_language_thresholds = thresholds.by_language(labels, oof, languages, cfg.threshold, cfg.seed) \
+        if cfg.threshold.per_language else {}
+    decide = thresholds.row_thresholds(languages, threshold, by_language_thresholds)
+    result = evaluate(labels, oof, languages, seen, decide)
+    summary = _metric_dict(result, f"{prefix}oof_") | thresholds.as_metrics(tuned, prefix)
     fold_f1 = [metrics.scores_at(labels[folds == k], oof[folds == k], 0.5).f1 for k in range(cfg.split.n_folds)]
     summary[f"{prefix}oof_fold_mean_f1_at_0.5"] = float(np.mean(fold_f1))
     summary[f"{prefix}oof_fold_std_f1_at_0.5"] = float(np.std(fold_f1))
-    fixed = cfg.get("threshold")
-    threshold = result["best"].threshold if fixed is None else float(fixed)
     summary[f"{prefix}decision_threshold"] = threshold
+    summary[f"{prefix}oof_f1_at_decision_thresholds"] = result["at_threshold"].f1
+    summary |= {f"{prefix}decision_threshold_{language}": value for language, value in by_language_thresholds.items()}
     title = f"{cfg.backbone.name} {task}"
     plots.threshold_plot(*metrics.threshold_curve(labels, oof), result["best"], result["floor"],
                          f"{title}: out-of-fold F1", plots_dir / f"{prefix}threshold_f1.png")
@@ -443,16 +449,18 @@ def _task_report(cfg, task: str, labels, oof, languages, folds, dev, dev_scores,
     by_language = {f"{prefix}out-of-fold": result["languages"]}
     if dev_scores is not None:
         dev_labels = np.array([r.label for r in dev])
-        dev_result = evaluate(dev_labels, dev_scores, [r.language for r in dev], seen, threshold)
+        dev_languages = [r.language for r in dev]
+        dev_result = evaluate(dev_labels, dev_scores, dev_languages, seen,
+                              thresholds.row_thresholds(dev_languages, threshold, by_language_thresholds))
         summary.update(_metric_dict(dev_result, f"{prefix}dev_"))
         summary[f"{prefix}dev_f1_at_oof_threshold"] = dev_result["at_threshold"].f1
         plots.language_plot(dev_result["languages"], f"{title}: dev F1 per language (fold ensemble)",
                             plots_dir / f"{prefix}dev_language_f1.png")
         by_language[f"{prefix}dev"] = dev_result["languages"]
-    return summary, threshold, by_language
+    return summary, threshold, by_language_thresholds, by_language
 
 
-def report(cfg, data: TrainingData, oof, dev, dev_scores, plots_dir: Path) -> tuple[dict, dict, dict]:
+def report(cfg, data: TrainingData, oof, dev, dev_scores, plots_dir: Path) -> tuple[dict, dict, dict, dict]:
     """Headline metrics, per-language rows and plots, per task; thresholds come from out-of-fold scores only
     (one per task) and dev is judged at them. For task=joint each key carries a qc_/qi_ prefix and the unprefixed
     headline is the competition score, the mean of the two tasks."""
@@ -461,11 +469,11 @@ def report(cfg, data: TrainingData, oof, dev, dev_scores, plots_dir: Path) -> tu
     dev_tasks = np.array([r.task for r in dev]) if dev else None
     dev_mean = np.mean(dev_scores, axis=0) if dev_scores else None
     joint = cfg.task.code == "JOINT"
-    summary, thresholds, by_language = {}, {}, {}
+    summary, decision, per_language, by_language = {}, {}, {}, {}
     for task in task_parts(cfg):
         rows = np.flatnonzero(tasks == task)
         dev_rows = np.flatnonzero(dev_tasks == task) if dev_mean is not None else None
-        part, thresholds[task], languages = _task_report(
+        part, decision[task], per_language[task], languages = _task_report(
             cfg, task, data.labels[rows], oof[rows], [data.languages[i] for i in rows], data.folds[rows],
             [dev[i] for i in dev_rows] if dev_rows is not None else None,
             dev_mean[dev_rows] if dev_rows is not None else None, plots_dir, f"{task.lower()}_" if joint else "")
@@ -475,7 +483,7 @@ def report(cfg, data: TrainingData, oof, dev, dev_scores, plots_dir: Path) -> tu
         for key in ("oof_best_f1", "oof_at_0.5_f1", "oof_all_positive_f1", "dev_at_0.5_f1", "dev_f1_at_oof_threshold"):
             if f"qc_{key}" in summary and f"qi_{key}" in summary:
                 summary[key] = (summary[f"qc_{key}"] + summary[f"qi_{key}"]) / 2
-    return summary, thresholds, by_language
+    return summary, decision, per_language, by_language
 
 
 def _run_name(cfg, trial_number: int | None) -> str:
@@ -529,7 +537,7 @@ def run(cfg: DictConfig) -> dict:
                            cfg.split.n_folds, adapters / "refit", model.init_adapter)
         mlflow.log_metrics({"translations_computed": translations.computed,
                             "translations_reused": translations.reused})
-        summary, thresholds, by_language = report(cfg, data, oof, dev, dev_scores, scratch / "plots")
+        summary, decision, per_language, by_language = report(cfg, data, oof, dev, dev_scores, scratch / "plots")
         mlflow.log_metrics(summary)
         mlflow.log_table(pd.DataFrame([dict(row, scored=name) for name, rows in by_language.items() for row in rows]),
                          "language_f1.json")
@@ -544,7 +552,7 @@ def run(cfg: DictConfig) -> dict:
             meta = {"task": cfg.task.code, "templates": templates, "encoder": encoder,
                     "head": OmegaConf.to_container(cfg.head, resolve=True), "augmentation": augmentation,
                     "translator": OmegaConf.to_container(translations.cfg, resolve=True),
-                    "thresholds": thresholds, "max_length": model.max_length, "lowercase": cfg.clean.lowercase,
+                    "thresholds": decision, "language_thresholds": per_language, "max_length": model.max_length, "lowercase": cfg.clean.lowercase,
                     "eval_batch_size": cfg.train.eval_batch_size,
                     "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
                     "folds": [f"fold_{k}" for k in range(cfg.split.n_folds)],

@@ -44,18 +44,24 @@ def predict_file(cfg, scorer, task: str) -> Path:
     path = data_file(cfg.data, cfg.paths.cache, task, cfg.file)
     records = read_records(path, task)
     scores = scorer.predict_records(records, batch_size=cfg.batch_size, progress=cfg.progress)
-    threshold = scorer.thresholds[task] if cfg.threshold is None else float(cfg.threshold)
+    threshold = scorer.row_thresholds(records) if cfg.threshold is None else np.full(len(records), float(cfg.threshold))
     predictions = (scores >= threshold).astype(int)
     ids = [r.id for r in records]
     output = write_submission(Path(cfg.output_dir) / f"submit_{task}.txt", ids, predictions, ids)
     scored_by = "the full-data refit" if cfg.ensemble == "refit" else f"the mean of {len(scorer.folds)} fold models"
     print(f"wrote {output}: {len(ids)} rows, {int(predictions.sum())} predicted relevant "
-          f"({np.mean(predictions):.1%}) at threshold {threshold:.3f}, scored by {scored_by}")
+          f"({np.mean(predictions):.1%}) at {_describe(threshold)}, scored by {scored_by}")
     if all(r.label is not None for r in records):  # a labelled file (the demo's dev, or train): say how it did
         labels = np.array([r.label for r in records])
         print(f"F1 on {path.name}: {scores_at(labels, scores, threshold).f1:.4f} "
               f"(all-positive floor {all_positive_f1(labels):.4f})")
     return output
+
+
+def _describe(threshold: np.ndarray) -> str:
+    distinct = np.unique(threshold)
+    return f"threshold {distinct[0]:.3f}" if len(distinct) == 1 else \
+        f"per-language thresholds {distinct.min():.3f}-{distinct.max():.3f}"
 
 
 def run(cfg) -> Path | list[Path]:

@@ -73,6 +73,8 @@ class RelevanceScorer:
         self.model = model.to(self.device).eval()
         self.folds = folds
         self.thresholds = {task: float(t) for task, t in self.meta["thresholds"].items()}
+        self.language_thresholds = {task: {language: float(t) for language, t in by_language.items()}
+                                    for task, by_language in (self.meta.get("language_thresholds") or {}).items()}
         self.templates = self.meta["templates"]
         self.ensemble = ensemble
         self.translations_file = translations_file
@@ -137,9 +139,14 @@ class RelevanceScorer:
         return [Record(id=i, task=task, language=str(languages[i]), query=str(columns["origin_query"][i]),
                        target=str(columns[TARGET_FIELD[task]][i])) for i, task in enumerate(tasks)]
 
+    def row_thresholds(self, records: list[Record]) -> np.ndarray:
+        """Each row's threshold: its language's when the run tuned one (threshold.per_language), else its task's."""
+        return np.array([self.language_thresholds.get(r.task, {}).get(r.language, self.thresholds[r.task])
+                         for r in records], dtype=float)
+
     def decide(self, records: list[Record], scores: np.ndarray) -> np.ndarray:
-        """0/1 per row at its task's threshold."""
-        return np.array([int(s >= self.thresholds[r.task]) for r, s in zip(records, scores)], dtype=int)
+        """0/1 per row at its threshold."""
+        return (np.asarray(scores) >= self.row_thresholds(records)).astype(int)
 
     def predict_records(self, records: list[Record], batch_size: int | None = None, progress: bool = False
                         ) -> np.ndarray:

@@ -14,7 +14,7 @@ import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from relevance.sweep.study import counts, fail_reason_of
+from relevance.sweep.study import OVERRIDES_ATTR, counts, fail_reason_of
 
 log = logging.getLogger(__name__)
 RUN_ATTR = "relevance.mlflow_run_id"
@@ -32,7 +32,9 @@ def sweep_run(study: optuna.Study, created: bool, experiment: str, wait_seconds:
         return run.info.run_id
     deadline = time.monotonic() + wait_seconds
     while RUN_ATTR not in study.user_attrs:
-        if time.monotonic() > deadline:  # the creating worker died before linking a run: make one
+        # A study made elsewhere (Optuna's own API) has no creator linking a run; one made by a worker that
+        # died before linking it never will: make the run here.
+        if OVERRIDES_ATTR not in study.user_attrs or time.monotonic() > deadline:
             return sweep_run(study, True, experiment)
         time.sleep(0.5)
     run_id = study.user_attrs[RUN_ATTR]

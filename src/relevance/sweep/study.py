@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 # Overrides that change how a run looks, not what it computes: a study may be resumed with different values.
 NEUTRAL_OVERRIDES = ("progress", "sweep.", "tracking.", "hydra.", "paths.")
 INTERRUPTED = "interrupted"
+OVERRIDES_ATTR = "relevance.overrides"
 
 
 @contextlib.contextmanager
@@ -72,14 +73,14 @@ def open_study(storage: RDBStorage, name: str, sampler, overrides: list[str]) ->
     settings = sorted(o for o in overrides if not neutral(o))
     try:
         study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, direction="maximize")
-        study.set_user_attr("relevance.overrides", settings)
+        study.set_user_attr(OVERRIDES_ATTR, settings)
         return study, True
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise ConfigError(f"sweep.study={name} exists in {storage.url} and minimizes; relevance maximizes F1, so "
                           f"pick another sweep.study.")
-    started_with = study.user_attrs.get("relevance.overrides")
+    started_with = study.user_attrs.get(OVERRIDES_ATTR)
     if started_with is not None and sorted(started_with) != settings:
         raise ConfigError(f"sweep.study={name} was started with the overrides {started_with}, not {settings}; run "
                           f"the same command to resume it, or give sweep.study=<new name> to start another.")
