@@ -1,7 +1,7 @@
 """The same Optuna sweep twice, with the median pruner and without, from the same sampler seed; prints what
 pruning stopped and the compute it saved, and the exact-versus-Optuna threshold comparison of every trial.
 
-    python bench/sweep_pruning.py                          # Gemma-3-270M on the demo, 8 trials each (CPU: ~40 min)
+    python bench/sweep_pruning.py                          # Gemma-3-270M on the demo, 8 trials each (CPU: ~1 h)
     python bench/sweep_pruning.py --trials 8 --set backbone=tiny   # the tiny random model: minutes, no signal
     python bench/sweep_pruning.py --json sweep.json        # also keep the figures
 
@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULTS = ["data.max_rows=400", "split.n_folds=4", "train.epochs=1", "evaluate_dev=false",
+DEFAULTS = ["data.max_rows=600", "split.n_folds=3", "train.epochs=2", "evaluate_dev=false",
             "tracking.log_model=false", "sweep.register_champion=false", "threshold.method=optuna",
             "threshold.optuna_trials=100", "progress=false"]
 

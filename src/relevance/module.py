@@ -63,6 +63,15 @@ class RelevanceModule(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
 
 
+def all_ranks(outputs: list[dict]) -> list[dict]:
+    """Every rank's prediction batches, on every rank (each scored its own share of the rows)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return outputs
+    gathered = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, outputs)
+    return [batch for rank_outputs in gathered for batch in rank_outputs]
+
+
 def gather_scores(outputs: list[dict], n_rows: int) -> np.ndarray:
     """Put batch outputs (length-sorted order) back into row order."""
     scores = np.full(n_rows, np.nan, dtype=np.float64)

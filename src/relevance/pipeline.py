@@ -29,8 +29,8 @@ from relevance.datamodule import PairDataModule
 from relevance.errors import ConfigError
 from relevance.formatting import check_template, fixed_prompt_tokens, format_by_task, format_inputs, prompt_template
 from relevance.heads import build_head
-from relevance.module import RelevanceModule, apply_lora, gather_scores
-from relevance.runtime import resolve_runtime
+from relevance.module import RelevanceModule, all_ranks, apply_lora, gather_scores
+from relevance.runtime import global_rank, resolve_runtime
 from relevance.serving import log_model, write_bundle
 from relevance.records import Record
 from relevance.splits import assign_folds, check_split_for_task
@@ -256,7 +256,8 @@ def prepare_data(cfg, translations: Translations, templates: dict[str, str], enc
 
 
 def _trainer(cfg, runtime, epochs: int) -> L.Trainer:
-    return L.Trainer(accelerator=runtime.accelerator, devices=runtime.devices, strategy=runtime.strategy(),
+    return L.Trainer(accelerator=runtime.accelerator, devices=runtime.devices, num_nodes=runtime.num_nodes,
+                     strategy=runtime.strategy(),
                      precision=runtime.precision, max_epochs=epochs,
                      accumulate_grad_batches=cfg.train.accumulate_grad_batches,
                      gradient_clip_val=cfg.train.gradient_clip, limit_train_batches=cfg.train.limit_train_batches,
@@ -288,7 +289,7 @@ def train_fold(cfg, runtime, backbone_location, tokenizer, max_length: int, trai
     results = []
     for inputs in score_inputs:
         outputs = trainer.predict(module, datamodule=PairDataModule(tokenizer, None, None, inputs, **common))
-        results.append(gather_scores(outputs, len(inputs)))
+        results.append(gather_scores(all_ranks(outputs), len(inputs)))
     if trainer.is_global_zero and adapter_dir is not None:
         model.save_pretrained(adapter_dir)  # adapter + head only; the base is referenced, never copied
     return results
@@ -359,32 +360,36 @@ def cross_validate(cfg, runtime, model: Model, data: TrainingData, dev_inputs, a
     return oof, dev_scores
 
 
-def _logged_tapt_adapter(run_id: str, scratch: Path) -> Path:
-    """The stage-1 adapter of an earlier run: the run itself (a stage-1 child) or the stage-1 child of a parent."""
+def _logged_tapt_adapter(run_id: str, scratch: Path, tracking_uri: str) -> Path:
+    """The stage-1 adapter of an earlier run: the run itself (a stage-1 child) or the stage-1 child of a parent.
+    Read from the shared store by name, so that every rank of a distributed run finds it."""
+    client = mlflow.tracking.MlflowClient(tracking_uri)
     candidates = [run_id]
     try:
-        experiment = mlflow.get_run(run_id).info.experiment_id
-        children = mlflow.search_runs([experiment], f"tags.mlflow.parentRunId = '{run_id}' and "
+        experiment = client.get_run(run_id).info.experiment_id
+        children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run_id}' and "
                                                     f"tags.`relevance.stage` = 'tapt'")
-        candidates += list(children["run_id"]) if len(children) else []
+        candidates += [child.info.run_id for child in children]
     except mlflow.exceptions.MlflowException:
         raise ConfigError(f"tapt.from_run={run_id} is not a run in this tracking store; give the id of a run trained "
                           f"with tapt=from_other_task, or leave tapt.from_run null.") from None
     for candidate in candidates:
         try:
             return Path(mlflow.artifacts.download_artifacts(run_id=candidate, artifact_path="tapt_adapter",
-                                                            dst_path=str(scratch / "tapt_download")))
+                                                            dst_path=str(scratch / "tapt_download"),
+                                                            tracking_uri=tracking_uri))
         except (mlflow.exceptions.MlflowException, OSError):
             continue
     raise ConfigError(f"tapt.from_run={run_id}: that run has no tapt_adapter artifact; give the id of a run trained "
                       f"with tapt=from_other_task, or leave tapt.from_run null.")
 
 
-def tapt_stage(cfg, runtime, model: Model, encoder: bool, translations: Translations, scratch: Path) -> Path:
+def tapt_stage(cfg, runtime, model: Model, encoder: bool, translations: Translations, scratch: Path,
+               tracking_uri: str) -> Path:
     """Stage 1 of task-adaptive pre-training: the adapter trained on the other task (a child run, its adapter
     logged as `tapt_adapter`), or downloaded from the run named by tapt.from_run."""
     if cfg.tapt.from_run:
-        return _logged_tapt_adapter(str(cfg.tapt.from_run), scratch)
+        return _logged_tapt_adapter(str(cfg.tapt.from_run), scratch, tracking_uri)
     other = OTHER_TASK[cfg.task.code]
     other_task = cfg.tapt.tasks[other.lower()]
     records, _ = read_task_rows(cfg, other, cfg.tapt.max_rows)
@@ -495,7 +500,8 @@ def run(cfg: DictConfig) -> dict:
     headline metrics and the run and model ids."""
     check_config(cfg)
     trial = sweep_trial.connect(cfg)
-    runtime = resolve_runtime(cfg.strategy.name, cfg.train.precision, cfg.backbone.dtype)
+    runtime = resolve_runtime(cfg.strategy.name, cfg.train.precision, cfg.backbone.dtype, cfg.strategy.devices,
+                              cfg.strategy.num_nodes)
     encoder = cfg.backbone.kind == "encoder"
     templates = {task: prompt_template(part, cfg.head, cfg.backbone) for task, part in task_parts(cfg).items()}
     translations = make_translations(cfg)
@@ -507,61 +513,66 @@ def run(cfg: DictConfig) -> dict:
     prompt_tokens = max(fixed_prompt_tokens(tokenizer, template, encoder) for template in templates.values())
     model = Model(location, tokenizer, cfg.train.max_length + prompt_tokens)
 
-    tracking.setup(cfg.tracking.uri or tracking.default_tracking_uri(cfg.paths.root), cfg.tracking.experiment,
-                   cfg.tracking.artifact_root or Path(cfg.paths.root) / "mlruns" / "artifacts")
-    tags = {"relevance.level": "parent"}
-    if trial.number is not None:
-        tags |= {"relevance.study": cfg.sweep.study, "relevance.trial": str(trial.number)}
-    with tempfile.TemporaryDirectory() as scratch, \
-            mlflow.start_run(run_name=_run_name(cfg, trial.number), tags=tags,
-                             parent_run_id=cfg.sweep.parent_run) as parent:
-        trial.started(parent.info.run_id)
+    tracking_uri = cfg.tracking.uri or tracking.default_tracking_uri(cfg.paths.root)
+    with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        mlflow.log_params(tracking.flatten(cfg))
-        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        mlflow.log_metrics({"rows_train": len(data.records), "rows_dropped_empty_query": clean_report.dropped_empty_query,
-                            **extra_counts})
-        if cfg.tapt.name != "none":
-            model.init_adapter = tapt_stage(cfg, runtime, model, encoder, translations, scratch)
-        if cfg.get("augmentation") and cfg.augmentation.get("self_validation"):
-            mlflow.log_metrics(self_validation_stage(cfg, runtime, model, data, parent.info.run_id))
-        adapters = scratch / "bundle" / "adapters"
-        oof, dev_scores = cross_validate(cfg, runtime, model, data, dev_inputs, adapters, parent.info.run_id,
-                                         trial=trial)
-        if cfg.train.refit:
-            inputs, labels = data.training_rows(None)
-            with mlflow.start_run(run_name="refit", nested=True, tags={"relevance.level": "fold",
-                                                                       "relevance.stage": "refit"}):
-                log.info("refit: training on all %d rows", len(inputs))
-                train_fold(cfg, runtime, location, tokenizer, model.max_length, inputs, labels, [],
-                           cfg.split.n_folds, adapters / "refit", model.init_adapter)
-        mlflow.log_metrics({"translations_computed": translations.computed,
-                            "translations_reused": translations.reused})
-        summary, decision, per_language, by_language = report(cfg, data, oof, dev, dev_scores, scratch / "plots")
-        mlflow.log_metrics(summary)
-        mlflow.log_table(pd.DataFrame([dict(row, scored=name) for name, rows in by_language.items() for row in rows]),
-                         "language_f1.json")
-        mlflow.log_artifacts(str(scratch / "plots"), "plots")
-        mlflow.log_table({"id": [r.id for r in data.records], "task": [r.task for r in data.records],
-                          "language": data.languages,
-                          "fold": data.folds.tolist(), "label": data.labels.tolist(), "score": oof.tolist()},
-                         "oof_scores.json")
-        model_uri = None
-        if cfg.tracking.log_model:
-            augmentation = OmegaConf.to_container(cfg.augmentation, resolve=True) if cfg.get("augmentation") else {}
-            meta = {"task": cfg.task.code, "templates": templates, "encoder": encoder,
-                    "head": OmegaConf.to_container(cfg.head, resolve=True), "augmentation": augmentation,
-                    "translator": OmegaConf.to_container(translations.cfg, resolve=True),
-                    "thresholds": decision, "language_thresholds": per_language, "max_length": model.max_length, "lowercase": cfg.clean.lowercase,
-                    "eval_batch_size": cfg.train.eval_batch_size,
-                    "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
-                    "folds": [f"fold_{k}" for k in range(cfg.split.n_folds)],
-                    "refit": "refit" if cfg.train.refit else None, "run_id": parent.info.run_id}
-            model_uri = log_model(write_bundle(scratch / "bundle", meta), cfg.task.code)
-            mlflow.set_tag("relevance.model_uri", model_uri)
-        if cfg.register.name:
-            version = tracking.register(model_uri, cfg.register.name, cfg.register.alias)
-            mlflow.set_tag("relevance.registered", f"{cfg.register.name}/{version}")
-        return {**summary, "languages": by_language, "run_id": parent.info.run_id, "model_uri": model_uri,
-                "tracking_uri": mlflow.get_tracking_uri(), "translations_computed": translations.computed,
-                "translations_reused": translations.reused, **extra_counts}
+        if global_rank() == 0:
+            tracking.setup(tracking_uri, cfg.tracking.experiment,
+                           cfg.tracking.artifact_root or Path(cfg.paths.root) / "mlruns" / "artifacts")
+        else:  # the other ranks train and score beside rank 0; what they would log goes to a throwaway store
+            tracking.setup(f"sqlite:///{scratch / 'rank_store.db'}", cfg.tracking.experiment,
+                           scratch / "rank_artifacts")
+        tags = {"relevance.level": "parent"}
+        if trial.number is not None:
+            tags |= {"relevance.study": cfg.sweep.study, "relevance.trial": str(trial.number)}
+        with mlflow.start_run(run_name=_run_name(cfg, trial.number), tags=tags,
+                              parent_run_id=cfg.sweep.parent_run) as parent:
+            trial.started(parent.info.run_id)
+            mlflow.log_params(tracking.flatten(cfg))
+            mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            mlflow.log_metrics({"rows_train": len(data.records),
+                                "rows_dropped_empty_query": clean_report.dropped_empty_query, **extra_counts})
+            if cfg.tapt.name != "none":
+                model.init_adapter = tapt_stage(cfg, runtime, model, encoder, translations, scratch, tracking_uri)
+            if cfg.get("augmentation") and cfg.augmentation.get("self_validation"):
+                mlflow.log_metrics(self_validation_stage(cfg, runtime, model, data, parent.info.run_id))
+            adapters = scratch / "bundle" / "adapters"
+            oof, dev_scores = cross_validate(cfg, runtime, model, data, dev_inputs, adapters, parent.info.run_id,
+                                             trial=trial)
+            if cfg.train.refit:
+                inputs, labels = data.training_rows(None)
+                with mlflow.start_run(run_name="refit", nested=True, tags={"relevance.level": "fold",
+                                                                           "relevance.stage": "refit"}):
+                    log.info("refit: training on all %d rows", len(inputs))
+                    train_fold(cfg, runtime, location, tokenizer, model.max_length, inputs, labels, [],
+                               cfg.split.n_folds, adapters / "refit", model.init_adapter)
+            mlflow.log_metrics({"translations_computed": translations.computed,
+                                "translations_reused": translations.reused})
+            summary, decision, per_language, by_language = report(cfg, data, oof, dev, dev_scores, scratch / "plots")
+            mlflow.log_metrics(summary)
+            mlflow.log_table(pd.DataFrame([dict(row, scored=name) for name, rows in by_language.items()
+                                           for row in rows]), "language_f1.json")
+            mlflow.log_artifacts(str(scratch / "plots"), "plots")
+            mlflow.log_table({"id": [r.id for r in data.records], "task": [r.task for r in data.records],
+                              "language": data.languages,
+                              "fold": data.folds.tolist(), "label": data.labels.tolist(), "score": oof.tolist()},
+                             "oof_scores.json")
+            model_uri = None
+            if cfg.tracking.log_model and global_rank() == 0:  # only rank 0 saved the adapters
+                augmentation = OmegaConf.to_container(cfg.augmentation, resolve=True) if cfg.get("augmentation") else {}
+                meta = {"task": cfg.task.code, "templates": templates, "encoder": encoder,
+                        "head": OmegaConf.to_container(cfg.head, resolve=True), "augmentation": augmentation,
+                        "translator": OmegaConf.to_container(translations.cfg, resolve=True),
+                        "thresholds": decision, "language_thresholds": per_language, "max_length": model.max_length,
+                        "lowercase": cfg.clean.lowercase, "eval_batch_size": cfg.train.eval_batch_size,
+                        "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
+                        "folds": [f"fold_{k}" for k in range(cfg.split.n_folds)],
+                        "refit": "refit" if cfg.train.refit else None, "run_id": parent.info.run_id}
+                model_uri = log_model(write_bundle(scratch / "bundle", meta), cfg.task.code)
+                mlflow.set_tag("relevance.model_uri", model_uri)
+            if cfg.register.name and model_uri:
+                version = tracking.register(model_uri, cfg.register.name, cfg.register.alias)
+                mlflow.set_tag("relevance.registered", f"{cfg.register.name}/{version}")
+            return {**summary, "languages": by_language, "run_id": parent.info.run_id, "model_uri": model_uri,
+                    "tracking_uri": mlflow.get_tracking_uri(), "translations_computed": translations.computed,
+                    "translations_reused": translations.reused, **extra_counts}

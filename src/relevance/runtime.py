@@ -19,6 +19,11 @@ class Runtime:
     precision: str
     load_dtype: torch.dtype
     strategy_name: str
+    num_nodes: int = 1
+
+    @property
+    def world_size(self) -> int:
+        return int(self.devices) * self.num_nodes
 
     def strategy(self):
         """A fresh strategy object per Trainer: Lightning binds one to its accelerator."""
@@ -53,17 +58,38 @@ def build_strategy(name: str, accelerator: str):
     return "auto"
 
 
-def resolve_runtime(strategy_name: str, precision: str, backbone_dtype: str) -> Runtime:
+def global_rank() -> int:
+    """This process's rank, from the launcher's environment (torchrun, SLURM, Lightning's own subprocesses)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def launched_per_rank() -> bool:
+    """Whether an outside launcher (SLURM tasks, torchrun) started every rank, as opposed to Lightning starting
+    the other ranks itself by re-running the command."""
+    import os
+
+    return int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "TORCHELASTIC_RUN_ID" in os.environ
+
+
+def resolve_runtime(strategy_name: str, precision: str, backbone_dtype: str, devices: int = 1,
+                    num_nodes: int = 1) -> Runtime:
     """GPU if there is one. bf16 weights and bf16-mixed precision on GPU; fp32 on CPU, where bf16 is slow.
 
-    One device per run for now: every rank would re-run the pipeline and its MLflow logging, and the
-    out-of-fold scores are not yet gathered across ranks. DeepSpeed on one GPU still brings ZeRO offload."""
-    devices = 1
+    Several devices or nodes need a distributed strategy (ddp or deepspeed_*); on a CPU only ddp (gloo), which
+    is how the multi-process path is tested without a GPU."""
+    for key, value in (("strategy.devices", devices), ("strategy.num_nodes", num_nodes)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{key}={value!r} must be an integer >= 1.")
     accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     build_strategy(strategy_name, accelerator)  # refuse impossible strategies now, before any work
+    if devices * num_nodes > 1 and strategy_name == "auto":
+        raise ConfigError(f"strategy.devices={devices} x strategy.num_nodes={num_nodes} needs a distributed strategy; "
+                          f"use strategy=ddp or strategy=deepspeed_stage_2.")
+    if accelerator == "gpu" and devices > torch.cuda.device_count() and num_nodes == 1:
+        raise ConfigError(f"strategy.devices={devices} but this machine has {torch.cuda.device_count()} GPU(s).")
     if precision == "auto":
         precision = "bf16-mixed" if accelerator == "gpu" and torch.cuda.is_bf16_supported() else "32-true"
     load_dtype = _dtype(backbone_dtype) if accelerator == "gpu" else torch.float32
-    if accelerator == "cpu":
-        devices = 1
-    return Runtime(accelerator, devices, precision, load_dtype, strategy_name)
+    return Runtime(accelerator, devices, precision, load_dtype, strategy_name, num_nodes)

@@ -84,6 +84,10 @@ def summarize(run_id: str, study: optuna.Study, n_folds: int) -> None:
         client.log_metric(run_id, key, float(value), step=step)
 
 
+def stop(run_id: str, status: str) -> None:
+    MlflowClient().set_terminated(run_id, status)
+
+
 def finish(run_id: str, study: optuna.Study) -> None:
     """The study's plots and trial table as artifacts, and the run marked finished."""
     client = MlflowClient()

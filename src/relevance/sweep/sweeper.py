@@ -65,8 +65,8 @@ class StudySweeper(Sweeper):
             raise ConfigError(f"hydra.sweeper.n_trials={n_trials} and n_jobs={n_jobs} must be integers >= 1.")
         if not 0 <= max_failure_rate <= 1:
             raise ConfigError(f"hydra.sweeper.max_failure_rate={max_failure_rate} must be between 0 and 1.")
-        self.sampler = instantiate(sampler, _execution_whitelist_=("hydra_plugins.hydra_optuna_sweeper.*",
-                                                                    "optuna.samplers.*"))
+        self.sampler_config = sampler
+        self.sampler = self._sampler()
         if isinstance(self.sampler, functools.partial):
             raise ConfigError("hydra/sweeper/sampler=grid is not supported here; for a grid, list the values with "
                               "Hydra's basic sweeper (python train.py -m train.lr=1e-4,3e-4).")
@@ -74,6 +74,14 @@ class StudySweeper(Sweeper):
         self.heartbeat_interval, self.grace_period, self.max_retry = heartbeat_interval, grace_period, max_retry
         self.params = params or {}
         self.job_idx = 0
+
+    def _sampler(self, fresh_seed: bool = False):
+        """The configured sampler; with `fresh_seed` its seed is left to the OS, for a worker joining (or
+        resuming) a study: from the configured seed it would repeat the first worker's draws."""
+        config = self.sampler_config
+        if fresh_seed and "seed" in config:
+            config = OmegaConf.merge(config, {"seed": None})
+        return instantiate(config, _execution_whitelist_=("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*"))
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -93,6 +101,8 @@ class StudySweeper(Sweeper):
         storage = open_storage(storage_url(cfg.sweep.storage, cfg.paths.root), self.heartbeat_interval,
                                self.grace_period, self.max_retry)
         study, created = open_study(storage, cfg.sweep.study, self.sampler, space)
+        if not created:
+            study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=self._sampler(True))
         tracking.setup(cfg.tracking.uri or tracking.default_tracking_uri(cfg.paths.root), cfg.tracking.experiment,
                        cfg.tracking.artifact_root or f"{cfg.paths.root}/mlruns/artifacts")
         run_id = parent_run.sweep_run(study, created, cfg.tracking.experiment)
@@ -101,9 +111,13 @@ class StudySweeper(Sweeper):
         heartbeat = Heartbeat(storage, self.heartbeat_interval)
         try:
             self._loop(study, storage, distributions, fixed_overrides, run_id, heartbeat)
+        except BaseException as error:  # stopped by failures or Ctrl-C: the sweep's run says so
+            parent_run.summarize(run_id, study, cfg.split.n_folds)
+            parent_run.stop(run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            raise
         finally:
             heartbeat.stop.set()
-            parent_run.summarize(run_id, study, cfg.split.n_folds)
+        parent_run.summarize(run_id, study, cfg.split.n_folds)
         parent_run.finish(run_id, study)
         Path(cfg.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(self._results(study)), Path(cfg.hydra.sweep.dir) / "optimization_results.yaml")

@@ -3,6 +3,8 @@ pruner says the trial cannot catch up. Outside a sweep the same calls do nothing
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import optuna
 from hydra.utils import instantiate
@@ -10,9 +12,11 @@ from omegaconf import DictConfig
 
 from relevance import metrics
 from relevance.errors import ConfigError
+from relevance.runtime import global_rank, launched_per_rank
 from relevance.sweep.study import open_storage, storage_url, trial_id
 
 OBJECTIVES = ("oof_best_f1", "qc_oof_best_f1", "qi_oof_best_f1")
+DECISION = "relevance.pruning_after_fold_"
 
 
 class NoTrial:
@@ -44,21 +48,47 @@ class OptunaTrial(NoTrial):
         self.trial.set_user_attr("mlflow_run_id", mlflow_run_id)
 
     def report(self, value: float, step: int) -> None:
+        """Report, ask the pruner, and leave the decision where the other ranks of this trial can read it."""
         self.trial.report(value, step)
-        if self.trial.should_prune():
+        prune = self.trial.should_prune()
+        self.trial.set_user_attr(f"{DECISION}{step}", "prune" if prune else "continue")
+        if prune:
             raise optuna.TrialPruned(f"pruned after fold {step} at out-of-fold F1 {value:.4f}")
+
+
+class FollowerTrial(NoTrial):
+    """Rank > 0 of a distributed trial: it reports nothing and stops exactly when rank 0 stops, or it would wait
+    forever in the next fold's collective operations."""
+
+    def __init__(self, cfg: DictConfig, wait_seconds: float = 1800.0):
+        self.storage = open_storage(storage_url(cfg.sweep.storage, cfg.paths.root))
+        self.trial_id = trial_id(self.storage, cfg.sweep.study, int(cfg.sweep.trial))
+        self.wait_seconds = wait_seconds
+
+    def report(self, value: float, step: int) -> None:
+        deadline = time.monotonic() + self.wait_seconds
+        while (decision := self.storage.get_trial(self.trial_id).user_attrs.get(f"{DECISION}{step}")) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rank 0 gave no pruning decision for fold {step} in {self.wait_seconds:.0f} s")
+            time.sleep(1.0)
+        if decision == "prune":
+            raise optuna.TrialPruned(f"pruned after fold {step} (rank 0's decision)")
 
 
 def connect(cfg: DictConfig) -> NoTrial:
     if cfg.get("sweep") is None or cfg.sweep.get("trial") is None:
         return NoTrial()
+    if cfg.strategy.devices * cfg.strategy.num_nodes > 1 and not launched_per_rank():
+        raise ConfigError(f"a sweep trial on strategy.devices={cfg.strategy.devices} x strategy.num_nodes="
+                          f"{cfg.strategy.num_nodes} needs its ranks started by SLURM (hydra/launcher=slurm) or "
+                          f"torchrun; on one machine run one sweep worker per GPU instead (CUDA_VISIBLE_DEVICES=k).")
     if cfg.sweep.metric not in OBJECTIVES:
         raise ConfigError(f"sweep.metric={cfg.sweep.metric!r} is not an objective; use one of "
                           f"{', '.join(OBJECTIVES)} (oof_best_f1 is the mean of both tasks for task=joint).")
     if cfg.sweep.metric != "oof_best_f1" and cfg.task.code != "JOINT":
         raise ConfigError(f"sweep.metric={cfg.sweep.metric} picks one task of task=joint; task={cfg.task.name} has "
                           f"one task, so use sweep.metric=oof_best_f1.")
-    return OptunaTrial(cfg)
+    return OptunaTrial(cfg) if global_rank() == 0 else FollowerTrial(cfg)
 
 
 def objective_so_far(metric: str, labels: np.ndarray, scores: np.ndarray, tasks: np.ndarray) -> float:
