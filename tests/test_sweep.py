@@ -39,7 +39,10 @@ def runs(tmp_path: Path):
 
 def test_interrupted_sweep_resumes_and_retries_the_interrupted_trial(tmp_path, cache_dir):
     command = sweep_command(cache_dir, "hydra.sweeper.n_trials=4", "sweep/pruner=none")
-    worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A shell that started the tests in the background ignores SIGINT, and children inherit that: restore it.
+    worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in worker.stdout:  # Ctrl-C while trial 1 trains its second fold
         seen.append(line)
