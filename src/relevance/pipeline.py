@@ -24,7 +24,7 @@ from relevance.augment.self_validation import flag_contradictions, removal_count
 from relevance.augment.translate import synthesize
 from relevance.clean import clean_records
 from relevance.data.reader import read_records
-from relevance.data.sources import data_file, demo_translations
+from relevance.data.sources import GENERATED, data_file, own_translations
 from relevance.datamodule import PairDataModule
 from relevance.errors import ConfigError
 from relevance.formatting import check_template, fixed_prompt_tokens, format_by_task, format_inputs, prompt_template
@@ -131,9 +131,9 @@ def check_methods(cfg: DictConfig) -> None:
 def check_translator(cfg: DictConfig) -> None:
     translator = cfg.translator
     if translator.kind == "file":
-        if not translator.path and cfg.data.name != "demo":
+        if not translator.path and cfg.data.name not in GENERATED:
             raise ConfigError("augmentation=translate with translator=file needs translator.path=<JSON Lines file of "
-                              "translations> (only data=demo brings its own); or pick a model, e.g. "
+                              "translations> (only data=demo and data=taxonomy bring their own); or pick a model, e.g. "
                               "translator=madlad.")
         if translator.path and not Path(translator.path).is_file():
             raise ConfigError(f"translator.path={translator.path} is not a file; point it at the JSON Lines "
@@ -150,8 +150,8 @@ def make_translations(cfg) -> Translations:
     """The translator of this run; with data=demo and no file given, the demo's own translations file."""
     translator = OmegaConf.to_container(cfg.translator, resolve=True)
     if translator["kind"] == "file" and not translator.get("path"):
-        demo_file = demo_translations(cfg.data, cfg.paths.cache)
-        translator["path"] = str(demo_file) if demo_file else None
+        own_file = own_translations(cfg.data, cfg.paths.cache)
+        translator["path"] = str(own_file) if own_file else None
     return Translations(OmegaConf.create(translator), Path(cfg.paths.cache), cfg.clean.lowercase, cfg.progress)
 
 
@@ -429,6 +429,20 @@ def self_validation_stage(cfg, runtime, model: Model, data: TrainingData, parent
     return counts
 
 
+def _seen_unseen(labels, scores, languages, seen: set[str], decide: np.ndarray, prefix: str) -> dict[str, float]:
+    """F1 of the rows in languages seen in training and of the others (at 0.5 and at the decision thresholds):
+    the split the competition's unseen languages are about."""
+    in_seen = np.isin(languages, sorted(seen))
+    values = {}
+    for group, rows in (("seen", in_seen), ("unseen", ~in_seen)):
+        if rows.any():
+            values[f"{prefix}{group}_f1_at_0.5"] = metrics.scores_at(labels[rows], scores[rows], 0.5).f1
+            values[f"{prefix}{group}_f1_at_oof_threshold"] = metrics.scores_at(labels[rows], scores[rows],
+                                                                              decide[rows]).f1
+            values[f"{prefix}{group}_all_positive_f1"] = metrics.all_positive_f1(labels[rows])
+    return values
+
+
 def _task_report(cfg, task: str, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path, prefix: str
                  ) -> tuple[dict, float, dict[str, float], dict]:
     """One task's metrics and plots; its decision threshold (and per-language ones) tuned on out-of-fold scores,
@@ -455,10 +469,11 @@ def _task_report(cfg, task: str, labels, oof, languages, folds, dev, dev_scores,
     if dev_scores is not None:
         dev_labels = np.array([r.label for r in dev])
         dev_languages = [r.language for r in dev]
-        dev_result = evaluate(dev_labels, dev_scores, dev_languages, seen,
-                              thresholds.row_thresholds(dev_languages, threshold, by_language_thresholds))
+        dev_thresholds = thresholds.row_thresholds(dev_languages, threshold, by_language_thresholds)
+        dev_result = evaluate(dev_labels, dev_scores, dev_languages, seen, dev_thresholds)
         summary.update(_metric_dict(dev_result, f"{prefix}dev_"))
         summary[f"{prefix}dev_f1_at_oof_threshold"] = dev_result["at_threshold"].f1
+        summary |= _seen_unseen(dev_labels, dev_scores, dev_languages, seen, dev_thresholds, f"{prefix}dev_")
         plots.language_plot(dev_result["languages"], f"{title}: dev F1 per language (fold ensemble)",
                             plots_dir / f"{prefix}dev_language_f1.png")
         by_language[f"{prefix}dev"] = dev_result["languages"]

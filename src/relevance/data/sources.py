@@ -1,10 +1,12 @@
-"""Which file holds a task's train/dev/test rows: the user's competition folder, or the generated demo."""
+"""Which file holds a task's train/dev/test rows: the user's competition folder, the generated demo, or the set
+built from the Google Product Taxonomy files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from relevance.data.demo import TRANSLATIONS_FILE, DemoSpec, generate_demo
+from relevance.data.taxonomy import TaxonomySpec, generate_taxonomy
 from relevance.errors import ConfigError
 
 FILE_SPLITS = ("train", "dev", "test")
@@ -14,6 +16,12 @@ def data_folder(data_cfg, cache: str | Path) -> Path:
     if data_cfg.name == "demo":
         spec = DemoSpec(**data_cfg.demo)
         return generate_demo(Path(cache) / "demo" / spec.folder_name(), spec)
+    if data_cfg.name == "taxonomy":
+        if not data_cfg.get("dir"):
+            raise ConfigError("data=taxonomy needs data.dir=<folder holding taxonomy-with-ids.<locale>.txt> (the "
+                              "Google Product Taxonomy files), or RELEVANCE_TAXONOMY_DIR set to it.")
+        spec = TaxonomySpec(**data_cfg.taxonomy)
+        return generate_taxonomy(Path(data_cfg.dir), Path(cache) / "taxonomy" / spec.folder_name(), spec)
     if not data_cfg.get("dir"):
         raise ConfigError("data=competition needs data.dir=<folder holding train_QC.txt, dev_QC.txt, ...>; "
                           "or use data=demo.")
@@ -30,6 +38,9 @@ def data_file(data_cfg, cache: str | Path, task: str, which: str) -> Path:
     return data_folder(data_cfg, cache) / f"{which}_{task.upper()}.txt"
 
 
-def demo_translations(data_cfg, cache: str | Path) -> Path | None:
-    """The demo's own translations file (the stand-in translator for translator=file); None for other data."""
-    return data_folder(data_cfg, cache) / TRANSLATIONS_FILE if data_cfg.name == "demo" else None
+GENERATED = ("demo", "taxonomy")  # data sources that write their own translations file
+
+
+def own_translations(data_cfg, cache: str | Path) -> Path | None:
+    """The generated data's own translations file (what translator=file reads by default); None for other data."""
+    return data_folder(data_cfg, cache) / TRANSLATIONS_FILE if data_cfg.name in GENERATED else None
