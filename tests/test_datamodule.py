@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from relevance.backbones import load_tokenizer, resolve_source
-from relevance.datamodule import LengthGroupedBatches, dataloader
+from relevance.batches import LengthGroupedBatches, dataloader
 from relevance.formatting import check_template, format_inputs
 from relevance.errors import ConfigError
 from relevance.records import Record
@@ -42,3 +42,28 @@ def test_templates_fill_fields_and_bad_templates_fail():
     assert format_inputs([record], "unused", encoder=True) == [(record.query, record.target)]
     with pytest.raises(ConfigError, match="task.template"):
         check_template("{query} {title}")
+
+
+def test_each_text_is_tokenised_once_and_batches_match_the_tokenizers_own_padding(tmp_path, cache_dir):
+    from relevance.batches import TokenCache, make_collate
+
+    cfg = compose_train(["backbone=tiny"], tmp_path, cache_dir)
+    tokenizer = load_tokenizer(cfg.backbone, resolve_source(cfg.backbone, cache_dir))
+    texts = ["casquette | hats & caps", "wireless earbuds with a long charging case | electronics,audio", "mehl"]
+    cache = TokenCache()
+    first = cache.encode(tokenizer, texts, 12)
+    assert (cache.hits, cache.misses) == (0, 3)
+    again = cache.encode(tokenizer, texts[::-1] + ["new text"], 12)  # another fold: only the new text is tokenised
+    assert (cache.hits, cache.misses) == (3, 4)
+    assert [a.tolist() for a in again[:3]] == [f.tolist() for f in first[::-1]]
+    assert [ids.tolist() for ids in first] == tokenizer(texts, truncation=True, max_length=12)["input_ids"]
+    assert len(cache.encode(tokenizer, texts, 5)[1]) == 5  # another length limit is another table
+
+    collate = make_collate(tokenizer)
+    ours = collate([{"input_ids": ids, "index": i} for i, ids in enumerate(first)])
+    reference = tokenizer(texts, truncation=True, max_length=12, padding=True, return_tensors="pt")
+    assert ours["input_ids"].equal(reference["input_ids"]) and ours["attention_mask"].equal(reference["attention_mask"])
+    tokenizer.padding_side = "left"
+    left = make_collate(tokenizer)([{"input_ids": ids, "index": i} for i, ids in enumerate(first)])
+    reference = tokenizer(texts, truncation=True, max_length=12, padding=True, return_tensors="pt")
+    assert left["input_ids"].equal(reference["input_ids"]) and left["attention_mask"].equal(reference["attention_mask"])

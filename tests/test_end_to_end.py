@@ -151,3 +151,23 @@ def test_predicting_a_labelled_file_reports_its_f1(trained, cache_dir, capsys):
     assert "F1 on dev_QC.txt" in out and "78 rows, 78 predicted relevant" in out  # threshold 0: all relevant
     f1, floor = (float(x) for x in re.findall(r"F1 on dev_QC.txt: ([\d.]+) \(all-positive floor ([\d.]+)\)", out)[0])
     assert f1 == pytest.approx(floor)
+
+
+def test_merged_lora_scores_like_the_unmerged_adapters_and_does_not_drift(trained, cache_dir):
+    from relevance.serving import RelevanceScorer
+
+    _, _, summary = trained
+    bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
+    pairs = [("casquette", "apparel accessories,hats & caps"), ("mehl", "food,grocery,flour, baking and cooking"),
+             ("wireless earbuds noise cancelling", "electronics,audio,headphones")] * 3
+    unmerged = RelevanceScorer(bundle, cache=cache_dir, merge=False)
+    merged = RelevanceScorer(bundle, cache=cache_dir)
+    assert merged.merge and len(merged.folds) == 2  # fp32 on CPU: each fold merged in turn
+    expected = unmerged.predict(pairs)
+    first = merged.predict(pairs)
+    for _ in range(3):  # merge, unmerge, merge again: the base weights come back each time
+        again = merged.predict(pairs)
+    np.testing.assert_allclose(first, expected, atol=1e-5)
+    np.testing.assert_allclose(again, expected, atol=1e-5)
+    lora_layer = next(m for m in merged.model.modules() if hasattr(m, "merged_adapters"))
+    assert lora_layer.merged_adapters == [merged.folds[-1]]  # the last fold stays merged until another scores

@@ -124,7 +124,7 @@ def test_yes_no_end_to_end_logs_a_model_that_scores(tmp_path, cache_dir):
 
 
 def test_long_rows_keep_the_answer_slot_and_max_length_budgets_the_pair(tiny_lm):
-    from relevance.datamodule import encode
+    from relevance.batches import encode
     from relevance.formatting import fixed_prompt_tokens
 
     cfg, _, tokenizer = tiny_lm
@@ -133,7 +133,7 @@ def test_long_rows_keep_the_answer_slot_and_max_length_budgets_the_pair(tiny_lm)
     overhead = fixed_prompt_tokens(tokenizer, template, encoder=False)
     assert overhead > 20  # the Alpaca preamble is not charged to train.max_length
     long_row = template.format(query="casquette " * 200, target="apparel accessories", language="fr")
-    ids = encode(tokenizer, [long_row], max_length=overhead + 16)["input_ids"][0]
+    ids = encode(tokenizer, [long_row], max_length=overhead + 16)[0].tolist()
     assert len(ids) == overhead + 16
     suffix = tokenizer("### Response:\n", add_special_tokens=False)["input_ids"]
     assert ids[-len(suffix):] == suffix  # truncated on the left: the answer position survives

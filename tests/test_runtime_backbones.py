@@ -44,6 +44,23 @@ def test_every_backbone_file_is_complete(name):
         assert "/" in backbone.hub_id  # a hub id stays the normal path
     assert backbone.lora_targets == "all-linear" or len(backbone.lora_targets) >= 2
     assert backbone.head_module == ("classifier" if backbone.kind == "encoder" else "score")
+    assert backbone.attention == "auto"
+
+
+def test_auto_attention_picks_a_kernel_that_computes_the_family_exactly(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from relevance.backbones import attention_implementation
+
+    def kernel(family, attention="auto"):
+        return attention_implementation(OmegaConf.create({"family": family, "attention": attention}))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert kernel("gemma3") == kernel("qwen3") == "sdpa"
+    assert kernel("gemma2") == "eager"  # SDPA cannot soft-cap attention logits
+    assert kernel("qwen3", "eager") == "eager"
+    with pytest.raises(ConfigError, match="backbone.attention='flash'"):
+        kernel("qwen3", "flash")
 
 
 def test_tiny_backbone_is_rebuilt_identically_from_its_seed():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from relevance import metrics
-from relevance.datamodule import LengthGroupedBatches
+from relevance.batches import LengthGroupedBatches
 from relevance.errors import ConfigError, TrainingDiverged
 from relevance.runtime import resolve_runtime
 from relevance.sweep.study import counts, failure_reason, open_storage, open_study

@@ -48,7 +48,7 @@ def test_rewrite_text_tags_each_task_and_is_a_no_op_without_augmentation():
 def test_tagged_training_and_serving_see_the_same_text(tmp_path, cache_dir, monkeypatch):
     import pandas as pd
 
-    import relevance.datamodule as datamodule
+    import relevance.batches as batches
 
     cfg = compose_train(["backbone=tiny", "augmentation=[tags]", "split.n_folds=2", "evaluate_dev=false",
                          "data.demo.train_rows=96", "data.demo.dev_rows=26", "data.demo.test_rows=26"],
@@ -59,8 +59,8 @@ def test_tagged_training_and_serving_see_the_same_text(tmp_path, cache_dir, monk
 
     scorer = mlflow.pyfunc.load_model(summary["model_uri"]).unwrap_python_model().scorer
     seen = []
-    real_encode = datamodule.encode
-    monkeypatch.setattr(datamodule, "encode", lambda tok, inputs, n: seen.extend(inputs) or real_encode(tok, inputs, n))
+    real_encode = batches.encode
+    monkeypatch.setattr(batches, "encode", lambda tok, inputs, n: seen.extend(inputs) or real_encode(tok, inputs, n))
     frame = pd.DataFrame({"language": ["fr"], "origin_query": ["Casquette"],
                           "category_path": ["apparel accessories,hats & caps"]})
     scores = scorer.predict_records(scorer.records_from_frame(frame))

@@ -120,13 +120,31 @@ def load_tokenizer(backbone, location: str):
     return tokenizer
 
 
+ATTENTION = ("auto", "eager", "sdpa", "flash_attention_2")
+_SOFTCAPPED = ("gemma2",)  # attention-logit soft-capping, which PyTorch's SDPA kernel cannot apply
+
+
+def attention_implementation(backbone) -> str:
+    """The fastest attention kernel that computes this family's attention exactly: FlashAttention-2 on a GPU
+    with `flash-attn` installed, else PyTorch's fused SDPA (eager for soft-capped families)."""
+    choice = backbone.get("attention", "auto")
+    if choice not in ATTENTION:
+        raise ConfigError(f"backbone.attention={choice!r} is not known; use {', '.join(ATTENTION)}.")
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "eager" if backbone.family in _SOFTCAPPED else "sdpa"
+
+
 def load_model(backbone, location: str, tokenizer, dtype: torch.dtype, head: str = "classifier"):
     """The backbone ready for a head: a fresh one-logit classifier (decoders pool the last non-pad token, which
     needs pad_token_id), or the causal LM whose own head scores the yes/no answer."""
     auto = AutoModelForCausalLM if head == "yes_no" else AutoModelForSequenceClassification
     extra = {} if head == "yes_no" else {"num_labels": 1}
     try:
-        model = auto.from_pretrained(location, dtype=dtype, trust_remote_code=backbone.trust_remote_code, **extra)
+        model = auto.from_pretrained(location, dtype=dtype, trust_remote_code=backbone.trust_remote_code,
+                                     attn_implementation=attention_implementation(backbone), **extra)
     except OSError as error:
         raise RelevanceError(f"could not load backbone {backbone.name} from {location!r} "
                              f"({str(error).splitlines()[0]}); check the hub id, your network or HF_TOKEN, "

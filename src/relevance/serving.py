@@ -41,10 +41,14 @@ class RelevanceScorer:
     """Loads a bundle: the base once, then the adapters by name. `ensemble="folds"` scores with the mean
     probability of the fold models; `"refit"` with the one model trained on all rows (train.refit=true).
 
-    `RelevanceScorer(bundle).predict([("casquette", "apparel accessories,hats & caps")])` -> array of scores."""
+    `RelevanceScorer(bundle).predict([("casquette", "apparel accessories,hats & caps")])` -> array of scores.
+
+    `merge=True` adds each fold's LoRA product into the base weights while that fold scores (one matmul per layer
+    instead of three); it is skipped for fold ensembles on bf16/fp16 weights, where adding and removing an adapter
+    again and again would round the base weights a little further each time."""
 
     def __init__(self, bundle: str | Path, cache: str | Path | None = None, device: str | None = None,
-                 ensemble: str = "folds", translations_file: str | Path | None = None):
+                 ensemble: str = "folds", translations_file: str | Path | None = None, merge: bool = True):
         from peft import PeftModel
 
         from relevance.backbones import load_model, load_tokenizer, resolve_source
@@ -72,6 +76,8 @@ class RelevanceScorer:
             model.load_adapter(bundle / "adapters" / fold, adapter_name=fold)
         self.model = model.to(self.device).eval()
         self.folds = folds
+        self.merge = merge and (len(folds) == 1 or dtype == torch.float32)
+        self._merged: str | None = None
         self.thresholds = {task: float(t) for task, t in self.meta["thresholds"].items()}
         self.language_thresholds = {task: {language: float(t) for language, t in by_language.items()}
                                     for task, by_language in (self.meta.get("language_thresholds") or {}).items()}
@@ -148,12 +154,24 @@ class RelevanceScorer:
         """0/1 per row at its threshold."""
         return (np.asarray(scores) >= self.row_thresholds(records)).astype(int)
 
+    def _activate(self, fold: str) -> None:
+        """Make `fold` the adapter that scores, merged into the base weights when `self.merge`."""
+        if self._merged == fold:
+            return
+        if self._merged is not None:
+            self.model.unmerge_adapter()
+            self._merged = None
+        self.model.set_adapter(fold)
+        if self.merge:
+            self.model.merge_adapter()
+            self._merged = fold
+
     def predict_records(self, records: list[Record], batch_size: int | None = None, progress: bool = False
                         ) -> np.ndarray:
         """Mean probability over the fold adapters, with exactly the training run's cleaning and template."""
         from tqdm.auto import tqdm
 
-        from relevance.datamodule import dataloader
+        from relevance.batches import dataloader
         from relevance.formatting import format_by_task
 
         lowercase = self.meta["lowercase"]
@@ -167,7 +185,7 @@ class RelevanceScorer:
         total = np.zeros(len(inputs))
         with torch.inference_mode():
             for fold in self.folds:
-                self.model.set_adapter(fold)
+                self._activate(fold)
                 bar = tqdm(loader, desc=f"scoring {fold}", disable=not progress, leave=False)
                 for batch in bar:
                     inputs = {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}

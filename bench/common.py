@@ -1,0 +1,69 @@
+"""What every benchmark script shares: Markdown tables, the section of BENCHMARKS.md each one rewrites, peak
+memory, the taxonomy files, and running `python train.py` in a scratch folder."""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+TAXONOMY_DIR = Path(os.environ.get("RELEVANCE_TAXONOMY_DIR", ROOT.parent / "shared" / "data" / "google-product-taxonomy"))
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """A Markdown table; floats keep the precision the caller formatted them with (pass strings)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def command_line() -> str:
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+
+
+def write_section(key: str, title: str, body: str, path: Path = BENCHMARKS) -> None:
+    """Replace (or append) the block between `<!-- bench:key -->` markers in BENCHMARKS.md with the title, the
+    command that produced it and `body`; prose outside the markers is left alone."""
+    block = f"<!-- bench:{key} -->\n### {title}\n\n```bash\n{command_line()}\n```\n\n{body.strip()}\n<!-- /bench:{key} -->"
+    text = path.read_text() if path.is_file() else "# Measured figures\n"
+    pattern = re.compile(rf"<!-- bench:{re.escape(key)} -->.*?<!-- /bench:{re.escape(key)} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+    print(f"\n(written to {path.name}, section {key})")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def need_taxonomy() -> Path:
+    if not (TAXONOMY_DIR / "taxonomy-with-ids.en-US.txt").is_file():
+        sys.exit(f"The Google Product Taxonomy files are not in {TAXONOMY_DIR}; set RELEVANCE_TAXONOMY_DIR to the "
+                 f"folder holding taxonomy-with-ids.<locale>.txt.")
+    return TAXONOMY_DIR
+
+
+def run_train(overrides: list[str], scratch: Path, experiment: str = "relevance") -> dict:
+    """`python train.py <overrides>` in `scratch` (its own MLflow store); the parent run's metrics and the minutes."""
+    import mlflow
+
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    uri = f"sqlite:///{scratch}/mlflow.db"
+    command = [sys.executable, str(ROOT / "train.py"), f"tracking.uri={uri}", f"tracking.artifact_root={scratch}/a",
+               "progress=false", "tracking.log_model=false", *overrides]
+    start = time.perf_counter()
+    subprocess.run(command, cwd=scratch, env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    mlflow.set_tracking_uri(uri)
+    run = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.`relevance.level` = 'parent'",
+                             order_by=["start_time DESC"]).iloc[0]
+    metrics = {k[len("metrics."):]: v for k, v in run.items() if k.startswith("metrics.") and v == v}
+    return {"minutes": wall / 60, **metrics}

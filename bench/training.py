@@ -1,0 +1,163 @@
+"""Training speed: the harness's Lightning training step against a plain Hugging Face `Trainer` + PEFT script with
+the same model, rows, batch size, length limit, LoRA settings, optimizer and gradient clipping.
+
+    python bench/training.py                   # Gemma-3-270M, 480 taxonomy rows (30 steps of 16)
+    python bench/training.py --backbone tiny --rows 160
+
+Each method trains one epoch in its own process; samples per second are counted between the end of the warm-up
+steps and the end of the last step, so data loading and padding are inside the clock, model loading is not.
+
+- plain HF Trainer, dynamic padding: `DataCollatorWithPadding`, rows in random order (the common script);
+- plain HF Trainer, `group_by_length=True`: Transformers' own length grouping;
+- plain HF Trainer, fixed-length padding: every row padded to the length limit (as the teams' scripts did);
+- the harness: `RelevanceModule` under the same Lightning Trainer `train.py` builds, length-grouped batches with
+  dynamic padding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import peak_rss_mb, table, write_section  # noqa: E402
+from inference import _prompts, compose, pairs  # noqa: E402
+
+METHODS = {
+    "plain HF Trainer + PEFT, dynamic padding, random order": "hf_dynamic",
+    "plain HF Trainer + PEFT, group_by_length": "hf_grouped",
+    "plain HF Trainer + PEFT, fixed-length padding": "hf_fixed",
+    "harness (Lightning, length-grouped batches, dynamic padding)": "harness",
+}
+WARM_UP_STEPS = 3
+
+
+def _rate(step_ends: list[float], batch_size: int) -> float:
+    timed = step_ends[WARM_UP_STEPS - 1:]
+    return (len(timed) - 1) * batch_size / (timed[-1] - timed[0])
+
+
+def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
+    import torch
+
+    from relevance.backbones import load_model, load_tokenizer, resolve_source
+    from relevance.formatting import fixed_prompt_tokens, prompt_template
+
+    cfg = compose(backbone, cache)
+    rows = json.loads(rows_file.read_text())
+    template = prompt_template(cfg.task, cfg.head, cfg.backbone)
+    from relevance.records import Record
+
+    records = [Record(id=i, task="QC", language=r["language"], query=r["query"], target=r["target"], label=r["label"])
+               for i, r in enumerate(rows)]
+    prompts = _prompts({"QC": template}, records)
+    labels = np.array([r["label"] for r in rows])
+    location = resolve_source(cfg.backbone, cache)
+    tokenizer = load_tokenizer(cfg.backbone, location)
+    max_length = cfg.train.max_length + fixed_prompt_tokens(tokenizer, template, False)
+    torch.manual_seed(0)
+    step_ends: list[float] = []
+    if method == "harness":
+        import lightning as L
+
+        from relevance import pipeline
+        from relevance.datamodule import PairDataModule
+        from relevance.heads import build_head
+        from relevance.module import RelevanceModule, apply_lora
+        from relevance.runtime import resolve_runtime
+
+        class StepClock(L.Callback):
+            def on_train_batch_end(self, *args, **kwargs):
+                step_ends.append(time.perf_counter())
+
+        runtime = resolve_runtime("auto", cfg.train.precision, cfg.backbone.dtype, 1, 1)
+        model = apply_lora(load_model(cfg.backbone, location, tokenizer, runtime.load_dtype), cfg.backbone.lora_targets,
+                           cfg.backbone.head_module, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout)
+        module = RelevanceModule(model, build_head(cfg.head, tokenizer), cfg.train.lr, cfg.train.weight_decay,
+                                 cfg.train.warmup_ratio, cfg.train.scheduler)
+        cfg.progress = False
+        trainer = pipeline._trainer(cfg, runtime, 1)
+        trainer.callbacks.append(StepClock())
+        trainer.fit(module, datamodule=PairDataModule(tokenizer, prompts, labels, None, cfg.train.batch_size,
+                                                      cfg.train.eval_batch_size, max_length, cfg.seed))
+    else:
+        from peft import LoraConfig, TaskType, get_peft_model
+        from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
+                                  TrainerCallback, TrainingArguments)
+
+        class StepClock(TrainerCallback):
+            def on_step_end(self, *args, **kwargs):
+                step_ends.append(time.perf_counter())
+
+        model = AutoModelForSequenceClassification.from_pretrained(location, num_labels=1, dtype=torch.float32)
+        model.config.pad_token_id = tokenizer.pad_token_id
+        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
+                                                 lora_dropout=cfg.lora.dropout, target_modules="all-linear",
+                                                 modules_to_save=[cfg.backbone.head_module]))
+        padding = "max_length" if method == "hf_fixed" else False
+        encoded = tokenizer(prompts, truncation=True, max_length=max_length, padding=padding)
+        dataset = [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
+                    "labels": float(labels[i])} for i in range(len(prompts))]
+        with tempfile.TemporaryDirectory() as output:
+            arguments = TrainingArguments(
+                output_dir=output, per_device_train_batch_size=cfg.train.batch_size, num_train_epochs=1,
+                learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay, warmup_ratio=cfg.train.warmup_ratio,
+                lr_scheduler_type=cfg.train.scheduler, max_grad_norm=cfg.train.gradient_clip, optim="adamw_torch",
+                group_by_length=method == "hf_grouped", report_to=[], save_strategy="no", logging_strategy="no",
+                use_cpu=not torch.cuda.is_available(), seed=cfg.seed, disable_tqdm=True)
+            Trainer(model=model, args=arguments, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer),
+                    callbacks=[StepClock()]).train()
+    return {"samples_per_second": _rate(step_ends, cfg.train.batch_size), "steps": len(step_ends),
+            "peak_mb": peak_rss_mb(), "max_length": max_length}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=480)
+    parser.add_argument("--backbone", default="gemma3_270m")
+    parser.add_argument("--cache", type=Path, default=None, help="converted backbones (default: RELEVANCE_CACHE)")
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--rows-file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    from relevance.serving import default_cache
+
+    cache = args.cache or default_cache()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.backbone, cache, args.rows_file)))
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        rows_file = Path(scratch) / "rows.json"
+        rows = pairs(args.rows)
+        rows_file.write_text(json.dumps(rows))
+        results = {}
+        for label, method in METHODS.items():
+            command = [sys.executable, __file__, "--worker", method, "--backbone", args.backbone, "--cache",
+                       str(cache), "--rows-file", str(rows_file)]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            results[label] = json.loads(output.strip().splitlines()[-1])
+            print(f"{label}: {results[label]['samples_per_second']:.1f} samples/s", flush=True)
+    baseline = results["plain HF Trainer + PEFT, dynamic padding, random order"]["samples_per_second"]
+    body = [[label, f"{r['samples_per_second']:.1f}", f"{r['samples_per_second'] / baseline:.2f}x", r["steps"],
+             f"{r['peak_mb']:.0f}"] for label, r in results.items()]
+    text = table(["method", "samples/s", "vs plain Trainer", "steps", "peak RSS MB"], body)
+    any_result = next(iter(results.values()))
+    text += (f"\n\n{args.rows} taxonomy QC rows, backbone {args.backbone}, batch 16, length limit "
+             f"{any_result['max_length']} tokens (prompt included), LoRA r8 alpha 16 on all linear layers + the score "
+             f"head, AdamW, clipping 1.0, fp32 on CPU; the first {WARM_UP_STEPS} steps are warm-up.")
+    print()
+    print(text)
+    if not args.no_write:
+        write_section(f"training-{args.backbone}", f"Training step: harness against a plain Trainer + PEFT "
+                      f"({args.backbone})", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""data=taxonomy on a handmade four-locale taxonomy (the real files are not part of the repository)."""
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from relevance import pipeline
+from relevance.data.reader import read_records
+from relevance.data.taxonomy import TaxonomySpec, generate_taxonomy, read_taxonomy
+from relevance.errors import ConfigError, DataError
+from tests.conftest import compose_train
+
+# id, English path, German, Spanish, French leaf-level translations of each level
+CATEGORIES = {
+    1: ["Apparel", "Bekleidung", "Ropa", "Vêtements"],
+    2: ["Apparel > Hats", "Bekleidung > Hüte", "Ropa > Sombreros", "Vêtements > Chapeaux"],
+    3: ["Apparel > Shoes", "Bekleidung > Schuhe", "Ropa > Zapatos", "Vêtements > Chaussures"],
+    4: ["Apparel > Socks", "Bekleidung > Socken", "Ropa > Calcetines", "Vêtements > Chaussettes"],
+    5: ["Apparel > Belts", "Bekleidung > Gürtel", "Ropa > Cinturones", "Vêtements > Ceintures"],
+    6: ["Food", "Lebensmittel", "Comida", "Alimentation"],
+    7: ["Food > Bread", "Lebensmittel > Brot", "Comida > Pan", "Alimentation > Pain"],
+    8: ["Food > Cheese", "Lebensmittel > Käse", "Comida > Queso", "Alimentation > Fromage"],
+    9: ["Food > Honey", "Lebensmittel > Honig", "Comida > Miel", "Alimentation > Miel"],
+    10: ["Food > Flour", "Lebensmittel > Mehl", "Comida > Harina", "Alimentation > Farine"],
+    11: ["Toys", "Spielzeug", "Juguetes", "Jouets"],
+    12: ["Toys > Puzzles", "Spielzeug > Puzzles", "Juguetes > Rompecabezas", "Jouets > Puzzles"],
+    13: ["Toys > Dolls", "Spielzeug > Puppen", "Juguetes > Muñecas", "Jouets > Poupées"],
+    14: ["Toys > Kites", "Spielzeug > Drachen", "Juguetes > Cometas", "Jouets > Cerfs-volants"],
+}
+LOCALES = {"en-US": 0, "de-DE": 1, "es-ES": 2, "fr-FR": 3}
+SPEC = dict(train_languages=["en", "es", "fr"], eval_languages=["de"], train_rows=60, dev_rows_per_language=9,
+            qi_rows=30, heldout_share=0.3)
+
+
+@pytest.fixture(scope="module")
+def taxonomy_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("taxonomy")
+    for locale, column in LOCALES.items():
+        lines = ["# Google_Product_Taxonomy_Version: 2015-02-19"]
+        lines += [f"{category} - {names[column]}" for category, names in CATEGORIES.items()]
+        (folder / f"taxonomy-with-ids.{locale}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_rows_pair_localized_leaves_with_english_paths_and_hold_out_categories(taxonomy_dir, tmp_path):
+    folder = generate_taxonomy(taxonomy_dir, tmp_path / "t", TaxonomySpec(**SPEC))
+    train = read_records(folder / "train_QC.txt", "QC", require_label=True)
+    dev = read_records(folder / "dev_QC.txt", "QC", require_label=True)
+    english = {names[0].split(" > ")[-1]: names[0].replace(" > ", ",") for names in CATEGORIES.values()}
+    local = {names[c].split(" > ")[-1]: english[names[0].split(" > ")[-1]]
+             for names in CATEGORIES.values() for c in (1, 2, 3)}
+    assert len(train) == 60 and Counter(r.language for r in train) == {"en": 20, "es": 20, "fr": 20}
+    assert {r.language for r in dev} == {"en", "es", "fr", "de"}
+    for rows in (train, dev):
+        assert np.mean([r.label for r in rows]) == pytest.approx(1 / 3)
+        for r in rows:
+            assert (r.target == local[r.query]) == bool(r.label)  # the true path is the only positive
+    # dev asks about categories that never appear as a training query's true path
+    train_paths = {r.target for r in train if r.label}
+    assert not train_paths & {r.target for r in dev if r.label}
+    translations = [json.loads(line) for line in (folder / "translations.jsonl").read_text().splitlines()]
+    assert {"text": "Käse", "source_language": "de", "target_language": "en", "translation": "Cheese"} in translations \
+        or all(r.query != "Käse" for r in dev)
+    assert all(t["translation"] == local[t["text"]].split(",")[-1] for t in translations)
+    qi = read_records(folder / "train_QI.txt", "QI", require_label=True)
+    assert all("," not in r.target for r in qi) and len(qi) == 30
+
+
+def test_taxonomy_mistakes_name_the_file_or_key(taxonomy_dir, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("# header\n1 - Apparel\nApparel > Hats\n", encoding="utf-8")
+    with pytest.raises(DataError, match="line 3"):
+        read_taxonomy(bad)
+    with pytest.raises(ConfigError, match="taxonomy-with-ids.it-IT.txt"):
+        generate_taxonomy(taxonomy_dir, tmp_path / "x", TaxonomySpec(**{**SPEC, "eval_languages": ["it"]}))
+    with pytest.raises(ConfigError, match="no taxonomy file"):
+        TaxonomySpec(eval_languages=["xx"])
+    cfg = compose_train(["backbone=tiny", "data=taxonomy", "data.dir=null"], tmp_path, tmp_path / "cache")
+    with pytest.raises(ConfigError, match="data=taxonomy needs data.dir"):
+        pipeline.run(cfg)
+    assert not (tmp_path / "x").exists()
+
+
+def test_training_on_taxonomy_reports_seen_and_unseen_dev_f1(taxonomy_dir, tmp_path, cache_dir):
+    overrides = [f"data.taxonomy.{k}={json.dumps(v).replace(' ', '')}" for k, v in SPEC.items()]
+    cfg = compose_train(["backbone=tiny", "data=taxonomy", f"data.dir={taxonomy_dir}", "augmentation=[translate]",
+                         "tracking.log_model=false", *overrides], tmp_path, cache_dir)
+    summary = pipeline.run(cfg)
+    assert summary["dev_seen_all_positive_f1"] == pytest.approx(0.5)
+    assert summary["dev_unseen_all_positive_f1"] == pytest.approx(0.5)
+    for group in ("seen", "unseen"):
+        assert 0 <= summary[f"dev_{group}_f1_at_oof_threshold"] <= 1
+    assert summary["translations_computed"] == 0 and summary["translations_reused"] > 0  # the taxonomy's own file
