@@ -187,7 +187,10 @@ def main() -> None:
             command = [sys.executable, __file__, "--worker", method, "--bundle",
                        str(eager if method.endswith("eager") else bundle), "--rows-file", str(rows_file),
                        "--batch", str(args.batch), "--cache", str(cache)]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
+            output = done.stdout
             results[label] = json.loads(output.strip().splitlines()[-1])
             print(f"{label}: {args.rows / results[label]['seconds']:.1f} pairs/s", flush=True)
     reference = np.array(results["plain HF, one pair at a time"]["scores"])

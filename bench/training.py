@@ -8,7 +8,7 @@ Each method trains one epoch in its own process; samples per second are counted 
 steps and the end of the last step, so data loading and padding are inside the clock, model loading is not.
 
 - plain HF Trainer, dynamic padding: `DataCollatorWithPadding`, rows in random order (the common script);
-- plain HF Trainer, `group_by_length=True`: Transformers' own length grouping;
+- plain HF Trainer, `train_sampling_strategy="group_by_length"`: Transformers' own length grouping;
 - plain HF Trainer, fixed-length padding: every row padded to the length limit (as the teams' scripts did);
 - the harness: `RelevanceModule` under the same Lightning Trainer `train.py` builds, length-grouped batches with
   dynamic padding.
@@ -32,7 +32,7 @@ from inference import _prompts, compose, pairs  # noqa: E402
 
 METHODS = {
     "plain HF Trainer + PEFT, dynamic padding, random order": "hf_dynamic",
-    "plain HF Trainer + PEFT, group_by_length": "hf_grouped",
+    "plain HF Trainer + PEFT, group_by_length sampler": "hf_grouped",
     "plain HF Trainer + PEFT, fixed-length padding": "hf_fixed",
     "harness (Lightning, length-grouped batches, dynamic padding)": "harness",
 }
@@ -108,9 +108,9 @@ def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
         with tempfile.TemporaryDirectory() as output:
             arguments = TrainingArguments(
                 output_dir=output, per_device_train_batch_size=cfg.train.batch_size, num_train_epochs=1,
-                learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay, warmup_ratio=cfg.train.warmup_ratio,
+                learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay, warmup_steps=int(cfg.train.warmup_ratio * -(-len(dataset) // cfg.train.batch_size)),
                 lr_scheduler_type=cfg.train.scheduler, max_grad_norm=cfg.train.gradient_clip, optim="adamw_torch",
-                group_by_length=method == "hf_grouped", report_to=[], save_strategy="no", logging_strategy="no",
+                train_sampling_strategy="group_by_length" if method == "hf_grouped" else "random", report_to=[], save_strategy="no", logging_strategy="no",
                 use_cpu=not torch.cuda.is_available(), seed=cfg.seed, disable_tqdm=True)
             Trainer(model=model, args=arguments, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer),
                     callbacks=[StepClock()]).train()
@@ -141,7 +141,10 @@ def main() -> None:
         for label, method in METHODS.items():
             command = [sys.executable, __file__, "--worker", method, "--backbone", args.backbone, "--cache",
                        str(cache), "--rows-file", str(rows_file)]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
+            output = done.stdout
             results[label] = json.loads(output.strip().splitlines()[-1])
             print(f"{label}: {results[label]['samples_per_second']:.1f} samples/s", flush=True)
     baseline = results["plain HF Trainer + PEFT, dynamic padding, random order"]["samples_per_second"]

@@ -31,18 +31,17 @@ def scores_at(labels: np.ndarray, scores: np.ndarray, threshold) -> BinaryScores
 
 
 def threshold_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """F1 at every distinct score used as threshold: one sort, one cumulative sweep (exact, O(n log n))."""
-    labels = np.asarray(labels).astype(float)
-    scores = np.asarray(scores, dtype=float)
-    order = np.argsort(-scores, kind="mergesort")
-    sorted_scores, sorted_labels = scores[order], labels[order]
-    true_positives = np.cumsum(sorted_labels)
-    predicted_positives = np.arange(1, len(scores) + 1)
-    # Only the last position of each run of equal scores is a reachable cut ("score >= t").
-    last_of_run = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
-    tp, pp = true_positives[last_of_run], predicted_positives[last_of_run]
-    f1 = 2 * tp / (pp + labels.sum())
-    return sorted_scores[last_of_run], f1
+    """F1 at every distinct score used as threshold (highest first), exact in O(n log n): sort all scores and the
+    positives' scores (value sorts, about 3x faster than an argsort), then count how many of each lie at or above
+    every distinct score by binary search."""
+    labels = np.asarray(labels).astype(bool)
+    everything = np.sort(np.asarray(scores, dtype=float))
+    positives = np.sort(np.asarray(scores, dtype=float)[labels])
+    distinct = everything[np.r_[everything[1:] != everything[:-1], True]]
+    predicted_positives = len(everything) - np.searchsorted(everything, distinct, "left")
+    true_positives = len(positives) - np.searchsorted(positives, distinct, "left")
+    f1 = 2 * true_positives / (predicted_positives + len(positives))
+    return distinct[::-1], f1[::-1]
 
 
 def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> BinaryScores:
