@@ -1,0 +1,33 @@
+"""The benchmark scripts' shared parts, and the cheapest script run as a user runs it."""
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+from common import write_section  # noqa: E402
+
+
+def test_a_bench_section_is_replaced_in_place_and_new_ones_are_appended(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Measured\n\nhand-written prose\n")
+    write_section("speed", "Speed", "| a |\n|---|\n| 1 |", path)
+    write_section("other", "Other", "x", path)
+    write_section("speed", "Speed", "| a |\n|---|\n| 2 |", path)
+    text = path.read_text()
+    assert text.startswith("# Measured\n\nhand-written prose\n")
+    assert text.count("<!-- bench:speed -->") == 1 and "| 2 |" in text and "| 1 |" not in text
+    assert text.index("bench:speed") < text.index("bench:other")  # replaced where it was, not moved
+    assert "```bash\npython " in text  # the command that produced it
+
+
+def test_threshold_bench_finds_the_exact_optimum_first(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "thresholds.py"), "--sizes", "3000", "--repeats", "1",
+                           "--optuna-trials", "5", "--no-write"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 3,000")]
+    assert len(rows) == 3
+    f1 = {row.split("|")[2].strip(): float(row.split("|")[4]) for row in rows}
+    exact = f1.pop("exact (every distinct score)")
+    assert all(value <= exact for value in f1.values())
