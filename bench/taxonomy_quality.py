@@ -42,6 +42,7 @@ HARNESS_ROWS = {
     "+ TAPT (stage 1 on the taxonomy's QI-style rows)": ["tapt=from_other_task"],
 }
 KEYS = {"floor": "all-positive floor", "tfidf": "TF-IDF char 2-5-grams + logistic regression",
+        "zero_shot_e5": "zero-shot: multilingual-e5-small cosine",
         "zero_shot": "zero-shot: Gemma-3-270M mean-pooled cosine"}
 
 
@@ -92,20 +93,15 @@ def tfidf(train, dev, scratch) -> dict:
     return _judge(y, oof, dev, model.predict_proba(features(dev))[:, 1])
 
 
-def zero_shot(train, dev, scratch) -> dict:
-    """Cosine of mean-pooled last hidden states of the base model (no training); threshold from the training rows."""
+def _cosine_row(location: str, train, dev, query_prefix: str = "", target_prefix: str = "") -> dict:
+    """Cosine of mean-pooled last hidden states (no training); threshold from the training rows."""
     import torch
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoTokenizer
 
-    from relevance.backbones import load_tokenizer, resolve_source
-    from relevance.serving import default_cache
-    from inference import compose
-
-    cfg = compose("gemma3_270m", default_cache())
-    location = resolve_source(cfg.backbone, default_cache())
-    tokenizer = load_tokenizer(cfg.backbone, location)
+    tokenizer = AutoTokenizer.from_pretrained(location)
     model = AutoModel.from_pretrained(location, dtype=torch.float32).eval()
-    texts = sorted({r.query for r in train + dev} | {r.target for r in train + dev}, key=len)
+    texts = sorted({query_prefix + r.query for r in train + dev} | {target_prefix + r.target for r in train + dev},
+                   key=len)
     vectors = {}
     with torch.inference_mode():
         for start in range(0, len(texts), 64):
@@ -117,9 +113,28 @@ def zero_shot(train, dev, scratch) -> dict:
             vectors.update(zip(batch, pooled.numpy()))
 
     def cosine(rows):
-        return np.array([float(vectors[r.query] @ vectors[r.target]) for r in rows])
+        return np.array([float(vectors[query_prefix + r.query] @ vectors[target_prefix + r.target]) for r in rows])
 
     return _judge(np.array([r.label for r in train]), cosine(train), dev, cosine(dev))
+
+
+def zero_shot(train, dev, scratch) -> dict:
+    """The backbone's own hidden states as embeddings (a decoder LM: not trained to embed)."""
+    from relevance.backbones import resolve_source
+    from relevance.serving import default_cache
+    from inference import compose
+
+    cfg = compose("gemma3_270m", default_cache())
+    return _cosine_row(resolve_source(cfg.backbone, default_cache()), train, dev)
+
+
+def zero_shot_e5(train, dev, scratch) -> dict:
+    """multilingual-e5-small, a multilingual embedding model, with its query:/passage: prefixes."""
+    from relevance import packaged_e5
+    from relevance.serving import default_cache
+
+    location = packaged_e5.embedder_location(packaged_e5.HUB_ID, default_cache())
+    return _cosine_row(location, train, dev, "query: ", "passage: ")
 
 
 def harness(overrides: list[str], scratch: Path) -> dict:

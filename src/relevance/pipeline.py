@@ -16,7 +16,7 @@ import pandas as pd
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from relevance import metrics, plots, thresholds, tracking
+from relevance import metrics, packaged_e5, plots, thresholds, tracking
 from relevance.backbones import hub_model_available, load_model, load_tokenizer, resolve_source
 from relevance.augment import rewrite_text, synthesize_mode
 from relevance.augment.hard_negatives import hard_negatives
@@ -108,7 +108,8 @@ def check_methods(cfg: DictConfig) -> None:
         if len(window) != 2 or not all(isinstance(w, int) for w in window) or not 0 <= window[0] < window[1]:
             raise ConfigError(f"augmentation.hard_negatives.window={window} must be two ranks [low, high] with "
                               f"0 <= low < high, e.g. [20, 50].")
-        if negatives.embedder != "tfidf" and not hub_model_available(negatives.embedder):
+        packaged = negatives.embedder == packaged_e5.HUB_ID and packaged_e5.installed()
+        if negatives.embedder != "tfidf" and not packaged and not hub_model_available(negatives.embedder):
             raise ConfigError(f"augmentation.hard_negatives.embedder={negatives.embedder} is not on this machine "
                               f"and the hub cannot be reached; use embedder=tfidf offline, or download it first.")
     if validation:

@@ -30,15 +30,15 @@ def _tfidf(texts: list[str]) -> np.ndarray:
     return matrix.astype(np.float32)
 
 
-def _hub_embeddings(texts: list[str], options) -> np.ndarray:
+def _hub_embeddings(texts: list[str], options, location: str) -> np.ndarray:
     """A hub embedding model (multilingual-e5, Qwen3-Embedding): mean or last-token pooling."""
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoModel, AutoTokenizer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer = AutoTokenizer.from_pretrained(options.embedder)
-    model = AutoModel.from_pretrained(options.embedder, dtype=torch.float32).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    model = AutoModel.from_pretrained(location, dtype=torch.float32).to(device).eval()
     if options.pooling == "last":
         tokenizer.padding_side = "left"  # the last position is every row's last real token
     out = []
@@ -66,7 +66,9 @@ def embed(texts: list[str], options, cache: Path) -> np.ndarray:
         if path.is_file():
             vectors = np.load(path)
         else:
-            vectors = _hub_embeddings(texts, options)
+            from relevance.packaged_e5 import embedder_location
+
+            vectors = _hub_embeddings(texts, options, embedder_location(options.embedder, cache))
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, vectors)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
