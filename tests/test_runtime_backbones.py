@@ -52,8 +52,8 @@ def test_auto_attention_picks_a_kernel_that_computes_the_family_exactly(monkeypa
 
     from relevance.backbones import attention_implementation
 
-    def kernel(family, attention="auto"):
-        return attention_implementation(OmegaConf.create({"family": family, "attention": attention}))
+    def kernel(family, attention="auto", dtype=torch.float32):
+        return attention_implementation(OmegaConf.create({"family": family, "attention": attention}), dtype)
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert kernel("gemma3") == kernel("qwen3") == "sdpa"
@@ -61,6 +61,14 @@ def test_auto_attention_picks_a_kernel_that_computes_the_family_exactly(monkeypa
     assert kernel("qwen3", "eager") == "eager"
     with pytest.raises(ConfigError, match="backbone.attention='flash'"):
         kernel("qwen3", "flash")
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn"
+                        else real_find_spec(name, *a))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert kernel("gemma3", dtype=torch.bfloat16) == kernel("gemma2", dtype=torch.bfloat16) == "flash_attention_2"
+    assert kernel("qwen3", dtype=torch.float32) == "sdpa"  # FlashAttention-2 takes half precision only
 
 
 def test_tiny_backbone_is_rebuilt_identically_from_its_seed():

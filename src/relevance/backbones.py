@@ -124,15 +124,16 @@ ATTENTION = ("auto", "eager", "sdpa", "flash_attention_2")
 _SOFTCAPPED = ("gemma2",)  # attention-logit soft-capping, which PyTorch's SDPA kernel cannot apply
 
 
-def attention_implementation(backbone) -> str:
-    """The fastest attention kernel that computes this family's attention exactly: FlashAttention-2 on a GPU
-    with `flash-attn` installed, else PyTorch's fused SDPA (eager for soft-capped families)."""
+def attention_implementation(backbone, dtype: torch.dtype = torch.float32) -> str:
+    """The fastest attention kernel that computes this family's attention exactly: FlashAttention-2 for bf16/fp16
+    weights on a GPU with `flash-attn` installed, else PyTorch's fused SDPA (eager for soft-capped families)."""
     choice = backbone.get("attention", "auto")
     if choice not in ATTENTION:
         raise ConfigError(f"backbone.attention={choice!r} is not known; use {', '.join(ATTENTION)}.")
     if choice != "auto":
         return choice
-    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+    half = dtype in (torch.bfloat16, torch.float16)
+    if half and torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "eager" if backbone.family in _SOFTCAPPED else "sdpa"
 
@@ -144,7 +145,7 @@ def load_model(backbone, location: str, tokenizer, dtype: torch.dtype, head: str
     extra = {} if head == "yes_no" else {"num_labels": 1}
     try:
         model = auto.from_pretrained(location, dtype=dtype, trust_remote_code=backbone.trust_remote_code,
-                                     attn_implementation=attention_implementation(backbone), **extra)
+                                     attn_implementation=attention_implementation(backbone, dtype), **extra)
     except OSError as error:
         raise RelevanceError(f"could not load backbone {backbone.name} from {location!r} "
                              f"({str(error).splitlines()[0]}); check the hub id, your network or HF_TOKEN, "

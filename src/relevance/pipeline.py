@@ -148,7 +148,7 @@ def check_translator(cfg: DictConfig) -> None:
 
 
 def make_translations(cfg) -> Translations:
-    """The translator of this run; with data=demo and no file given, the demo's own translations file."""
+    """The translator of this run; with generated data (demo, taxonomy) and no file given, the data's own file."""
     translator = OmegaConf.to_container(cfg.translator, resolve=True)
     if translator["kind"] == "file" and not translator.get("path"):
         own_file = own_translations(cfg.data, cfg.paths.cache)
