@@ -94,7 +94,6 @@ def main() -> None:
     from relevance.data.demo import DemoSpec, generate_demo
     from relevance.serving import default_cache
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from inference import compose
 
     cache = default_cache()
