@@ -3,6 +3,7 @@ memory, the taxonomy files, and running `python train.py` in a scratch folder.""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import resource
@@ -49,6 +50,14 @@ def need_taxonomy() -> Path:
         sys.exit(f"The Google Product Taxonomy files are not in {TAXONOMY_DIR}; set RELEVANCE_TAXONOMY_DIR to the "
                  f"folder holding taxonomy-with-ids.<locale>.txt.")
     return TAXONOMY_DIR
+
+
+def run_worker(label: str, command: list[str]) -> dict:
+    """Run one measured method in its own process (so its peak memory is its own); its last stdout line is JSON."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run_train(overrides: list[str], scratch: Path, experiment: str = "relevance") -> dict:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, need_taxonomy, peak_rss_mb, table, write_section  # noqa: E402
+from common import ROOT, need_taxonomy, peak_rss_mb, run_worker, table, write_section  # noqa: E402
 
 METHODS = {
     "plain HF, one pair at a time": "hf_one",
@@ -187,11 +186,7 @@ def main() -> None:
             command = [sys.executable, __file__, "--worker", method, "--bundle",
                        str(eager if method.endswith("eager") else bundle), "--rows-file", str(rows_file),
                        "--batch", str(args.batch), "--cache", str(cache)]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode:
-                sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
-            output = done.stdout
-            results[label] = json.loads(output.strip().splitlines()[-1])
+            results[label] = run_worker(label, command)
             print(f"{label}: {args.rows / results[label]['seconds']:.1f} pairs/s", flush=True)
     reference = np.array(results["plain HF, one pair at a time"]["scores"])
     one_rate = args.rows / results["plain HF, one pair at a time"]["seconds"]

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import mlflow
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import run_train  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 UNSEEN_QC = ("ar", "de", "it", "pl")
 
 ROWS = {
@@ -36,21 +33,6 @@ ROWS = {
     "TAPT from QI": ["tapt=from_other_task"],
     "joint QC+QI": ["task=joint"],
 }
-
-
-def run_row(overrides: list[str], scratch: Path) -> dict:
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    uri = f"sqlite:///{scratch}/mlflow.db"
-    command = [sys.executable, str(ROOT / "train.py"), f"tracking.uri={uri}", f"tracking.artifact_root={scratch}/a",
-               "progress=false", "tracking.log_model=false", *overrides]
-    start = time.perf_counter()
-    subprocess.run(command, cwd=scratch, env=env, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    mlflow.set_tracking_uri(uri)
-    run = mlflow.search_runs(experiment_names=["relevance"], filter_string="tags.`relevance.level` = 'parent'",
-                             order_by=["start_time DESC"]).iloc[0]
-    metrics = {k[len("metrics."):]: v for k, v in run.items() if k.startswith("metrics.") and v == v}
-    return {"minutes": wall / 60, **metrics}
 
 
 def _cell(metrics: dict, key: str) -> str:
@@ -68,7 +50,7 @@ def main() -> None:
     for name in [] if args.table_from else (args.only or ROWS):
         with tempfile.TemporaryDirectory() as scratch:
             print(f"running {name}: python train.py {' '.join(ROWS[name] + args.set)}", file=sys.stderr)
-            results[name] = run_row(ROWS[name] + args.set, Path(scratch))
+            results[name] = run_train(ROWS[name] + args.set, Path(scratch))
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
     print("| method | overrides | OOF F1 (best thr.) | OOF F1 at 0.5 | OOF floor | dev F1 at 0.5 "

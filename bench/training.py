@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb, table, write_section  # noqa: E402
+from common import peak_rss_mb, run_worker, table, write_section  # noqa: E402
 from inference import _prompts, compose, pairs  # noqa: E402
 
 METHODS = {
@@ -141,11 +140,7 @@ def main() -> None:
         for label, method in METHODS.items():
             command = [sys.executable, __file__, "--worker", method, "--backbone", args.backbone, "--cache",
                        str(cache), "--rows-file", str(rows_file)]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode:
-                sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
-            output = done.stdout
-            results[label] = json.loads(output.strip().splitlines()[-1])
+            results[label] = run_worker(label, command)
             print(f"{label}: {results[label]['samples_per_second']:.1f} samples/s", flush=True)
     baseline = results["plain HF Trainer + PEFT, dynamic padding, random order"]["samples_per_second"]
     body = [[label, f"{r['samples_per_second']:.1f}", f"{r['samples_per_second'] / baseline:.2f}x", r["steps"],
