@@ -69,10 +69,14 @@ def run_train(overrides: list[str], scratch: Path, experiment: str = "relevance"
     command = [sys.executable, str(ROOT / "train.py"), f"tracking.uri={uri}", f"tracking.artifact_root={scratch}/a",
                "progress=false", "tracking.log_model=false", *overrides]
     start = time.perf_counter()
-    subprocess.run(command, cwd=scratch, env=env, check=True, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=scratch, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak memory, not the largest child's so far
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command)
     wall = time.perf_counter() - start
     mlflow.set_tracking_uri(uri)
     run = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.`relevance.level` = 'parent'",
                              order_by=["start_time DESC"]).iloc[0]
     metrics = {k[len("metrics."):]: v for k, v in run.items() if k.startswith("metrics.") and v == v}
-    return {"minutes": wall / 60, **metrics}
+    return {"minutes": wall / 60, "peak_mb": usage.ru_maxrss / 1024, **metrics}

@@ -1,14 +1,17 @@
 """Quality on real multilingual text: `data=taxonomy` (Google Product Taxonomy), trained on en/es/fr/ja/pt, judged on
 new categories in those languages (seen) and in de/it/pl (unseen). One table: the all-positive floor, a TF-IDF
-character n-gram + logistic regression baseline, zero-shot embedding similarity, and the harness with Gemma-3-270M,
-alone and with each method of the methods issue.
+character n-gram + logistic regression baseline, zero-shot embedding similarity, and harness runs (backbones,
+heads, the best offline recipe and each method on top of it), each as mean +- standard deviation over seeds, with
+wall time and peak memory.
 
-    python bench/taxonomy_quality.py                          # every row (about an hour on 2 CPU cores)
-    python bench/taxonomy_quality.py --only floor tfidf        # some rows
-    python bench/taxonomy_quality.py --table-from quality.json # the table of an earlier (or unfinished) run
+    python bench/taxonomy_quality.py                               # every row, 3 seeds (hours on 2 CPU cores)
+    python bench/taxonomy_quality.py --only floor tfidf e5_best    # some rows (keys: --help)
+    python bench/taxonomy_quality.py --only gemma_yes_no --seeds 0 1
+    python bench/taxonomy_quality.py --table-from quality.json     # the table of an earlier (or unfinished) run
 
 Every row's threshold is tuned on out-of-fold scores of the training rows (query-grouped folds), never on dev.
-Figures are kept in --json after each row, so an interrupted run loses one row at most.
+Figures are kept in --json after each run, so an interrupted run loses one run at most; rerunning skips the
+(row, seed) pairs already there.
 """
 
 from __future__ import annotations
@@ -23,27 +26,36 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, need_taxonomy, run_train, table, write_section  # noqa: E402
+from common import ROOT, need_taxonomy, peak_rss_mb, run_train, table, write_section  # noqa: E402
 
 from relevance import metrics  # noqa: E402
 from relevance.data.taxonomy import TaxonomySpec, generate_taxonomy  # noqa: E402
 
-SPEC = TaxonomySpec(train_rows=1500, dev_rows_per_language=100, qi_rows=750)  # about 8 minutes per harness row
+SPEC = TaxonomySpec(train_rows=6000, dev_rows_per_language=150, qi_rows=1500)
 UNSEEN = set(SPEC.eval_languages)
-HARNESS = ["data=taxonomy", "backbone=gemma3_270m", "train.epochs=1", "train.lr=1.5e-3",
-           f"data.taxonomy.train_rows={SPEC.train_rows}", f"data.taxonomy.dev_rows_per_language={SPEC.dev_rows_per_language}",
-           f"data.taxonomy.qi_rows={SPEC.qi_rows}"]
-HARNESS_ROWS = {
-    "harness: Gemma-3-270M + LoRA, classifier head": [],
-    "+ translation concat (taxonomy's English names)": ["augmentation=[translate]"],
-    "+ hard negatives (TF-IDF neighbours)": ["augmentation=[hard_negatives]"],
-    "+ tags (language, category levels)": ["augmentation=[tags]"],
-    "yes/no head instead of the classifier": ["head=yes_no"],
-    "+ TAPT (stage 1 on the taxonomy's QI-style rows)": ["tapt=from_other_task"],
+DATA = ["data=taxonomy", f"data.taxonomy.train_rows={SPEC.train_rows}",
+        f"data.taxonomy.dev_rows_per_language={SPEC.dev_rows_per_language}", f"data.taxonomy.qi_rows={SPEC.qi_rows}"]
+GEMMA = ["backbone=gemma3_270m", "train.epochs=1"]
+BEST = ["experiment=offline_best"]
+HARNESS_ROWS = {  # key: (row name, overrides)
+    "gemma_classifier": ("Gemma-3-270M + LoRA, classifier head, 1 epoch", GEMMA),
+    "gemma_yes_no": ("Gemma-3-270M + LoRA, yes/no head (pair loss), 1 epoch", [*GEMMA, "head=yes_no"]),
+    "gemma_yes_no_vocab": ("Gemma-3-270M + LoRA, yes/no head (vocabulary loss), 1 epoch",
+                           [*GEMMA, "head=yes_no", "head.loss=vocab"]),
+    "e5_best": ("experiment=offline_best: multilingual-e5-small, full fine-tune", BEST),
+    "e5_translate": ("offline_best + translation concat (taxonomy's English names)", [*BEST, "augmentation=[translate]"]),
+    "e5_hard_negatives": ("offline_best + hard negatives (TF-IDF neighbours)", [*BEST, "augmentation=[hard_negatives]"]),
+    "e5_tags": ("offline_best + tags (language, category levels)", [*BEST, "augmentation=[tags]"]),
+    "e5_self_validation": ("offline_best + self-validation (drop contradicted rows)",
+                           [*BEST, "augmentation=[self_validation]"]),
+    "e5_tapt": ("offline_best + TAPT (stage 1 on the taxonomy's QI-style rows)", [*BEST, "tapt=from_other_task"]),
 }
 KEYS = {"floor": "all-positive floor", "tfidf": "TF-IDF char 2-5-grams + logistic regression",
         "zero_shot_e5": "zero-shot: multilingual-e5-small cosine",
         "zero_shot": "zero-shot: Gemma-3-270M mean-pooled cosine"}
+FIGURES = ["oof_best_f1", "dev_seen_f1_at_oof_threshold", "dev_unseen_f1_at_oof_threshold",
+           "dev_unseen_f1_at_matched_rate", "dev_refit_seen_f1_at_refit_threshold",
+           "dev_refit_unseen_f1_at_refit_threshold", "dev_refit_unseen_f1_at_oof_threshold", "minutes", "peak_mb"]
 
 
 def _files(scratch: Path):
@@ -137,39 +149,64 @@ def zero_shot_e5(train, dev, scratch) -> dict:
     return _cosine_row(location, train, dev, "query: ", "passage: ")
 
 
-def harness(overrides: list[str], scratch: Path) -> dict:
+def harness(overrides: list[str], seed: int, scratch: Path) -> dict:
     run_dir = scratch / f"run-{time.time_ns()}"
     run_dir.mkdir()
-    found = run_train([*HARNESS, f"data.dir={need_taxonomy()}", *overrides], run_dir)
-    return {"oof_best_f1": found["oof_best_f1"], "minutes": found["minutes"],
-            "dev_seen_f1_at_oof_threshold": found["dev_seen_f1_at_oof_threshold"],
-            "dev_unseen_f1_at_oof_threshold": found["dev_unseen_f1_at_oof_threshold"],
-            "dev_unseen_f1_at_0.5": found.get("dev_unseen_f1_at_0.5")}
+    found = run_train([*DATA, f"data.dir={need_taxonomy()}", f"seed={seed}", *overrides], run_dir)
+    return {key: found[key] for key in FIGURES if key in found}
+
+
+def _cell(values: list[float], digits: int = 3) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
 
 
 def render(results: dict) -> str:
-    order = list(KEYS.values()) + list(HARNESS_ROWS)
+    names = list(KEYS.values()) + [name for name, _ in HARNESS_ROWS.values()]
     body = []
-    for name in order:
-        if name in results:
-            r = results[name]
-            body.append([name, f"{r['oof_best_f1']:.3f}", f"{r['dev_seen_f1_at_oof_threshold']:.3f}",
-                         f"{r['dev_unseen_f1_at_oof_threshold']:.3f}",
-                         f"{r['minutes']:.1f}" if "minutes" in r else "-"])
-    text = table(["method", "out-of-fold F1 (seen, best threshold)", "dev F1, seen languages",
-                  "dev F1, unseen de/it/pl", "minutes"], body)
-    spec = SPEC
-    return text + (f"\n\n`data=taxonomy` with {spec.train_rows} training rows (en/es/fr/ja/pt, one positive path, "
-                   f"a sibling's and a random one per query), dev {spec.dev_rows_per_language} rows per language on "
-                   f"the {spec.heldout_share:.0%} of categories kept out of training; dev F1 at the threshold tuned "
-                   f"on the training rows' out-of-fold scores. Harness rows: `python train.py {' '.join(HARNESS)} "
-                   f"data.dir=...` plus the row's overrides (2 query-grouped folds, fold ensemble on dev).")
+    for name in names:
+        if name not in results:
+            continue
+        runs = list(results[name]["runs"].values()) if "runs" in results[name] else [results[name]]
+
+        def cell(key, digits=3):
+            return _cell([r.get(key) for r in runs], digits)
+
+        body.append([name, str(len(runs)), cell("oof_best_f1"), cell("dev_seen_f1_at_oof_threshold"),
+                     cell("dev_unseen_f1_at_oof_threshold"), cell("dev_unseen_f1_at_matched_rate"),
+                     cell("minutes", 1), cell("peak_mb", 0)])
+    text = table(["method", "seeds", "out-of-fold F1 (seen, best threshold)", "dev F1 seen", "dev F1 unseen de/it/pl",
+                  "dev F1 unseen, matched-rate thresholds", "minutes", "peak MB"], body)
+    refit_rows = []
+    for name in names:
+        runs = list(results.get(name, {}).get("runs", {}).values())
+        if runs and any("dev_refit_unseen_f1_at_refit_threshold" in r for r in runs):
+            refit_rows.append([name, _cell([r.get("dev_seen_f1_at_oof_threshold") for r in runs]),
+                               _cell([r.get("dev_refit_seen_f1_at_refit_threshold") for r in runs]),
+                               _cell([r.get("dev_unseen_f1_at_oof_threshold") for r in runs]),
+                               _cell([r.get("dev_refit_unseen_f1_at_refit_threshold") for r in runs]),
+                               _cell([r.get("dev_refit_unseen_f1_at_oof_threshold") for r in runs])])
+    if refit_rows:
+        text += "\n\nFold ensemble against one model refit on all rows (train.refit=true), same runs:\n\n" + table(
+            ["run", "seen: fold ensemble", "seen: refit (own threshold)", "unseen: fold ensemble",
+             "unseen: refit (own threshold)", "unseen: refit at the folds' threshold"], refit_rows)
+    return text + (f"\n\n`data=taxonomy` with {SPEC.train_rows} training rows (en/es/fr/ja/pt, one positive path, "
+                   f"a sibling's and a random one per query), dev {SPEC.dev_rows_per_language} rows per language on "
+                   f"the {SPEC.heldout_share:.0%} of categories kept out of training; dev F1 at the threshold tuned "
+                   f"on the training rows' out-of-fold scores (matched-rate: unseen languages get their own score "
+                   f"quantile, `threshold.unseen=matched_rate`). Harness rows: `python train.py {' '.join(DATA)} "
+                   f"data.dir=... seed=S` plus the row's overrides (see `HARNESS_ROWS` in this script); "
+                   f"mean ± standard deviation over the seeds; peak MB is the training process's peak resident memory.")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", help=f"rows: {', '.join(KEYS)}, or harness row numbers 0-"
-                                                 f"{len(HARNESS_ROWS) - 1}")
+    parser.add_argument("--only", nargs="+", help=f"rows: {', '.join([*KEYS, *HARNESS_ROWS])}")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of the harness rows")
     parser.add_argument("--json", type=Path, default=ROOT / "sweeps" / "taxonomy_quality.json")
     parser.add_argument("--table-from", type=Path)
     parser.add_argument("--no-write", action="store_true", help="print the table only")
@@ -178,7 +215,15 @@ def main() -> None:
         text = render(json.loads(args.table_from.read_text()))
     else:
         results = json.loads(args.json.read_text()) if args.json.is_file() else {}
-        wanted = args.only or list(KEYS) + [str(i) for i in range(len(HARNESS_ROWS))]
+        wanted = args.only or [*KEYS, *HARNESS_ROWS]
+        unknown = sorted(set(wanted) - set(KEYS) - set(HARNESS_ROWS))
+        if unknown:
+            sys.exit(f"--only {unknown[0]}: not a row; choose from {', '.join([*KEYS, *HARNESS_ROWS])}.")
+
+        def save() -> None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=2))
+
         with tempfile.TemporaryDirectory() as scratch:
             scratch = Path(scratch)
             train, dev = _files(scratch)
@@ -187,12 +232,18 @@ def main() -> None:
                     name, started = KEYS[key], time.perf_counter()
                     results[name] = globals()[key](train, dev, scratch)
                     results[name]["minutes"] = (time.perf_counter() - started) / 60
-                else:
-                    name = list(HARNESS_ROWS)[int(key)]
-                    results[name] = harness(HARNESS_ROWS[name], scratch)
-                print(name, {k: round(v, 4) for k, v in results[name].items() if v is not None}, flush=True)
-                args.json.parent.mkdir(parents=True, exist_ok=True)
-                args.json.write_text(json.dumps(results, indent=2))
+                    results[name]["peak_mb"] = peak_rss_mb()
+                    print(name, {k: round(v, 4) for k, v in results[name].items() if v is not None}, flush=True)
+                    save()
+                    continue
+                name, overrides = HARNESS_ROWS[key]
+                runs = results.setdefault(name, {"overrides": overrides, "runs": {}})["runs"]
+                for seed in args.seeds:
+                    if str(seed) in runs:
+                        continue
+                    runs[str(seed)] = harness(overrides, seed, scratch)
+                    print(name, seed, {k: round(v, 4) for k, v in runs[str(seed)].items()}, flush=True)
+                    save()
         text = render(results)
     print()
     print(text)

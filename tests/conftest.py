@@ -8,6 +8,11 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
+# Most tests check plumbing by training a random tiny model on a few rows, which need not learn; test_health checks
+# that a run in which no fold learned fails by default.
+PLUMBING = ["train.require_learning=false"]
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """One cache per test session (tiny backbone, demo data), unless RELEVANCE_CACHE points at a warm one."""
@@ -19,7 +24,7 @@ def compose_train(overrides: list[str], tmp_path: Path, cache_dir: Path):
     with initialize_config_dir(config_dir=str(ROOT / "conf")):
         cfg = compose("train", overrides=[
             f"paths.root={tmp_path}", f"paths.cache={cache_dir}", "progress=false",
-            f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", *overrides])
+            f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", *PLUMBING, *overrides])
     return cfg
 
 

@@ -7,12 +7,13 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import PLUMBING, ROOT
 
 
 def run_cli(script, *args, tmp_path):
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    return subprocess.run([sys.executable, str(ROOT / script), f"paths.root={tmp_path}", *args],
+    plumbing = PLUMBING if script == "train.py" else []
+    return subprocess.run([sys.executable, str(ROOT / script), f"paths.root={tmp_path}", *plumbing, *args],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
 
 

@@ -93,7 +93,7 @@ def test_training_on_the_answer_token_learns_and_keeps_the_lm_head_frozen(tiny_l
     L.Trainer(max_epochs=8, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False).fit(module, datamodule=data)
     logit, after = module.head(module.model, batch)
-    assert after.item() < before - 1.0  # (a random tiny LM cannot concentrate much mass on one token)
+    assert after.item() < before / 2
     assert ((torch.sigmoid(logit) > 0.5).float() == batch["labels"]).all()
 
 
@@ -137,3 +137,50 @@ def test_long_rows_keep_the_answer_slot_and_max_length_budgets_the_pair(tiny_lm)
     assert len(ids) == overhead + 16
     suffix = tokenizer("### Response:\n", add_special_tokens=False)["input_ids"]
     assert ids[-len(suffix):] == suffix  # truncated on the left: the answer position survives
+
+
+def test_pair_loss_scores_two_lm_head_rows_and_equals_bce_on_their_difference(tiny_lm):
+    cfg, location, tokenizer = tiny_lm
+    model = load_model(cfg.backbone, location, tokenizer, torch.float32, "yes_no").eval()
+    pair, vocab = build_head(cfg.head, tokenizer), YesNoHead(*answer_token_ids(tokenizer, cfg.head.answers), "vocab")
+    assert pair.loss == "pair"
+    texts = ["query: a\nanswer:", "query: a much longer query about phone cases\nanswer:"]
+    batch = dict(tokenizer(texts, padding=True, return_tensors="pt"), labels=torch.tensor([1, 0]))
+    with torch.no_grad():
+        full = pair.answer_logits(model, batch)
+        two = pair.pair_logits(model, batch)
+        logit, loss = pair(model, batch)
+        vocab_logit, vocab_loss = vocab(model, batch)
+    assert torch.allclose(two, full[:, [pair.yes_id, pair.no_id]], atol=1e-5)
+    assert torch.allclose(logit, vocab_logit, atol=1e-5)  # the same score either way; only the loss differs
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logit, torch.tensor([1.0, 0.0]))
+    assert torch.isclose(loss, expected, atol=1e-6)
+    # the vocabulary loss also pays for mass on the other 1,000+ tokens, so it is larger
+    assert vocab_loss > loss
+    with pytest.raises(ConfigError, match="head.loss='ce' is not known"):
+        YesNoHead(1, 2, "ce")
+
+
+def test_both_losses_train_the_yes_no_margin(tiny_lm):
+    """Both train the same LoRA on the same rows and both separate yes from no (which learns better on a real
+    model is measured by bench/taxonomy_quality.py, not here on a random one)."""
+    cfg, location, tokenizer = tiny_lm
+    texts = ["query: casquette\ncategory: hats\nanswer:", "query: flour\ncategory: phone cases\nanswer:"] * 16
+    labels = [1, 0] * 16
+    margins = {}
+    for loss in ("pair", "vocab"):
+        L.seed_everything(0)
+        model = apply_lora(load_model(cfg.backbone, location, tokenizer, torch.float32, "yes_no"), "all-linear",
+                           "score", r=4, alpha=8, dropout=0.0, head="yes_no")
+        head = YesNoHead(*answer_token_ids(tokenizer, cfg.head.answers), loss)
+        module = RelevanceModule(model, head, 5e-3, 0.0, 0.0, "linear")
+        data = PairDataModule(tokenizer, texts, labels, texts, 8, 8, 32, seed=0)
+        L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False).fit(module, datamodule=data)
+        batch = next(iter(data.predict_dataloader()))
+        with torch.no_grad():
+            logit = head(module.model, batch)[0]
+        signs = torch.where(batch["labels"] > 0.5, 1.0, -1.0) if "labels" in batch else torch.tensor(
+            [1.0 if labels[i] else -1.0 for i in batch["index"]])
+        margins[loss] = float((logit * signs).mean())
+    assert margins["pair"] > 0.1 and margins["vocab"] > 0.1

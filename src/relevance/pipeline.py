@@ -16,7 +16,7 @@ import pandas as pd
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from relevance import metrics, packaged_e5, plots, thresholds, tracking
+from relevance import finetune, health, metrics, packaged_e5, plots, thresholds, tracking
 from relevance.backbones import hub_model_available, load_model, load_tokenizer, resolve_source
 from relevance.augment import rewrite_text, synthesize_mode
 from relevance.augment.hard_negatives import hard_negatives
@@ -29,7 +29,7 @@ from relevance.datamodule import PairDataModule
 from relevance.errors import ConfigError
 from relevance.formatting import check_template, fixed_prompt_tokens, format_by_task, format_inputs, prompt_template
 from relevance.heads import build_head
-from relevance.module import RelevanceModule, all_ranks, apply_lora, gather_scores
+from relevance.module import RelevanceModule, all_ranks, auto_head_lr, gather_scores, init_head
 from relevance.runtime import global_rank, resolve_runtime
 from relevance.serving import log_model, write_bundle
 from relevance.records import Record
@@ -53,6 +53,9 @@ def _check_number(cfg: DictConfig, key: str, integer: bool, minimum: float, stri
 def check_config(cfg: DictConfig) -> None:
     """Refuse combinations that cannot work, before any data is read or model loaded."""
     _check_number(cfg, "train.lr", integer=False, minimum=0, strict=True)
+    if cfg.train.get("head_lr") not in (None, "auto"):
+        _check_number(cfg, "train.head_lr", integer=False, minimum=0, strict=True)
+    finetune.method(cfg.backbone)
     for key in ("train.weight_decay", "train.warmup_ratio", "lora.dropout", "lora.alpha"):
         _check_number(cfg, key, integer=False, minimum=0)
     for key, minimum in (("train.batch_size", 1), ("train.eval_batch_size", 1), ("train.epochs", 1),
@@ -269,20 +272,23 @@ def _trainer(cfg, runtime, epochs: int) -> L.Trainer:
 
 def train_fold(cfg, runtime, backbone_location, tokenizer, max_length: int, train_inputs, train_labels,
                score_inputs: list, fold: int, adapter_dir: Path | None, init_adapter: Path | None = None,
-               epochs: int | None = None, lr: float | None = None) -> list[np.ndarray]:
-    """Fresh base + LoRA (or the TAPT stage-1 adapter), trained on the given rows; returns the scores of each
-    list in `score_inputs` and saves the adapter (+ head) to `adapter_dir`."""
-    from peft import PeftModel
-
+               epochs: int | None = None, lr: float | None = None, name: str | None = None
+               ) -> tuple[list[np.ndarray], health.FoldHealth]:
+    """Fresh base + LoRA or full fine-tuning (or the TAPT stage-1 weights), trained on the given rows; returns the
+    scores of each list in `score_inputs` and whether the fold learned, and saves what trained to `adapter_dir`."""
     L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
     base = load_model(cfg.backbone, backbone_location, tokenizer, runtime.load_dtype, cfg.head.name)
-    if init_adapter is not None:
-        model = PeftModel.from_pretrained(base, init_adapter, is_trainable=True)
-    else:
-        model = apply_lora(base, cfg.backbone.lora_targets, cfg.backbone.head_module, cfg.lora.r, cfg.lora.alpha,
-                           cfg.lora.dropout, cfg.head.name)
+    if cfg.head.name == "classifier":
+        init_head(base, cfg.backbone.head_module)
+    model = finetune.prepare(base, cfg.backbone, cfg.lora, cfg.head.name, init_adapter)
+    head_lr = cfg.train.get("head_lr")
+    if head_lr == "auto" and cfg.head.name == "classifier":
+        head_lr = auto_head_lr(model, cfg.backbone.head_module, tokenizer, train_inputs, max_length)
+        log.info("%s: head learning rate %.3g (train.head_lr=auto)", name or f"fold {fold}", head_lr)
     module = RelevanceModule(model, build_head(cfg.head, tokenizer), lr or cfg.train.lr, cfg.train.weight_decay,
-                             cfg.train.warmup_ratio, cfg.train.scheduler)
+                             cfg.train.warmup_ratio, cfg.train.scheduler,
+                             head_lr=head_lr if isinstance(head_lr, (int, float)) else None,
+                             head_module=cfg.backbone.head_module)
     trainer = _trainer(cfg, runtime, epochs or cfg.train.epochs)
     common = dict(batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
                   max_length=max_length, seed=cfg.seed + fold, num_workers=cfg.train.num_workers)
@@ -292,8 +298,12 @@ def train_fold(cfg, runtime, backbone_location, tokenizer, max_length: int, trai
         outputs = trainer.predict(module, datamodule=PairDataModule(tokenizer, None, None, inputs, **common))
         results.append(gather_scores(all_ranks(outputs), len(inputs)))
     if trainer.is_global_zero and adapter_dir is not None:
-        model.save_pretrained(adapter_dir)  # adapter + head only; the base is referenced, never copied
-    return results
+        finetune.save(model, adapter_dir, cfg.backbone)  # adapter + head, or the unfrozen weights; never the base
+    learned = health.FoldHealth(name or f"fold {fold}", module.final_loss(),
+                                health.constant_guess_loss(np.asarray(train_labels)),
+                                health.scores_std(results[0]) if results else float("nan"))
+    health.warn_if_degenerate(learned)
+    return results, learned
 
 
 def evaluate(labels, scores, languages, seen: set[str], threshold: float | None = None) -> dict:
@@ -332,6 +342,7 @@ def cross_validate(cfg, runtime, model: Model, data: TrainingData, dev_inputs, a
     In a sweep, the objective on the folds done so far goes to the trial after each fold (it may be pruned)."""
     oof = np.full(len(data.records), np.nan)
     dev_scores = []
+    folds_health: list[health.FoldHealth] = []
     seen = set(data.languages)
     for fold in range(cfg.split.n_folds):
         held_out = np.flatnonzero(data.folds == fold)
@@ -342,10 +353,14 @@ def cross_validate(cfg, runtime, model: Model, data: TrainingData, dev_inputs, a
                      len(train_inputs), len(held_out))
             to_score = [[data.inputs[i] for i in held_out]] + ([dev_inputs] if dev_inputs else [])
             started = time.perf_counter()
-            scored = train_fold(cfg, runtime, model.location, model.tokenizer, model.max_length, train_inputs,
-                                train_labels, to_score, fold, adapters / f"fold_{fold}" if adapters else None,
-                                model.init_adapter, epochs)
-            mlflow.log_metric("fold_seconds", time.perf_counter() - started)
+            scored, learned = train_fold(cfg, runtime, model.location, model.tokenizer, model.max_length,
+                                         train_inputs, train_labels, to_score, fold,
+                                         adapters / f"fold_{fold}" if adapters else None, model.init_adapter, epochs,
+                                         name=f"{stage}fold {fold}")
+            folds_health.append(learned)
+            mlflow.log_metrics({"fold_seconds": time.perf_counter() - started, "train_loss_final": learned.final_loss,
+                                "train_loss_constant_guess": learned.guess_loss, "score_std": learned.score_std})
+            mlflow.set_tag("relevance.learned", str(not learned.degenerate).lower())
             oof[held_out] = scored[0]
             dev_scores += scored[1:]
             result = evaluate(data.labels[held_out], scored[0], [data.languages[i] for i in held_out], seen)
@@ -358,6 +373,8 @@ def cross_validate(cfg, runtime, model: Model, data: TrainingData, dev_inputs, a
             mlflow.log_metrics({"fold_f1_at_0.5": result["at_half"].f1, "oof_best_f1_so_far": so_far}, step=fold,
                                run_id=parent_run_id)
             trial.report(so_far, fold)
+    if cfg.train.get("require_learning", True):
+        health.check_run(folds_health)
     return oof, dev_scores
 
 
@@ -403,7 +420,8 @@ def tapt_stage(cfg, runtime, model: Model, encoder: bool, translations: Translat
         log.info("TAPT stage 1: training on %d %s rows", len(inputs), other)
         started = time.perf_counter()
         train_fold(cfg, runtime, model.location, model.tokenizer, model.max_length, inputs,
-                   np.array([r.label for r in records]), [], -1, adapter, epochs=cfg.tapt.epochs, lr=cfg.tapt.lr)
+                   np.array([r.label for r in records]), [], -1, adapter, epochs=cfg.tapt.epochs, lr=cfg.tapt.lr,
+                   name="TAPT stage 1")
         mlflow.log_metrics({"rows_trained": len(inputs), "stage_seconds": time.perf_counter() - started})
         mlflow.log_artifacts(str(adapter), "tapt_adapter")
     return adapter
@@ -460,6 +478,7 @@ def _task_report(cfg, task: str, labels, oof, languages, folds, dev, dev_scores,
     summary[f"{prefix}oof_fold_std_f1_at_0.5"] = float(np.std(fold_f1))
     summary[f"{prefix}decision_threshold"] = threshold
     summary[f"{prefix}oof_f1_at_decision_thresholds"] = result["at_threshold"].f1
+    summary[f"{prefix}oof_positive_rate_at_decision"] = float(np.mean(oof >= decide))
     summary |= {f"{prefix}decision_threshold_{language}": value for language, value in by_language_thresholds.items()}
     title = f"{cfg.backbone.name} {task}"
     plots.threshold_plot(*metrics.threshold_curve(labels, oof), result["best"], result["floor"],
@@ -470,7 +489,15 @@ def _task_report(cfg, task: str, labels, oof, languages, folds, dev, dev_scores,
     if dev_scores is not None:
         dev_labels = np.array([r.label for r in dev])
         dev_languages = [r.language for r in dev]
-        dev_thresholds = thresholds.row_thresholds(dev_languages, threshold, by_language_thresholds)
+        rate = summary[f"{prefix}oof_positive_rate_at_decision"]
+        matched = thresholds.matched_rate(dev_languages, dev_scores, seen, rate, cfg.threshold.min_language_rows)
+        if matched:
+            matched_rows = thresholds.row_thresholds(dev_languages, threshold, by_language_thresholds | matched)
+            unseen_rows = ~np.isin(dev_languages, sorted(seen))
+            summary[f"{prefix}dev_unseen_f1_at_matched_rate"] = metrics.scores_at(
+                dev_labels[unseen_rows], dev_scores[unseen_rows], matched_rows[unseen_rows]).f1
+        dev_own = by_language_thresholds | (matched if cfg.threshold.unseen == "matched_rate" else {})
+        dev_thresholds = thresholds.row_thresholds(dev_languages, threshold, dev_own)
         dev_result = evaluate(dev_labels, dev_scores, dev_languages, seen, dev_thresholds)
         summary.update(_metric_dict(dev_result, f"{prefix}dev_"))
         summary[f"{prefix}dev_f1_at_oof_threshold"] = dev_result["at_threshold"].f1
@@ -505,6 +532,37 @@ def report(cfg, data: TrainingData, oof, dev, dev_scores, plots_dir: Path) -> tu
             if f"qc_{key}" in summary and f"qi_{key}" in summary:
                 summary[key] = (summary[f"qc_{key}"] + summary[f"qi_{key}"]) / 2
     return summary, decision, per_language, by_language
+
+
+def refit_report(cfg, data: TrainingData, summary: dict, refit_scores: list[np.ndarray], dev
+                 ) -> tuple[dict, dict[str, float]]:
+    """The refit model's own threshold per task, and its dev metrics. It trained on every row, so its scores of
+    those rows are in-sample and more confident than the fold models' out-of-fold ones: the fold models' threshold
+    does not fit it. Its threshold is the score at which it calls as many training rows relevant as the fold
+    models did out of fold at theirs (the same positive rate)."""
+    tasks = np.array([r.task for r in data.records])
+    joint = cfg.task.code == "JOINT"
+    values, decision = {}, {}
+    for task in task_parts(cfg):
+        prefix = f"{task.lower()}_" if joint else ""
+        rows = tasks == task
+        rate = summary[f"{prefix}oof_positive_rate_at_decision"]
+        decision[task] = float(np.quantile(refit_scores[0][rows], 1.0 - rate, method="higher"))
+        values[f"{prefix}refit_threshold"] = decision[task]
+        if dev and len(refit_scores) > 1:
+            dev_rows = np.array([r.task == task for r in dev])
+            labels = np.array([r.label for r in dev])[dev_rows]
+            scores = refit_scores[1][dev_rows]
+            in_seen = np.isin([r.language for r, keep in zip(dev, dev_rows) if keep],
+                              sorted(set(np.asarray(data.languages)[rows].tolist())))
+            for name, threshold in (("refit_threshold", decision[task]),
+                                    ("oof_threshold", summary[f"{prefix}decision_threshold"]), ("0.5", 0.5)):
+                values[f"{prefix}dev_refit_f1_at_{name}"] = metrics.scores_at(labels, scores, threshold).f1
+                for group, group_rows in (("seen", in_seen), ("unseen", ~in_seen)):
+                    if group_rows.any():
+                        values[f"{prefix}dev_refit_{group}_f1_at_{name}"] = metrics.scores_at(
+                            labels[group_rows], scores[group_rows], threshold).f1
+    return values, decision
 
 
 def _run_name(cfg, trial_number: int | None) -> str:
@@ -555,16 +613,23 @@ def run(cfg: DictConfig) -> dict:
             adapters = scratch / "bundle" / "adapters"
             oof, dev_scores = cross_validate(cfg, runtime, model, data, dev_inputs, adapters, parent.info.run_id,
                                              trial=trial)
+            refit_scores = None
             if cfg.train.refit:
                 inputs, labels = data.training_rows(None)
                 with mlflow.start_run(run_name="refit", nested=True, tags={"relevance.level": "fold",
                                                                            "relevance.stage": "refit"}):
                     log.info("refit: training on all %d rows", len(inputs))
-                    train_fold(cfg, runtime, location, tokenizer, model.max_length, inputs, labels, [],
-                               cfg.split.n_folds, adapters / "refit", model.init_adapter)
+                    refit_scores, _ = train_fold(cfg, runtime, location, tokenizer, model.max_length, inputs, labels,
+                                                 [data.inputs] + ([dev_inputs] if dev_inputs else []),
+                                                 cfg.split.n_folds, adapters / "refit", model.init_adapter,
+                                                 name="refit")
             mlflow.log_metrics({"translations_computed": translations.computed,
                                 "translations_reused": translations.reused})
             summary, decision, per_language, by_language = report(cfg, data, oof, dev, dev_scores, scratch / "plots")
+            refit_decision = {}
+            if refit_scores is not None:
+                refit_summary, refit_decision = refit_report(cfg, data, summary, refit_scores, dev)
+                summary |= refit_summary
             mlflow.log_metrics(summary)
             mlflow.log_table(pd.DataFrame([dict(row, scored=name) for name, rows in by_language.items()
                                            for row in rows]), "language_f1.json")
@@ -580,10 +645,16 @@ def run(cfg: DictConfig) -> dict:
                         "head": OmegaConf.to_container(cfg.head, resolve=True), "augmentation": augmentation,
                         "translator": OmegaConf.to_container(translations.cfg, resolve=True),
                         "thresholds": decision, "language_thresholds": per_language, "max_length": model.max_length,
+                        "unseen_threshold": cfg.threshold.unseen,
+                        "min_language_rows": cfg.threshold.min_language_rows,
+                        "positive_rates": {task: summary[f"{task.lower() + '_' if len(decision) > 1 else ''}"
+                                                         f"oof_positive_rate_at_decision"] for task in decision},
+                        "seen_languages": sorted(set(data.languages)),
                         "lowercase": cfg.clean.lowercase, "eval_batch_size": cfg.train.eval_batch_size,
                         "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
                         "folds": [f"fold_{k}" for k in range(cfg.split.n_folds)],
-                        "refit": "refit" if cfg.train.refit else None, "run_id": parent.info.run_id}
+                        "refit": "refit" if cfg.train.refit else None, "refit_thresholds": refit_decision,
+                        "run_id": parent.info.run_id}
                 model_uri = log_model(write_bundle(scratch / "bundle", meta), cfg.task.code)
                 mlflow.set_tag("relevance.model_uri", model_uri)
             if cfg.register.name and model_uri:

@@ -44,7 +44,7 @@ def predict_file(cfg, scorer, task: str) -> Path:
     path = data_file(cfg.data, cfg.paths.cache, task, cfg.file)
     records = read_records(path, task)
     scores = scorer.predict_records(records, batch_size=cfg.batch_size, progress=cfg.progress)
-    threshold = scorer.row_thresholds(records) if cfg.threshold is None else np.full(len(records), float(cfg.threshold))
+    threshold = scorer.row_thresholds(records, scores) if cfg.threshold is None else np.full(len(records), float(cfg.threshold))
     predictions = (scores >= threshold).astype(int)
     ids = [r.id for r in records]
     output = write_submission(Path(cfg.output_dir) / f"submit_{task}.txt", ids, predictions, ids)

@@ -16,6 +16,7 @@ from mlflow.types import ColSpec, Schema
 
 from omegaconf import OmegaConf
 
+from relevance import finetune
 from relevance.augment import concat_mode, rewrite_text
 from relevance.clean import normalize_text
 from relevance.errors import RelevanceError
@@ -71,16 +72,24 @@ class RelevanceScorer:
         self.head = build_head(head_cfg, self.tokenizer)
         base = load_model(backbone, location, self.tokenizer, dtype, head_cfg.name)
         folds = [self.meta["refit"]] if ensemble == "refit" else self.meta["folds"]
-        model = PeftModel.from_pretrained(base, bundle / "adapters" / folds[0], adapter_name=folds[0])
-        for fold in folds[1:]:
-            model.load_adapter(bundle / "adapters" / fold, adapter_name=fold)
+        self.full_weights = None
+        if finetune.method(backbone) == "full":  # each fold's unfrozen weights, swapped into the one base
+            self.full_weights = {fold: finetune.read_trainable(bundle / "adapters" / fold) for fold in folds}
+            model = base
+        else:
+            model = PeftModel.from_pretrained(base, bundle / "adapters" / folds[0], adapter_name=folds[0])
+            for fold in folds[1:]:
+                model.load_adapter(bundle / "adapters" / fold, adapter_name=fold)
         self.model = model.to(self.device).eval()
         self.folds = folds
-        self.merge = merge and (len(folds) == 1 or dtype == torch.float32)
+        self.merge = merge and self.full_weights is None and (len(folds) == 1 or dtype == torch.float32)
         self._merged: str | None = None
-        self.thresholds = {task: float(t) for task, t in self.meta["thresholds"].items()}
-        self.language_thresholds = {task: {language: float(t) for language, t in by_language.items()}
-                                    for task, by_language in (self.meta.get("language_thresholds") or {}).items()}
+        refit_thresholds = self.meta.get("refit_thresholds") if ensemble == "refit" else None
+        # a refit model has its own threshold (pipeline.refit_report); the per-language ones fit the fold models
+        self.thresholds = {task: float(t) for task, t in (refit_thresholds or self.meta["thresholds"]).items()}
+        self.language_thresholds = {} if refit_thresholds else {
+            task: {language: float(t) for language, t in by_language.items()}
+            for task, by_language in (self.meta.get("language_thresholds") or {}).items()}
         self.templates = self.meta["templates"]
         self.ensemble = ensemble
         self.translations_file = translations_file
@@ -145,18 +154,34 @@ class RelevanceScorer:
         return [Record(id=i, task=task, language=str(languages[i]), query=str(columns["origin_query"][i]),
                        target=str(columns[TARGET_FIELD[task]][i])) for i, task in enumerate(tasks)]
 
-    def row_thresholds(self, records: list[Record]) -> np.ndarray:
-        """Each row's threshold: its language's when the run tuned one (threshold.per_language), else its task's."""
-        return np.array([self.language_thresholds.get(r.task, {}).get(r.language, self.thresholds[r.task])
-                         for r in records], dtype=float)
+    def row_thresholds(self, records: list[Record], scores: np.ndarray | None = None) -> np.ndarray:
+        """Each row's threshold: its language's when the run tuned one (threshold.per_language), else its task's.
+        With threshold.unseen=matched_rate and the rows' scores, a language unseen in training that has enough
+        rows here gets its own score quantile (thresholds.matched_rate)."""
+        own = {task: dict(by_language) for task, by_language in self.language_thresholds.items()}
+        if scores is not None and self.meta.get("unseen_threshold") == "matched_rate":
+            from relevance.thresholds import matched_rate
+
+            scores = np.asarray(scores)
+            for task in {r.task for r in records}:
+                rows = np.array([r.task == task for r in records])
+                own.setdefault(task, {}).update(matched_rate(
+                    [r.language for r, keep in zip(records, rows) if keep], scores[rows],
+                    set(self.meta["seen_languages"]), self.meta["positive_rates"][task],
+                    self.meta["min_language_rows"]))
+        return np.array([own.get(r.task, {}).get(r.language, self.thresholds[r.task]) for r in records], dtype=float)
 
     def decide(self, records: list[Record], scores: np.ndarray) -> np.ndarray:
         """0/1 per row at its threshold."""
-        return (np.asarray(scores) >= self.row_thresholds(records)).astype(int)
+        return (np.asarray(scores) >= self.row_thresholds(records, scores)).astype(int)
 
     def _activate(self, fold: str) -> None:
         """Make `fold` the adapter that scores, merged into the base weights when `self.merge`."""
         if self._merged == fold:
+            return
+        if self.full_weights is not None:
+            finetune.load_trainable(self.model, self.full_weights[fold])
+            self._merged = fold
             return
         if self._merged is not None:
             self.model.unmerge_adapter()

@@ -49,6 +49,8 @@ def check(options) -> None:
         raise ConfigError(f"threshold.method=fixed needs threshold.value between 0 and 1 (got {value!r}).")
     if options.method == "optuna" and not (isinstance(options.optuna_trials, int) and options.optuna_trials >= 1):
         raise ConfigError(f"threshold.optuna_trials={options.optuna_trials!r} must be an integer >= 1.")
+    if options.get("unseen", "shared") not in UNSEEN:
+        raise ConfigError(f"threshold.unseen={options.unseen!r} is not known; use shared or matched_rate.")
     if not isinstance(options.min_language_rows, int) or options.min_language_rows < 1:
         raise ConfigError(f"threshold.min_language_rows={options.min_language_rows!r} must be an integer >= 1.")
 
@@ -87,3 +89,21 @@ def as_metrics(found: dict[str, Tuned], prefix: str) -> dict[str, float]:
         values |= {f"{prefix}threshold_{name}": tuned.threshold, f"{prefix}threshold_{name}_f1": tuned.f1,
                    f"{prefix}threshold_{name}_seconds": tuned.seconds}
     return values
+
+
+UNSEEN = ("shared", "matched_rate")
+
+
+def matched_rate(languages, scores: np.ndarray, seen: set[str], rate: float, min_rows: int) -> dict[str, float]:
+    """Thresholds for languages with no labels (unseen in training), from their own scores: each such language with
+    at least `min_rows` rows to score gets the score quantile at which it is predicted relevant as often as the
+    training rows were at the task's threshold (`rate`). Scores of a new language tend to sit lower or higher as a
+    whole; this moves its threshold with them. Needs the rows scored together (a file), not one REST row."""
+    languages = np.asarray(languages)
+    scores = np.asarray(scores, dtype=float)
+    found = {}
+    for language in sorted(set(languages.tolist()) - set(seen)):
+        rows = languages == language
+        if rows.sum() >= min_rows:
+            found[language] = float(np.quantile(scores[rows], 1.0 - rate, method="higher"))
+    return found

