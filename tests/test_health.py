@@ -40,7 +40,7 @@ def _fold_runs(summary):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_trivial_signal_is_learned_in_every_fold_with_defaults(tmp_path, cache_dir, seed):
-    write_signal_data(tmp_path / "data", seed=seed)
+    write_signal_data(tmp_path / "data", rows=480, seed=seed)
     cfg = compose_train(["backbone=tiny", "data=competition", f"data.dir={tmp_path / 'data'}", f"seed={seed}",
                          "tracking.log_model=false", "train.require_learning=true"], tmp_path, cache_dir)
     summary = pipeline.run(cfg)
@@ -48,9 +48,9 @@ def test_a_trivial_signal_is_learned_in_every_fold_with_defaults(tmp_path, cache
     assert len(folds) == cfg.split.n_folds
     for run in folds:
         assert run.data.tags["relevance.learned"] == "true", run.info.run_name
-        assert run.data.metrics["train_loss_final"] < 0.5 * run.data.metrics["train_loss_constant_guess"]
-        assert run.data.metrics["best_f1"] > 0.95
-    assert summary["oof_best_f1"] > summary["oof_all_positive_f1"] + 0.1
+        assert run.data.metrics["train_loss_final"] < 0.7 * run.data.metrics["train_loss_constant_guess"]
+        assert run.data.metrics["best_f1"] > 0.85  # the all-positive floor is about 0.75
+    assert summary["oof_best_f1"] > summary["oof_all_positive_f1"] + 0.15
 
 
 def test_a_run_in_which_no_fold_learned_fails_and_logs_no_model(tmp_path, cache_dir):

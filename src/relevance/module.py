@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import lightning as L
 import numpy as np
 import torch
@@ -36,7 +38,7 @@ def init_head(model, head_module: str) -> None:
             torch.nn.init.zeros_(head.bias)
 
 
-HEAD_STEP = 0.1  # head_lr=auto: how far one full Adam step may move a logit
+HEAD_STEP = 0.5  # head_lr=auto: how far one full Adam step may move a logit
 
 
 def auto_head_lr(model, head_module: str, tokenizer, inputs: list, max_length: int) -> float:
@@ -52,6 +54,8 @@ def auto_head_lr(model, head_module: str, tokenizer, inputs: list, max_length: i
     hook = head.register_forward_hook(lambda module, args, output: seen.append(args[0].detach()))
     try:
         batch = next(iter(dataloader(tokenizer, inputs[:32], None, 32, max_length, shuffle=False)))
+        if torch.cuda.is_available():  # this rank's GPU (Lightning moves the model there next anyway)
+            model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))))
         device = next(model.parameters()).device
         with torch.no_grad():
             model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))

@@ -23,7 +23,8 @@ def model_uri(reference: str) -> str:
     return reference
 
 
-def load_scorer(reference: str, ensemble: str = "folds", translations_file: str | None = None):
+def load_scorer(reference: str, ensemble: str = "folds", translations_file: str | None = None,
+                cache: str | None = None):
     """The model's scorer; `ensemble` picks the fold average or the full-data refit; `translations_file` gives
     the new queries' translations to a model trained with translator=file."""
     from relevance.serving import BUNDLE_FILE, RelevanceScorer
@@ -36,7 +37,7 @@ def load_scorer(reference: str, ensemble: str = "folds", translations_file: str 
     if not (folder / BUNDLE_FILE).is_file():
         raise RelevanceError(f"model={reference} is not a relevance model (no {BUNDLE_FILE} in it); give a model "
                              f"logged by train.py.")
-    return RelevanceScorer(folder, ensemble=ensemble, translations_file=translations_file)
+    return RelevanceScorer(folder, cache=cache, ensemble=ensemble, translations_file=translations_file)
 
 
 def predict_file(cfg, scorer, task: str) -> Path:
@@ -73,7 +74,7 @@ def run(cfg) -> Path | list[Path]:
     if cfg.translations and not Path(cfg.translations).is_file():
         raise ConfigError(f"translations={cfg.translations} is not a file; give the JSON Lines translations of the "
                           f"queries to score.")
-    scorer = load_scorer(cfg.model, cfg.ensemble, cfg.translations)
+    scorer = load_scorer(cfg.model, cfg.ensemble, cfg.translations, cfg.paths.cache)
     outputs = [predict_file(cfg, scorer, task) for task in scorer.tasks]  # a joint model writes both tasks
     archive = zip_submissions(cfg.output_dir)
     if archive:
