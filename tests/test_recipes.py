@@ -55,6 +55,9 @@ def test_translation_concat_is_replayed_by_the_served_model_and_a_refit_can_serv
     assert summary["translations_reused"] > 0 and summary["translations_computed"] == 0
     assert "refit" in _children(summary)
     scorer = predict.load_scorer(summary["run_id"], ensemble="refit")
+    auto, folds = predict.load_scorer(summary["run_id"]), predict.load_scorer(summary["run_id"], ensemble="folds")
+    assert auto.ensemble == "refit" and auto.threshold == pytest.approx(summary["refit_threshold"])
+    assert folds.folds == ["fold_0", "fold_1"] and folds.threshold == pytest.approx(summary["decision_threshold"])
     assert scorer.folds == ["refit"] and scorer.meta["translator"]["path"].endswith("translations.jsonl")
     dev = read_records(pipeline.data_file(cfg.data, cfg.paths.cache, "QC", "dev"), "QC")[:6]
     before = scorer.translations().reused

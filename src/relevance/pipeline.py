@@ -553,8 +553,14 @@ def refit_report(cfg, data: TrainingData, summary: dict, refit_scores: list[np.n
             dev_rows = np.array([r.task == task for r in dev])
             labels = np.array([r.label for r in dev])[dev_rows]
             scores = refit_scores[1][dev_rows]
-            in_seen = np.isin([r.language for r, keep in zip(dev, dev_rows) if keep],
-                              sorted(set(np.asarray(data.languages)[rows].tolist())))
+            languages = [r.language for r, keep in zip(dev, dev_rows) if keep]
+            seen = set(np.asarray(data.languages)[rows].tolist())
+            in_seen = np.isin(languages, sorted(seen))
+            matched = thresholds.matched_rate(languages, scores, seen, rate, cfg.threshold.min_language_rows)
+            if matched:
+                row_thresholds = thresholds.row_thresholds(languages, decision[task], matched)
+                values[f"{prefix}dev_refit_unseen_f1_at_matched_rate"] = metrics.scores_at(
+                    labels[~in_seen], scores[~in_seen], row_thresholds[~in_seen]).f1
             for name, threshold in (("refit_threshold", decision[task]),
                                     ("oof_threshold", summary[f"{prefix}decision_threshold"]), ("0.5", 0.5)):
                 values[f"{prefix}dev_refit_f1_at_{name}"] = metrics.scores_at(labels, scores, threshold).f1

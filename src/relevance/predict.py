@@ -23,7 +23,7 @@ def model_uri(reference: str) -> str:
     return reference
 
 
-def load_scorer(reference: str, ensemble: str = "folds", translations_file: str | None = None,
+def load_scorer(reference: str, ensemble: str = "auto", translations_file: str | None = None,
                 cache: str | None = None):
     """The model's scorer; `ensemble` picks the fold average or the full-data refit; `translations_file` gives
     the new queries' translations to a model trained with translator=file."""
@@ -49,7 +49,7 @@ def predict_file(cfg, scorer, task: str) -> Path:
     predictions = (scores >= threshold).astype(int)
     ids = [r.id for r in records]
     output = write_submission(Path(cfg.output_dir) / f"submit_{task}.txt", ids, predictions, ids)
-    scored_by = "the full-data refit" if cfg.ensemble == "refit" else f"the mean of {len(scorer.folds)} fold models"
+    scored_by = "the full-data refit" if scorer.ensemble == "refit" else f"the mean of {len(scorer.folds)} fold models"
     print(f"wrote {output}: {len(ids)} rows, {int(predictions.sum())} predicted relevant "
           f"({np.mean(predictions):.1%}) at {_describe(threshold)}, scored by {scored_by}")
     if all(r.label is not None for r in records):  # a labelled file (the demo's dev, or train): say how it did

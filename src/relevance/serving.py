@@ -35,12 +35,14 @@ def write_bundle(folder: Path, meta: dict) -> Path:
     return folder
 
 
-ENSEMBLES = ("folds", "refit")
+ENSEMBLES = ("auto", "folds", "refit")
 
 
 class RelevanceScorer:
     """Loads a bundle: the base once, then the adapters by name. `ensemble="folds"` scores with the mean
-    probability of the fold models; `"refit"` with the one model trained on all rows (train.refit=true).
+    probability of the fold models; `"refit"` with the one model trained on all rows (train.refit=true) at its own
+    threshold; `"auto"` (default) with the refit when the model has one (it beat the fold ensemble on the taxonomy
+    benchmark's unseen languages, BENCHMARKS.md), else the folds.
 
     `RelevanceScorer(bundle).predict([("casquette", "apparel accessories,hats & caps")])` -> array of scores.
 
@@ -49,7 +51,7 @@ class RelevanceScorer:
     again and again would round the base weights a little further each time."""
 
     def __init__(self, bundle: str | Path, cache: str | Path | None = None, device: str | None = None,
-                 ensemble: str = "folds", translations_file: str | Path | None = None, merge: bool = True):
+                 ensemble: str = "auto", translations_file: str | Path | None = None, merge: bool = True):
         from peft import PeftModel
 
         from relevance.backbones import load_model, load_tokenizer, resolve_source
@@ -58,7 +60,9 @@ class RelevanceScorer:
         bundle = Path(bundle)
         self.meta = json.loads((bundle / BUNDLE_FILE).read_text())
         if ensemble not in ENSEMBLES:
-            raise RelevanceError(f"ensemble={ensemble!r} is not known; use folds or refit.")
+            raise RelevanceError(f"ensemble={ensemble!r} is not known; use auto, folds or refit.")
+        if ensemble == "auto":
+            ensemble = "refit" if self.meta.get("refit") else "folds"
         if ensemble == "refit" and not self.meta.get("refit"):
             raise RelevanceError("ensemble=refit: this model has no full-data refit; train it with "
                                  "train.refit=true, or use ensemble=folds.")
