@@ -78,7 +78,11 @@ def test_fold_health_names_the_fold_and_the_reason():
     fine = health.FoldHealth("fold 3", final_loss=0.2, guess_loss=guess, score_std=0.3)
     assert stuck.degenerate and "fold 1 did not learn: its training loss ended at 0.694" in stuck.describe()
     assert flat.degenerate and "spread only 0.0010" in flat.describe()
-    assert not fine.degenerate
+    assert not fine.degenerate and not fine.suspect
+    slow = health.FoldHealth("fold 4", final_loss=0.62, guess_loss=guess, score_std=0.1, heldout_gain=0.2)
+    assert slow.suspect and not slow.degenerate  # a stuck-looking loss, but it ranks held-out rows well
+    assert "fold 4 learned slowly" in slow.describe() and "+0.200 over the floor" in slow.describe()
+    health.check_run([stuck, slow])  # warnings, not a failure
     health.check_run([stuck, fine])  # one fold of two: a warning, not a failure
     with pytest.raises(health.TrainingDegenerate, match="no fold learned"):
         health.check_run([stuck, flat])
@@ -86,5 +90,5 @@ def test_fold_health_names_the_fold_and_the_reason():
 
 def test_warning_names_the_fold(caplog):
     with caplog.at_level("WARNING", logger="relevance.health"):
-        health.warn_if_degenerate(health.FoldHealth("fold 1", 0.69, 0.64, 0.2))
+        health.warn_if_suspect(health.FoldHealth("fold 1", 0.69, 0.64, 0.2))
     assert "fold 1 did not learn" in caplog.text and "train.lr" in caplog.text

@@ -30,12 +30,16 @@ def constant_guess_loss(labels: np.ndarray) -> float:
     return -(p * math.log(p) + (1 - p) * math.log(1 - p))
 
 
+MIN_HELDOUT_GAIN = 0.02  # held-out best F1 this far above the all-positive floor shows a slow fold did learn
+
+
 @dataclass(frozen=True)
 class FoldHealth:
     name: str             # "fold 1", "refit", ...
     final_loss: float     # mean training loss over the last steps
     guess_loss: float     # the constant guess's loss on the same labels
     score_std: float      # spread of the scores the fold gave its held-out rows
+    heldout_gain: float = float("nan")  # best F1 minus the all-positive floor on its held-out rows (NaN: none)
 
     @property
     def loss_stuck(self) -> bool:
@@ -46,8 +50,15 @@ class FoldHealth:
         return self.score_std < MIN_SCORE_STD
 
     @property
-    def degenerate(self) -> bool:
+    def suspect(self) -> bool:
+        """Worth a warning: the loss ended near the constant guess's, or the scores barely vary."""
         return self.loss_stuck or self.constant_scores
+
+    @property
+    def degenerate(self) -> bool:
+        """Learned nothing: constant scores, or a stuck loss with no gain over the floor on held-out rows (a slow
+        fold that still ranks its held-out rows better than the floor is warned about, not counted)."""
+        return self.constant_scores or (self.loss_stuck and not self.heldout_gain > MIN_HELDOUT_GAIN)
 
     def describe(self) -> str:
         reasons = []
@@ -56,15 +67,18 @@ class FoldHealth:
                            f"rate scores {self.guess_loss:.3f}")
         if self.constant_scores:
             reasons.append(f"its held-out scores spread only {self.score_std:.4f} (standard deviation)")
-        return f"{self.name} did not learn: {' and '.join(reasons)}"
+        verdict = "did not learn" if self.degenerate else "learned slowly"
+        has_gain = not math.isnan(self.heldout_gain)
+        gain = f"; held-out best F1 {self.heldout_gain:+.3f} over the floor" if has_gain else ""
+        return f"{self.name} {verdict}: {' and '.join(reasons)}{gain}"
 
 
 ADVICE = ("lower train.lr (or train.head_lr), raise train.epochs or train.warmup_ratio, try another seed, "
           "or check that the labels follow the text")
 
 
-def warn_if_degenerate(health: FoldHealth) -> None:
-    if health.degenerate:
+def warn_if_suspect(health: FoldHealth) -> None:
+    if health.suspect:
         log.warning("%s; %s.", health.describe(), ADVICE)
 
 

@@ -272,10 +272,11 @@ def _trainer(cfg, runtime, epochs: int) -> L.Trainer:
 
 def train_fold(cfg, runtime, backbone_location, tokenizer, max_length: int, train_inputs, train_labels,
                score_inputs: list, fold: int, adapter_dir: Path | None, init_adapter: Path | None = None,
-               epochs: int | None = None, lr: float | None = None, name: str | None = None
-               ) -> tuple[list[np.ndarray], health.FoldHealth]:
+               epochs: int | None = None, lr: float | None = None, name: str | None = None,
+               heldout_labels: np.ndarray | None = None) -> tuple[list[np.ndarray], health.FoldHealth]:
     """Fresh base + LoRA or full fine-tuning (or the TAPT stage-1 weights), trained on the given rows; returns the
-    scores of each list in `score_inputs` and whether the fold learned, and saves what trained to `adapter_dir`."""
+    scores of each list in `score_inputs` and whether the fold learned (judged on the first list against
+    `heldout_labels` when given), and saves what trained to `adapter_dir`."""
     L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
     base = load_model(cfg.backbone, backbone_location, tokenizer, runtime.load_dtype, cfg.head.name)
     if cfg.head.name == "classifier":
@@ -299,11 +300,16 @@ def train_fold(cfg, runtime, backbone_location, tokenizer, max_length: int, trai
         results.append(gather_scores(all_ranks(outputs), len(inputs)))
     if trainer.is_global_zero and adapter_dir is not None:
         finetune.save(model, adapter_dir, cfg.backbone)  # adapter + head, or the unfrozen weights; never the base
+    gain = _heldout_gain(heldout_labels, results[0]) if heldout_labels is not None else float("nan")
     learned = health.FoldHealth(name or f"fold {fold}", module.final_loss(),
                                 health.constant_guess_loss(np.asarray(train_labels)),
-                                health.scores_std(results[0]) if results else float("nan"))
-    health.warn_if_degenerate(learned)
+                                health.scores_std(results[0]) if results else float("nan"), gain)
+    health.warn_if_suspect(learned)
     return results, learned
+
+
+def _heldout_gain(labels, scores) -> float:
+    return metrics.best_f1_threshold(labels, scores).f1 - metrics.all_positive_f1(labels)
 
 
 def evaluate(labels, scores, languages, seen: set[str], threshold: float | None = None) -> dict:
@@ -356,10 +362,11 @@ def cross_validate(cfg, runtime, model: Model, data: TrainingData, dev_inputs, a
             scored, learned = train_fold(cfg, runtime, model.location, model.tokenizer, model.max_length,
                                          train_inputs, train_labels, to_score, fold,
                                          adapters / f"fold_{fold}" if adapters else None, model.init_adapter, epochs,
-                                         name=f"{stage}fold {fold}")
+                                         name=f"{stage}fold {fold}", heldout_labels=data.labels[held_out])
             folds_health.append(learned)
             mlflow.log_metrics({"fold_seconds": time.perf_counter() - started, "train_loss_final": learned.final_loss,
-                                "train_loss_constant_guess": learned.guess_loss, "score_std": learned.score_std})
+                                "train_loss_constant_guess": learned.guess_loss, "score_std": learned.score_std,
+                                "heldout_gain_over_floor": learned.heldout_gain})
             mlflow.set_tag("relevance.learned", str(not learned.degenerate).lower())
             oof[held_out] = scored[0]
             dev_scores += scored[1:]

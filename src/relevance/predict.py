@@ -45,11 +45,13 @@ def predict_file(cfg, scorer, task: str) -> Path:
     path = data_file(cfg.data, cfg.paths.cache, task, cfg.file)
     records = read_records(path, task)
     scores = scorer.predict_records(records, batch_size=cfg.batch_size, progress=cfg.progress)
-    threshold = scorer.row_thresholds(records, scores) if cfg.threshold is None else np.full(len(records), float(cfg.threshold))
+    threshold = (scorer.row_thresholds(records, scores) if cfg.threshold is None
+                 else np.full(len(records), float(cfg.threshold)))
     predictions = (scores >= threshold).astype(int)
     ids = [r.id for r in records]
     output = write_submission(Path(cfg.output_dir) / f"submit_{task}.txt", ids, predictions, ids)
-    scored_by = "the full-data refit" if scorer.ensemble == "refit" else f"the mean of {len(scorer.folds)} fold models"
+    scored_by = ("the full-data refit" if scorer.ensemble == "refit"
+                 else f"the mean of {len(scorer.folds)} fold models")
     print(f"wrote {output}: {len(ids)} rows, {int(predictions.sum())} predicted relevant "
           f"({np.mean(predictions):.1%}) at {_describe(threshold)}, scored by {scored_by}")
     if all(r.label is not None for r in records):  # a labelled file (the demo's dev, or train): say how it did
