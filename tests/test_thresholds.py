@@ -82,3 +82,19 @@ def test_matched_rate_gives_unseen_languages_their_own_quantile():
     de = scores[200:400]
     assert abs(np.mean(de >= found["de"]) - 0.6) <= 0.01  # predicted relevant as often as the training rows
     assert found["de"] < 0.5  # its scores sit lower as a whole, so its threshold moved down with them
+
+
+def test_a_matched_rate_model_thresholds_an_unseen_language_from_its_own_scores(tmp_path, cache_dir):
+    cfg = compose_train(["backbone=tiny", "split.n_folds=2", "data.demo.train_rows=240", "data.demo.dev_rows=78",
+                         "data.demo.test_rows=52", "threshold.unseen=matched_rate", "threshold.min_language_rows=5"],
+                        tmp_path, cache_dir)
+    summary = pipeline.run(cfg)
+    assert 0 <= summary["dev_unseen_f1_at_matched_rate"] <= 1  # the demo's dev holds ar, de, it, pl
+    scorer = load_scorer(summary["run_id"], "folds", None)
+    rate = summary["oof_positive_rate_at_decision"]
+    rows = [Record(id=i, task="QC", language="xx", query="q", target="t") for i in range(20)]
+    scores = np.linspace(0.0, 0.19, 20)  # far under the task's threshold as a whole
+    own = scorer.row_thresholds(rows, scores)
+    assert len(set(own)) == 1 and own[0] < 0.2
+    assert abs(scorer.decide(rows, scores).mean() - rate) <= 0.05 + 1e-9  # relevant as often as training rows were
+    assert list(scorer.row_thresholds(rows[:4], scores[:4])) == [summary["decision_threshold"]] * 4  # too few rows
