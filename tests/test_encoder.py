@@ -57,7 +57,8 @@ def test_full_fine_tuning_trains_all_but_the_embeddings(e5):
 
 
 def test_a_full_fine_tune_logs_only_what_trained_and_serves_folds_and_refit(tmp_path, cache_dir):
-    cfg = compose_train([*SMALL, "train.lr=5e-5", "train.head_lr=auto"], tmp_path, cache_dir)
+    cfg = compose_train([*SMALL, "train.lr=5e-5", "train.head_lr=auto", "threshold.refit=matched_rate"], tmp_path,
+                        cache_dir)
     summary = pipeline.run(cfg)
     bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
     meta = json.loads((bundle / "relevance.json").read_text())
@@ -65,6 +66,7 @@ def test_a_full_fine_tune_logs_only_what_trained_and_serves_folds_and_refit(tmp_
     assert "classifier.weight" in saved
     assert "encoder.embeddings.word_embeddings.weight" not in saved
     assert meta["refit_thresholds"]["QC"] == pytest.approx(summary["refit_threshold"])
+    assert summary["refit_threshold"] == pytest.approx(summary["refit_threshold_matched_rate"])
     pairs = [("casquette", "apparel accessories,hats & caps"), ("mehl", "food,grocery")]
     folds = RelevanceScorer(bundle, cache=cache_dir, ensemble="folds")
     one = RelevanceScorer(bundle, cache=cache_dir, ensemble="folds")

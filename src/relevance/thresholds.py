@@ -49,6 +49,8 @@ def check(options) -> None:
         raise ConfigError(f"threshold.method=fixed needs threshold.value between 0 and 1 (got {value!r}).")
     if options.method == "optuna" and not (isinstance(options.optuna_trials, int) and options.optuna_trials >= 1):
         raise ConfigError(f"threshold.optuna_trials={options.optuna_trials!r} must be an integer >= 1.")
+    if options.get("refit", "folds") not in ("folds", "matched_rate"):
+        raise ConfigError(f"threshold.refit={options.refit!r} is not known; use folds or matched_rate.")
     if options.get("unseen", "shared") not in UNSEEN:
         raise ConfigError(f"threshold.unseen={options.unseen!r} is not known; use shared or matched_rate.")
     if not isinstance(options.min_language_rows, int) or options.min_language_rows < 1:
