@@ -89,7 +89,7 @@ class RelevanceScorer:
         self.merge = merge and self.full_weights is None and (len(folds) == 1 or dtype == torch.float32)
         self._merged: str | None = None
         refit_thresholds = self.meta.get("refit_thresholds") if ensemble == "refit" else None
-        # a refit model has its own threshold (pipeline.refit_report); the per-language ones fit the fold models
+        # a refit model has its own threshold (threshold.refit, pipeline.refit_report); per-language ones fit the folds
         self.thresholds = {task: float(t) for task, t in (refit_thresholds or self.meta["thresholds"]).items()}
         self.language_thresholds = {} if refit_thresholds else {
             task: {language: float(t) for language, t in by_language.items()}
