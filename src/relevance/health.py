@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 LOSS_MARGIN = 0.95   # a final loss above 95% of the constant guess's loss has learned (almost) nothing
 MIN_SCORE_STD = 0.01  # held-out scores that vary less than this are a constant answer
+MIN_HELDOUT_GAIN = 0.02  # held-out best F1 this far above the all-positive floor shows a slow fold did learn
 
 
 class TrainingDegenerate(RelevanceError):
@@ -28,9 +29,6 @@ def constant_guess_loss(labels: np.ndarray) -> float:
     if p in (0.0, 1.0):
         return 0.0
     return -(p * math.log(p) + (1 - p) * math.log(1 - p))
-
-
-MIN_HELDOUT_GAIN = 0.02  # held-out best F1 this far above the all-positive floor shows a slow fold did learn
 
 
 @dataclass(frozen=True)
@@ -86,6 +84,13 @@ def check_run(folds: list[FoldHealth]) -> None:
     """Refuse a run in which no fold learned (one degenerate fold of several is warned about, not fatal)."""
     if folds and all(f.degenerate for f in folds):
         raise TrainingDegenerate(f"no fold learned ({folds[0].describe()}); no model was logged; {ADVICE}.")
+
+
+def heldout_gain(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Best F1 on held-out rows minus their all-positive floor: whether the fold ranks unseen rows at all."""
+    from relevance import metrics
+
+    return metrics.best_f1_threshold(labels, scores).f1 - metrics.all_positive_f1(labels)
 
 
 def scores_std(scores: np.ndarray) -> float:

@@ -300,16 +300,13 @@ def train_fold(cfg, runtime, backbone_location, tokenizer, max_length: int, trai
         results.append(gather_scores(all_ranks(outputs), len(inputs)))
     if trainer.is_global_zero and adapter_dir is not None:
         finetune.save(model, adapter_dir, cfg.backbone)  # adapter + head, or the unfrozen weights; never the base
-    gain = _heldout_gain(heldout_labels, results[0]) if heldout_labels is not None else float("nan")
+    gain = health.heldout_gain(heldout_labels, results[0]) if heldout_labels is not None else float("nan")
     learned = health.FoldHealth(name or f"fold {fold}", module.final_loss(),
                                 health.constant_guess_loss(np.asarray(train_labels)),
                                 health.scores_std(results[0]) if results else float("nan"), gain)
     health.warn_if_suspect(learned)
     return results, learned
 
-
-def _heldout_gain(labels, scores) -> float:
-    return metrics.best_f1_threshold(labels, scores).f1 - metrics.all_positive_f1(labels)
 
 
 def evaluate(labels, scores, languages, seen: set[str], threshold: float | None = None) -> dict:
