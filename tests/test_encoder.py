@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from relevance import finetune, packaged_e5, pipeline
-from relevance.backbones import MeanPooledClassifier, load_model, load_tokenizer, resolve_source
+from relevance.backbones import MeanPooledBiEncoder, MeanPooledClassifier, load_model, load_tokenizer, resolve_source
 from relevance.serving import RelevanceScorer
 from tests.conftest import compose_train
 
@@ -78,3 +78,41 @@ def test_a_full_fine_tune_logs_only_what_trained_and_serves_folds_and_refit(tmp_
     assert refit.folds == ["refit"] and refit.threshold == pytest.approx(meta["refit_thresholds"]["QC"])
     assert refit.threshold != folds.threshold
     assert refit.predict(pairs).shape == (2,)
+
+
+def test_the_bi_encoder_scores_the_cosine_of_query_and_target_encoded_apart(tmp_path, cache_dir):
+    cfg = compose_train(["backbone=multilingual_e5_small", "head=bi_encoder"], tmp_path, cache_dir)
+    location = resolve_source(cfg.backbone, cache_dir)
+    tokenizer = load_tokenizer(cfg.backbone, location)
+    model = load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head).eval()
+    assert isinstance(model, MeanPooledBiEncoder)
+    queries, targets = ["casquette de baseball", "mehl"], ["apparel accessories,hats & caps", "food,grocery"]
+    pairs = tokenizer(queries, targets, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        def alone(texts):  # each text tokenised on its own, with E5's prefix, as the model card prescribes
+            batch = tokenizer(texts, padding=True, return_tensors="pt")
+            return model.embed(batch["input_ids"], batch["attention_mask"])
+        cosine = (alone([f"query: {q}" for q in queries]) * alone([f"passage: {t}" for t in targets])).sum(-1)
+        expected = model.classifier.scale * cosine + model.classifier.bias
+        assert torch.allclose(model(**pairs).logits.squeeze(-1), expected, atol=1e-4)
+    trainable = finetune.prepare(model, cfg.backbone, cfg.lora, "bi_encoder")
+    assert {n for n, p in trainable.named_parameters() if p.requires_grad and not n.startswith("encoder.")} == {
+        "classifier.scale", "classifier.bias"}
+
+
+def test_a_bi_encoder_trains_logs_and_serves(tmp_path, cache_dir):
+    cfg = compose_train([*SMALL, "head=bi_encoder", "train.lr=5e-5"], tmp_path, cache_dir)
+    summary = pipeline.run(cfg)
+    bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
+    saved = load_file(str(bundle / "adapters" / "refit" / finetune.FULL_FILE))
+    assert {"classifier.scale", "classifier.bias"} <= set(saved)
+    assert saved["classifier.scale"].item() != pytest.approx(20.0)  # the score's scale trained
+    scores = RelevanceScorer(bundle, cache=cache_dir).predict([("casquette", "apparel accessories,hats & caps"),
+                                                               ("mehl", "food,grocery")])
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+
+
+def test_the_bi_encoder_needs_an_encoder(tmp_path, cache_dir):
+    cfg = compose_train(["backbone=tiny", "head=bi_encoder"], tmp_path, cache_dir)
+    with pytest.raises(pipeline.ConfigError, match="head=bi_encoder encodes the query and the target apart"):
+        pipeline.check_config(cfg)

@@ -61,7 +61,7 @@ def tiny_lm(tmp_path_factory, cache_dir):
 
 def test_answer_logits_equal_a_full_forward_at_each_rows_last_token(tiny_lm):
     cfg, location, tokenizer = tiny_lm
-    model = load_model(cfg.backbone, location, tokenizer, torch.float32, "yes_no").eval()
+    model = load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head).eval()
     head = build_head(cfg.head, tokenizer)
     texts = ["query: a\nanswer:", "query: a much longer query about phone cases\nanswer:"]
     batch = dict(tokenizer(texts, padding=True, return_tensors="pt"))
@@ -80,7 +80,7 @@ def test_answer_logits_equal_a_full_forward_at_each_rows_last_token(tiny_lm):
 def test_training_on_the_answer_token_learns_and_keeps_the_lm_head_frozen(tiny_lm):
     cfg, location, tokenizer = tiny_lm
     L.seed_everything(0)
-    model = apply_lora(load_model(cfg.backbone, location, tokenizer, torch.float32, "yes_no"), "all-linear",
+    model = apply_lora(load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head), "all-linear",
                        "score", r=4, alpha=8, dropout=0.0, head="yes_no")
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
@@ -141,7 +141,7 @@ def test_long_rows_keep_the_answer_slot_and_max_length_budgets_the_pair(tiny_lm)
 
 def test_pair_loss_scores_two_lm_head_rows_and_equals_bce_on_their_difference(tiny_lm):
     cfg, location, tokenizer = tiny_lm
-    model = load_model(cfg.backbone, location, tokenizer, torch.float32, "yes_no").eval()
+    model = load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head).eval()
     pair, vocab = build_head(cfg.head, tokenizer), YesNoHead(*answer_token_ids(tokenizer, cfg.head.answers), "vocab")
     assert pair.loss == "pair"
     texts = ["query: a\nanswer:", "query: a much longer query about phone cases\nanswer:"]
@@ -170,7 +170,7 @@ def test_both_losses_train_the_yes_no_margin(tiny_lm):
     margins = {}
     for loss in ("pair", "vocab"):
         L.seed_everything(0)
-        model = apply_lora(load_model(cfg.backbone, location, tokenizer, torch.float32, "yes_no"), "all-linear",
+        model = apply_lora(load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head), "all-linear",
                            "score", r=4, alpha=8, dropout=0.0, head="yes_no")
         head = YesNoHead(*answer_token_ids(tokenizer, cfg.head.answers), loss)
         module = RelevanceModule(model, head, 5e-3, 0.0, 0.0, "linear")

@@ -146,6 +146,12 @@ def attention_implementation(backbone, dtype: torch.dtype = torch.float32) -> st
     return "eager" if backbone.family in _SOFTCAPPED else "sdpa"
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of each row's hidden states over its real tokens (padding excluded)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
 class MeanPooledClassifier(torch.nn.Module):
     """An encoder read by mean pooling over its real tokens (how multilingual-E5 was pre-trained) and one linear
     logit: no pooler, so no randomly initialised layer sits between the pre-trained encoder and the head."""
@@ -163,29 +169,105 @@ class MeanPooledClassifier(torch.nn.Module):
     def forward(self, input_ids, attention_mask, **_):
         from transformers.modeling_outputs import SequenceClassifierOutput
 
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        pooled = mean_pool(self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
+                           attention_mask)
         return SequenceClassifierOutput(logits=getattr(self, self.head_module)(pooled))
 
 
-def _encoder_classifier(backbone, location: str, dtype: torch.dtype) -> MeanPooledClassifier:
+class CosineScore(torch.nn.Module):
+    """logit = scale * cosine + bias, both learned. E5-style encoders put most cosines between about 0.7 and 1.0,
+    so the start (scale 20, bias -16) centres the first logits near 0 instead of far on the positive side."""
+
+    LEARNING_RATE = 1e-2  # train.head_lr=auto for these two numbers: a step moves a logit by about 0.01-0.02
+
+    def __init__(self, scale: float = 20.0, centre: float = 0.8):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(float(scale)))
+        self.bias = torch.nn.Parameter(torch.tensor(-float(scale) * centre))
+
+    def forward(self, cosine: torch.Tensor) -> torch.Tensor:
+        return (self.scale * cosine + self.bias).unsqueeze(-1)
+
+
+def split_pairs(input_ids: torch.Tensor, attention_mask: torch.Tensor, sep_id: int, cls_id: int,
+                query_prefix: list[int], target_prefix: list[int], pad_id: int) -> torch.Tensor:
+    """The query and the target of each tokenised pair (`<s> q </s></s> t </s>`, right-padded) as two separate
+    rows each (`<s> prefix q </s>`), padded together: one encoder pass for both sides of the batch. Row i of the
+    result is row i's query, row n + i its target."""
+    sides = []
+    for ids in (row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask)):
+        first = ids.index(sep_id, 1)  # end of the query
+        start = first + 1
+        while start < len(ids) and ids[start] == sep_id:  # the separator may be one token or two
+            start += 1
+        sides.append(([cls_id] + query_prefix + ids[1:first] + [sep_id],
+                      [cls_id] + target_prefix + ids[start:len(ids) - 1] + [sep_id]))
+    rows = [query for query, _ in sides] + [target for _, target in sides]
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=input_ids.device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=input_ids.device)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.tensor(row, device=input_ids.device)
+        mask[i, :len(row)] = 1
+    return ids, mask
+
+
+class MeanPooledBiEncoder(torch.nn.Module):
+    """The query and the target encoded apart (mean-pooled, as multilingual-E5 was pre-trained with its
+    "query: " / "passage: " prefixes) and scored by their cosine: training moves the two texts in the encoder's
+    shared multilingual space, so a query in a language never seen in training still lands near its category.
+    It reads the same tokenised pairs as the cross-encoder and splits them itself, so data, caching and serving
+    are shared by both."""
+
+    def __init__(self, encoder, head_module: str, tokenizer, query_prefix: str, target_prefix: str):
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+        self.head_module = head_module
+        setattr(self, head_module, CosineScore())
+        self.sep_id, self.cls_id, self.pad_id = tokenizer.sep_token_id, tokenizer.cls_token_id, tokenizer.pad_token_id
+        # the words that follow carry their own leading-space marker, so a trailing space would be one token too many
+        prefix = lambda text: tokenizer(text.rstrip(), add_special_tokens=False)["input_ids"] if text else []
+        self.query_prefix, self.target_prefix = prefix(query_prefix), prefix(target_prefix)
+
+    def get_input_embeddings(self):
+        return self.encoder.get_input_embeddings()
+
+    def embed(self, input_ids, attention_mask) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return torch.nn.functional.normalize(mean_pool(hidden, attention_mask).float(), dim=-1)
+
+    def forward(self, input_ids, attention_mask, **_):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        ids, mask = split_pairs(input_ids, attention_mask, self.sep_id, self.cls_id, self.query_prefix,
+                                self.target_prefix, self.pad_id)
+        embedded = self.embed(ids, mask)
+        query, target = embedded[:len(input_ids)], embedded[len(input_ids):]
+        return SequenceClassifierOutput(logits=getattr(self, self.head_module)((query * target).sum(dim=-1)))
+
+
+def _encoder(backbone, location: str, dtype: torch.dtype):
     from transformers import AutoModel
 
-    encoder = AutoModel.from_pretrained(location, dtype=dtype, trust_remote_code=backbone.trust_remote_code,
-                                        attn_implementation=attention_implementation(backbone, dtype),
-                                        add_pooling_layer=False)
-    return MeanPooledClassifier(encoder, backbone.head_module)
+    return AutoModel.from_pretrained(location, dtype=dtype, trust_remote_code=backbone.trust_remote_code,
+                                     attn_implementation=attention_implementation(backbone, dtype),
+                                     add_pooling_layer=False)
 
 
-def load_model(backbone, location: str, tokenizer, dtype: torch.dtype, head: str = "classifier"):
-    """The backbone ready for a head: a fresh one-logit classifier (decoders pool the last non-pad token, which
-    needs pad_token_id; encoders mean-pool), or the causal LM whose own head scores the yes/no answer."""
-    auto = AutoModelForCausalLM if head == "yes_no" else AutoModelForSequenceClassification
-    extra = {} if head == "yes_no" else {"num_labels": 1}
+def load_model(backbone, location: str, tokenizer, dtype: torch.dtype, head=None):
+    """The backbone ready for a head (its config; None is the classifier): a fresh one-logit classifier (decoders
+    pool the last non-pad token, which needs pad_token_id; encoders mean-pool), an encoder scoring query and
+    target apart by cosine (bi_encoder), or the causal LM whose own head scores the yes/no answer."""
+    name = head.name if head is not None else "classifier"
+    auto = AutoModelForCausalLM if name == "yes_no" else AutoModelForSequenceClassification
+    extra = {} if name == "yes_no" else {"num_labels": 1}
     try:
+        if backbone.kind == "encoder" and name == "bi_encoder":
+            return MeanPooledBiEncoder(_encoder(backbone, location, dtype), backbone.head_module, tokenizer,
+                                       head.query_prefix, head.target_prefix)
         if backbone.kind == "encoder":
-            return _encoder_classifier(backbone, location, dtype)
+            return MeanPooledClassifier(_encoder(backbone, location, dtype), backbone.head_module)
         model = auto.from_pretrained(location, dtype=dtype, trust_remote_code=backbone.trust_remote_code,
                                      attn_implementation=attention_implementation(backbone, dtype), **extra)
     except OSError as error:

@@ -1,6 +1,8 @@
 """How a model turns a batch into one relevance logit (sigmoid gives the score) and its training loss.
 
 classifier: the sequence-classification head's single logit, BCE loss.
+bi_encoder: the same call; the encoder model itself (backbones.MeanPooledBiEncoder) encodes query and target apart
+and gives scale * cosine + bias as that logit.
 yes_no: the language-model head at the answer position; the logit is logit(yes) - logit(no), so its sigmoid is
 softmax([yes, no])[yes]. `loss: pair` (default) trains that logit with BCE, computing only the two answer rows of
 the LM head, as LLM rerankers do (Qwen3-Reranker, FlagEmbedding): every step goes into telling yes from no.
@@ -22,6 +24,10 @@ class ClassifierHead:
         logit = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1).float()
         loss = F.binary_cross_entropy_with_logits(logit, batch["labels"].float()) if "labels" in batch else None
         return logit, loss
+
+
+class BiEncoderHead(ClassifierHead):
+    name = "bi_encoder"
 
 
 class YesNoHead:
@@ -83,7 +89,9 @@ def answer_token_ids(tokenizer, answers) -> tuple[int, int]:
 def build_head(head_cfg, tokenizer):
     if head_cfg.name == "classifier":
         return ClassifierHead()
+    if head_cfg.name == "bi_encoder":
+        return BiEncoderHead()
     if head_cfg.name == "yes_no":
         tokenizer.truncation_side = "left"  # an over-long row loses the start of its prompt, never the answer slot
         return YesNoHead(*answer_token_ids(tokenizer, head_cfg.answers), head_cfg.get("loss", "pair"))
-    raise ConfigError(f"head.name={head_cfg.name!r} is not known; use classifier or yes_no.")
+    raise ConfigError(f"head.name={head_cfg.name!r} is not known; use classifier, bi_encoder or yes_no.")

@@ -17,7 +17,7 @@ import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from relevance import finetune, health, metrics, packaged_e5, plots, thresholds, tracking
-from relevance.backbones import hub_model_available, load_model, load_tokenizer, resolve_source
+from relevance.backbones import CosineScore, hub_model_available, load_model, load_tokenizer, resolve_source
 from relevance.augment import rewrite_text, synthesize_mode
 from relevance.augment.hard_negatives import hard_negatives
 from relevance.augment.self_validation import flag_contradictions, removal_counts
@@ -72,6 +72,10 @@ def check_config(cfg: DictConfig) -> None:
     parts = task_parts(cfg)
     for part in parts.values():
         check_template(part.template)
+    if cfg.head.name == "bi_encoder" and cfg.backbone.kind != "encoder":
+        raise ConfigError(f"head=bi_encoder encodes the query and the target apart with an encoder; "
+                          f"backbone={cfg.backbone.name} is a {cfg.backbone.kind}. Use an encoder backbone such as "
+                          f"multilingual_e5_small, or head=classifier.")
     if cfg.head.name == "yes_no" and cfg.backbone.kind == "encoder":
         raise ConfigError(f"head=yes_no scores the answer with a language-model head, which the encoder "
                           f"backbone={cfg.backbone.name} does not have; use head=classifier or a decoder backbone.")
@@ -278,7 +282,7 @@ def train_fold(cfg, runtime, backbone_location, tokenizer, max_length: int, trai
     scores of each list in `score_inputs` and whether the fold learned (judged on the first list against
     `heldout_labels` when given), and saves what trained to `adapter_dir`."""
     L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
-    base = load_model(cfg.backbone, backbone_location, tokenizer, runtime.load_dtype, cfg.head.name)
+    base = load_model(cfg.backbone, backbone_location, tokenizer, runtime.load_dtype, cfg.head)
     if cfg.head.name == "classifier":
         init_head(base, cfg.backbone.head_module)
     model = finetune.prepare(base, cfg.backbone, cfg.lora, cfg.head.name, init_adapter)
@@ -286,6 +290,8 @@ def train_fold(cfg, runtime, backbone_location, tokenizer, max_length: int, trai
     if head_lr == "auto" and cfg.head.name == "classifier":
         head_lr = auto_head_lr(model, cfg.backbone.head_module, tokenizer, train_inputs, max_length)
         log.info("%s: head learning rate %.3g (train.head_lr=auto)", name or f"fold {fold}", head_lr)
+    elif head_lr == "auto" and cfg.head.name == "bi_encoder":
+        head_lr = CosineScore.LEARNING_RATE
     module = RelevanceModule(model, build_head(cfg.head, tokenizer), lr or cfg.train.lr, cfg.train.weight_decay,
                              cfg.train.warmup_ratio, cfg.train.scheduler,
                              head_lr=head_lr if isinstance(head_lr, (int, float)) else None,

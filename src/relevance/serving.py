@@ -74,7 +74,7 @@ class RelevanceScorer:
         self.tokenizer = load_tokenizer(backbone, location)
         head_cfg = OmegaConf.create(self.meta["head"])
         self.head = build_head(head_cfg, self.tokenizer)
-        base = load_model(backbone, location, self.tokenizer, dtype, head_cfg.name)
+        base = load_model(backbone, location, self.tokenizer, dtype, head_cfg)
         folds = [self.meta["refit"]] if ensemble == "refit" else self.meta["folds"]
         self.full_weights = None
         if finetune.method(backbone) == "full":  # each fold's unfrozen weights, swapped into the one base
