@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test test-fast ui clean
+.PHONY: setup demo lint test test-fast ui clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,10 +23,13 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/python train.py
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
 
-test-fast: setup
+test-fast: lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
 
 ui: setup

@@ -15,7 +15,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
-TAXONOMY_DIR = Path(os.environ.get("RELEVANCE_TAXONOMY_DIR", ROOT.parent / "shared" / "data" / "google-product-taxonomy"))
+TAXONOMY_DIR = Path(os.environ.get("RELEVANCE_TAXONOMY_DIR",
+                                   ROOT.parent / "shared" / "data" / "google-product-taxonomy"))
 
 
 def table(headers: list[str], rows: list[list]) -> str:
@@ -32,7 +33,8 @@ def command_line() -> str:
 def write_section(key: str, title: str, body: str, path: Path = BENCHMARKS) -> None:
     """Replace (or append) the block between `<!-- bench:key -->` markers in BENCHMARKS.md with the title, the
     command that produced it and `body`; prose outside the markers is left alone."""
-    block = f"<!-- bench:{key} -->\n### {title}\n\n```bash\n{command_line()}\n```\n\n{body.strip()}\n<!-- /bench:{key} -->"
+    block = (f"<!-- bench:{key} -->\n### {title}\n\n```bash\n{command_line()}\n```\n\n{body.strip()}\n"
+             f"<!-- /bench:{key} -->")
     text = path.read_text() if path.is_file() else "# Measured figures\n"
     pattern = re.compile(rf"<!-- bench:{re.escape(key)} -->.*?<!-- /bench:{re.escape(key)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"

@@ -90,11 +90,11 @@ def main() -> None:
     parser.add_argument("--backbone", default="gemma3_270m", help="whose tokenizer (gemma3_270m, tiny)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args()
+    from inference import compose
+
     from relevance.backbones import load_tokenizer, resolve_source
     from relevance.data.demo import DemoSpec, generate_demo
     from relevance.serving import default_cache
-
-    from inference import compose
 
     cache = default_cache()
     cfg = compose(args.backbone, cache)

@@ -12,7 +12,8 @@ one-fold bundle; every method then scores the same prompts in its own process (s
   merged into the weights, the attention kernel chosen by `backbone.attention`; and the same with the merge
   and SDPA turned off, to show what each contributes.
 
-Every method first scores a few rows untimed (first-call set-up). Scores must agree with the one-at-a-time loop within 1e-4, or the table says so.
+Every method first scores a few rows untimed (first-call set-up). Scores must agree with the one-at-a-time loop
+within 1e-4, or the table says so.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ WARM_UP = 8  # rows every method scores once, untimed, before the clock starts (
 
 
 def compose(backbone: str, cache: Path):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(ROOT / "conf")):
         return hydra_compose("train", overrides=[f"backbone={backbone}", f"paths.cache={cache}", "paths.root=.",
@@ -53,10 +55,11 @@ def build_bundle(backbone: str, cache: Path, folder: Path) -> Path:
     import torch
     from omegaconf import OmegaConf
 
-    from relevance.backbones import load_model, load_tokenizer, resolve_source
-    from relevance.formatting import fixed_prompt_tokens, prompt_template
+    from relevance.backbones import load_tokenizer, resolve_source
+    from relevance.bundle import ModelBundle
+    from relevance.formatting import fixed_prompt_tokens
+    from relevance.heads import load_model, prompt_template
     from relevance.module import apply_lora
-    from relevance.serving import write_bundle
 
     cfg = compose(backbone, cache)
     location = resolve_source(cfg.backbone, cache)
@@ -71,13 +74,12 @@ def build_bundle(backbone: str, cache: Path, folder: Path) -> Path:
     model.save_pretrained(folder / "adapters" / "fold_0")
     (folder / "location.json").write_text(json.dumps(location))  # for the plain loops, which load the base alone
     template = prompt_template(cfg.task, cfg.head, cfg.backbone)
-    meta = {"task": "QC", "templates": {"QC": template}, "encoder": False,
-            "head": OmegaConf.to_container(cfg.head, resolve=True), "augmentation": {}, "translator": None,
-            "thresholds": {"QC": 0.5}, "language_thresholds": {},
-            "max_length": cfg.train.max_length + fixed_prompt_tokens(tokenizer, template, False),
-            "lowercase": True, "eval_batch_size": cfg.train.eval_batch_size,
-            "backbone": OmegaConf.to_container(cfg.backbone, resolve=True), "folds": ["fold_0"], "refit": None}
-    return write_bundle(folder, meta)
+    bundle = ModelBundle(task="QC", backbone=OmegaConf.to_container(cfg.backbone, resolve=True),
+                         head=OmegaConf.to_container(cfg.head, resolve=True), templates={"QC": template},
+                         encoder=False, lowercase=True, augmentation={}, translator={},
+                         max_length=cfg.train.max_length + fixed_prompt_tokens(tokenizer, template, False),
+                         eval_batch_size=cfg.train.eval_batch_size, folds=["fold_0"], thresholds={"QC": 0.5})
+    return bundle.save(folder)
 
 
 def bundle_variant(bundle: Path, folder: Path, attention: str) -> Path:
@@ -103,12 +105,10 @@ def pairs(n_rows: int, seed: int = 0) -> list[dict]:
 
 
 def _prompts(templates: dict, records) -> list[str]:
-    """Exactly the text the harness feeds the model: its cleaning, then its template."""
-    from relevance.clean import normalize_text
-    from relevance.formatting import format_by_task
+    """Exactly the text the harness feeds the model: its preprocessing (cleaning, then its template)."""
+    from relevance.preprocess import Preprocessor
 
-    cleaned = [r.with_text(normalize_text(r.query), normalize_text(r.target)) for r in records]
-    return format_by_task(cleaned, templates, False)
+    return Preprocessor(templates, encoder=False, lowercase=True, augmentation=None).inputs(records)
 
 
 def worker(method: str, bundle: Path, rows_file: Path, batch: int, cache: Path) -> dict:

@@ -45,8 +45,10 @@ HARNESS_ROWS = {  # key: (row name, overrides)
     "e5_best": ("experiment=offline_best: multilingual-e5-small bi-encoder, full fine-tune, 2 epochs", BEST),
     "e5_cross_encoder": ("multilingual-e5-small cross-encoder (classifier head), full fine-tune, 3 epochs",
                          [*BEST, "head=classifier", "train.epochs=3", "train.head_lr=5e-3"]),
-    "e5_translate": ("offline_best + translation concat (taxonomy's English names)", [*BEST, "augmentation=[translate]"]),
-    "e5_hard_negatives": ("offline_best + hard negatives (TF-IDF neighbours)", [*BEST, "augmentation=[hard_negatives]"]),
+    "e5_translate": ("offline_best + translation concat (taxonomy's English names)",
+                     [*BEST, "augmentation=[translate]"]),
+    "e5_hard_negatives": ("offline_best + hard negatives (TF-IDF neighbours)",
+                          [*BEST, "augmentation=[hard_negatives]"]),
     "e5_tags": ("offline_best + tags (language, category levels)", [*BEST, "augmentation=[tags]"]),
     "e5_self_validation": ("offline_best + self-validation (drop contradicted rows)",
                            [*BEST, "augmentation=[self_validation]"]),
@@ -104,7 +106,8 @@ def tfidf(train, dev, scratch) -> dict:
 
     x, y = features(train), np.array([r.label for r in train])
     model = LogisticRegression(C=4.0, max_iter=2000)
-    oof = cross_val_predict(model, x, y, groups=[r.query for r in train], cv=GroupKFold(2), method="predict_proba")[:, 1]
+    oof = cross_val_predict(model, x, y, groups=[r.query for r in train], cv=GroupKFold(2),
+                            method="predict_proba")[:, 1]
     model.fit(x, y)
     return _judge(y, oof, dev, model.predict_proba(features(dev))[:, 1])
 
@@ -136,9 +139,10 @@ def _cosine_row(location: str, train, dev, query_prefix: str = "", target_prefix
 
 def zero_shot(train, dev, scratch) -> dict:
     """The backbone's own hidden states as embeddings (a decoder LM: not trained to embed)."""
+    from inference import compose
+
     from relevance.backbones import resolve_source
     from relevance.serving import default_cache
-    from inference import compose
 
     cfg = compose("gemma3_270m", default_cache())
     return _cosine_row(resolve_source(cfg.backbone, default_cache()), train, dev)

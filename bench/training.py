@@ -46,8 +46,9 @@ def _rate(step_ends: list[float], batch_size: int) -> float:
 def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
     import torch
 
-    from relevance.backbones import load_model, load_tokenizer, resolve_source
-    from relevance.formatting import fixed_prompt_tokens, prompt_template
+    from relevance.backbones import load_tokenizer, resolve_source
+    from relevance.formatting import fixed_prompt_tokens
+    from relevance.heads import load_model, prompt_template
 
     cfg = compose(backbone, cache)
     rows = json.loads(rows_file.read_text())
@@ -66,11 +67,11 @@ def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
     if method == "harness":
         import lightning as L
 
-        from relevance import pipeline
         from relevance.datamodule import PairDataModule
         from relevance.heads import build_head
         from relevance.module import RelevanceModule, apply_lora
         from relevance.runtime import resolve_runtime
+        from relevance.training import make_trainer
 
         class StepClock(L.Callback):
             def on_train_batch_end(self, *args, **kwargs):
@@ -82,14 +83,19 @@ def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
         module = RelevanceModule(model, build_head(cfg.head, tokenizer), cfg.train.lr, cfg.train.weight_decay,
                                  cfg.train.warmup_ratio, cfg.train.scheduler)
         cfg.progress = False
-        trainer = pipeline._trainer(cfg, runtime, 1)
+        trainer = make_trainer(cfg, runtime, 1)
         trainer.callbacks.append(StepClock())
         trainer.fit(module, datamodule=PairDataModule(tokenizer, prompts, labels, None, cfg.train.batch_size,
                                                       cfg.train.eval_batch_size, max_length, cfg.seed))
     else:
         from peft import LoraConfig, TaskType, get_peft_model
-        from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
-                                  TrainerCallback, TrainingArguments)
+        from transformers import (
+            AutoModelForSequenceClassification,
+            DataCollatorWithPadding,
+            Trainer,
+            TrainerCallback,
+            TrainingArguments,
+        )
 
         class StepClock(TrainerCallback):
             def on_step_end(self, *args, **kwargs):
@@ -107,12 +113,14 @@ def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
         with tempfile.TemporaryDirectory() as output:
             arguments = TrainingArguments(
                 output_dir=output, per_device_train_batch_size=cfg.train.batch_size, num_train_epochs=1,
-                learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay, warmup_steps=int(cfg.train.warmup_ratio * -(-len(dataset) // cfg.train.batch_size)),
+                learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                warmup_steps=int(cfg.train.warmup_ratio * -(-len(dataset) // cfg.train.batch_size)),
                 lr_scheduler_type=cfg.train.scheduler, max_grad_norm=cfg.train.gradient_clip, optim="adamw_torch",
-                train_sampling_strategy="group_by_length" if method == "hf_grouped" else "random", report_to=[], save_strategy="no", logging_strategy="no",
-                use_cpu=not torch.cuda.is_available(), seed=cfg.seed, disable_tqdm=True)
-            Trainer(model=model, args=arguments, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer),
-                    callbacks=[StepClock()]).train()
+                train_sampling_strategy="group_by_length" if method == "hf_grouped" else "random", report_to=[],
+                save_strategy="no", logging_strategy="no", use_cpu=not torch.cuda.is_available(), seed=cfg.seed,
+                disable_tqdm=True)
+            Trainer(model=model, args=arguments, train_dataset=dataset,
+                    data_collator=DataCollatorWithPadding(tokenizer), callbacks=[StepClock()]).train()
     return {"samples_per_second": _rate(step_ends, cfg.train.batch_size), "steps": len(step_ends),
             "peak_mb": peak_rss_mb(), "max_length": max_length}
 

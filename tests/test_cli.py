@@ -76,8 +76,8 @@ def test_multirun_lands_as_comparable_runs_in_one_experiment(tmp_path):
     ("train.scheduler=stepwise", "train.scheduler='stepwise' is not known"),
 ])
 def test_bad_option_values_are_named(tmp_path, cache_dir, override, words):
+    from relevance.checks import check_config
     from relevance.errors import ConfigError
-    from relevance.pipeline import check_config
     from tests.conftest import compose_train
 
     with pytest.raises(ConfigError) as caught:

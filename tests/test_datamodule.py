@@ -3,8 +3,9 @@ import pytest
 
 from relevance.backbones import load_tokenizer, resolve_source
 from relevance.batches import LengthGroupedBatches, dataloader
-from relevance.formatting import check_template, format_inputs
 from relevance.errors import ConfigError
+from relevance.formatting import check_template
+from relevance.preprocess import Preprocessor
 from relevance.records import Record
 from tests.conftest import compose_train
 
@@ -37,9 +38,10 @@ def test_batches_are_padded_to_their_own_longest_row(tmp_path, cache_dir):
 
 def test_templates_fill_fields_and_bad_templates_fail():
     record = Record(1, "QC", "fr", "casquette", "apparel accessories,hats & caps,baseball caps", 1)
-    assert format_inputs([record], "[{language}] {query} | {target}", encoder=False) == [
-        "[fr] casquette | apparel accessories,hats & caps,baseball caps"]
-    assert format_inputs([record], "unused", encoder=True) == [(record.query, record.target)]
+    decoder = Preprocessor({"QC": "[{language}] {query} | {target}"}, encoder=False, lowercase=True, augmentation=None)
+    assert decoder.format([record]) == ["[fr] casquette | apparel accessories,hats & caps,baseball caps"]
+    encoder = Preprocessor({"QC": "unused"}, encoder=True, lowercase=True, augmentation=None)
+    assert encoder.format([record]) == [(record.query, record.target)]
     with pytest.raises(ConfigError, match="task.template"):
         check_template("{query} {title}")
 

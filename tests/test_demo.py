@@ -26,7 +26,8 @@ def test_languages_split_like_the_competition(tmp_path):
         dev = read_records(folder / f"dev_{task}.txt", task, require_label=True)
         test = read_records(folder / f"test_{task}.txt", task)
         assert {r.language for r in train} == set(SEEN_LANGUAGES[task])
-        assert {r.language for r in dev} == {r.language for r in test} == set(SEEN_LANGUAGES[task] + UNSEEN_LANGUAGES[task])
+        languages = set(SEEN_LANGUAGES[task] + UNSEEN_LANGUAGES[task])
+        assert {r.language for r in dev} == {r.language for r in test} == languages
         assert all(r.label is None for r in test)
         assert [r.id for r in train] == list(range(1, len(train) + 1))
         seen_anywhere |= {r.language for r in dev}

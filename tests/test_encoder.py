@@ -10,8 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from relevance import finetune, packaged_e5, pipeline
-from relevance.backbones import MeanPooledBiEncoder, MeanPooledClassifier, load_model, load_tokenizer, resolve_source
+from relevance import checks, finetune, packaged_e5, pipeline
+from relevance.backbones import load_tokenizer, resolve_source
+from relevance.encoders import MeanPooledBiEncoder, MeanPooledClassifier
+from relevance.errors import ConfigError
+from relevance.heads import BiEncoderHead, ClassifierHead, load_model
 from relevance.serving import RelevanceScorer
 from tests.conftest import compose_train
 
@@ -46,12 +49,12 @@ def test_the_encoder_has_no_random_layer_between_its_weights_and_the_head(e5):
 def test_full_fine_tuning_trains_all_but_the_embeddings(e5):
     cfg, location, tokenizer = e5
     model = finetune.prepare(load_model(cfg.backbone, location, tokenizer, torch.float32), cfg.backbone, cfg.lora,
-                             "classifier")
+                             ClassifierHead)
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
     assert frozen == {"encoder.embeddings.word_embeddings.weight"}
     cfg.backbone.finetune = "lora"
     lora = finetune.prepare(load_model(cfg.backbone, location, tokenizer, torch.float32), cfg.backbone, cfg.lora,
-                            "classifier")
+                            ClassifierHead)
     trainable = [name for name, p in lora.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name or "classifier" in name for name in trainable)
 
@@ -95,7 +98,7 @@ def test_the_bi_encoder_scores_the_cosine_of_query_and_target_encoded_apart(tmp_
         cosine = (alone([f"query: {q}" for q in queries]) * alone([f"passage: {t}" for t in targets])).sum(-1)
         expected = model.classifier.scale * cosine + model.classifier.bias
         assert torch.allclose(model(**pairs).logits.squeeze(-1), expected, atol=1e-4)
-    trainable = finetune.prepare(model, cfg.backbone, cfg.lora, "bi_encoder")
+    trainable = finetune.prepare(model, cfg.backbone, cfg.lora, BiEncoderHead)
     assert {n for n, p in trainable.named_parameters() if p.requires_grad and not n.startswith("encoder.")} == {
         "classifier.scale", "classifier.bias"}
 
@@ -114,5 +117,5 @@ def test_a_bi_encoder_trains_logs_and_serves(tmp_path, cache_dir):
 
 def test_the_bi_encoder_needs_an_encoder(tmp_path, cache_dir):
     cfg = compose_train(["backbone=tiny", "head=bi_encoder"], tmp_path, cache_dir)
-    with pytest.raises(pipeline.ConfigError, match="head=bi_encoder encodes the query and the target apart"):
-        pipeline.check_config(cfg)
+    with pytest.raises(ConfigError, match="head=bi_encoder encodes the query and the target apart"):
+        checks.check_config(cfg)

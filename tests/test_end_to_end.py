@@ -1,8 +1,8 @@
 """The whole path on the tiny backbone: train 2 folds -> MLflow -> registry -> predict -> submission -> REST."""
 
 import json
-import re
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -114,7 +114,8 @@ def test_mlflow_models_serve_answers_rest(trained, cache_dir):
                     pytest.fail(server.stdout.read().decode()[-2000:])
                 time.sleep(1)
         rows = [{"language": "fr", "origin_query": "casquette", "category_path": "apparel accessories,hats & caps"},
-                {"language": "de", "origin_query": "Mehl", "category_path": "food,grocery,flour, baking and cooking,flour"}]
+                {"language": "de", "origin_query": "Mehl",
+                 "category_path": "food,grocery,flour, baking and cooking,flour"}]
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
                                          data=json.dumps({"dataframe_records": rows}).encode(),
                                          headers={"Content-Type": "application/json"})
@@ -133,7 +134,8 @@ def test_scorer_api_matches_the_pyfunc(trained):
     _, _, summary = trained
     pyfunc = mlflow.pyfunc.load_model(summary["model_uri"])
     scorer = pyfunc.unwrap_python_model().scorer
-    pairs = [("casquette", "apparel accessories,hats & caps,baseball caps"), ("Mehl", "food,grocery,flour, baking and cooking,flour"),
+    pairs = [("casquette", "apparel accessories,hats & caps,baseball caps"),
+             ("Mehl", "food,grocery,flour, baking and cooking,flour"),
              ("", "food")]
     scores = scorer.predict(pairs)
     frame = pd.DataFrame({"origin_query": [q for q, _ in pairs], "category_path": [t for _, t in pairs]})

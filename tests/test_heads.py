@@ -6,13 +6,13 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from relevance import pipeline
-from relevance.backbones import load_model, load_tokenizer, resolve_source
+from relevance import checks, pipeline
+from relevance.backbones import load_tokenizer, resolve_source
 from relevance.datamodule import PairDataModule
 from relevance.errors import ConfigError
-from relevance.formatting import format_inputs, prompt_template
-from relevance.heads import YesNoHead, answer_token_ids, build_head
+from relevance.heads import YesNoHead, answer_token_ids, build_head, load_model, prompt_template
 from relevance.module import RelevanceModule, apply_lora
+from relevance.preprocess import Preprocessor
 from relevance.records import Record
 from tests.conftest import ROOT, compose_train
 
@@ -32,15 +32,15 @@ def test_every_backbone_gets_its_prompt_or_a_clear_refusal(name):
     cfg = compose_yes_no(name)
     if cfg.backbone.kind == "encoder":
         with pytest.raises(ConfigError, match="head=yes_no .* encoder"):
-            pipeline.check_config(cfg)
+            checks.check_config(cfg)
         return
-    pipeline.check_config(cfg)
+    checks.check_config(cfg)
     template = prompt_template(cfg.task, cfg.head, cfg.backbone)
     style = "alpaca" if cfg.backbone.prompt_style == "alpaca" else cfg.backbone.family
     assert template.endswith(ANSWER_POSITION[style])  # the answer token comes right after the prompt
     assert "category path is relevant to the shopper's search query" in template
-    (text,) = format_inputs([Record(1, "QC", "ar", "%منتخب ايطالي", "apparel accessories,hats & caps", None)],
-                            template, encoder=False)
+    (text,) = Preprocessor({"QC": template}, encoder=False, lowercase=False, augmentation=None).format(
+        [Record(1, "QC", "ar", "%منتخب ايطالي", "apparel accessories,hats & caps", None)])
     assert "%منتخب ايطالي" in text and "hats & caps" in text and "{" not in text
 
 
@@ -81,7 +81,7 @@ def test_training_on_the_answer_token_learns_and_keeps_the_lm_head_frozen(tiny_l
     cfg, location, tokenizer = tiny_lm
     L.seed_everything(0)
     model = apply_lora(load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head), "all-linear",
-                       "score", r=4, alpha=8, dropout=0.0, head="yes_no")
+                       "score", r=4, alpha=8, dropout=0.0, head=YesNoHead)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     module = RelevanceModule(model, build_head(cfg.head, tokenizer), 1e-2, 0.0, 0.1, "linear")
@@ -102,7 +102,7 @@ def test_answers_must_start_with_different_tokens(tiny_lm):
     with pytest.raises(ConfigError, match="two different tokens"):
         answer_token_ids(tokenizer, {"positive": "no", "negative": "nope"})
     yes, no = answer_token_ids(tokenizer, {"positive": "yes", "negative": "no"})
-    assert yes != no and isinstance(YesNoHead(yes, no), YesNoHead)
+    assert yes != no and isinstance(YesNoHead(yes_id=yes, no_id=no), YesNoHead)
 
 
 def test_yes_no_end_to_end_logs_a_model_that_scores(tmp_path, cache_dir):
@@ -142,7 +142,8 @@ def test_long_rows_keep_the_answer_slot_and_max_length_budgets_the_pair(tiny_lm)
 def test_pair_loss_scores_two_lm_head_rows_and_equals_bce_on_their_difference(tiny_lm):
     cfg, location, tokenizer = tiny_lm
     model = load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head).eval()
-    pair, vocab = build_head(cfg.head, tokenizer), YesNoHead(*answer_token_ids(tokenizer, cfg.head.answers), "vocab")
+    ids = answer_token_ids(tokenizer, cfg.head.answers)
+    pair, vocab = build_head(cfg.head, tokenizer), YesNoHead(yes_id=ids[0], no_id=ids[1], loss="vocab")
     assert pair.loss == "pair"
     texts = ["query: a\nanswer:", "query: a much longer query about phone cases\nanswer:"]
     batch = dict(tokenizer(texts, padding=True, return_tensors="pt"), labels=torch.tensor([1, 0]))
@@ -158,7 +159,7 @@ def test_pair_loss_scores_two_lm_head_rows_and_equals_bce_on_their_difference(ti
     # the vocabulary loss also pays for mass on the other 1,000+ tokens, so it is larger
     assert vocab_loss > loss
     with pytest.raises(ConfigError, match="head.loss='ce' is not known"):
-        YesNoHead(1, 2, "ce")
+        YesNoHead(yes_id=1, no_id=2, loss="ce")
 
 
 def test_both_losses_train_the_yes_no_margin(tiny_lm):
@@ -168,11 +169,12 @@ def test_both_losses_train_the_yes_no_margin(tiny_lm):
     texts = ["query: casquette\ncategory: hats\nanswer:", "query: flour\ncategory: phone cases\nanswer:"] * 16
     labels = [1, 0] * 16
     margins = {}
+    ids = answer_token_ids(tokenizer, cfg.head.answers)
     for loss in ("pair", "vocab"):
         L.seed_everything(0)
         model = apply_lora(load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head), "all-linear",
-                           "score", r=4, alpha=8, dropout=0.0, head="yes_no")
-        head = YesNoHead(*answer_token_ids(tokenizer, cfg.head.answers), loss)
+                           "score", r=4, alpha=8, dropout=0.0, head=YesNoHead)
+        head = YesNoHead(yes_id=ids[0], no_id=ids[1], loss=loss)
         module = RelevanceModule(model, head, 5e-3, 0.0, 0.0, "linear")
         data = PairDataModule(tokenizer, texts, labels, texts, 8, 8, 32, seed=0)
         L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,

@@ -4,12 +4,11 @@ settings, a fold that learns nothing is named, and a run in which no fold learne
 import json
 import math
 
-import mlflow
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from relevance import health, metrics, pipeline
+from relevance import health, pipeline
 from tests.conftest import compose_train
 
 RELEVANT = ["hats", "caps", "shoes", "boots", "lamps", "candles"]

@@ -10,10 +10,11 @@ from omegaconf import OmegaConf
 from relevance.augment.hard_negatives import hard_negatives, ranked_neighbours
 from relevance.augment.self_validation import flag_contradictions, lexical_similarity, removal_counts
 from relevance.augment.translate import concat_pivot, synthesize
+from relevance.data.translations_file import read_translations, write_translations
 from relevance.errors import ConfigError, DataError
-from relevance.pipeline import TrainingData
 from relevance.records import UNSEEN_LANGUAGES, Record
-from relevance.translation import Translations, read_translations, write_translations
+from relevance.training_data import TrainingData
+from relevance.translation import Translations
 
 
 def _records():
@@ -157,7 +158,7 @@ def test_self_validation_flags_confident_contradictions_and_the_gate_can_veto():
 
 
 def test_translator_choice_that_cannot_work_fails_at_start(tmp_path, cache_dir, monkeypatch):
-    from relevance.pipeline import check_config
+    from relevance.checks import check_config
     from tests.conftest import compose_train
 
     folder = tmp_path / "data"

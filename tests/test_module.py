@@ -2,9 +2,9 @@ import lightning as L
 import torch
 from safetensors.torch import load_file
 
-from relevance.backbones import load_model, load_tokenizer, resolve_source
-from relevance.heads import ClassifierHead
+from relevance.backbones import load_tokenizer, resolve_source
 from relevance.datamodule import PairDataModule
+from relevance.heads import ClassifierHead, load_model
 from relevance.module import RelevanceModule, apply_lora
 from tests.conftest import compose_train
 
@@ -15,7 +15,8 @@ def tiny_module(tmp_path, cache_dir, targets="all-linear"):
     tokenizer = load_tokenizer(cfg.backbone, location)
     base = load_model(cfg.backbone, location, tokenizer, torch.float32)
     model = apply_lora(base, targets, "score", r=4, alpha=8, dropout=0.0)
-    return RelevanceModule(model, ClassifierHead(), lr=1e-2, weight_decay=0.0, warmup_ratio=0.1, scheduler="cosine"), tokenizer
+    module = RelevanceModule(model, ClassifierHead(), lr=1e-2, weight_decay=0.0, warmup_ratio=0.1, scheduler="cosine")
+    return module, tokenizer
 
 
 def test_lora_freezes_the_base_and_trains_adapter_and_head(tmp_path, cache_dir):
@@ -57,8 +58,8 @@ def test_training_lowers_the_loss_and_checkpoints_hold_only_adapter_and_head(tmp
 
 def test_a_fold_is_reproducible_on_cpu(tmp_path, cache_dir):
     """Same seed, same data: identical scores (seeded, deterministic Lightning on CPU)."""
-    from relevance.pipeline import train_fold
     from relevance.runtime import resolve_runtime
+    from relevance.training import ModelSource, train_fold
 
     cfg = compose_train(["backbone=tiny", "train.batch_size=4"], tmp_path, cache_dir)
     runtime = resolve_runtime("auto", "auto", "float32")
@@ -66,12 +67,12 @@ def test_a_fold_is_reproducible_on_cpu(tmp_path, cache_dir):
     tokenizer = load_tokenizer(cfg.backbone, location)
     texts = [f"query: item {i}\ncategory: food,grocery" for i in range(24)]
     labels = [i % 3 != 0 for i in range(24)]
-    runs = [train_fold(cfg, runtime, location, tokenizer, 64, texts, labels, [texts[:8]], 0, tmp_path / f"a{k}")[0][0]
+    source = ModelSource(location, tokenizer, 64)
+    runs = [train_fold(cfg, runtime, source, texts, labels, [texts[:8]], 0, tmp_path / f"a{k}")[0][0]
             for k in range(2)]
     other_seed = cfg.copy()
     other_seed.seed = 7
-    different = train_fold(other_seed, runtime, location, tokenizer, 64, texts, labels, [texts[:8]], 0,
-                           tmp_path / "b")[0][0]
+    different = train_fold(other_seed, runtime, source, texts, labels, [texts[:8]], 0, tmp_path / "b")[0][0]
     assert (runs[0] == runs[1]).all()
     assert not (runs[0] == different).all()
     assert (tmp_path / "a0" / "adapter_model.safetensors").is_file()

@@ -21,9 +21,9 @@ def embed(folder, texts):
 
 
 def test_rebuilt_e5_places_translations_together(cache_dir, monkeypatch):
-    import relevance.backbones
+    import relevance.hub
 
-    monkeypatch.setattr(relevance.backbones, "hub_model_available", lambda name: False)
+    monkeypatch.setattr(relevance.hub, "hub_model_available", lambda name: False)
     folder = packaged_e5.embedder_location(packaged_e5.HUB_ID, cache_dir)
     assert folder.endswith("multilingual-e5-small") and packaged_e5.embedder_location("other/model", cache_dir) == \
         "other/model"

@@ -63,7 +63,8 @@ def test_empty_and_missing_files_are_named(tmp_path):
 def test_non_utf8_line_is_named(tmp_path):
     path = tmp_path / "train_QC.txt"
     good = json.dumps(QC).encode()
-    path.write_bytes(b"\xef\xbb\xbf" + good + b"\n" + good.replace(b"baking", b"caf\xe9").replace(b'"id": 1', b'"id": 2') + b"\n")
+    latin1 = good.replace(b"baking", b"caf\xe9").replace(b'"id": 1', b'"id": 2')
+    path.write_bytes(b"\xef\xbb\xbf" + good + b"\n" + latin1 + b"\n")
     with pytest.raises(DataError, match=r"train_QC.txt, line 2: not UTF-8"):
         read_records(path, "QC")
     path.write_bytes(b"\xef\xbb\xbf" + good + b"\n")  # a byte-order mark is fine

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from relevance import pipeline, predict
+from relevance import checks, pipeline, predict
 from relevance.data.reader import read_records
+from relevance.data.sources import data_file
 from relevance.errors import ConfigError, RelevanceError
 from tests.conftest import compose_predict, compose_train
 
@@ -58,23 +59,23 @@ def test_translation_concat_is_replayed_by_the_served_model_and_a_refit_can_serv
     auto, folds = predict.load_scorer(summary["run_id"]), predict.load_scorer(summary["run_id"], ensemble="folds")
     assert auto.ensemble == "refit" and auto.threshold == pytest.approx(summary["refit_threshold"])
     assert folds.folds == ["fold_0", "fold_1"] and folds.threshold == pytest.approx(summary["decision_threshold"])
-    assert scorer.folds == ["refit"] and scorer.meta["translator"]["path"].endswith("translations.jsonl")
-    dev = read_records(pipeline.data_file(cfg.data, cfg.paths.cache, "QC", "dev"), "QC")[:6]
-    before = scorer.translations().reused
+    assert scorer.folds == ["refit"] and scorer.bundle.translator["path"].endswith("translations.jsonl")
+    dev = read_records(data_file(cfg.data, cfg.paths.cache, "QC", "dev"), "QC")[:6]
+    before = scorer.translations.reused
     scores = scorer.predict_records(dev)
     assert len(scores) == 6 and ((0 <= scores) & (scores <= 1)).all()
-    assert scorer.translations().reused - before == sum(r.language != "en" for r in dev)
+    assert scorer.translations.reused - before == sum(r.language != "en" for r in dev)
     out = predict.run(compose_predict([f"model={summary['run_id']}", "file=dev", "ensemble=refit",
                                        f"output_dir={tmp_path / 'sub'}", "data.demo.train_rows=120",
                                        "data.demo.dev_rows=52", "data.demo.test_rows=26"], tmp_path, cache_dir))
     assert len(out.read_text().splitlines()) == 52
     own_file = tmp_path / "new_queries.jsonl"
-    own_file.write_text(Path(scorer.meta["translator"]["path"]).read_text())
+    own_file.write_text(Path(scorer.bundle.translator["path"]).read_text())
     with_file = predict.load_scorer(summary["run_id"], translations_file=str(own_file))
-    assert with_file.translations().cfg.path == str(own_file)
+    assert with_file.translations.cfg.path == str(own_file)
     default = predict.load_scorer(summary["run_id"]).predict_records(dev)
     assert np.allclose(with_file.predict_records(dev), default)  # same translations, read from the given file
-    assert with_file.translations().reused > 0
+    assert with_file.translations.reused > 0
 
 
 def test_refit_is_refused_for_a_model_trained_without_it(tmp_path, cache_dir):
@@ -137,7 +138,7 @@ def test_tapt_without_the_other_tasks_data_fails_at_start(tmp_path, cache_dir):
     cfg = compose_train(["backbone=tiny", "tapt=from_other_task", "data=competition", f"data.dir={folder}"],
                         tmp_path, cache_dir)
     with pytest.raises(ConfigError, match=r"tapt=from_other_task .*train_QI.txt does not exist"):
-        pipeline.check_config(cfg)
+        checks.check_config(cfg)
 
 
 def test_joint_model_trains_both_tasks_with_a_threshold_each_and_predicts_both_files(tmp_path, cache_dir):
@@ -160,7 +161,8 @@ def test_joint_model_trains_both_tasks_with_a_threshold_each_and_predicts_both_f
     outputs = predict.run(compose_predict([f"model={summary['run_id']}", "file=test", f"output_dir={tmp_path / 's'}",
                                            "data.demo.train_rows=120", "data.demo.dev_rows=52",
                                            "data.demo.test_rows=26"], tmp_path, cache_dir))
-    assert [p.name for p in outputs] == ["submit_QC.txt", "submit_QI.txt"] and (tmp_path / "s" / "submission.zip").is_file()
+    assert [p.name for p in outputs] == ["submit_QC.txt", "submit_QI.txt"]
+    assert (tmp_path / "s" / "submission.zip").is_file()
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -178,4 +180,4 @@ def test_joint_model_trains_both_tasks_with_a_threshold_each_and_predicts_both_f
 ])
 def test_combinations_that_cannot_work_fail_at_start_with_one_sentence(overrides, message, tmp_path, cache_dir):
     with pytest.raises(ConfigError, match=message):
-        pipeline.check_config(compose_train(["backbone=tiny", *overrides], tmp_path, cache_dir))
+        checks.check_config(compose_train(["backbone=tiny", *overrides], tmp_path, cache_dir))

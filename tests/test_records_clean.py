@@ -7,7 +7,8 @@ def test_category_levels_keep_comma_space_inside_a_level():
         "food", "grocery", "flour, baking and cooking", "decorations"]
     assert category_levels("apparel accessories,hats & caps,baseball caps") == [
         "apparel accessories", "hats & caps", "baseball caps"]
-    assert category_prefix("home & garden,kitchen, dining & bar,cookware,pots", 2) == "home & garden,kitchen, dining & bar"
+    path = "home & garden,kitchen, dining & bar,cookware,pots"
+    assert category_prefix(path, 2) == "home & garden,kitchen, dining & bar"
 
 
 def test_normalize_text_folds_width_space_and_case():

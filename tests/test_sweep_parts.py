@@ -2,7 +2,6 @@
 the rank-sharded batches of distributed runs."""
 
 import numpy as np
-import optuna
 import pytest
 import torch
 

@@ -53,7 +53,8 @@ def language_table(by_language: dict[str, list[dict]]) -> str:
     header = "language  seen  " + "  ".join(f"{name + ' F1 (floor)':>22}" for name in names)
     lines = [header, "-" * len(header)]
     for language in languages:
-        values = [f"{cells[n][language]['f1']:.3f} ({cells[n][language]['floor']:.3f}) n={cells[n][language]['rows']:<4}"
+        values = [f"{cells[n][language]['f1']:.3f} ({cells[n][language]['floor']:.3f}) "
+                  f"n={cells[n][language]['rows']:<4}"
                   if language in cells[n] else "" for n in names]
         lines.append(f"{language:<8}  {'yes' if seen[language] else 'no':<4}  " + "  ".join(f"{v:>22}" for v in values))
     return "\n".join(lines)

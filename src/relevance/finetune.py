@@ -24,9 +24,9 @@ def method(backbone) -> str:
     return name
 
 
-def prepare(model, backbone, lora, head: str, init: Path | None = None):
-    """The model ready to train: LoRA-wrapped, or unfrozen but for its embeddings; started from `init` (the
-    TAPT stage-1 weights) when given."""
+def prepare(model, backbone, lora, head, init: Path | None = None):
+    """The model ready to train: LoRA-wrapped (with `head`'s task type, a heads.Head), or unfrozen but for its
+    embeddings; started from `init` (the TAPT stage-1 weights) when given."""
     if method(backbone) == "full":
         for parameter in model.parameters():
             parameter.requires_grad = True

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import lightning as L
 import numpy as np
 import torch
@@ -13,59 +11,16 @@ from transformers import get_scheduler
 from relevance.errors import TrainingDiverged
 
 
-def apply_lora(model, target_modules, head_module: str, r: int, alpha: int, dropout: float,
-               head: str = "classifier"):
-    """Freeze the base and add LoRA. A new classification head is trained in full (`modules_to_save`); the
-    yes/no head reuses the pretrained LM head, frozen ("all-linear" never targets it)."""
+def apply_lora(model, target_modules, head_module: str, r: int, alpha: int, dropout: float, head=None):
+    """Freeze the base and add LoRA with the head's task type (`head`: a heads.Head class or instance; None is the
+    classifier). A fresh head is trained in full (`modules_to_save`); the yes/no head reuses the pretrained LM
+    head, frozen ("all-linear" never targets it)."""
     targets = target_modules if isinstance(target_modules, str) else list(target_modules)
-    if head == "yes_no":
-        config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=r, lora_alpha=alpha, lora_dropout=dropout,
-                            target_modules=targets)
-    else:
-        config = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
-                            target_modules=targets, modules_to_save=[head_module])
+    task_type = head.lora_task_type if head is not None else TaskType.SEQ_CLS
+    fresh = head.fresh if head is not None else True
+    config = LoraConfig(task_type=task_type, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+                        modules_to_save=[head_module] if fresh else None)
     return get_peft_model(model, config)
-
-
-def init_head(model, head_module: str) -> None:
-    """Start a fresh one-logit head at zero: every row scores 0.5 and the first steps fit the head to what the
-    backbone already says, instead of a random projection of hidden states whose norm (about 90 for Gemma-3's
-    last token) turns 0.02-scale random weights into logits of several units of one sign."""
-    head = getattr(model, head_module, None)
-    if isinstance(head, torch.nn.Linear):
-        torch.nn.init.zeros_(head.weight)
-        if head.bias is not None:
-            torch.nn.init.zeros_(head.bias)
-
-
-HEAD_STEP = 0.5  # head_lr=auto: how far one full Adam step may move a logit
-
-
-def auto_head_lr(model, head_module: str, tokenizer, inputs: list, max_length: int) -> float:
-    """A fresh head's learning rate, from the size of what it reads. Adam moves every weight by about lr per step,
-    so a logit moves by up to lr * ||h||_1: with one lr for all, Gemma-3-270M's last-token features
-    (||h||_1 about 1,300) move 16x further per step than multilingual-e5-small's mean-pooled ones (about 80). This
-    picks the lr at which one step moves a logit by at most HEAD_STEP, measured on the first 32 training rows (the
-    same rows on every rank, so every rank gets the same lr)."""
-    from relevance.batches import dataloader
-
-    head = getattr(model.get_base_model() if hasattr(model, "get_base_model") else model, head_module)
-    seen = []
-    hook = head.register_forward_hook(lambda module, args, output: seen.append(args[0].detach()))
-    try:
-        batch = next(iter(dataloader(tokenizer, inputs[:32], None, 32, max_length, shuffle=False)))
-        if torch.cuda.is_available():  # this rank's GPU (Lightning moves the model there next anyway)
-            model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))))
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
-    finally:
-        hook.remove()
-    features = seen[0].float()
-    if features.dim() == 3:  # decoders run the head on every position and then pick the last real token
-        last = batch["attention_mask"].sum(dim=1) - 1
-        features = features[torch.arange(len(last)), last.to(features.device)]
-    return HEAD_STEP / float(features.abs().sum(dim=-1).mean().clamp(min=1e-6))
 
 
 def is_head_parameter(name: str, head_module: str | None) -> bool:

@@ -110,7 +110,7 @@ def installed() -> bool:
 def embedder_location(name: str, cache: Path) -> str:
     """Where to load embedding model `name` from: the hub snapshot when it is on disk or reachable, else, for
     multilingual-e5-small with the packages installed, the converted folder."""
-    from relevance.backbones import hub_model_available
+    from relevance.hub import hub_model_available
 
     if name == HUB_ID and installed() and not hub_model_available(name):
         return str(convert(cache))

@@ -27,7 +27,8 @@ def load_scorer(reference: str, ensemble: str = "auto", translations_file: str |
                 cache: str | None = None):
     """The model's scorer; `ensemble` picks the fold average or the full-data refit; `translations_file` gives
     the new queries' translations to a model trained with translator=file."""
-    from relevance.serving import BUNDLE_FILE, RelevanceScorer
+    from relevance.bundle import BUNDLE_FILE
+    from relevance.serving import RelevanceScorer
 
     try:
         folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri(reference))) / "artifacts" / "bundle"
@@ -71,7 +72,8 @@ def run(cfg) -> Path | list[Path]:
     if not cfg.model:
         raise ConfigError("predict.py needs model=<models:/name@alias | models:/name/version | run id>.")
     if cfg.threshold is not None and (not isinstance(cfg.threshold, (int, float)) or not 0 <= cfg.threshold <= 1):
-        raise ConfigError(f"threshold={cfg.threshold!r} must be a number between 0 and 1 (or null for the model's own).")
+        raise ConfigError(f"threshold={cfg.threshold!r} must be a number between 0 and 1 (or null for the model's "
+                          f"own).")
     mlflow.set_tracking_uri(cfg.tracking_uri or tracking.default_tracking_uri(cfg.paths.root))
     if cfg.translations and not Path(cfg.translations).is_file():
         raise ConfigError(f"translations={cfg.translations} is not a file; give the JSON Lines translations of the "

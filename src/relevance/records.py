@@ -26,7 +26,8 @@ LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "ja": "Japan
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One query-candidate pair. `target` is the category path (QC) or item title (QI); `label` is None when unlabelled."""
+    """One query-candidate pair. `target` is the category path (QC) or item title (QI); `label` is None when
+    unlabelled."""
 
     id: int
     task: str

@@ -12,6 +12,12 @@ from relevance.errors import ConfigError
 STRATEGIES = ("auto", "ddp", "deepspeed_stage_2", "deepspeed_stage_3", "deepspeed_stage_3_offload")
 
 
+def inference_device() -> str:
+    """Where one process scores or embeds outside Lightning: its GPU if it has one (serving, hard-negative
+    embedding, translation)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @dataclass(frozen=True)
 class Runtime:
     accelerator: str
@@ -30,11 +36,13 @@ class Runtime:
         return build_strategy(self.strategy_name, self.accelerator)
 
 
-def _dtype(name: str) -> torch.dtype:
+def weights_dtype(name: str, gpu: bool) -> torch.dtype:
+    """The dtype to load a backbone in: `backbone.dtype` on a GPU; fp32 on a CPU, where bf16 matrix multiplies are
+    several times slower."""
     dtypes = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
     if name not in dtypes:
         raise ConfigError(f"backbone.dtype={name!r} is not known; use bfloat16, float16 or float32.")
-    return dtypes[name]
+    return dtypes[name] if gpu else torch.float32
 
 
 def build_strategy(name: str, accelerator: str):
@@ -91,5 +99,5 @@ def resolve_runtime(strategy_name: str, precision: str, backbone_dtype: str, dev
         raise ConfigError(f"strategy.devices={devices} but this machine has {torch.cuda.device_count()} GPU(s).")
     if precision == "auto":
         precision = "bf16-mixed" if accelerator == "gpu" and torch.cuda.is_bf16_supported() else "32-true"
-    load_dtype = _dtype(backbone_dtype) if accelerator == "gpu" else torch.float32
+    load_dtype = weights_dtype(backbone_dtype, accelerator == "gpu")
     return Runtime(accelerator, devices, precision, load_dtype, strategy_name, num_nodes)

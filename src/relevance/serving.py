@@ -3,7 +3,6 @@ weights (never the weights themselves). One object scores pairs for predict.py a
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -13,26 +12,19 @@ import pandas as pd
 import torch
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
-
 from omegaconf import OmegaConf
 
 from relevance import finetune
-from relevance.augment import concat_mode, rewrite_text
-from relevance.clean import normalize_text
+from relevance.bundle import ModelBundle
 from relevance.errors import RelevanceError
+from relevance.preprocess import Preprocessor
 from relevance.records import TARGET_FIELD, Record
-
-BUNDLE_FILE = "relevance.json"
+from relevance.runtime import inference_device, weights_dtype
+from relevance.tasks import is_joint
 
 
 def default_cache() -> Path:
     return Path(os.environ.get("RELEVANCE_CACHE", Path.home() / ".cache" / "relevance"))
-
-
-def write_bundle(folder: Path, meta: dict) -> Path:
-    """`folder/adapters/fold_k` must already hold the adapters; this adds the description beside them."""
-    (folder / BUNDLE_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-    return folder
 
 
 ENSEMBLES = ("auto", "folds", "refit")
@@ -54,28 +46,28 @@ class RelevanceScorer:
                  ensemble: str = "auto", translations_file: str | Path | None = None, merge: bool = True):
         from peft import PeftModel
 
-        from relevance.backbones import load_model, load_tokenizer, resolve_source
+        from relevance.backbones import load_tokenizer, resolve_source
         from relevance.heads import build_head
 
         bundle = Path(bundle)
-        self.meta = json.loads((bundle / BUNDLE_FILE).read_text())
+        self.bundle = ModelBundle.load(bundle)
         if ensemble not in ENSEMBLES:
             raise RelevanceError(f"ensemble={ensemble!r} is not known; use auto, folds or refit.")
         if ensemble == "auto":
-            ensemble = "refit" if self.meta.get("refit") else "folds"
-        if ensemble == "refit" and not self.meta.get("refit"):
+            ensemble = "refit" if self.bundle.refit else "folds"
+        if ensemble == "refit" and not self.bundle.refit:
             raise RelevanceError("ensemble=refit: this model has no full-data refit; train it with "
                                  "train.refit=true, or use ensemble=folds.")
         self.cache = Path(cache or default_cache())
-        backbone = OmegaConf.create(self.meta["backbone"])
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = getattr(torch, backbone.dtype) if self.device.type == "cuda" else torch.float32
+        backbone = OmegaConf.create(self.bundle.backbone)
+        self.device = torch.device(device or inference_device())
+        dtype = weights_dtype(backbone.dtype, self.device.type == "cuda")
         location = resolve_source(backbone, self.cache)
         self.tokenizer = load_tokenizer(backbone, location)
-        head_cfg = OmegaConf.create(self.meta["head"])
+        head_cfg = OmegaConf.create(self.bundle.head)
         self.head = build_head(head_cfg, self.tokenizer)
-        base = load_model(backbone, location, self.tokenizer, dtype, head_cfg)
-        folds = [self.meta["refit"]] if ensemble == "refit" else self.meta["folds"]
+        base = self.head.load(backbone, location, self.tokenizer, dtype, head_cfg)
+        folds = self.bundle.fold_names(ensemble)
         self.full_weights = None
         if finetune.method(backbone) == "full":  # each fold's unfrozen weights, swapped into the one base
             self.full_weights = {fold: finetune.read_trainable(bundle / "adapters" / fold) for fold in folds}
@@ -88,34 +80,37 @@ class RelevanceScorer:
         self.folds = folds
         self.merge = merge and self.full_weights is None and (len(folds) == 1 or dtype == torch.float32)
         self._merged: str | None = None
-        refit_thresholds = self.meta.get("refit_thresholds") if ensemble == "refit" else None
-        # a refit model has its own threshold (threshold.refit, pipeline.refit_report); per-language ones fit the folds
-        self.thresholds = {task: float(t) for task, t in (refit_thresholds or self.meta["thresholds"]).items()}
-        self.language_thresholds = {} if refit_thresholds else {
+        # a refit model has its own threshold (threshold.refit, reporting.refit_report); per-language ones fit the folds
+        self.thresholds = self.bundle.decision_thresholds(ensemble)
+        own_refit = ensemble == "refit" and bool(self.bundle.refit_thresholds)
+        self.language_thresholds = {} if own_refit else {
             task: {language: float(t) for language, t in by_language.items()}
-            for task, by_language in (self.meta.get("language_thresholds") or {}).items()}
-        self.templates = self.meta["templates"]
+            for task, by_language in self.bundle.language_thresholds.items()}
+        self.templates = self.bundle.templates
         self.ensemble = ensemble
         self.translations_file = translations_file
-        self._translations = None
+        self.preprocessor = Preprocessor(self.templates, self.bundle.encoder, self.bundle.lowercase,
+                                         OmegaConf.create(self.bundle.augmentation),
+                                         make_translations=self._make_translations)
 
+    @property
     def translations(self):
-        """The training run's translator, for translation concat (loaded on first use); `translations_file`
+        """The training run's translator, for translation concat (made when first needed); `translations_file`
         replaces a file translator's file (new queries need their own translations)."""
-        if self._translations is None:
-            from relevance.translation import Translations
+        return self.preprocessor.translations
 
-            translator = self.meta.get("translator") or {"name": "file", "kind": "file", "path": None}
-            if self.translations_file:
-                translator = {"name": "file", "kind": "file", "path": str(self.translations_file)}
-            translator = OmegaConf.create(translator)
-            self._translations = Translations(translator, self.cache, self.meta["lowercase"])
-        return self._translations
+    def _make_translations(self):
+        from relevance.translation import Translations
+
+        translator = self.bundle.translator or {"name": "file", "kind": "file", "path": None}
+        if self.translations_file:
+            translator = {"name": "file", "kind": "file", "path": str(self.translations_file)}
+        return Translations(OmegaConf.create(translator), self.cache, self.bundle.lowercase)
 
     @property
     def task(self) -> str:
         """QC, QI, or JOINT (one model for both; rows say which task they are)."""
-        return self.meta["task"]
+        return self.bundle.task
 
     @property
     def tasks(self) -> list[str]:
@@ -141,9 +136,9 @@ class RelevanceScorer:
     def records_from_frame(self, frame: pd.DataFrame) -> list[Record]:
         """Rows of a DataFrame (pyfunc / REST input). A joint model reads each row's `task` column and its
         category_path (QC) or item_title (QI)."""
-        if self.task == "JOINT" and "task" not in frame.columns:
+        if is_joint(self.task) and "task" not in frame.columns:
             raise ValueError("input is missing column 'task'; a joint model needs QC or QI on every row.")
-        tasks = frame["task"].astype(str).str.upper().tolist() if self.task == "JOINT" else [self.task] * len(frame)
+        tasks = frame["task"].astype(str).str.upper().tolist() if is_joint(self.task) else [self.task] * len(frame)
         unknown = sorted(set(tasks) - set(self.templates))
         if unknown:
             raise ValueError(f"task {unknown[0]!r} is not one this model scores ({', '.join(self.tasks)}).")
@@ -163,7 +158,7 @@ class RelevanceScorer:
         With threshold.unseen=matched_rate and the rows' scores, a language unseen in training that has enough
         rows here gets its own score quantile (thresholds.matched_rate)."""
         own = {task: dict(by_language) for task, by_language in self.language_thresholds.items()}
-        if scores is not None and self.meta.get("unseen_threshold") == "matched_rate":
+        if scores is not None and self.bundle.unseen_threshold == "matched_rate":
             from relevance.thresholds import matched_rate
 
             scores = np.asarray(scores)
@@ -171,8 +166,8 @@ class RelevanceScorer:
                 rows = np.array([r.task == task for r in records])
                 own.setdefault(task, {}).update(matched_rate(
                     [r.language for r, keep in zip(records, rows) if keep], scores[rows],
-                    set(self.meta["seen_languages"]), self.meta["positive_rates"][task],
-                    self.meta["min_language_rows"]))
+                    set(self.bundle.seen_languages), self.bundle.positive_rates[task],
+                    self.bundle.min_language_rows))
         return np.array([own.get(r.task, {}).get(r.language, self.thresholds[r.task]) for r in records], dtype=float)
 
     def decide(self, records: list[Record], scores: np.ndarray) -> np.ndarray:
@@ -197,20 +192,14 @@ class RelevanceScorer:
 
     def predict_records(self, records: list[Record], batch_size: int | None = None, progress: bool = False
                         ) -> np.ndarray:
-        """Mean probability over the fold adapters, with exactly the training run's cleaning and template."""
+        """Mean probability over the fold adapters, with exactly the training run's preprocessing."""
         from tqdm.auto import tqdm
 
         from relevance.batches import dataloader
-        from relevance.formatting import format_by_task
 
-        lowercase = self.meta["lowercase"]
-        cleaned = [r.with_text(normalize_text(r.query, lowercase), normalize_text(r.target, lowercase))
-                   for r in records]
-        augmentation = OmegaConf.create(self.meta["augmentation"])
-        cleaned = rewrite_text(cleaned, augmentation, self.translations() if concat_mode(augmentation) else None)
-        inputs = format_by_task(cleaned, self.templates, self.meta["encoder"])
-        loader = dataloader(self.tokenizer, inputs, None, batch_size or self.meta["eval_batch_size"],
-                            self.meta["max_length"], shuffle=False)
+        inputs = self.preprocessor.inputs(records)
+        loader = dataloader(self.tokenizer, inputs, None, batch_size or self.bundle.eval_batch_size,
+                            self.bundle.max_length, shuffle=False)
         total = np.zeros(len(inputs))
         with torch.inference_mode():
             for fold in self.folds:
@@ -236,7 +225,7 @@ class RelevancePyfunc(mlflow.pyfunc.PythonModel):
 
 
 def signature(task: str) -> ModelSignature:
-    if task == "JOINT":
+    if is_joint(task):
         inputs = Schema([ColSpec("string", "task"), ColSpec("string", "language", required=False),
                          ColSpec("string", "origin_query"), ColSpec("string", "category_path", required=False),
                          ColSpec("string", "item_title", required=False)])

@@ -4,6 +4,9 @@ Built deterministically from a seed, so a served model rebuilds exactly the base
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import Gemma3TextConfig, PreTrainedTokenizerFast, Qwen3Config
@@ -29,6 +32,18 @@ def build_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
     tokenizer.train_from_iterator(_corpus(), trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<bos>",
                                    eos_token="<eos>", unk_token="<unk>")
+
+
+def cached_tiny(cache: Path, kind: str, name: str, build: Callable[[], tuple]) -> Path:
+    """`<cache>/<kind>/<name>`: the random tiny model and tokenizer that `build()` returns, saved once."""
+    from relevance.atomic import build_folder
+
+    def save(folder: Path) -> None:
+        model, tokenizer = build()
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return build_folder(Path(cache) / kind / name, save)
 
 
 def build_tiny(family: str, seed: int, hidden_size: int = 64, layers: int = 2):

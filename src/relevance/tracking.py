@@ -18,15 +18,28 @@ def default_tracking_uri(root: str | Path) -> str:
     return f"sqlite:///{Path(root).resolve() / 'mlruns' / 'mlflow.db'}"
 
 
+def store_of(cfg: DictConfig) -> tuple[str, Path]:
+    """A training config's tracking URI and artifact root: `tracking.uri` / `tracking.artifact_root`, or a sqlite
+    store and an artifact folder under `<paths.root>/mlruns/`."""
+    root = Path(cfg.paths.root)
+    return (cfg.tracking.uri or default_tracking_uri(root),
+            Path(cfg.tracking.artifact_root or root / "mlruns" / "artifacts"))
+
+
+def sqlite_lock(url: str):
+    """For a `sqlite:///` URL: its folder made, and a file lock to hold while the store's tables are created (two
+    workers starting together would race its schema); for any other URL, no lock."""
+    if not url.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    database = Path(url.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(f"{database}.lock")
+
+
 def setup(tracking_uri: str, experiment: str, artifact_root: str | Path | None) -> str:
-    """Point MLflow at the store and make sure the experiment exists (artifacts beside a local sqlite store).
-    A new sqlite store is created under a file lock: two workers starting together would race its schema."""
+    """Point MLflow at the store and make sure the experiment exists (artifacts beside a local sqlite store)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    lock = contextlib.nullcontext()
-    if tracking_uri.startswith("sqlite:///"):
-        database = Path(tracking_uri.removeprefix("sqlite:///"))
-        database.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(f"{database}.lock")
+    lock = sqlite_lock(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     with lock:
         client = MlflowClient()

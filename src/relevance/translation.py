@@ -14,39 +14,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from relevance.clean import normalize_text
-from relevance.data.reader import json_lines
+from relevance.data.translations_file import Request, read_translations
 from relevance.errors import ConfigError, DataError, RelevanceError
 from relevance.records import LANGUAGE_NAMES
 
 log = logging.getLogger(__name__)
-
-Request = tuple[str, str, str]  # (text, source language, target language)
-FILE_FIELDS = ("text", "source_language", "target_language", "translation")
-
-
-def read_translations(path: str | Path, lowercase: bool) -> dict[Request, str]:
-    """A translations file: one JSON object per line with text, source_language, target_language, translation.
-    Text is normalised as training rows are (clean.lowercase), so lookups match cleaned queries."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, None, "translations file not found; set translator.path to a JSON Lines file with "
-                                    f"{', '.join(FILE_FIELDS)} on each line.")
-    table = {}
-    for number, row in json_lines(path):
-        if not isinstance(row, dict) or any(not isinstance(row.get(k), str) for k in FILE_FIELDS):
-            raise DataError(path, number, f"each line needs the string fields {', '.join(FILE_FIELDS)}.")
-        key = (normalize_text(row["text"], lowercase), row["source_language"], row["target_language"])
-        table[key] = normalize_text(row["translation"], lowercase)
-    return table
-
-
-def write_translations(path: str | Path, rows: dict[Request, str]) -> None:
-    with Path(path).open("w", encoding="utf-8") as handle:
-        for (text, source, target), translation in rows.items():
-            handle.write(json.dumps(dict(zip(FILE_FIELDS, (text, source, target, translation))),
-                                    ensure_ascii=False) + "\n")
-
 
 class TranslationCache:
     """sqlite table (model, source, target, text) -> translation; safe to share between sweep jobs."""
@@ -74,15 +46,10 @@ class TranslationCache:
 
 def _tiny_translator(kind: str, cache: Path) -> Path:
     """A random tiny causal LM or encoder-decoder saved once in the cache (tests: real generate, noise out)."""
-    from relevance.atomic import build_folder
-    from relevance.tiny import build_tiny, build_tiny_seq2seq
+    from relevance.tiny import build_tiny, build_tiny_seq2seq, cached_tiny
 
-    def build(folder: Path) -> None:
-        model, tokenizer = build_tiny_seq2seq(7) if kind == "seq2seq" else build_tiny("qwen3", 7)
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-
-    return build_folder(cache / "translators" / f"tiny-{kind}-seed7", build)
+    return cached_tiny(cache, "translators", f"tiny-{kind}-seed7",
+                       lambda: build_tiny_seq2seq(7) if kind == "seq2seq" else build_tiny("qwen3", 7))
 
 
 class ModelTranslator:
@@ -109,7 +76,9 @@ class ModelTranslator:
         else:
             location = self.cfg.hub_id
         auto = AutoModelForSeq2SeqLM if self.cfg.kind == "seq2seq" else AutoModelForCausalLM
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        from relevance.runtime import inference_device
+
+        device = inference_device()
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         try:
             tokenizer = AutoTokenizer.from_pretrained(location)

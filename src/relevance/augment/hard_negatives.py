@@ -36,7 +36,9 @@ def _hub_embeddings(texts: list[str], options, location: str) -> np.ndarray:
     from tqdm.auto import tqdm
     from transformers import AutoModel, AutoTokenizer
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    from relevance.runtime import inference_device
+
+    device = inference_device()
     tokenizer = AutoTokenizer.from_pretrained(location)
     model = AutoModel.from_pretrained(location, dtype=torch.float32).to(device).eval()
     if options.pooling == "last":

@@ -24,11 +24,13 @@ def _label(value, path, line: int) -> int:
 def parse_row(row, task: str, path, line: int, require_label: bool) -> Record:
     """Validate one decoded JSON object; `path` and `line` only name the place in errors."""
     if not isinstance(row, dict):
-        raise DataError(path, line, f"expected a JSON object, found {type(row).__name__}; each line must be one object.")
+        raise DataError(path, line, f"expected a JSON object, found {type(row).__name__}; each line must be one "
+                                    f"object.")
     target_field = TARGET_FIELD[task]
     for field in (*_REQUIRED, target_field):
         if field not in row:
-            raise DataError(path, line, f"missing field '{field}'; {task} rows need {', '.join((*_REQUIRED, target_field))}.")
+            raise DataError(path, line, f"missing field '{field}'; {task} rows need "
+                                        f"{', '.join((*_REQUIRED, target_field))}.")
     if row["task"] != task:
         raise DataError(path, line, f"task is {row['task']!r} but this file is read as {task!r}; "
                                     f"check the file name or the task= option.")

@@ -27,7 +27,8 @@ def data_folder(data_cfg, cache: str | Path) -> Path:
                           "or use data=demo.")
     folder = Path(data_cfg.dir).expanduser()
     if not folder.is_dir():
-        raise ConfigError(f"data.dir={data_cfg.dir} is not a folder; point it at the folder with the competition files.")
+        raise ConfigError(f"data.dir={data_cfg.dir} is not a folder; point it at the folder with the competition "
+                          f"files.")
     return folder
 
 

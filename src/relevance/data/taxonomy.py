@@ -24,9 +24,9 @@ from pathlib import Path
 from relevance.atomic import build_folder
 from relevance.data.demo import TRANSLATIONS_FILE
 from relevance.data.reader import write_records
+from relevance.data.translations_file import write_translations
 from relevance.errors import ConfigError, DataError
 from relevance.records import Record
-from relevance.translation import write_translations
 
 GENERATOR_VERSION = 1  # bump whenever the files a spec produces change, so stale caches are not reused
 LOCALES = {"en": "en-US", "es": "es-ES", "fr": "fr-FR", "ja": "ja-JP", "pt": "pt-BR", "de": "de-DE", "it": "it-IT",
@@ -59,7 +59,8 @@ class TaxonomySpec:
                               f"{', '.join(LOCALES)}.")
 
     def folder_name(self) -> str:
-        return (f"taxonomy{GENERATOR_VERSION}-s{self.seed}-{''.join(self.train_languages)}-{''.join(self.eval_languages)}"
+        return (f"taxonomy{GENERATOR_VERSION}-s{self.seed}-{''.join(self.train_languages)}-"
+                f"{''.join(self.eval_languages)}"
                 f"-tr{self.train_rows}-dv{self.dev_rows_per_language}-qi{self.qi_rows}-h{self.heldout_share}"
                 f"-d{self.min_depth}")
 

@@ -28,8 +28,8 @@ def register_champion(cfg: DictConfig) -> str | None:
     run_id = study.best_trial.user_attrs.get("mlflow_run_id")
     if run_id is None:
         return None
-    tracking.setup(cfg.tracking.uri or tracking.default_tracking_uri(cfg.paths.root), cfg.tracking.experiment,
-                   cfg.tracking.artifact_root or f"{cfg.paths.root}/mlruns/artifacts")
+    uri, artifact_root = tracking.store_of(cfg)
+    tracking.setup(uri, cfg.tracking.experiment, artifact_root)
     name = cfg.register.name or f"relevance-{cfg.task.name}"
     alias = cfg.register.alias or "champion"
     client = MlflowClient()

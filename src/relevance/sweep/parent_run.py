@@ -9,7 +9,6 @@ import time
 import warnings
 from pathlib import Path
 
-import mlflow
 import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState

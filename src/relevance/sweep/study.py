@@ -8,11 +8,11 @@ import warnings
 from pathlib import Path
 
 import optuna
-from filelock import FileLock
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from relevance.errors import ConfigError, RelevanceError, TrainingDiverged
+from relevance.tracking import sqlite_lock
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,9 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
                  max_retry: int = 1) -> RDBStorage:
     """An RDB storage (sqlite, PostgreSQL, MySQL). With a heartbeat, trials of a worker that died are failed
     after `grace_period` seconds and their parameters queued again (at most `max_retry` times)."""
-    engine_kwargs, lock = {}, contextlib.nullcontext()
-    if url.startswith("sqlite:///"):
-        database = Path(url.removeprefix("sqlite:///"))
-        database.parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs = {"connect_args": {"timeout": 60}}  # two local workers wait for each other's writes
-        lock = FileLock(f"{database}.lock")  # and do not both create its tables
+    lock = sqlite_lock(url)  # two local workers do not both create its tables
+    # and they wait for each other's writes
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:///") else {}
     try:
         with quiet_optuna(), lock:
             retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None

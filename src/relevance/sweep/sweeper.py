@@ -27,8 +27,16 @@ from optuna.trial import TrialState
 from relevance import tracking
 from relevance.errors import ConfigError
 from relevance.sweep import parent_run
-from relevance.sweep.study import (INTERRUPTED, counts, failure_reason, open_storage, open_study, quiet_optuna,
-                                   storage_url, trial_id)
+from relevance.sweep.study import (
+    INTERRUPTED,
+    counts,
+    failure_reason,
+    open_storage,
+    open_study,
+    quiet_optuna,
+    storage_url,
+    trial_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +111,8 @@ class StudySweeper(Sweeper):
         study, created = open_study(storage, cfg.sweep.study, self.sampler, space)
         if not created:
             study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=self._sampler(True))
-        tracking.setup(cfg.tracking.uri or tracking.default_tracking_uri(cfg.paths.root), cfg.tracking.experiment,
-                       cfg.tracking.artifact_root or f"{cfg.paths.root}/mlruns/artifacts")
+        uri, artifact_root = tracking.store_of(cfg)
+        tracking.setup(uri, cfg.tracking.experiment, artifact_root)
         run_id = parent_run.sweep_run(study, created, cfg.tracking.experiment)
         log.info("study %s in %s (%s): %s", study.study_name, storage.url, "new" if created else "resumed",
                  counts(study))

@@ -14,13 +14,14 @@ from relevance import metrics
 from relevance.errors import ConfigError
 from relevance.runtime import global_rank, launched_per_rank
 from relevance.sweep.study import open_storage, storage_url, trial_id
+from relevance.tasks import is_joint
 
 OBJECTIVES = ("oof_best_f1", "qc_oof_best_f1", "qi_oof_best_f1")
 DECISION = "relevance.pruning_after_fold_"
 
 
-class NoTrial:
-    """A plain run: nothing to report to."""
+class TrialReporter:
+    """What a run tells its trial. This base is a plain run's: there is no trial, so reports go nowhere."""
 
     number = None
 
@@ -30,8 +31,20 @@ class NoTrial:
     def report(self, value: float, step: int) -> None:
         pass
 
+    def fold_observer(self, metric: str, labels: np.ndarray, tasks: np.ndarray, parent_run_id: str):
+        """A cross-validation observer: after each fold, the objective on the folds done so far goes to the
+        parent MLflow run (a curve per run) and to the trial, whose pruner may stop the run."""
+        import mlflow
 
-class OptunaTrial(NoTrial):
+        def after_fold(fold: int, oof: np.ndarray, result: dict) -> None:
+            so_far = objective_so_far(metric, labels, oof, tasks)
+            mlflow.log_metrics({"fold_f1_at_0.5": result["at_half"].f1, "oof_best_f1_so_far": so_far}, step=fold,
+                               run_id=parent_run_id)
+            self.report(so_far, fold)
+        return after_fold
+
+
+class OptunaTrial(TrialReporter):
     """A running trial in the shared storage; the sweeper asked for it, the job reports to it."""
 
     def __init__(self, cfg: DictConfig):
@@ -56,7 +69,7 @@ class OptunaTrial(NoTrial):
             raise optuna.TrialPruned(f"pruned after fold {step} at out-of-fold F1 {value:.4f}")
 
 
-class FollowerTrial(NoTrial):
+class FollowerTrial(TrialReporter):
     """Rank > 0 of a distributed trial: it reports nothing and stops exactly when rank 0 stops, or it would wait
     forever in the next fold's collective operations."""
 
@@ -75,9 +88,9 @@ class FollowerTrial(NoTrial):
             raise optuna.TrialPruned(f"pruned after fold {step} (rank 0's decision)")
 
 
-def connect(cfg: DictConfig) -> NoTrial:
+def connect(cfg: DictConfig) -> TrialReporter:
     if cfg.get("sweep") is None or cfg.sweep.get("trial") is None:
-        return NoTrial()
+        return TrialReporter()
     if cfg.strategy.devices * cfg.strategy.num_nodes > 1 and not launched_per_rank():
         raise ConfigError(f"a sweep trial on strategy.devices={cfg.strategy.devices} x strategy.num_nodes="
                           f"{cfg.strategy.num_nodes} needs its ranks started by SLURM (hydra/launcher=slurm) or "
@@ -85,7 +98,7 @@ def connect(cfg: DictConfig) -> NoTrial:
     if cfg.sweep.metric not in OBJECTIVES:
         raise ConfigError(f"sweep.metric={cfg.sweep.metric!r} is not an objective; use one of "
                           f"{', '.join(OBJECTIVES)} (oof_best_f1 is the mean of both tasks for task=joint).")
-    if cfg.sweep.metric != "oof_best_f1" and cfg.task.code != "JOINT":
+    if cfg.sweep.metric != "oof_best_f1" and not is_joint(cfg.task.code):
         raise ConfigError(f"sweep.metric={cfg.sweep.metric} picks one task of task=joint; task={cfg.task.name} has "
                           f"one task, so use sweep.metric=oof_best_f1.")
     return OptunaTrial(cfg) if global_rank() == 0 else FollowerTrial(cfg)

@@ -1,0 +1,109 @@
+"""Encoder models for the one-logit heads: mean pooling over real tokens (how multilingual-E5 was pre-trained) read
+either jointly (a cross-encoder over the (query, target) pair) or apart (a bi-encoder scored by cosine)."""
+
+from __future__ import annotations
+
+import torch
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of each row's hidden states over its real tokens (padding excluded)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+class MeanPooledClassifier(torch.nn.Module):
+    """An encoder read by mean pooling over its real tokens (how multilingual-E5 was pre-trained) and one linear
+    logit: no pooler, so no randomly initialised layer sits between the pre-trained encoder and the head."""
+
+    def __init__(self, encoder, head_module: str):
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+        self.head_module = head_module
+        setattr(self, head_module, torch.nn.Linear(encoder.config.hidden_size, 1, dtype=encoder.dtype))
+
+    def get_input_embeddings(self):
+        return self.encoder.get_input_embeddings()
+
+    def forward(self, input_ids, attention_mask, **_):
+        pooled = mean_pool(self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
+                           attention_mask)
+        return SequenceClassifierOutput(logits=getattr(self, self.head_module)(pooled))
+
+
+class CosineScore(torch.nn.Module):
+    """logit = scale * cosine + bias, both learned. E5-style encoders put most cosines between about 0.7 and 1.0,
+    so the start (scale 20, bias -16) centres the first logits near 0 instead of far on the positive side."""
+
+    LEARNING_RATE = 1e-2  # train.head_lr=auto for these two numbers: a step moves a logit by about 0.01-0.02
+
+    def __init__(self, scale: float = 20.0, centre: float = 0.8):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(float(scale)))
+        self.bias = torch.nn.Parameter(torch.tensor(-float(scale) * centre))
+
+    def forward(self, cosine: torch.Tensor) -> torch.Tensor:
+        return (self.scale * cosine + self.bias).unsqueeze(-1)
+
+
+def split_pairs(input_ids: torch.Tensor, attention_mask: torch.Tensor, sep_id: int, cls_id: int,
+                query_prefix: list[int], target_prefix: list[int], pad_id: int) -> torch.Tensor:
+    """The query and the target of each tokenised pair (`<s> q </s></s> t </s>`, right-padded) as two separate
+    rows each (`<s> prefix q </s>`), padded together: one encoder pass for both sides of the batch. Row i of the
+    result is row i's query, row n + i its target."""
+    sides = []
+    for ids in (row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask)):
+        first = ids.index(sep_id, 1)  # end of the query
+        start = first + 1
+        while start < len(ids) and ids[start] == sep_id:  # the separator may be one token or two
+            start += 1
+        sides.append(([cls_id] + query_prefix + ids[1:first] + [sep_id],
+                      [cls_id] + target_prefix + ids[start:len(ids) - 1] + [sep_id]))
+    rows = [query for query, _ in sides] + [target for _, target in sides]
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=input_ids.device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=input_ids.device)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.tensor(row, device=input_ids.device)
+        mask[i, :len(row)] = 1
+    return ids, mask
+
+
+def _prefix_ids(tokenizer, text: str) -> list[int]:
+    """A prefix's tokens. The words that follow carry their own leading-space marker, so the prefix's trailing space
+    is dropped (kept, it would be one token too many)."""
+    return tokenizer(text.rstrip(), add_special_tokens=False)["input_ids"] if text else []
+
+
+class MeanPooledBiEncoder(torch.nn.Module):
+    """The query and the target encoded apart (mean-pooled, as multilingual-E5 was pre-trained with its
+    "query: " / "passage: " prefixes) and scored by their cosine: training moves the two texts in the encoder's
+    shared multilingual space, so a query in a language never seen in training still lands near its category.
+    It reads the same tokenised pairs as the cross-encoder and splits them itself, so data, caching and serving
+    are shared by both."""
+
+    def __init__(self, encoder, head_module: str, tokenizer, query_prefix: str, target_prefix: str):
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+        self.head_module = head_module
+        setattr(self, head_module, CosineScore())
+        self.sep_id, self.cls_id, self.pad_id = tokenizer.sep_token_id, tokenizer.cls_token_id, tokenizer.pad_token_id
+        self.query_prefix = _prefix_ids(tokenizer, query_prefix)
+        self.target_prefix = _prefix_ids(tokenizer, target_prefix)
+
+    def get_input_embeddings(self):
+        return self.encoder.get_input_embeddings()
+
+    def embed(self, input_ids, attention_mask) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return torch.nn.functional.normalize(mean_pool(hidden, attention_mask).float(), dim=-1)
+
+    def forward(self, input_ids, attention_mask, **_):
+        ids, mask = split_pairs(input_ids, attention_mask, self.sep_id, self.cls_id, self.query_prefix,
+                                self.target_prefix, self.pad_id)
+        embedded = self.embed(ids, mask)
+        query, target = embedded[:len(input_ids)], embedded[len(input_ids):]
+        return SequenceClassifierOutput(logits=getattr(self, self.head_module)((query * target).sum(dim=-1)))
