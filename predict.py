@@ -8,7 +8,7 @@ from relevance.cli import user_errors_exit
 
 @hydra.main(config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    from relevance.predict import run
+    from relevance.serving.predict import run
 
     with user_errors_exit():
         run(cfg)

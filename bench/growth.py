@@ -31,13 +31,13 @@ N_FOLDS = 5
 
 def stages(path: Path, tokenizer, cache: Path) -> dict:
     """name -> a function running the stage on the file's rows (setup done here, outside the clock)."""
-    from relevance import metrics
     from relevance.augment import rewrite_text
     from relevance.augment.hard_negatives import hard_negatives
-    from relevance.batches import TokenCache
-    from relevance.clean import clean_records
+    from relevance.data.clean import clean_records
     from relevance.data.reader import read_records
-    from relevance.splits import assign_folds
+    from relevance.data.splits import assign_folds
+    from relevance.evaluation import metrics
+    from relevance.model.batches import TokenCache
 
     records, _ = clean_records(read_records(path, "QC", require_label=True))
     tags = OmegaConf.create({"tags": {"language": True, "hierarchy": True, "attributes": False, "brands": [],
@@ -92,9 +92,9 @@ def main() -> None:
     args = parser.parse_args()
     from inference import compose
 
-    from relevance.backbones import load_tokenizer, resolve_source
     from relevance.data.demo import DemoSpec, generate_demo
-    from relevance.serving import default_cache
+    from relevance.model.backbones import load_tokenizer, resolve_source
+    from relevance.serving.scorer import default_cache
 
     cache = default_cache()
     cfg = compose(args.backbone, cache)

@@ -55,11 +55,11 @@ def build_bundle(backbone: str, cache: Path, folder: Path) -> Path:
     import torch
     from omegaconf import OmegaConf
 
-    from relevance.backbones import load_tokenizer, resolve_source
-    from relevance.bundle import ModelBundle
-    from relevance.formatting import fixed_prompt_tokens
-    from relevance.heads import load_model, prompt_template
-    from relevance.module import apply_lora
+    from relevance.model.backbones import load_tokenizer, resolve_source
+    from relevance.model.heads import load_model, prompt_template
+    from relevance.model.module import apply_lora
+    from relevance.serving.bundle import ModelBundle
+    from relevance.text.formatting import fixed_prompt_tokens
 
     cfg = compose(backbone, cache)
     location = resolve_source(cfg.backbone, cache)
@@ -106,7 +106,7 @@ def pairs(n_rows: int, seed: int = 0) -> list[dict]:
 
 def _prompts(templates: dict, records) -> list[str]:
     """Exactly the text the harness feeds the model: its preprocessing (cleaning, then its template)."""
-    from relevance.preprocess import Preprocessor
+    from relevance.text.preprocess import Preprocessor
 
     return Preprocessor(templates, encoder=False, lowercase=True, augmentation=None).inputs(records)
 
@@ -114,8 +114,8 @@ def _prompts(templates: dict, records) -> list[str]:
 def worker(method: str, bundle: Path, rows_file: Path, batch: int, cache: Path) -> dict:
     import torch
 
-    from relevance.records import Record
-    from relevance.serving import RelevanceScorer
+    from relevance.data.records import Record
+    from relevance.serving.scorer import RelevanceScorer
 
     rows = json.loads(rows_file.read_text())
     records = [Record(id=i, task="QC", **row) for i, row in enumerate(rows)]
@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--rows-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from relevance.serving import default_cache
+    from relevance.serving.scorer import default_cache
 
     cache = args.cache or default_cache()
     if args.worker:

@@ -28,8 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, need_taxonomy, peak_rss_mb, run_train, table, write_section  # noqa: E402
 
-from relevance import metrics  # noqa: E402
 from relevance.data.taxonomy import TaxonomySpec, generate_taxonomy  # noqa: E402
+from relevance.evaluation import metrics  # noqa: E402
 
 SPEC = TaxonomySpec(train_rows=6000, dev_rows_per_language=150, qi_rows=1500)
 UNSEEN = set(SPEC.eval_languages)
@@ -65,7 +65,7 @@ FIGURES = ["oof_best_f1", "dev_seen_f1_at_oof_threshold", "dev_unseen_f1_at_oof_
 
 
 def _files(scratch: Path):
-    from relevance.clean import clean_records
+    from relevance.data.clean import clean_records
     from relevance.data.reader import read_records
 
     folder = generate_taxonomy(need_taxonomy(), scratch / "taxonomy", SPEC)
@@ -141,8 +141,8 @@ def zero_shot(train, dev, scratch) -> dict:
     """The backbone's own hidden states as embeddings (a decoder LM: not trained to embed)."""
     from inference import compose
 
-    from relevance.backbones import resolve_source
-    from relevance.serving import default_cache
+    from relevance.model.backbones import resolve_source
+    from relevance.serving.scorer import default_cache
 
     cfg = compose("gemma3_270m", default_cache())
     return _cosine_row(resolve_source(cfg.backbone, default_cache()), train, dev)
@@ -150,8 +150,8 @@ def zero_shot(train, dev, scratch) -> dict:
 
 def zero_shot_e5(train, dev, scratch) -> dict:
     """multilingual-e5-small, a multilingual embedding model, with its query:/passage: prefixes."""
-    from relevance import packaged_e5
-    from relevance.serving import default_cache
+    from relevance.model import packaged_e5
+    from relevance.serving.scorer import default_cache
 
     location = packaged_e5.embedder_location(packaged_e5.HUB_ID, default_cache())
     return _cosine_row(location, train, dev, "query: ", "passage: ")

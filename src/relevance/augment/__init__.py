@@ -6,7 +6,7 @@ rows (translation synthesis, hard negatives) exist only for training, each tied 
 
 from __future__ import annotations
 
-from relevance.records import Record
+from relevance.data.records import Record
 
 
 def concat_mode(augmentation) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from relevance.records import Record
+from relevance.data.records import Record
 
 log = logging.getLogger(__name__)
 EXACT_LIMIT = 20000  # up to this many targets, neighbours are exact; above, a faiss HNSW index
@@ -68,7 +68,7 @@ def embed(texts: list[str], options, cache: Path) -> np.ndarray:
         if path.is_file():
             vectors = np.load(path)
         else:
-            from relevance.packaged_e5 import embedder_location
+            from relevance.model.packaged_e5 import embedder_location
 
             vectors = _hub_embeddings(texts, options, embedder_location(options.embedder, cache))
             path.parent.mkdir(parents=True, exist_ok=True)

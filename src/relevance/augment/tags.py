@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from relevance.records import Record, category_levels
+from relevance.data.records import Record, category_levels
 
 _SIZE = re.compile(r"\b(?:size\s+\w+|xxs|xs|xxl|xl|\d+(?:\.\d+)?\s?(?:ml|l|g|kg|cm|mm|m|w|mah|gb|tb|pcs|inch|\"))\b",
                    re.IGNORECASE)

@@ -1,4 +1,4 @@
-"""Translation augmentation, given a translations function (relevance.translation.Translations).
+"""Translation augmentation, given a translations function (relevance.text.translation.Translations).
 
 concat (DcuRAGONS): the query becomes `original - English translation`, in training and at prediction time.
 synthesize (Yin et al., Tredence): training rows are copied into the languages missing from training, the query
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from relevance.records import UNSEEN_LANGUAGES, Record
+from relevance.data.records import UNSEEN_LANGUAGES, Record
 
 
 def concat_pivot(records: list[Record], options, translations) -> list[Record]:

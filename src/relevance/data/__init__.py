@@ -1,1 +1,1 @@
-"""Readers and writers of the competition's JSON Lines files, and the synthetic demo generator."""
+"""Records and their files: readers, cleaning, splits, the demo generator, the taxonomy builder, translations files."""

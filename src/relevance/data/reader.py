@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from relevance.data.records import TARGET_FIELD, TASKS, Record
 from relevance.errors import DataError
-from relevance.records import TARGET_FIELD, TASKS, Record
 
 _REQUIRED = ("id", "task", "language", "origin_query")
 

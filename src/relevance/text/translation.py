@@ -1,0 +1,182 @@
+"""Translators behind one call, `translate(requests) -> translations`, with an on-disk cache.
+
+A request is (text, source language, target language) in the competition's codes (`vn` for Vietnamese).
+Three kinds, chosen by the `translator` config group: a translations file (JSON Lines), a seq2seq model (MADLAD-400,
+NLLB) or a causal LM with a prompt (Seed-X, Qwen3, Gemma-3). Model output is cached in one sqlite file keyed by
+the model and the request, so a sweep never translates the same text twice."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from relevance.data.records import LANGUAGE_NAMES
+from relevance.data.translations_file import Request, read_translations
+from relevance.errors import ConfigError, DataError, RelevanceError
+
+log = logging.getLogger(__name__)
+
+class TranslationCache:
+    """sqlite table (model, source, target, text) -> translation; safe to share between sweep jobs."""
+
+    def __init__(self, path: str | Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), timeout=60)
+        self.db.execute("CREATE TABLE IF NOT EXISTS translations (model TEXT, source TEXT, target TEXT, text TEXT, "
+                        "translation TEXT, PRIMARY KEY (model, source, target, text))")
+
+    def get(self, model: str, requests: list[Request]) -> dict[Request, str]:
+        found = {}
+        for text, source, target in requests:
+            row = self.db.execute("SELECT translation FROM translations WHERE model=? AND source=? AND target=? "
+                                  "AND text=?", (model, source, target, text)).fetchone()
+            if row:
+                found[(text, source, target)] = row[0]
+        return found
+
+    def put(self, model: str, items: dict[Request, str]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO translations VALUES (?, ?, ?, ?, ?)",
+                                [(model, s, t, text, out) for (text, s, t), out in items.items()])
+
+
+def _tiny_translator(kind: str, cache: Path) -> Path:
+    """A random tiny causal LM or encoder-decoder saved once in the cache (tests: real generate, noise out)."""
+    from relevance.model.tiny import build_tiny, build_tiny_seq2seq, cached_tiny
+
+    return cached_tiny(cache, "translators", f"tiny-{kind}-seed7",
+                       lambda: build_tiny_seq2seq(7) if kind == "seq2seq" else build_tiny("qwen3", 7))
+
+
+class ModelTranslator:
+    """A seq2seq or causal LM from the hub (or `source: tiny`, a random model for tests), loaded on first use;
+    greedy decoding, batched per language pair."""
+
+    def __init__(self, cfg, cache: str | Path):
+        self.cfg, self.cache = cfg, Path(cache)
+        self._model = None
+
+    @property
+    def key(self) -> str:
+        """Changes whenever the output could: model, prompt, language codes, decoding length."""
+        spec = json.dumps({k: self.cfg.get(k) for k in ("kind", "hub_id", "source", "prompt", "max_new_tokens")}
+                          | {"codes": dict(self.cfg.get("codes") or {})}, sort_keys=True, default=str)
+        return f"{self.cfg.name}:{hashlib.sha256(spec.encode()).hexdigest()[:16]}"
+
+    def _load(self):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+        if self.cfg.source == "tiny":
+            location = str(_tiny_translator(self.cfg.kind, self.cache))
+        else:
+            location = self.cfg.hub_id
+        auto = AutoModelForSeq2SeqLM if self.cfg.kind == "seq2seq" else AutoModelForCausalLM
+        from relevance.runtime import inference_device
+
+        device = inference_device()
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(location)
+            model = auto.from_pretrained(location, dtype=dtype).to(device).eval()
+        except OSError as error:
+            raise RelevanceError(f"could not load translator {self.cfg.name} ({location}): "
+                                 f"{str(error).splitlines()[0]}; check translator.hub_id and your network, or use "
+                                 f"translator=file with a translations file.") from None
+        if self.cfg.kind == "causal":
+            tokenizer.padding_side = "left"  # generation continues from the last token of every row
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._model = (tokenizer, model, device)
+
+    def _code(self, language: str) -> str:
+        return (self.cfg.get("codes") or {}).get(language, language)
+
+    def _prompt(self, text: str, source: str, target: str) -> str:
+        return self.cfg.prompt.format(text=text, source_name=LANGUAGE_NAMES.get(source, source),
+                                      target_name=LANGUAGE_NAMES.get(target, target), target_code=self._code(target))
+
+    def translate(self, requests: list[Request], progress: bool = False) -> list[str]:
+        import torch
+        from tqdm.auto import tqdm
+
+        if self._model is None:
+            self._load()
+        tokenizer, model, device = self._model
+        out: dict[int, str] = {}
+        pairs = sorted({(s, t) for _, s, t in requests})
+        batches = []
+        for source, target in pairs:
+            rows = [i for i, (_, s, t) in enumerate(requests) if (s, t) == (source, target)]
+            batches += [(source, target, rows[i:i + self.cfg.batch_size])
+                        for i in range(0, len(rows), self.cfg.batch_size)]
+        for source, target, rows in tqdm(batches, desc=f"translating ({self.cfg.name})", disable=not progress):
+            prompts = [self._prompt(requests[i][0], source, target) for i in rows]
+            extra = {}
+            if self.cfg.get("forced_bos_code"):  # NLLB: the source code on the tokenizer, the target as first token
+                tokenizer.src_lang = self._code(source)
+                extra["forced_bos_token_id"] = tokenizer.convert_tokens_to_ids(self._code(target))
+            batch = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=256).to(device)
+            with torch.inference_mode():
+                generated = model.generate(**batch, max_new_tokens=self.cfg.max_new_tokens, do_sample=False,
+                                           pad_token_id=tokenizer.pad_token_id, **extra)
+            if self.cfg.kind == "causal":
+                generated = generated[:, batch["input_ids"].shape[1]:]
+            for i, text in zip(rows, tokenizer.batch_decode(generated, skip_special_tokens=True)):
+                out[i] = " ".join(text.strip().splitlines()[:1]) if text.strip() else ""
+        return [out[i] for i in range(len(requests))]
+
+
+@dataclass
+class Translations:
+    """What the pipeline calls: deduplicates, serves from the file or the cache, computes the rest, counts both."""
+
+    cfg: object
+    cache_dir: Path
+    lowercase: bool = True
+    progress: bool = False
+    computed: int = 0
+    reused: int = 0
+    _table: dict = field(default_factory=dict)
+    _model: ModelTranslator | None = None
+    _cache: TranslationCache | None = None
+
+    def __call__(self, requests: list[Request]) -> dict[Request, str]:
+        wanted = sorted(set(requests))
+        if not wanted:
+            return {}
+        if self.cfg.kind == "file":
+            return self._from_file(wanted)
+        if self._model is None:  # loaded once per run, however many calls (synthesis, concat, dev) need it
+            self._model = ModelTranslator(self.cfg, self.cache_dir)
+            self._cache = TranslationCache(self.cache_dir / "translations.sqlite")
+        model, cache = self._model, self._cache
+        found = cache.get(model.key, wanted)
+        missing = [r for r in wanted if r not in found]
+        if missing:
+            log.info("translating %d texts with %s (%d already cached)", len(missing), self.cfg.name, len(found))
+            new = dict(zip(missing, model.translate(missing, self.progress)))
+            cache.put(model.key, new)
+            found.update(new)
+        self.computed += len(missing)
+        self.reused += len(wanted) - len(missing)
+        return found
+
+    def _from_file(self, wanted: list[Request]) -> dict[Request, str]:
+        if not self.cfg.path:
+            raise ConfigError("translator=file needs translator.path=<JSON Lines file of translations> (the demo "
+                              "data sets it itself); or choose a model, e.g. translator=madlad.")
+        if not self._table:
+            self._table = read_translations(self.cfg.path, self.lowercase)
+        missing = [r for r in wanted if r not in self._table]
+        if missing:
+            text, source, target = missing[0]
+            raise DataError(self.cfg.path, None, f"{len(missing)} of {len(wanted)} texts have no translation "
+                                                 f"(first: {text!r} {source}->{target}); add them to the file or "
+                                                 f"use a model translator such as translator=madlad.")
+        self.reused += len(wanted)
+        return {r: self._table[r] for r in wanted}

@@ -1,0 +1,130 @@
+"""The rows of one run, read, cleaned, augmented and split: what cross-validation trains and scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from relevance.augment import synthesize_mode
+from relevance.augment.hard_negatives import hard_negatives
+from relevance.augment.translate import synthesize
+from relevance.data.reader import read_records
+from relevance.data.records import Record
+from relevance.data.sources import data_file, own_translations
+from relevance.data.splits import assign_folds
+from relevance.model.heads import prompt_template
+from relevance.tasks import task_parts
+from relevance.text.preprocess import Preprocessor
+from relevance.text.translation import Translations
+
+
+def make_translations(cfg) -> Translations:
+    """The translator of this run; with generated data (demo, taxonomy) and no file given, the data's own file."""
+    translator = OmegaConf.to_container(cfg.translator, resolve=True)
+    if translator["kind"] == "file" and not translator.get("path"):
+        own_file = own_translations(cfg.data, cfg.paths.cache)
+        translator["path"] = str(own_file) if own_file else None
+    return Translations(OmegaConf.create(translator), Path(cfg.paths.cache), cfg.clean.lowercase, cfg.progress)
+
+
+def make_preprocessor(cfg) -> Preprocessor:
+    """The run's one path from raw rows to model inputs (the logged model replays it from its bundle)."""
+    templates = {task: prompt_template(part, cfg.head, cfg.backbone) for task, part in task_parts(cfg).items()}
+    return Preprocessor(templates, cfg.backbone.kind == "encoder", cfg.clean.lowercase, cfg.get("augmentation"),
+                        make_translations(cfg))
+
+
+@dataclass
+class TrainingData:
+    """The rows of one run. `records` are scored out of fold against `labels`; extras (synthesized translations,
+    hard negatives) only train, in the folds where the row they came from trains. Self-validation may clear
+    `keep` or flip `train_labels`, which changes what trains, never what is judged."""
+
+    records: list[Record]
+    inputs: list
+    labels: np.ndarray
+    folds: np.ndarray
+    extra_inputs: list = field(default_factory=list)
+    extra_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    extra_source: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    extra_follows_source: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    keep: np.ndarray | None = None
+    train_labels: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.keep = np.ones(len(self.records), dtype=bool) if self.keep is None else self.keep
+        self.train_labels = self.labels.copy() if self.train_labels is None else self.train_labels
+
+    @property
+    def languages(self) -> list[str]:
+        return [r.language for r in self.records]
+
+    def training_rows(self, fold: int | None) -> tuple[list, np.ndarray]:
+        """Inputs and labels that train the model of `fold` (None: every row, for the full-data refit)."""
+        outside = np.ones(len(self.folds), dtype=bool) if fold is None else self.folds != fold
+        own = self.keep & outside
+        source = self.extra_source
+        extra = outside[source] & (self.keep[source] | ~self.extra_follows_source)
+        flip = self.extra_follows_source & (self.train_labels[source] != self.labels[source])
+        extra_labels = np.where(flip, 1 - self.extra_labels, self.extra_labels)
+        inputs = [self.inputs[i] for i in np.flatnonzero(own)] + [self.extra_inputs[j] for j in np.flatnonzero(extra)]
+        return inputs, np.concatenate([self.train_labels[own], extra_labels[extra]]).astype(int)
+
+
+def read_task_rows(cfg, task: str, max_rows: int | None, preprocessor: Preprocessor):
+    """Cleaned training rows of one task, optionally a random subset."""
+    records = read_records(data_file(cfg.data, cfg.paths.cache, task, "train"), task, require_label=True)
+    records, report = preprocessor.clean(records)
+    if max_rows and len(records) > max_rows:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(records), max_rows, replace=False))
+        records = [records[i] for i in keep]
+    return records, report
+
+
+def _task_rows(cfg, task: str, preprocessor: Preprocessor, counts: dict):
+    """One task's cleaned rows, its training-only extras (with their source index) and its labelled dev rows."""
+    augmentation, translations = preprocessor.augmentation, preprocessor.translations
+    records, report = read_task_rows(cfg, task, cfg.data.get("max_rows"), preprocessor)
+    extras, sources, follows = [], [], []
+    if synthesize_mode(augmentation):
+        rows, source = synthesize(records, augmentation.translate, translations, cfg.seed)
+        extras, sources, follows = extras + rows, sources + [source], follows + [True] * len(rows)
+        counts["rows_synthesized"] = counts.get("rows_synthesized", 0) + len(rows)
+    if augmentation and augmentation.get("hard_negatives"):
+        rows, source = hard_negatives(records, augmentation.hard_negatives, translations, Path(cfg.paths.cache),
+                                      cfg.seed + 1)
+        extras, sources, follows = extras + rows, sources + [source], follows + [False] * len(rows)
+        counts["rows_hard_negatives"] = counts.get("rows_hard_negatives", 0) + len(rows)
+    rewritten = preprocessor.rewrite(records + extras)
+    dev = None
+    dev_path = data_file(cfg.data, cfg.paths.cache, task, "dev")
+    if cfg.evaluate_dev and dev_path.is_file():
+        dev_rows, _ = preprocessor.clean(read_records(dev_path, task))
+        if dev_rows and all(r.label is not None for r in dev_rows):
+            dev = preprocessor.rewrite(dev_rows)  # only the generated data's dev files carry labels
+    source = np.concatenate(sources).astype(int) if sources else np.zeros(0, dtype=int)
+    return rewritten[:len(records)], rewritten[len(records):], source, follows, report, dev
+
+
+def prepare_data(cfg, preprocessor: Preprocessor):
+    """Read, clean, add training-only rows, rewrite text, split (all tasks together for task=joint, so a query
+    never sits on both sides of a fold). Returns the TrainingData, the cleaning report, the labelled dev rows (or
+    None) and how many extra rows each augmentation made."""
+    records, extras, sources, follows, dev, counts = [], [], [], [], [], {}
+    dropped = 0
+    for task in preprocessor.templates:
+        task_records, task_extras, source, task_follows, report, task_dev = _task_rows(cfg, task, preprocessor, counts)
+        sources.append(source + len(records))
+        records, extras, follows = records + task_records, extras + task_extras, follows + task_follows
+        dev = dev + task_dev if (dev is not None and task_dev) else None
+        dropped += report.dropped_empty_query
+    report.dropped_empty_query = dropped
+    folds = assign_folds(records, cfg.split.name, cfg.split.n_folds, cfg.seed, cfg.split.get("category_depth", 2))
+    data = TrainingData(records, preprocessor.format(records), np.array([r.label for r in records]),
+                        folds, preprocessor.format(extras),
+                        np.array([r.label for r in extras], dtype=int), np.concatenate(sources).astype(int),
+                        np.array(follows, dtype=bool))
+    return data, report, dev, counts

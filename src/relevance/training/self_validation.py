@@ -1,0 +1,36 @@
+"""The self-validation pass: a first K-fold pass whose out-of-fold scores flag contradicted rows (the rule is in
+augment/self_validation.py), dropped or relabelled before the real folds train."""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+import numpy as np
+
+from relevance.augment.self_validation import flag_contradictions, removal_counts
+from relevance.training.cross_validation import cross_validate
+from relevance.training.fold import ModelSource
+from relevance.training.rows import TrainingData
+
+log = logging.getLogger(__name__)
+
+
+def self_validation_stage(cfg, runtime, source: ModelSource, data: TrainingData) -> dict:
+    """First K-fold pass; flag contradicted rows, drop or relabel them in `data`; log counts and the list."""
+    options = cfg.augmentation.self_validation
+    oof, _ = cross_validate(cfg, runtime, source, data, None, None, stage="self-validation/", epochs=options.epochs)
+    flagged = flag_contradictions(data.labels, oof, options, [r.query for r in data.records],
+                                  [r.target for r in data.records])
+    if options.action == "relabel":
+        data.train_labels = np.where(flagged, 1 - data.labels, data.labels)
+    else:
+        data.keep = ~flagged
+    counts = removal_counts(data.languages, data.labels, flagged)
+    rows = np.flatnonzero(flagged)
+    mlflow.log_table({"id": [data.records[i].id for i in rows], "language": [data.languages[i] for i in rows],
+                      "label": data.labels[rows].tolist(), "score": oof[rows].tolist(),
+                      "query": [data.records[i].query for i in rows], "target": [data.records[i].target for i in rows],
+                      "action": [options.action] * len(rows)}, "self_validation/flagged_rows.json")
+    log.info("self-validation: %d of %d rows flagged (%s)", len(rows), len(data.records), options.action)
+    return counts

@@ -1,0 +1,118 @@
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from relevance.atomic import build_folder
+from relevance.errors import ConfigError
+from relevance.model.backbones import resolve_source
+from relevance.model.tiny import build_tiny
+from relevance.runtime import build_strategy, resolve_runtime
+from tests.conftest import ROOT
+
+BACKBONES = sorted(p.stem for p in (ROOT / "conf" / "backbone").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", ["deepspeed_stage_2", "deepspeed_stage_3", "deepspeed_stage_3_offload"])
+def test_deepspeed_on_cpu_is_refused_before_any_work(name):
+    with pytest.raises(ConfigError, match=f"strategy={name} needs a CUDA GPU"):
+        build_strategy(name, "cpu")
+
+
+def test_cpu_runtime_is_fp32_and_unknown_strategy_fails():
+    runtime = resolve_runtime("auto", "auto", "bfloat16")
+    if not torch.cuda.is_available():
+        assert (runtime.accelerator, runtime.precision, runtime.load_dtype) == ("cpu", "32-true", torch.float32)
+    with pytest.raises(ConfigError, match="strategy.name='zero9'"):
+        build_strategy("zero9", "cpu")
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_every_backbone_file_is_complete(name):
+    with initialize_config_dir(config_dir=str(ROOT / "conf")):
+        cfg = compose("train", overrides=[f"backbone={name}", "paths.root=.", "paths.cache=."])
+    backbone = cfg.backbone
+    assert backbone.name == name
+    assert backbone.kind in ("decoder", "encoder") and backbone.padding_side in ("left", "right")
+    assert backbone.dtype in ("bfloat16", "float16", "float32") and backbone.trust_remote_code is False
+    assert backbone.source in ("auto", "hub", "packaged", "tiny")
+    if backbone.kind == "encoder":
+        assert backbone.prompt_style == "none"
+    else:  # instruct checkpoints get their chat format, base checkpoints the Alpaca-style prompt
+        instruct = bool(backbone.hub_id) and ("-it" in backbone.hub_id or "Instruct" in backbone.hub_id)
+        assert backbone.prompt_style == ("chat" if instruct else "alpaca")
+    if backbone.source != "tiny":
+        assert "/" in backbone.hub_id  # a hub id stays the normal path
+    assert backbone.lora_targets == "all-linear" or len(backbone.lora_targets) >= 2
+    assert backbone.head_module == ("classifier" if backbone.kind == "encoder" else "score")
+    assert backbone.attention == "auto"
+
+
+def test_auto_attention_picks_a_kernel_that_computes_the_family_exactly(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from relevance.model.backbones import attention_implementation
+
+    def kernel(family, attention="auto", dtype=torch.float32):
+        return attention_implementation(OmegaConf.create({"family": family, "attention": attention}), dtype)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert kernel("gemma3") == kernel("qwen3") == "sdpa"
+    assert kernel("gemma2") == "eager"  # SDPA cannot soft-cap attention logits
+    assert kernel("qwen3", "eager") == "eager"
+    with pytest.raises(ConfigError, match="backbone.attention='flash'"):
+        kernel("qwen3", "flash")
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn"
+                        else real_find_spec(name, *a))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert kernel("gemma3", dtype=torch.bfloat16) == kernel("gemma2", dtype=torch.bfloat16) == "flash_attention_2"
+    assert kernel("qwen3", dtype=torch.float32) == "sdpa"  # FlashAttention-2 takes half precision only
+
+
+def test_tiny_backbone_is_rebuilt_identically_from_its_seed():
+    first, tokenizer_a = build_tiny("qwen3", seed=0)
+    second, tokenizer_b = build_tiny("qwen3", seed=0)
+    other, _ = build_tiny("qwen3", seed=1)
+    name, weight = next(iter(first.state_dict().items()))
+    assert torch.equal(weight, second.state_dict()[name]) and not torch.equal(weight, other.state_dict()[name])
+    text = "ランニングシューズ 러닝화 รองเท้าวิ่ง حذاء جري"
+    assert tokenizer_a(text)["input_ids"] == tokenizer_b(text)["input_ids"]
+    assert tokenizer_a.unk_token_id not in tokenizer_a(text)["input_ids"]  # byte-level: no unknown tokens
+    gemma, _ = build_tiny("gemma3", seed=0)
+    assert gemma.config.model_type == "gemma3_text"
+
+
+def test_auto_source_without_package_or_snapshot_falls_back_to_hub_id(tmp_path):
+    from omegaconf import OmegaConf
+
+    backbone = OmegaConf.create({"name": "x", "source": "auto", "hub_id": "nobody/not-a-model",
+                                 "packaged": "no_such_package_xyz"})
+    assert resolve_source(backbone, tmp_path) == "nobody/not-a-model"
+    backbone.source = "packaged"
+    with pytest.raises(Exception, match="no_such_package_xyz is not installed"):
+        resolve_source(backbone, tmp_path)
+
+
+def test_a_failed_cache_build_leaves_nothing_behind(tmp_path):
+    def broken(folder):
+        (folder / "half.bin").write_text("partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        build_folder(tmp_path / "model", broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ddp_strategy_trains_every_fold_on_cpu(tmp_path, cache_dir):
+    """A fresh strategy per fold (Lightning binds one to its accelerator) and our own length-grouped sampler."""
+    from relevance import pipeline
+    from tests.conftest import compose_train
+
+    cfg = compose_train(["backbone=tiny", "strategy=ddp", "evaluate_dev=false", "tracking.log_model=false",
+                         "data.demo.train_rows=96", "data.demo.dev_rows=26", "data.demo.test_rows=26"],
+                        tmp_path, cache_dir)
+    summary = pipeline.run(cfg)
+    assert summary["model_uri"] is None and 0 <= summary["oof_best_f1"] <= 1
+    assert summary["oof_fold_std_f1_at_0.5"] >= 0

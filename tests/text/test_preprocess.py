@@ -1,0 +1,67 @@
+"""One preprocessing path: a row reaches the tokenizer as the same text in training and in the served model, and
+the model bundle is typed and versioned."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from relevance import pipeline
+from relevance.data.reader import read_records
+from relevance.data.sources import data_file
+from relevance.errors import RelevanceError
+from relevance.model import batches
+from relevance.serving.bundle import BUNDLE_FILE, BUNDLE_VERSION, ModelBundle
+from relevance.serving.scorer import RelevanceScorer
+from tests.conftest import compose_train
+
+
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory, cache_dir):
+    """A tiny run whose rows are cleaned (case, spaces) and rewritten (tags) before they are formatted."""
+    tmp_path = tmp_path_factory.mktemp("pre")
+    cfg = compose_train(["backbone=tiny", "augmentation=[tags]", "split.n_folds=2", "train.epochs=1",
+                         "data.demo.train_rows=96", "data.demo.dev_rows=26", "data.demo.test_rows=26"],
+                        tmp_path, cache_dir)
+    return cfg
+
+
+def test_a_row_is_tokenised_as_the_same_text_in_training_and_in_the_served_model(tagged, cache_dir, monkeypatch):
+    tokenised = []
+    encode = batches.TokenCache.encode
+
+    def spy(self, tokenizer, inputs, max_length):
+        tokenised.append(list(inputs))
+        return encode(self, tokenizer, inputs, max_length)
+
+    monkeypatch.setattr(batches.TokenCache, "encode", spy)
+    summary = pipeline.run(tagged)
+    trained = {text for call in tokenised for text in call}
+    rows = read_records(data_file(tagged.data, tagged.paths.cache, "QC", "train"), "QC", require_label=True)[:8]
+    # as a user would send them: stray spaces and capitals, which cleaning must take out again
+    raw = [r.with_text(f"  {r.query.replace(' ', '   ')} ", r.target.upper() if r.target.isascii() else r.target)
+           for r in rows]
+    bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
+    tokenised.clear()
+    RelevanceScorer(bundle, cache=cache_dir).predict_records(raw)
+    (served,) = tokenised
+    assert len(served) == len(raw)
+    assert all(text in trained for text in served)  # exactly a text the training run tokenised
+    assert all("[" in text for text in served)  # the tags rewrite was replayed
+
+
+def test_the_bundle_is_typed_and_a_foreign_version_gets_one_sentence(tagged, tmp_path):
+    bundle = ModelBundle(task="QC", backbone={"name": "tiny"}, head={"name": "classifier"},
+                         templates={"QC": "{query} {target}"}, encoder=False, lowercase=True, augmentation={},
+                         translator={}, max_length=64, eval_batch_size=8, folds=["fold_0"], thresholds={"QC": 0.4})
+    assert ModelBundle.load(bundle.save(tmp_path)) == bundle
+    assert bundle.decision_thresholds("refit") == {"QC": 0.4}  # no refit thresholds: the folds'
+    values = json.loads((tmp_path / BUNDLE_FILE).read_text())
+    for version, fix in ((1, "retrain it"), (BUNDLE_VERSION + 1, "upgrade relevance")):
+        (tmp_path / BUNDLE_FILE).write_text(json.dumps(values | {"version": version}))
+        with pytest.raises(RelevanceError, match=f"version {version} model bundle .* {fix}"):
+            ModelBundle.load(tmp_path)
+    (tmp_path / BUNDLE_FILE).write_text(json.dumps({k: v for k, v in values.items() if k != "thresholds"}))
+    with pytest.raises(RelevanceError, match="missing thresholds"):
+        ModelBundle.load(tmp_path)

@@ -1,0 +1,32 @@
+"""Several ranks in one run, on CPU: two gloo processes started by Lightning (as on one multi-GPU machine)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_two_ranks_train_and_score_one_run_and_only_rank_zero_logs(tmp_path, cache_dir):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "backbone=tiny", "strategy=ddp", "strategy.devices=2",
+         "split.n_folds=2", "data.demo.train_rows=240", "data.demo.dev_rows=78", "data.demo.test_rows=52",
+         "progress=false", "train.require_learning=false", f"paths.cache={cache_dir}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-4000:]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["relevance"])
+    assert list(runs["tags.relevance.level"].value_counts().sort_index().items()) == [("fold", 2), ("parent", 1)]
+    parent = runs[runs["tags.relevance.level"] == "parent"].iloc[0]
+    client = MlflowClient()
+    oof = json.loads(Path(client.download_artifacts(parent["run_id"], "oof_scores.json", str(tmp_path))).read_text())
+    scores = np.array([row[oof["columns"].index("score")] for row in oof["data"]], dtype=float)
+    assert len(scores) == parent["metrics.rows_train"] and np.isfinite(scores).all()  # both ranks' shares gathered
+    bundle = client.list_artifacts(parent["run_id"])
+    assert parent["tags.relevance.model_uri"] and bundle
