@@ -77,7 +77,7 @@ def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
             def on_train_batch_end(self, *args, **kwargs):
                 step_ends.append(time.perf_counter())
 
-        runtime = resolve_runtime("auto", cfg.train.precision, cfg.backbone.dtype, 1, 1)
+        runtime = resolve_runtime(cfg.strategy, cfg.train.precision, cfg.backbone.dtype, 1, 1)
         model = apply_lora(load_model(cfg.backbone, location, tokenizer, runtime.load_dtype), cfg.backbone.lora_targets,
                            cfg.backbone.head_module, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout)
         module = RelevanceModule(model, build_head(cfg.head, tokenizer), cfg.train.lr, cfg.train.weight_decay,

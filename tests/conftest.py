@@ -28,6 +28,12 @@ def compose_train(overrides: list[str], tmp_path: Path, cache_dir: Path):
     return cfg
 
 
+def compose_strategy(name: str):
+    """The `strategy` config of `strategy=<name>`, as a run composes it (base file included)."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf")):
+        return compose("train", overrides=[f"strategy={name}"]).strategy
+
+
 def compose_predict(overrides: list[str], tmp_path: Path, cache_dir: Path):
     with initialize_config_dir(config_dir=str(ROOT / "conf")):
         return compose("predict", overrides=[f"paths.root={tmp_path}", f"paths.cache={cache_dir}", "progress=false",

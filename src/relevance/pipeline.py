@@ -64,7 +64,7 @@ def run(cfg: DictConfig) -> dict:
     headline metrics and the run and model ids."""
     check_config(cfg)
     trial = sweep_trial.connect(cfg)
-    runtime = resolve_runtime(cfg.strategy.name, cfg.train.precision, cfg.backbone.dtype, cfg.strategy.devices,
+    runtime = resolve_runtime(cfg.strategy, cfg.train.precision, cfg.backbone.dtype, cfg.strategy.devices,
                               cfg.strategy.num_nodes)
     preprocessor = make_preprocessor(cfg)
     translations = preprocessor.translations

@@ -9,8 +9,6 @@ import torch
 
 from relevance.errors import ConfigError
 
-STRATEGIES = ("auto", "ddp", "deepspeed_stage_2", "deepspeed_stage_3", "deepspeed_stage_3_offload")
-
 
 def inference_device() -> str:
     """Where one process scores or embeds outside Lightning: its GPU if it has one (serving, hard-negative
@@ -24,16 +22,20 @@ class Runtime:
     devices: int | str
     precision: str
     load_dtype: torch.dtype
-    strategy_name: str
+    strategy_cfg: object  # the `strategy` config (conf/strategy/*.yaml)
     num_nodes: int = 1
 
     @property
     def world_size(self) -> int:
         return int(self.devices) * self.num_nodes
 
+    @property
+    def strategy_name(self) -> str:
+        return self.strategy_cfg.name
+
     def strategy(self):
         """A fresh strategy object per Trainer: Lightning binds one to its accelerator."""
-        return build_strategy(self.strategy_name, self.accelerator)
+        return build_strategy(self.strategy_cfg, self.accelerator)
 
 
 def weights_dtype(name: str, gpu: bool) -> torch.dtype:
@@ -45,25 +47,26 @@ def weights_dtype(name: str, gpu: bool) -> torch.dtype:
     return dtypes[name] if gpu else torch.float32
 
 
-def build_strategy(name: str, accelerator: str):
-    if name not in STRATEGIES:
-        raise ConfigError(f"strategy.name={name!r} is not known; choose one of {', '.join(STRATEGIES)}.")
-    if name.startswith("deepspeed"):
-        if accelerator != "gpu":
-            raise ConfigError(f"strategy={name} needs a CUDA GPU and this machine has none; "
-                              f"use strategy=auto (or ddp) on CPU.")
-        if importlib.util.find_spec("deepspeed") is None:
-            raise ConfigError(f"strategy={name} needs DeepSpeed; install it with `pip install -e .[deepspeed]`.")
-        from lightning.pytorch.strategies import DeepSpeedStrategy
+def build_strategy(strategy, accelerator: str):
+    """The Lightning strategy a `strategy` config names: "auto", or the object its `lightning` entry builds
+    (`_target_`). Refused in one sentence when the machine lacks what the config `needs` (cuda, deepspeed)."""
+    needs = list(strategy.get("needs") or [])
+    if "cuda" in needs and accelerator != "gpu":
+        raise ConfigError(f"strategy={strategy.name} needs a CUDA GPU and this machine has none; "
+                          f"use strategy=auto (or ddp) on CPU.")
+    if "deepspeed" in needs and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"strategy={strategy.name} needs DeepSpeed; install it with `pip install -e .[deepspeed]`.")
+    lightning = strategy.get("lightning", "auto")
+    if lightning in (None, "auto"):
+        return "auto"
+    from hydra.utils import instantiate
 
-        stage = 2 if name == "deepspeed_stage_2" else 3
-        offload = name.endswith("_offload")
-        return DeepSpeedStrategy(stage=stage, offload_optimizer=offload, offload_parameters=offload)
-    if name == "ddp":
-        from lightning.pytorch.strategies import DDPStrategy
+    return instantiate(lightning)
 
-        return DDPStrategy(find_unused_parameters=False)
-    return "auto"
+
+def distributed(strategy) -> bool:
+    """Whether the strategy runs one process per device (anything but Lightning's single-device auto)."""
+    return strategy.get("lightning", "auto") not in (None, "auto")
 
 
 def global_rank() -> int:
@@ -81,8 +84,7 @@ def launched_per_rank() -> bool:
     return int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "TORCHELASTIC_RUN_ID" in os.environ
 
 
-def resolve_runtime(strategy_name: str, precision: str, backbone_dtype: str, devices: int = 1,
-                    num_nodes: int = 1) -> Runtime:
+def resolve_runtime(strategy, precision: str, backbone_dtype: str, devices: int = 1, num_nodes: int = 1) -> Runtime:
     """GPU if there is one. bf16 weights and bf16-mixed precision on GPU; fp32 on CPU, where bf16 is slow.
 
     Several devices or nodes need a distributed strategy (ddp or deepspeed_*); on a CPU only ddp (gloo), which
@@ -91,8 +93,8 @@ def resolve_runtime(strategy_name: str, precision: str, backbone_dtype: str, dev
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{key}={value!r} must be an integer >= 1.")
     accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    build_strategy(strategy_name, accelerator)  # refuse impossible strategies now, before any work
-    if devices * num_nodes > 1 and strategy_name == "auto":
+    build_strategy(strategy, accelerator)  # refuse impossible strategies now, before any work
+    if devices * num_nodes > 1 and not distributed(strategy):
         raise ConfigError(f"strategy.devices={devices} x strategy.num_nodes={num_nodes} needs a distributed strategy; "
                           f"use strategy=ddp or strategy=deepspeed_stage_2.")
     if accelerator == "gpu" and devices > torch.cuda.device_count() and num_nodes == 1:
@@ -100,4 +102,4 @@ def resolve_runtime(strategy_name: str, precision: str, backbone_dtype: str, dev
     if precision == "auto":
         precision = "bf16-mixed" if accelerator == "gpu" and torch.cuda.is_bf16_supported() else "32-true"
     load_dtype = weights_dtype(backbone_dtype, accelerator == "gpu")
-    return Runtime(accelerator, devices, precision, load_dtype, strategy_name, num_nodes)
+    return Runtime(accelerator, devices, precision, load_dtype, strategy, num_nodes)

@@ -7,7 +7,7 @@ from relevance.errors import ConfigError
 from relevance.model.backbones import resolve_source
 from relevance.model.tiny import build_tiny
 from relevance.runtime import build_strategy, resolve_runtime
-from tests.conftest import ROOT
+from tests.conftest import ROOT, compose_strategy
 
 BACKBONES = sorted(p.stem for p in (ROOT / "conf" / "backbone").glob("*.yaml"))
 
@@ -15,15 +15,18 @@ BACKBONES = sorted(p.stem for p in (ROOT / "conf" / "backbone").glob("*.yaml"))
 @pytest.mark.parametrize("name", ["deepspeed_stage_2", "deepspeed_stage_3", "deepspeed_stage_3_offload"])
 def test_deepspeed_on_cpu_is_refused_before_any_work(name):
     with pytest.raises(ConfigError, match=f"strategy={name} needs a CUDA GPU"):
-        build_strategy(name, "cpu")
+        build_strategy(compose_strategy(name), "cpu")
 
 
-def test_cpu_runtime_is_fp32_and_unknown_strategy_fails():
-    runtime = resolve_runtime("auto", "auto", "bfloat16")
+def test_cpu_runtime_is_fp32_and_strategies_are_built_from_their_files():
+    from lightning.pytorch.strategies import DDPStrategy
+
+    runtime = resolve_runtime(compose_strategy("auto"), "auto", "bfloat16")
     if not torch.cuda.is_available():
         assert (runtime.accelerator, runtime.precision, runtime.load_dtype) == ("cpu", "32-true", torch.float32)
-    with pytest.raises(ConfigError, match="strategy.name='zero9'"):
-        build_strategy("zero9", "cpu")
+    assert runtime.strategy() == "auto"
+    ddp = build_strategy(compose_strategy("ddp"), "cpu")  # `lightning: {_target_: ...DDPStrategy}` in ddp.yaml
+    assert isinstance(ddp, DDPStrategy) and ddp._ddp_kwargs == {"find_unused_parameters": False}
 
 
 @pytest.mark.parametrize("name", BACKBONES)

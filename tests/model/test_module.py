@@ -62,7 +62,7 @@ def test_a_fold_is_reproducible_on_cpu(tmp_path, cache_dir):
     from relevance.training.fold import ModelSource, train_fold
 
     cfg = compose_train(["backbone=tiny", "train.batch_size=4"], tmp_path, cache_dir)
-    runtime = resolve_runtime("auto", "auto", "float32")
+    runtime = resolve_runtime(cfg.strategy, "auto", "float32")
     location = resolve_source(cfg.backbone, cache_dir)
     tokenizer = load_tokenizer(cfg.backbone, location)
     texts = [f"query: item {i}\ncategory: food,grocery" for i in range(24)]

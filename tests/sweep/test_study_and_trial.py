@@ -10,7 +10,7 @@ from relevance.evaluation import metrics
 from relevance.runtime import resolve_runtime
 from relevance.sweep.study import counts, failure_reason, open_storage, open_study
 from relevance.sweep.trial import connect, objective_so_far
-from tests.conftest import compose_train
+from tests.conftest import compose_strategy, compose_train
 
 
 @pytest.mark.parametrize("error, reason", [
@@ -65,10 +65,10 @@ def test_storage_mistakes_are_one_sentence(url, message):
 
 def test_several_devices_need_a_distributed_strategy_and_a_launcher(tmp_path, cache_dir):
     with pytest.raises(ConfigError, match="needs a distributed strategy; use strategy=ddp"):
-        resolve_runtime("auto", "auto", "float32", devices=2)
+        resolve_runtime(compose_strategy("auto"), "auto", "float32", devices=2)
     with pytest.raises(ConfigError, match="strategy.devices=0 must be an integer >= 1"):
-        resolve_runtime("ddp", "auto", "float32", devices=0)
-    assert resolve_runtime("ddp", "auto", "float32", devices=2, num_nodes=2).world_size == 4
+        resolve_runtime(compose_strategy("ddp"), "auto", "float32", devices=0)
+    assert resolve_runtime(compose_strategy("ddp"), "auto", "float32", devices=2, num_nodes=2).world_size == 4
     cfg = compose_train(["backbone=tiny", "strategy=ddp", "strategy.devices=2", "sweep.trial=0", "sweep.study=s"],
                         tmp_path, cache_dir)
     with pytest.raises(ConfigError, match="needs its ranks started by SLURM"):
