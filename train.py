@@ -23,9 +23,11 @@ def main(cfg: DictConfig) -> float:
             return summary[cfg.sweep.metric]
         print("\n" + language_table(summary["languages"]))
         print(f"\nrun {summary['run_id']}:\n{headline(summary)}")
-        print(f"compare runs: mlflow ui --backend-store-uri {summary['tracking_uri']} --workers 1\n"
-              f"register it:  relevance register --run-id {summary['run_id']} --name relevance-{cfg.task.name} "
-              f"--tracking-uri {summary['tracking_uri']}")
+        print(
+            f"compare runs: mlflow ui --backend-store-uri {summary['tracking_uri']} --workers 1\n"
+            f"register it:  relevance register --run-id {summary['run_id']} --name relevance-{cfg.task.name} "
+            f"--tracking-uri {summary['tracking_uri']}"
+        )
         return summary["oof_best_f1"]
 
 

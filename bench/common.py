@@ -15,8 +15,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
-TAXONOMY_DIR = Path(os.environ.get("RELEVANCE_TAXONOMY_DIR",
-                                   ROOT.parent / "shared" / "data" / "google-product-taxonomy"))
+TAXONOMY_DIR = Path(
+    os.environ.get("RELEVANCE_TAXONOMY_DIR", ROOT.parent / "shared" / "data" / "google-product-taxonomy")
+)
 
 
 def table(headers: list[str], rows: list[list]) -> str:
@@ -33,8 +34,9 @@ def command_line() -> str:
 def write_section(key: str, title: str, body: str, path: Path = BENCHMARKS) -> None:
     """Replace (or append) the block between `<!-- bench:key -->` markers in BENCHMARKS.md with the title, the
     command that produced it and `body`; prose outside the markers is left alone."""
-    block = (f"<!-- bench:{key} -->\n### {title}\n\n```bash\n{command_line()}\n```\n\n{body.strip()}\n"
-             f"<!-- /bench:{key} -->")
+    block = (
+        f"<!-- bench:{key} -->\n### {title}\n\n```bash\n{command_line()}\n```\n\n{body.strip()}\n<!-- /bench:{key} -->"
+    )
     text = path.read_text() if path.is_file() else "# Measured figures\n"
     pattern = re.compile(rf"<!-- bench:{re.escape(key)} -->.*?<!-- /bench:{re.escape(key)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
@@ -49,8 +51,10 @@ def peak_rss_mb() -> float:
 
 def need_taxonomy() -> Path:
     if not (TAXONOMY_DIR / "taxonomy-with-ids.en-US.txt").is_file():
-        sys.exit(f"The Google Product Taxonomy files are not in {TAXONOMY_DIR}; set RELEVANCE_TAXONOMY_DIR to the "
-                 f"folder holding taxonomy-with-ids.<locale>.txt.")
+        sys.exit(
+            f"The Google Product Taxonomy files are not in {TAXONOMY_DIR}; set RELEVANCE_TAXONOMY_DIR to the "
+            f"folder holding taxonomy-with-ids.<locale>.txt."
+        )
     return TAXONOMY_DIR
 
 
@@ -68,8 +72,15 @@ def run_train(overrides: list[str], scratch: Path, experiment: str = "relevance"
 
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     uri = f"sqlite:///{scratch}/mlflow.db"
-    command = [sys.executable, str(ROOT / "train.py"), f"tracking.uri={uri}", f"tracking.artifact_root={scratch}/a",
-               "progress=false", "tracking.log_model=false", *overrides]
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        f"tracking.uri={uri}",
+        f"tracking.artifact_root={scratch}/a",
+        "progress=false",
+        "tracking.log_model=false",
+        *overrides,
+    ]
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=scratch, env=env, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)  # this child's own peak memory, not the largest child's so far
@@ -78,7 +89,8 @@ def run_train(overrides: list[str], scratch: Path, experiment: str = "relevance"
         raise subprocess.CalledProcessError(process.returncode, command)
     wall = time.perf_counter() - start
     mlflow.set_tracking_uri(uri)
-    run = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.`relevance.level` = 'parent'",
-                             order_by=["start_time DESC"]).iloc[0]
-    metrics = {k[len("metrics."):]: v for k, v in run.items() if k.startswith("metrics.") and v == v}
+    run = mlflow.search_runs(
+        experiment_names=[experiment], filter_string="tags.`relevance.level` = 'parent'", order_by=["start_time DESC"]
+    ).iloc[0]
+    metrics = {k[len("metrics.") :]: v for k, v in run.items() if k.startswith("metrics.") and v == v}
     return {"minutes": wall / 60, "peak_mb": usage.ru_maxrss / 1024, **metrics}

@@ -33,20 +33,32 @@ def main() -> None:
         if args.fresh_cache:
             env["RELEVANCE_CACHE"] = f"{scratch}/cache"
         uri = f"sqlite:///{scratch}/mlflow.db"
-        command = [sys.executable, str(ROOT / "train.py"), f"tracking.uri={uri}",
-                   f"tracking.artifact_root={scratch}/artifacts", "progress=false", *args.overrides]
+        command = [
+            sys.executable,
+            str(ROOT / "train.py"),
+            f"tracking.uri={uri}",
+            f"tracking.artifact_root={scratch}/artifacts",
+            "progress=false",
+            *args.overrides,
+        ]
         start = time.perf_counter()
         subprocess.run(command, cwd=scratch, env=env, check=True)
         wall = time.perf_counter() - start
         peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
         mlflow.set_tracking_uri(uri)
-        run = mlflow.search_runs(experiment_names=["relevance"],
-                                 filter_string="tags.`relevance.level` = 'parent'").iloc[0]
+        run = mlflow.search_runs(
+            experiment_names=["relevance"], filter_string="tags.`relevance.level` = 'parent'"
+        ).iloc[0]
     rows = [("wall time", f"{wall / 60:.1f} min"), ("peak memory", f"{peak_gb:.1f} GB")]
-    for label, key in (("OOF F1 (best threshold)", "oof_best_f1"), ("OOF F1 at 0.5", "oof_at_0.5_f1"),
-                       ("OOF all-positive floor", "oof_all_positive_f1"), ("best threshold", "oof_best_threshold"),
-                       ("dev F1 at OOF threshold", "dev_f1_at_oof_threshold"), ("dev F1 at 0.5", "dev_at_0.5_f1"),
-                       ("dev all-positive floor", "dev_all_positive_f1")):
+    for label, key in (
+        ("OOF F1 (best threshold)", "oof_best_f1"),
+        ("OOF F1 at 0.5", "oof_at_0.5_f1"),
+        ("OOF all-positive floor", "oof_all_positive_f1"),
+        ("best threshold", "oof_best_threshold"),
+        ("dev F1 at OOF threshold", "dev_f1_at_oof_threshold"),
+        ("dev F1 at 0.5", "dev_at_0.5_f1"),
+        ("dev all-positive floor", "dev_all_positive_f1"),
+    ):
         value = run.get(f"metrics.{key}")
         if value is not None and value == value:
             rows.append((label, f"{value:.4f}"))

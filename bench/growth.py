@@ -40,10 +40,12 @@ def stages(path: Path, tokenizer, cache: Path) -> dict:
     from relevance.model.batches import TokenCache
 
     records, _ = clean_records(read_records(path, "QC", require_label=True))
-    tags = OmegaConf.create({"tags": {"language": True, "hierarchy": True, "attributes": False, "brands": [],
-                                      "colors": []}})
-    negatives = OmegaConf.create({"embedder": "tfidf", "window": [5, 20], "rows": len(records) // 10,
-                                  "translate_to": None})
+    tags = OmegaConf.create(
+        {"tags": {"language": True, "hierarchy": True, "attributes": False, "brands": [], "colors": []}}
+    )
+    negatives = OmegaConf.create(
+        {"embedder": "tfidf", "window": [5, 20], "rows": len(records) // 10, "translate_to": None}
+    )
     folds = assign_folds(records, "query_group", N_FOLDS, 0)
     prompts = [f"query: {r.query} category: {r.target}" for r in records]
     labels = np.array([r.label for r in records])
@@ -68,8 +70,10 @@ def stages(path: Path, tokenizer, cache: Path) -> dict:
         "tokenisation, 5 folds, every fold anew": lambda: tokenise(None),
         "tokenisation, 5 folds, token cache": lambda: tokenise(TokenCache()),
         "scoring (F1, exact threshold, per language)": lambda: (
-            metrics.best_f1_threshold(labels, scores), metrics.scores_at(labels, scores, 0.5),
-            metrics.per_language(languages, labels, scores, 0.5, set(languages))),
+            metrics.best_f1_threshold(labels, scores),
+            metrics.scores_at(labels, scores, 0.5),
+            metrics.per_language(languages, labels, scores, 0.5, set(languages)),
+        ),
     }
 
 
@@ -108,11 +112,15 @@ def main() -> None:
                 results.setdefault(name, {})[n] = measure(run)
                 print(f"{n:>8,} {name}: {results[name][n][0]:.3f} s, {results[name][n][1]:.1f} MB", flush=True)
     headers = ["stage"] + [f"{n:,} rows: s" for n in args.sizes] + [f"{n:,} rows: MB" for n in args.sizes]
-    body = [[name] + [f"{by_size[n][0]:.3f}" for n in args.sizes] + [f"{by_size[n][1]:.1f}" for n in args.sizes]
-            for name, by_size in results.items()]
+    body = [
+        [name] + [f"{by_size[n][0]:.3f}" for n in args.sizes] + [f"{by_size[n][1]:.1f}" for n in args.sizes]
+        for name, by_size in results.items()
+    ]
     text = table(headers, body)
-    text += ("\n\nSeconds untraced; MB is the peak of Python and NumPy allocations during the stage (tracemalloc). "
-             f"Rows from the demo generator (QC, six languages); tokenizer of {args.backbone}.")
+    text += (
+        "\n\nSeconds untraced; MB is the peak of Python and NumPy allocations during the stage (tracemalloc). "
+        f"Rows from the demo generator (QC, six languages); tokenizer of {args.backbone}."
+    )
     print()
     print(text)
     if not args.no_write:

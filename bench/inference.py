@@ -46,8 +46,15 @@ def compose(backbone: str, cache: Path):
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(ROOT / "conf")):
-        return hydra_compose("train", overrides=[f"backbone={backbone}", f"paths.cache={cache}", "paths.root=.",
-                                                 "tracking.uri=sqlite:///unused.db"])
+        return hydra_compose(
+            "train",
+            overrides=[
+                f"backbone={backbone}",
+                f"paths.cache={cache}",
+                "paths.root=.",
+                "tracking.uri=sqlite:///unused.db",
+            ],
+        )
 
 
 def build_bundle(backbone: str, cache: Path, folder: Path) -> Path:
@@ -65,8 +72,14 @@ def build_bundle(backbone: str, cache: Path, folder: Path) -> Path:
     location = resolve_source(cfg.backbone, cache)
     tokenizer = load_tokenizer(cfg.backbone, location)
     torch.manual_seed(0)
-    model = apply_lora(load_model(cfg.backbone, location, tokenizer, torch.float32), cfg.backbone.lora_targets,
-                       cfg.backbone.head_module, cfg.lora.r, cfg.lora.alpha, 0.0)
+    model = apply_lora(
+        load_model(cfg.backbone, location, tokenizer, torch.float32),
+        cfg.backbone.lora_targets,
+        cfg.backbone.head_module,
+        cfg.lora.r,
+        cfg.lora.alpha,
+        0.0,
+    )
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
@@ -74,11 +87,20 @@ def build_bundle(backbone: str, cache: Path, folder: Path) -> Path:
     model.save_pretrained(folder / "adapters" / "fold_0")
     (folder / "location.json").write_text(json.dumps(location))  # for the plain loops, which load the base alone
     template = prompt_template(cfg.task, cfg.head, cfg.backbone)
-    bundle = ModelBundle(task="QC", backbone=OmegaConf.to_container(cfg.backbone, resolve=True),
-                         head=OmegaConf.to_container(cfg.head, resolve=True), templates={"QC": template},
-                         encoder=False, lowercase=True, augmentation={}, translator={},
-                         max_length=cfg.train.max_length + fixed_prompt_tokens(tokenizer, template, False),
-                         eval_batch_size=cfg.train.eval_batch_size, folds=["fold_0"], thresholds={"QC": 0.5})
+    bundle = ModelBundle(
+        task="QC",
+        backbone=OmegaConf.to_container(cfg.backbone, resolve=True),
+        head=OmegaConf.to_container(cfg.head, resolve=True),
+        templates={"QC": template},
+        encoder=False,
+        lowercase=True,
+        augmentation={},
+        translator={},
+        max_length=cfg.train.max_length + fixed_prompt_tokens(tokenizer, template, False),
+        eval_batch_size=cfg.train.eval_batch_size,
+        folds=["fold_0"],
+        thresholds={"QC": 0.5},
+    )
     return bundle.save(folder)
 
 
@@ -100,8 +122,15 @@ def pairs(n_rows: int, seed: int = 0) -> list[dict]:
         folder = generate_taxonomy(need_taxonomy(), Path(scratch) / "t", TaxonomySpec())
         records = read_records(folder / "train_QC.txt", "QC") + read_records(folder / "dev_QC.txt", "QC")
     chosen = np.random.default_rng(seed).choice(len(records), n_rows, replace=False)
-    return [{"language": records[i].language, "query": records[i].query, "target": records[i].target,
-             "label": records[i].label} for i in chosen]
+    return [
+        {
+            "language": records[i].language,
+            "query": records[i].query,
+            "target": records[i].target,
+            "label": records[i].label,
+        }
+        for i in chosen
+    ]
 
 
 def _prompts(templates: dict, records) -> list[str]:
@@ -149,12 +178,21 @@ def worker(method: str, bundle: Path, rows_file: Path, batch: int, cache: Path) 
                     scores.append(torch.sigmoid(model(**encoded).logits[0, 0]).item())
             else:
                 for start in range(0, len(prompts), batch):
-                    encoded = tokenizer(prompts[start:start + batch], truncation=True, max_length=max_length,
-                                        padding="max_length", return_tensors="pt")
+                    encoded = tokenizer(
+                        prompts[start : start + batch],
+                        truncation=True,
+                        max_length=max_length,
+                        padding="max_length",
+                        return_tensors="pt",
+                    )
                     scores += torch.sigmoid(model(**encoded).logits[:, 0]).tolist()
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "scores": np.asarray(scores, dtype=float).tolist(), "peak_mb": peak_rss_mb(),
-            "attention": attention}
+    return {
+        "seconds": seconds,
+        "scores": np.asarray(scores, dtype=float).tolist(),
+        "peak_mb": peak_rss_mb(),
+        "attention": attention,
+    }
 
 
 def main() -> None:
@@ -183,9 +221,20 @@ def main() -> None:
         rows_file.write_text(json.dumps(rows))
         results = {}
         for label, method in METHODS.items():
-            command = [sys.executable, __file__, "--worker", method, "--bundle",
-                       str(eager if method.endswith("eager") else bundle), "--rows-file", str(rows_file),
-                       "--batch", str(args.batch), "--cache", str(cache)]
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                method,
+                "--bundle",
+                str(eager if method.endswith("eager") else bundle),
+                "--rows-file",
+                str(rows_file),
+                "--batch",
+                str(args.batch),
+                "--cache",
+                str(cache),
+            ]
             results[label] = run_worker(label, command)
             print(f"{label}: {args.rows / results[label]['seconds']:.1f} pairs/s", flush=True)
     reference = np.array(results["plain HF, one pair at a time"]["scores"])
@@ -195,18 +244,40 @@ def main() -> None:
     for label, result in results.items():
         rate = args.rows / result["seconds"]
         difference = float(np.max(np.abs(np.array(result["scores"]) - reference)))
-        body.append([label, result["attention"], f"{rate:.1f}", f"{rate / one_rate:.2f}x", f"{rate / padded_rate:.2f}x",
-                     f"{result['peak_mb']:.0f}", f"{difference:.1e}" + ("" if difference <= 1e-4 else " (differs!)")])
+        body.append(
+            [
+                label,
+                result["attention"],
+                f"{rate:.1f}",
+                f"{rate / one_rate:.2f}x",
+                f"{rate / padded_rate:.2f}x",
+                f"{result['peak_mb']:.0f}",
+                f"{difference:.1e}" + ("" if difference <= 1e-4 else " (differs!)"),
+            ]
+        )
     lengths = [len(r["query"]) + len(r["target"]) for r in rows]
-    text = table(["method", "attention", "pairs/s", "vs one at a time", "vs fixed padding", "peak RSS MB",
-                  "max abs score diff vs one at a time"], body)
-    text += (f"\n\n{args.rows} taxonomy QC pairs (query + path: {min(lengths)} to {max(lengths)} characters, median "
-             f"{int(np.median(lengths))}), backbone {args.backbone}, batch {args.batch}, fp32 on CPU.")
+    text = table(
+        [
+            "method",
+            "attention",
+            "pairs/s",
+            "vs one at a time",
+            "vs fixed padding",
+            "peak RSS MB",
+            "max abs score diff vs one at a time",
+        ],
+        body,
+    )
+    text += (
+        f"\n\n{args.rows} taxonomy QC pairs (query + path: {min(lengths)} to {max(lengths)} characters, median "
+        f"{int(np.median(lengths))}), backbone {args.backbone}, batch {args.batch}, fp32 on CPU."
+    )
     print()
     print(text)
     if not args.no_write:
-        write_section(f"inference-{args.backbone}", f"Inference: harness against plain Hugging Face ({args.backbone})",
-                      text)
+        write_section(
+            f"inference-{args.backbone}", f"Inference: harness against plain Hugging Face ({args.backbone})", text
+        )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,11 @@ UNSEEN_QC = ("ar", "de", "it", "pl")
 ROWS = {
     "baseline": [],
     "translate concat": ["augmentation=[translate]"],
-    "translate synthesize": ["augmentation=[translate]", "augmentation.translate.mode=synthesize",
-                             "augmentation.translate.rows_per_language=150"],
+    "translate synthesize": [
+        "augmentation=[translate]",
+        "augmentation.translate.mode=synthesize",
+        "augmentation.translate.rows_per_language=150",
+    ],
     "hard negatives": ["augmentation=[hard_negatives]", "augmentation.hard_negatives.window=[5,20]"],
     "self-validation": ["augmentation=[self_validation]"],
     "tags": ["augmentation=[tags]"],
@@ -53,17 +56,24 @@ def main() -> None:
             results[name] = run_train(ROWS[name] + args.set, Path(scratch))
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
-    print("| method | overrides | OOF F1 (best thr.) | OOF F1 at 0.5 | OOF floor | dev F1 at 0.5 "
-          "| dev F1 ar/de/it/pl (mean, at OOF thr.) | dev floor | minutes |")
+    print(
+        "| method | overrides | OOF F1 (best thr.) | OOF F1 at 0.5 | OOF floor | dev F1 at 0.5 "
+        "| dev F1 ar/de/it/pl (mean, at OOF thr.) | dev floor | minutes |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, m in results.items():
         prefix = "qc_" if "qc_oof_best_f1" in m else ""  # task=joint: its QC half
         unseen = [m[f"{prefix}dev_f1_{lang}"] for lang in UNSEEN_QC if f"{prefix}dev_f1_{lang}" in m]
-        cells = [_cell(m, prefix + key) for key in ("oof_best_f1", "oof_at_0.5_f1", "oof_all_positive_f1",
-                                                     "dev_at_0.5_f1")]
-        cells += [f"{sum(unseen) / len(unseen):.3f}" if unseen else "-", _cell(m, prefix + "dev_all_positive_f1"),
-                  f"{m['minutes']:.1f}"]
+        cells = [
+            _cell(m, prefix + key) for key in ("oof_best_f1", "oof_at_0.5_f1", "oof_all_positive_f1", "dev_at_0.5_f1")
+        ]
+        cells += [
+            f"{sum(unseen) / len(unseen):.3f}" if unseen else "-",
+            _cell(m, prefix + "dev_all_positive_f1"),
+            f"{m['minutes']:.1f}",
+        ]
         print(f"| {name} | `{' '.join(ROWS[name]) or '(none)'}` | {' | '.join(cells)} |")
+
 
 if __name__ == "__main__":
     main()

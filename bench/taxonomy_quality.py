@@ -33,35 +33,60 @@ from relevance.evaluation import metrics  # noqa: E402
 
 SPEC = TaxonomySpec(train_rows=6000, dev_rows_per_language=150, qi_rows=1500)
 UNSEEN = set(SPEC.eval_languages)
-DATA = ["data=taxonomy", f"data.taxonomy.train_rows={SPEC.train_rows}",
-        f"data.taxonomy.dev_rows_per_language={SPEC.dev_rows_per_language}", f"data.taxonomy.qi_rows={SPEC.qi_rows}"]
+DATA = [
+    "data=taxonomy",
+    f"data.taxonomy.train_rows={SPEC.train_rows}",
+    f"data.taxonomy.dev_rows_per_language={SPEC.dev_rows_per_language}",
+    f"data.taxonomy.qi_rows={SPEC.qi_rows}",
+]
 GEMMA = ["backbone=gemma3_270m", "train.epochs=1"]
 BEST = ["experiment=offline_best"]
 HARNESS_ROWS = {  # key: (row name, overrides)
     "gemma_classifier": ("Gemma-3-270M + LoRA, classifier head, 1 epoch", GEMMA),
     "gemma_yes_no": ("Gemma-3-270M + LoRA, yes/no head (pair loss), 1 epoch", [*GEMMA, "head=yes_no"]),
-    "gemma_yes_no_vocab": ("Gemma-3-270M + LoRA, yes/no head (vocabulary loss), 1 epoch",
-                           [*GEMMA, "head=yes_no", "head.loss=vocab"]),
+    "gemma_yes_no_vocab": (
+        "Gemma-3-270M + LoRA, yes/no head (vocabulary loss), 1 epoch",
+        [*GEMMA, "head=yes_no", "head.loss=vocab"],
+    ),
     "e5_best": ("experiment=offline_best: multilingual-e5-small bi-encoder, full fine-tune, 2 epochs", BEST),
-    "e5_cross_encoder": ("multilingual-e5-small cross-encoder (classifier head), full fine-tune, 3 epochs",
-                         [*BEST, "head=classifier", "train.epochs=3", "train.head_lr=5e-3"]),
-    "e5_translate": ("offline_best + translation concat (taxonomy's English names)",
-                     [*BEST, "augmentation=[translate]"]),
-    "e5_hard_negatives": ("offline_best + hard negatives (TF-IDF neighbours)",
-                          [*BEST, "augmentation=[hard_negatives]"]),
+    "e5_cross_encoder": (
+        "multilingual-e5-small cross-encoder (classifier head), full fine-tune, 3 epochs",
+        [*BEST, "head=classifier", "train.epochs=3", "train.head_lr=5e-3"],
+    ),
+    "e5_translate": (
+        "offline_best + translation concat (taxonomy's English names)",
+        [*BEST, "augmentation=[translate]"],
+    ),
+    "e5_hard_negatives": (
+        "offline_best + hard negatives (TF-IDF neighbours)",
+        [*BEST, "augmentation=[hard_negatives]"],
+    ),
     "e5_tags": ("offline_best + tags (language, category levels)", [*BEST, "augmentation=[tags]"]),
-    "e5_self_validation": ("offline_best + self-validation (drop contradicted rows)",
-                           [*BEST, "augmentation=[self_validation]"]),
+    "e5_self_validation": (
+        "offline_best + self-validation (drop contradicted rows)",
+        [*BEST, "augmentation=[self_validation]"],
+    ),
     "e5_tapt": ("offline_best + TAPT (stage 1 on the taxonomy's QI-style rows)", [*BEST, "tapt=from_other_task"]),
 }
-KEYS = {"floor": "all-positive floor", "tfidf": "TF-IDF char 2-5-grams + logistic regression",
-        "zero_shot_e5": "zero-shot: multilingual-e5-small cosine",
-        "zero_shot": "zero-shot: Gemma-3-270M mean-pooled cosine"}
-FIGURES = ["oof_best_f1", "dev_seen_f1_at_oof_threshold", "dev_unseen_f1_at_oof_threshold",
-           "dev_unseen_f1_at_matched_rate", "dev_refit_seen_f1_at_matched_threshold",
-           "dev_refit_unseen_f1_at_matched_threshold", "dev_refit_unseen_f1_at_oof_threshold",
-           "dev_refit_seen_f1_at_oof_threshold",
-           "dev_refit_unseen_f1_at_matched_rate", "minutes", "peak_mb"]
+KEYS = {
+    "floor": "all-positive floor",
+    "tfidf": "TF-IDF char 2-5-grams + logistic regression",
+    "zero_shot_e5": "zero-shot: multilingual-e5-small cosine",
+    "zero_shot": "zero-shot: Gemma-3-270M mean-pooled cosine",
+}
+FIGURES = [
+    "oof_best_f1",
+    "dev_seen_f1_at_oof_threshold",
+    "dev_unseen_f1_at_oof_threshold",
+    "dev_unseen_f1_at_matched_rate",
+    "dev_refit_seen_f1_at_matched_threshold",
+    "dev_refit_unseen_f1_at_matched_threshold",
+    "dev_refit_unseen_f1_at_oof_threshold",
+    "dev_refit_seen_f1_at_oof_threshold",
+    "dev_refit_unseen_f1_at_matched_rate",
+    "minutes",
+    "peak_mb",
+]
 
 
 def _files(scratch: Path):
@@ -79,9 +104,11 @@ def _judge(train_labels, train_scores, dev, dev_scores) -> dict:
     threshold = metrics.best_f1_threshold(train_labels, train_scores).threshold
     labels = np.array([r.label for r in dev])
     unseen = np.array([r.language in UNSEEN for r in dev])
-    return {"oof_best_f1": metrics.best_f1_threshold(train_labels, train_scores).f1,
-            "dev_seen_f1_at_oof_threshold": metrics.scores_at(labels[~unseen], dev_scores[~unseen], threshold).f1,
-            "dev_unseen_f1_at_oof_threshold": metrics.scores_at(labels[unseen], dev_scores[unseen], threshold).f1}
+    return {
+        "oof_best_f1": metrics.best_f1_threshold(train_labels, train_scores).f1,
+        "dev_seen_f1_at_oof_threshold": metrics.scores_at(labels[~unseen], dev_scores[~unseen], threshold).f1,
+        "dev_unseen_f1_at_oof_threshold": metrics.scores_at(labels[unseen], dev_scores[unseen], threshold).f1,
+    }
 
 
 def floor(train, dev, scratch) -> dict:
@@ -106,8 +133,9 @@ def tfidf(train, dev, scratch) -> dict:
 
     x, y = features(train), np.array([r.label for r in train])
     model = LogisticRegression(C=4.0, max_iter=2000)
-    oof = cross_val_predict(model, x, y, groups=[r.query for r in train], cv=GroupKFold(2),
-                            method="predict_proba")[:, 1]
+    oof = cross_val_predict(model, x, y, groups=[r.query for r in train], cv=GroupKFold(2), method="predict_proba")[
+        :, 1
+    ]
     model.fit(x, y)
     return _judge(y, oof, dev, model.predict_proba(features(dev))[:, 1])
 
@@ -119,12 +147,13 @@ def _cosine_row(location: str, train, dev, query_prefix: str = "", target_prefix
 
     tokenizer = AutoTokenizer.from_pretrained(location)
     model = AutoModel.from_pretrained(location, dtype=torch.float32).eval()
-    texts = sorted({query_prefix + r.query for r in train + dev} | {target_prefix + r.target for r in train + dev},
-                   key=len)
+    texts = sorted(
+        {query_prefix + r.query for r in train + dev} | {target_prefix + r.target for r in train + dev}, key=len
+    )
     vectors = {}
     with torch.inference_mode():
         for start in range(0, len(texts), 64):
-            batch = texts[start:start + 64]
+            batch = texts[start : start + 64]
             encoded = tokenizer(batch, padding=True, truncation=True, max_length=64, return_tensors="pt")
             hidden = model(**encoded).last_hidden_state
             mask = encoded["attention_mask"].unsqueeze(-1).float()
@@ -184,34 +213,70 @@ def render(results: dict) -> str:
         def cell(key, digits=3):
             return _cell([r.get(key) for r in runs], digits)
 
-        body.append([name, str(len(runs)), cell("oof_best_f1"), cell("dev_seen_f1_at_oof_threshold"),
-                     cell("dev_unseen_f1_at_oof_threshold"), cell("dev_unseen_f1_at_matched_rate"),
-                     cell("minutes", 1), cell("peak_mb", 0)])
-    text = table(["method", "seeds", "out-of-fold F1 (seen, best threshold)", "dev F1 seen", "dev F1 unseen de/it/pl",
-                  "dev F1 unseen, matched-rate thresholds", "minutes", "peak MB"], body)
+        body.append(
+            [
+                name,
+                str(len(runs)),
+                cell("oof_best_f1"),
+                cell("dev_seen_f1_at_oof_threshold"),
+                cell("dev_unseen_f1_at_oof_threshold"),
+                cell("dev_unseen_f1_at_matched_rate"),
+                cell("minutes", 1),
+                cell("peak_mb", 0),
+            ]
+        )
+    text = table(
+        [
+            "method",
+            "seeds",
+            "out-of-fold F1 (seen, best threshold)",
+            "dev F1 seen",
+            "dev F1 unseen de/it/pl",
+            "dev F1 unseen, matched-rate thresholds",
+            "minutes",
+            "peak MB",
+        ],
+        body,
+    )
     refit_rows = []
     for name in names:
         runs = list(results.get(name, {}).get("runs", {}).values())
         if runs and any("dev_refit_unseen_f1_at_oof_threshold" in r for r in runs):
-            refit_rows.append([name, _cell([r.get("dev_seen_f1_at_oof_threshold") for r in runs]),
-                               _cell([r.get("dev_refit_seen_f1_at_oof_threshold") for r in runs]),
-                               _cell([r.get("dev_refit_seen_f1_at_matched_threshold") for r in runs]),
-                               _cell([r.get("dev_unseen_f1_at_oof_threshold") for r in runs]),
-                               _cell([r.get("dev_refit_unseen_f1_at_oof_threshold") for r in runs]),
-                               _cell([r.get("dev_refit_unseen_f1_at_matched_threshold") for r in runs]),
-                               _cell([r.get("dev_refit_unseen_f1_at_matched_rate") for r in runs])])
+            refit_rows.append(
+                [
+                    name,
+                    _cell([r.get("dev_seen_f1_at_oof_threshold") for r in runs]),
+                    _cell([r.get("dev_refit_seen_f1_at_oof_threshold") for r in runs]),
+                    _cell([r.get("dev_refit_seen_f1_at_matched_threshold") for r in runs]),
+                    _cell([r.get("dev_unseen_f1_at_oof_threshold") for r in runs]),
+                    _cell([r.get("dev_refit_unseen_f1_at_oof_threshold") for r in runs]),
+                    _cell([r.get("dev_refit_unseen_f1_at_matched_threshold") for r in runs]),
+                    _cell([r.get("dev_refit_unseen_f1_at_matched_rate") for r in runs]),
+                ]
+            )
     if refit_rows:
         text += "\n\nFold ensemble against one model refit on all rows (train.refit=true), same runs:\n\n" + table(
-            ["run", "seen: fold ensemble", "seen: refit (folds' threshold)", "seen: refit (rate-matched threshold)",
-             "unseen: fold ensemble", "unseen: refit (folds' threshold)", "unseen: refit (rate-matched threshold)",
-             "unseen: refit, matched-rate per language"], refit_rows)
-    return text + (f"\n\n`data=taxonomy` with {SPEC.train_rows} training rows (en/es/fr/ja/pt, one positive path, "
-                   f"a sibling's and a random one per query), dev {SPEC.dev_rows_per_language} rows per language on "
-                   f"the {SPEC.heldout_share:.0%} of categories kept out of training; dev F1 at the threshold tuned "
-                   f"on the training rows' out-of-fold scores (matched-rate: unseen languages get their own score "
-                   f"quantile, `threshold.unseen=matched_rate`). Harness rows: `python train.py {' '.join(DATA)} "
-                   f"data.dir=... seed=S` plus the row's overrides (see `HARNESS_ROWS` in this script); "
-                   f"mean ± standard deviation over the seeds; peak MB is the training process's peak resident memory.")
+            [
+                "run",
+                "seen: fold ensemble",
+                "seen: refit (folds' threshold)",
+                "seen: refit (rate-matched threshold)",
+                "unseen: fold ensemble",
+                "unseen: refit (folds' threshold)",
+                "unseen: refit (rate-matched threshold)",
+                "unseen: refit, matched-rate per language",
+            ],
+            refit_rows,
+        )
+    return text + (
+        f"\n\n`data=taxonomy` with {SPEC.train_rows} training rows (en/es/fr/ja/pt, one positive path, "
+        f"a sibling's and a random one per query), dev {SPEC.dev_rows_per_language} rows per language on "
+        f"the {SPEC.heldout_share:.0%} of categories kept out of training; dev F1 at the threshold tuned "
+        f"on the training rows' out-of-fold scores (matched-rate: unseen languages get their own score "
+        f"quantile, `threshold.unseen=matched_rate`). Harness rows: `python train.py {' '.join(DATA)} "
+        f"data.dir=... seed=S` plus the row's overrides (see `HARNESS_ROWS` in this script); "
+        f"mean ± standard deviation over the seeds; peak MB is the training process's peak resident memory."
+    )
 
 
 def main() -> None:

@@ -47,10 +47,13 @@ def main() -> None:
     parser.add_argument("--optuna-trials", type=int, default=100)
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args()
-    methods = {"exact (every distinct score)": lambda y, s, k: thresholds.exact(y, s),
-               "0.01 grid (101 thresholds)": lambda y, s, k: grid(y, s),
-               f"Optuna TPE ({args.optuna_trials} trials)":
-                   lambda y, s, k: thresholds.optuna_search(y, s, args.optuna_trials, seed=k)}
+    methods = {
+        "exact (every distinct score)": lambda y, s, k: thresholds.exact(y, s),
+        "0.01 grid (101 thresholds)": lambda y, s, k: grid(y, s),
+        f"Optuna TPE ({args.optuna_trials} trials)": lambda y, s, k: thresholds.optuna_search(
+            y, s, args.optuna_trials, seed=k
+        ),
+    }
     body = []
     for n in args.sizes:
         for name, method in methods.items():
@@ -61,8 +64,16 @@ def main() -> None:
                 tuned = method(labels, scores, repeat)
                 runs.append((tuned.seconds, tuned.f1, exact_f1 - tuned.f1, tuned.threshold))
             seconds, f1, loss, threshold = (np.array(column) for column in zip(*runs))
-            body.append([f"{n:,}", name, f"{1000 * np.median(seconds):.1f}", f"{np.mean(f1):.5f}",
-                         f"{np.mean(loss):.1e}", f"{np.mean(threshold):.4f}"])
+            body.append(
+                [
+                    f"{n:,}",
+                    name,
+                    f"{1000 * np.median(seconds):.1f}",
+                    f"{np.mean(f1):.5f}",
+                    f"{np.mean(loss):.1e}",
+                    f"{np.mean(threshold):.4f}",
+                ]
+            )
             print(" | ".join(map(str, body[-1])), flush=True)
     text = table(["scores", "method", "median ms", "F1 (mean)", "F1 below exact (mean)", "threshold (mean)"], body)
     text += f"\n\n{args.repeats} draws per size; times are the median, on the machine described at the top."

@@ -39,7 +39,7 @@ WARM_UP_STEPS = 3
 
 
 def _rate(step_ends: list[float], batch_size: int) -> float:
-    timed = step_ends[WARM_UP_STEPS - 1:]
+    timed = step_ends[WARM_UP_STEPS - 1 :]
     return (len(timed) - 1) * batch_size / (timed[-1] - timed[0])
 
 
@@ -55,8 +55,10 @@ def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
     template = prompt_template(cfg.task, cfg.head, cfg.backbone)
     from relevance.data.records import Record
 
-    records = [Record(id=i, task="QC", language=r["language"], query=r["query"], target=r["target"], label=r["label"])
-               for i, r in enumerate(rows)]
+    records = [
+        Record(id=i, task="QC", language=r["language"], query=r["query"], target=r["target"], label=r["label"])
+        for i, r in enumerate(rows)
+    ]
     prompts = _prompts({"QC": template}, records)
     labels = np.array([r["label"] for r in rows])
     location = resolve_source(cfg.backbone, cache)
@@ -78,15 +80,31 @@ def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
                 step_ends.append(time.perf_counter())
 
         runtime = resolve_runtime(cfg.strategy, cfg.train.precision, cfg.backbone.dtype, 1, 1)
-        model = apply_lora(load_model(cfg.backbone, location, tokenizer, runtime.load_dtype), cfg.backbone.lora_targets,
-                           cfg.backbone.head_module, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout)
-        module = RelevanceModule(model, build_head(cfg.head, tokenizer), cfg.train.lr, cfg.train.weight_decay,
-                                 cfg.train.warmup_ratio, cfg.train.scheduler)
+        model = apply_lora(
+            load_model(cfg.backbone, location, tokenizer, runtime.load_dtype),
+            cfg.backbone.lora_targets,
+            cfg.backbone.head_module,
+            cfg.lora.r,
+            cfg.lora.alpha,
+            cfg.lora.dropout,
+        )
+        module = RelevanceModule(
+            model,
+            build_head(cfg.head, tokenizer),
+            cfg.train.lr,
+            cfg.train.weight_decay,
+            cfg.train.warmup_ratio,
+            cfg.train.scheduler,
+        )
         cfg.progress = False
         trainer = make_trainer(cfg, runtime, 1)
         trainer.callbacks.append(StepClock())
-        trainer.fit(module, datamodule=PairDataModule(tokenizer, prompts, labels, None, cfg.train.batch_size,
-                                                      cfg.train.eval_batch_size, max_length, cfg.seed))
+        trainer.fit(
+            module,
+            datamodule=PairDataModule(
+                tokenizer, prompts, labels, None, cfg.train.batch_size, cfg.train.eval_batch_size, max_length, cfg.seed
+            ),
+        )
     else:
         from peft import LoraConfig, TaskType, get_peft_model
         from transformers import (
@@ -103,26 +121,59 @@ def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
 
         model = AutoModelForSequenceClassification.from_pretrained(location, num_labels=1, dtype=torch.float32)
         model.config.pad_token_id = tokenizer.pad_token_id
-        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
-                                                 lora_dropout=cfg.lora.dropout, target_modules="all-linear",
-                                                 modules_to_save=[cfg.backbone.head_module]))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                task_type=TaskType.SEQ_CLS,
+                r=cfg.lora.r,
+                lora_alpha=cfg.lora.alpha,
+                lora_dropout=cfg.lora.dropout,
+                target_modules="all-linear",
+                modules_to_save=[cfg.backbone.head_module],
+            ),
+        )
         padding = "max_length" if method == "hf_fixed" else False
         encoded = tokenizer(prompts, truncation=True, max_length=max_length, padding=padding)
-        dataset = [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
-                    "labels": float(labels[i])} for i in range(len(prompts))]
+        dataset = [
+            {
+                "input_ids": encoded["input_ids"][i],
+                "attention_mask": encoded["attention_mask"][i],
+                "labels": float(labels[i]),
+            }
+            for i in range(len(prompts))
+        ]
         with tempfile.TemporaryDirectory() as output:
             arguments = TrainingArguments(
-                output_dir=output, per_device_train_batch_size=cfg.train.batch_size, num_train_epochs=1,
-                learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                output_dir=output,
+                per_device_train_batch_size=cfg.train.batch_size,
+                num_train_epochs=1,
+                learning_rate=cfg.train.lr,
+                weight_decay=cfg.train.weight_decay,
                 warmup_steps=int(cfg.train.warmup_ratio * -(-len(dataset) // cfg.train.batch_size)),
-                lr_scheduler_type=cfg.train.scheduler, max_grad_norm=cfg.train.gradient_clip, optim="adamw_torch",
-                train_sampling_strategy="group_by_length" if method == "hf_grouped" else "random", report_to=[],
-                save_strategy="no", logging_strategy="no", use_cpu=not torch.cuda.is_available(), seed=cfg.seed,
-                disable_tqdm=True)
-            Trainer(model=model, args=arguments, train_dataset=dataset,
-                    data_collator=DataCollatorWithPadding(tokenizer), callbacks=[StepClock()]).train()
-    return {"samples_per_second": _rate(step_ends, cfg.train.batch_size), "steps": len(step_ends),
-            "peak_mb": peak_rss_mb(), "max_length": max_length}
+                lr_scheduler_type=cfg.train.scheduler,
+                max_grad_norm=cfg.train.gradient_clip,
+                optim="adamw_torch",
+                train_sampling_strategy="group_by_length" if method == "hf_grouped" else "random",
+                report_to=[],
+                save_strategy="no",
+                logging_strategy="no",
+                use_cpu=not torch.cuda.is_available(),
+                seed=cfg.seed,
+                disable_tqdm=True,
+            )
+            Trainer(
+                model=model,
+                args=arguments,
+                train_dataset=dataset,
+                data_collator=DataCollatorWithPadding(tokenizer),
+                callbacks=[StepClock()],
+            ).train()
+    return {
+        "samples_per_second": _rate(step_ends, cfg.train.batch_size),
+        "steps": len(step_ends),
+        "peak_mb": peak_rss_mb(),
+        "max_length": max_length,
+    }
 
 
 def main() -> None:
@@ -146,23 +197,46 @@ def main() -> None:
         rows_file.write_text(json.dumps(rows))
         results = {}
         for label, method in METHODS.items():
-            command = [sys.executable, __file__, "--worker", method, "--backbone", args.backbone, "--cache",
-                       str(cache), "--rows-file", str(rows_file)]
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                method,
+                "--backbone",
+                args.backbone,
+                "--cache",
+                str(cache),
+                "--rows-file",
+                str(rows_file),
+            ]
             results[label] = run_worker(label, command)
             print(f"{label}: {results[label]['samples_per_second']:.1f} samples/s", flush=True)
     baseline = results["plain HF Trainer + PEFT, dynamic padding, random order"]["samples_per_second"]
-    body = [[label, f"{r['samples_per_second']:.1f}", f"{r['samples_per_second'] / baseline:.2f}x", r["steps"],
-             f"{r['peak_mb']:.0f}"] for label, r in results.items()]
+    body = [
+        [
+            label,
+            f"{r['samples_per_second']:.1f}",
+            f"{r['samples_per_second'] / baseline:.2f}x",
+            r["steps"],
+            f"{r['peak_mb']:.0f}",
+        ]
+        for label, r in results.items()
+    ]
     text = table(["method", "samples/s", "vs plain Trainer", "steps", "peak RSS MB"], body)
     any_result = next(iter(results.values()))
-    text += (f"\n\n{args.rows} taxonomy QC rows, backbone {args.backbone}, batch 16, length limit "
-             f"{any_result['max_length']} tokens (prompt included), LoRA r8 alpha 16 on all linear layers + the score "
-             f"head, AdamW, clipping 1.0, fp32 on CPU; the first {WARM_UP_STEPS} steps are warm-up.")
+    text += (
+        f"\n\n{args.rows} taxonomy QC rows, backbone {args.backbone}, batch 16, length limit "
+        f"{any_result['max_length']} tokens (prompt included), LoRA r8 alpha 16 on all linear layers + the score "
+        f"head, AdamW, clipping 1.0, fp32 on CPU; the first {WARM_UP_STEPS} steps are warm-up."
+    )
     print()
     print(text)
     if not args.no_write:
-        write_section(f"training-{args.backbone}", f"Training step: harness against a plain Trainer + PEFT "
-                      f"({args.backbone})", text)
+        write_section(
+            f"training-{args.backbone}",
+            f"Training step: harness against a plain Trainer + PEFT ({args.backbone})",
+            text,
+        )
 
 
 if __name__ == "__main__":

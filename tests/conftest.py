@@ -22,9 +22,17 @@ def cache_dir(tmp_path_factory) -> Path:
 def compose_train(overrides: list[str], tmp_path: Path, cache_dir: Path):
     """The train config as `python train.py <overrides>` would see it, writing into tmp_path."""
     with initialize_config_dir(config_dir=str(ROOT / "conf")):
-        cfg = compose("train", overrides=[
-            f"paths.root={tmp_path}", f"paths.cache={cache_dir}", "progress=false",
-            f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", *PLUMBING, *overrides])
+        cfg = compose(
+            "train",
+            overrides=[
+                f"paths.root={tmp_path}",
+                f"paths.cache={cache_dir}",
+                "progress=false",
+                f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db",
+                *PLUMBING,
+                *overrides,
+            ],
+        )
     return cfg
 
 
@@ -36,5 +44,13 @@ def compose_strategy(name: str):
 
 def compose_predict(overrides: list[str], tmp_path: Path, cache_dir: Path):
     with initialize_config_dir(config_dir=str(ROOT / "conf")):
-        return compose("predict", overrides=[f"paths.root={tmp_path}", f"paths.cache={cache_dir}", "progress=false",
-                                             f"tracking_uri=sqlite:///{tmp_path}/mlruns/mlflow.db", *overrides])
+        return compose(
+            "predict",
+            overrides=[
+                f"paths.root={tmp_path}",
+                f"paths.cache={cache_dir}",
+                "progress=false",
+                f"tracking_uri=sqlite:///{tmp_path}/mlruns/mlflow.db",
+                *overrides,
+            ],
+        )

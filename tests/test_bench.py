@@ -23,8 +23,22 @@ def test_a_bench_section_is_replaced_in_place_and_new_ones_are_appended(tmp_path
 
 
 def test_threshold_bench_finds_the_exact_optimum_first(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "thresholds.py"), "--sizes", "3000", "--repeats", "1",
-                           "--optuna-trials", "5", "--no-write"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "thresholds.py"),
+            "--sizes",
+            "3000",
+            "--repeats",
+            "1",
+            "--optuna-trials",
+            "5",
+            "--no-write",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| 3,000")]
     assert len(rows) == 3

@@ -32,9 +32,15 @@ def _checked(overrides: list[str], tmp_path: Path, cache_dir: Path):
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_of_every_group_composes_and_is_checked(group, option, tmp_path, cache_dir):
-    extra = {"head": ["backbone=tiny"] if option == "yes_no" else ["backbone=multilingual_e5_small"]
-             if option == "bi_encoder" else [],
-             "tapt": ["task=qc"], "data": ["data.dir=/nonexistent"] if option == "competition" else []}.get(group, [])
+    extra = {
+        "head": ["backbone=tiny"]
+        if option == "yes_no"
+        else ["backbone=multilingual_e5_small"]
+        if option == "bi_encoder"
+        else [],
+        "tapt": ["task=qc"],
+        "data": ["data.dir=/nonexistent"] if option == "competition" else [],
+    }.get(group, [])
     if group == "data" and option == "taxonomy":
         extra = ["data.dir=/nonexistent"]
     cfg = compose_train([f"{group}={option}", *extra], tmp_path, cache_dir)
@@ -65,12 +71,15 @@ def test_strategies_share_one_base_file():
             assert "- auto" in path.read_text() and "devices:" not in path.read_text(), path.name
 
 
-@pytest.mark.parametrize("override, words", [
-    ("train.lr=fast", "train.lr='fast' must be a number > 0"),
-    ("train.batch_size=0", "train.batch_size=0 must be an integer >= 1"),
-    ("split.n_folds=1", "split.n_folds=1 must be an integer >= 2"),
-    ("train.scheduler=stepwise", "train.scheduler='stepwise' is not known"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("train.lr=fast", "train.lr='fast' must be a number > 0"),
+        ("train.batch_size=0", "train.batch_size=0 must be an integer >= 1"),
+        ("split.n_folds=1", "split.n_folds=1 must be an integer >= 2"),
+        ("train.scheduler=stepwise", "train.scheduler='stepwise' is not known"),
+    ],
+)
 def test_bad_option_values_are_named(tmp_path, cache_dir, override, words):
     with pytest.raises(ConfigError) as caught:
         checks.check_config(compose_train(["backbone=tiny", override], tmp_path, cache_dir))

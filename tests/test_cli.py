@@ -13,18 +13,28 @@ from tests.conftest import PLUMBING, ROOT
 def run_cli(script, *args, tmp_path):
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     plumbing = PLUMBING if script == "train.py" else []
-    return subprocess.run([sys.executable, str(ROOT / script), f"paths.root={tmp_path}", *plumbing, *args],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), f"paths.root={tmp_path}", *plumbing, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
 
 
-@pytest.mark.parametrize("args, words", [
-    (["data=competition"], "data=competition needs data.dir="),
-    (["backbone=tiny", "strategy=deepspeed_stage_2"], "needs a CUDA GPU"),
-    (["backbone=tiny", "task=qi", "split=category_aware"], "only QC rows have"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["data=competition"], "data=competition needs data.dir="),
+        (["backbone=tiny", "strategy=deepspeed_stage_2"], "needs a CUDA GPU"),
+        (["backbone=tiny", "task=qi", "split=category_aware"], "only QC rows have"),
+    ],
+)
 def test_train_config_mistakes(tmp_path, args, words):
     if "deepspeed" in " ".join(args):
         import torch
+
         if torch.cuda.is_available():
             pytest.skip("has a GPU")
     result = run_cli("train.py", *args, tmp_path=tmp_path)
@@ -46,8 +56,9 @@ def test_train_names_the_bad_line_of_a_users_file(tmp_path):
 def test_predict_without_model_or_with_unknown_model(tmp_path):
     result = run_cli("predict.py", tmp_path=tmp_path)
     assert result.returncode == 2 and "needs model=" in result.stderr
-    result = run_cli("predict.py", "model=models:/nobody@champion",
-                     f"tracking_uri=sqlite:///{tmp_path}/m.db", tmp_path=tmp_path)
+    result = run_cli(
+        "predict.py", "model=models:/nobody@champion", f"tracking_uri=sqlite:///{tmp_path}/m.db", tmp_path=tmp_path
+    )
     assert result.returncode == 2 and "model=models:/nobody@champion" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -57,10 +68,21 @@ def test_multirun_lands_as_comparable_runs_in_one_experiment(tmp_path):
     import mlflow
 
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
-    result = run_cli("train.py", "-m", "backbone=tiny", "lora.r=2,4", "split.n_folds=2", "progress=false",
-                     "evaluate_dev=false", "data.demo.train_rows=120", "data.demo.dev_rows=26",
-                     "data.demo.test_rows=26", f"tracking.uri={uri}", f"paths.cache={tmp_path / 'cache'}",
-                     tmp_path=tmp_path)
+    result = run_cli(
+        "train.py",
+        "-m",
+        "backbone=tiny",
+        "lora.r=2,4",
+        "split.n_folds=2",
+        "progress=false",
+        "evaluate_dev=false",
+        "data.demo.train_rows=120",
+        "data.demo.dev_rows=26",
+        "data.demo.test_rows=26",
+        f"tracking.uri={uri}",
+        f"paths.cache={tmp_path / 'cache'}",
+        tmp_path=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["relevance"], filter_string="tags.`relevance.level` = 'parent'")
@@ -72,10 +94,15 @@ def test_multirun_lands_as_comparable_runs_in_one_experiment(tmp_path):
 def test_language_table_lists_seen_first_and_leaves_missing_cells_blank():
     from relevance.cli import language_table
 
-    table = language_table({
-        "out-of-fold": [{"language": "ja", "f1": 0.9, "floor": 0.8, "rows": 50, "seen": True}],
-        "dev": [{"language": "ar", "f1": 0.61, "floor": 0.75, "rows": 20, "seen": False},
-                {"language": "ja", "f1": 0.85, "floor": 0.8, "rows": 20, "seen": True}]})
+    table = language_table(
+        {
+            "out-of-fold": [{"language": "ja", "f1": 0.9, "floor": 0.8, "rows": 50, "seen": True}],
+            "dev": [
+                {"language": "ar", "f1": 0.61, "floor": 0.75, "rows": 20, "seen": False},
+                {"language": "ja", "f1": 0.85, "floor": 0.8, "rows": 20, "seen": True},
+            ],
+        }
+    )
     header, _, ja, ar = table.splitlines()
     assert "out-of-fold F1 (floor)" in header and "dev F1 (floor)" in header
     assert ja.split()[:5] == ["ja", "yes", "0.900", "(0.800)", "n=50"] and "0.850 (0.800)" in ja
@@ -86,8 +113,18 @@ def test_register_best_names_a_missing_experiment(tmp_path, capsys):
     from relevance.cli import main
 
     with pytest.raises(SystemExit) as caught:
-        main(["register", "--best", "--name", "x", "--experiment", "nope",
-              "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+        main(
+            [
+                "register",
+                "--best",
+                "--name",
+                "x",
+                "--experiment",
+                "nope",
+                "--tracking-uri",
+                f"sqlite:///{tmp_path}/m.db",
+            ]
+        )
     assert caught.value.code == 2 and "no experiment named 'nope'" in capsys.readouterr().err
 
 

@@ -29,8 +29,11 @@ DEMO = ["data.demo.train_rows=240", "data.demo.dev_rows=78", "data.demo.test_row
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, cache_dir):
     tmp_path = tmp_path_factory.mktemp("e2e")
-    cfg = compose_train(["backbone=tiny", "split.n_folds=2", "train.epochs=2", "train.lr=1e-3",
-                         "register.name=relevance-qc", *DEMO], tmp_path, cache_dir)
+    cfg = compose_train(
+        ["backbone=tiny", "split.n_folds=2", "train.epochs=2", "train.lr=1e-3", "register.name=relevance-qc", *DEMO],
+        tmp_path,
+        cache_dir,
+    )
     summary = pipeline.run(cfg)
     return tmp_path, cfg, summary
 
@@ -39,12 +42,19 @@ def test_training_logs_parent_and_fold_runs_with_metrics_and_artifacts(trained):
     tmp_path, cfg, summary = trained
     client = MlflowClient()
     parent = client.get_run(summary["run_id"])
-    folds = client.search_runs([parent.info.experiment_id],
-                               f"tags.mlflow.parentRunId = '{summary['run_id']}'")
+    folds = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{summary['run_id']}'")
     assert len(folds) == 2 and all({"best_f1", "fold_seconds"} <= set(f.data.metrics) for f in folds)
     metrics = parent.data.metrics
-    for key in ("oof_best_f1", "oof_at_0.5_f1", "oof_all_positive_f1", "oof_best_threshold", "oof_f1_ja",
-                "dev_f1_de", "dev_f1_at_oof_threshold", "oof_fold_mean_f1_at_0.5"):
+    for key in (
+        "oof_best_f1",
+        "oof_at_0.5_f1",
+        "oof_all_positive_f1",
+        "oof_best_threshold",
+        "oof_f1_ja",
+        "dev_f1_de",
+        "dev_f1_at_oof_threshold",
+        "oof_fold_mean_f1_at_0.5",
+    ):
         assert key in metrics, key
     assert metrics["oof_best_f1"] >= metrics["oof_at_0.5_f1"]
     assert parent.data.params["backbone.name"] == "tiny" and parent.data.params["split.n_folds"] == "2"
@@ -52,8 +62,9 @@ def test_training_logs_parent_and_fold_runs_with_metrics_and_artifacts(trained):
     assert {"config.yaml", "plots", "oof_scores.json", "language_f1.json"} <= artifacts
     plots = {a.path for a in client.list_artifacts(summary["run_id"], "plots")}
     assert {"plots/threshold_f1.png", "plots/language_f1.png", "plots/dev_language_f1.png"} <= plots
-    oof = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=summary["run_id"],
-                                                                artifact_path="oof_scores.json")).read_text())
+    oof = json.loads(
+        Path(mlflow.artifacts.download_artifacts(run_id=summary["run_id"], artifact_path="oof_scores.json")).read_text()
+    )
     assert oof["columns"] == ["id", "task", "language", "fold", "label", "score"]
     assert len(oof["data"]) == 240 and not any(np.isnan(row[-1]) for row in oof["data"])
 
@@ -73,8 +84,11 @@ def test_registered_champion_predicts_a_valid_submission(trained, cache_dir):
     tmp_path, _, summary = trained
     version = MlflowClient().get_model_version_by_alias("relevance-qc", "champion")
     assert version.run_id == summary["run_id"]
-    cfg = compose_predict(["model=models:/relevance-qc@champion", "file=test", f"output_dir={tmp_path / 'sub'}",
-                           *DEMO], tmp_path, cache_dir)
+    cfg = compose_predict(
+        ["model=models:/relevance-qc@champion", "file=test", f"output_dir={tmp_path / 'sub'}", *DEMO],
+        tmp_path,
+        cache_dir,
+    )
     output = predict.run(cfg)
     test_file = Path(cache_dir).glob("demo/*tr240-dv78-te52*/test_QC.txt")
     ids = [r.id for r in read_records(next(test_file), "QC")]
@@ -99,11 +113,33 @@ def free_port() -> int:
 def test_mlflow_models_serve_answers_rest(trained, cache_dir):
     tmp_path, _, summary = trained
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(), "RELEVANCE_CACHE": str(cache_dir),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/relevance-qc@champion",
-                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(),
+        "RELEVANCE_CACHE": str(cache_dir),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/relevance-qc@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -114,12 +150,15 @@ def test_mlflow_models_serve_answers_rest(trained, cache_dir):
                 if server.poll() is not None:
                     pytest.fail(server.stdout.read().decode()[-2000:])
                 time.sleep(1)
-        rows = [{"language": "fr", "origin_query": "casquette", "category_path": "apparel accessories,hats & caps"},
-                {"language": "de", "origin_query": "Mehl",
-                 "category_path": "food,grocery,flour, baking and cooking,flour"}]
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
-                                         data=json.dumps({"dataframe_records": rows}).encode(),
-                                         headers={"Content-Type": "application/json"})
+        rows = [
+            {"language": "fr", "origin_query": "casquette", "category_path": "apparel accessories,hats & caps"},
+            {"language": "de", "origin_query": "Mehl", "category_path": "food,grocery,flour, baking and cooking,flour"},
+        ]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"dataframe_records": rows}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
         predictions = pd.DataFrame(answer["predictions"])
         assert len(predictions) == 2 and set(predictions["prediction"]) <= {0, 1}
@@ -135,9 +174,11 @@ def test_scorer_api_matches_the_pyfunc(trained):
     _, _, summary = trained
     pyfunc = mlflow.pyfunc.load_model(summary["model_uri"])
     scorer = pyfunc.unwrap_python_model().scorer
-    pairs = [("casquette", "apparel accessories,hats & caps,baseball caps"),
-             ("Mehl", "food,grocery,flour, baking and cooking,flour"),
-             ("", "food")]
+    pairs = [
+        ("casquette", "apparel accessories,hats & caps,baseball caps"),
+        ("Mehl", "food,grocery,flour, baking and cooking,flour"),
+        ("", "food"),
+    ]
     scores = scorer.predict(pairs)
     frame = pd.DataFrame({"origin_query": [q for q, _ in pairs], "category_path": [t for _, t in pairs]})
     served = pyfunc.predict(frame)
@@ -147,8 +188,11 @@ def test_scorer_api_matches_the_pyfunc(trained):
 
 def test_predicting_a_labelled_file_reports_its_f1(trained, cache_dir, capsys):
     tmp_path, _, _ = trained
-    cfg = compose_predict(["model=models:/relevance-qc@champion", "file=dev", f"output_dir={tmp_path / 'dev'}",
-                           "threshold=0.0", *DEMO], tmp_path, cache_dir)
+    cfg = compose_predict(
+        ["model=models:/relevance-qc@champion", "file=dev", f"output_dir={tmp_path / 'dev'}", "threshold=0.0", *DEMO],
+        tmp_path,
+        cache_dir,
+    )
     predict.run(cfg)
     out = capsys.readouterr().out
     assert "F1 on dev_QC.txt" in out and "78 rows, 78 predicted relevant" in out  # threshold 0: all relevant
@@ -161,8 +205,11 @@ def test_merged_lora_scores_like_the_unmerged_adapters_and_does_not_drift(traine
 
     _, _, summary = trained
     bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
-    pairs = [("casquette", "apparel accessories,hats & caps"), ("mehl", "food,grocery,flour, baking and cooking"),
-             ("wireless earbuds noise cancelling", "electronics,audio,headphones")] * 3
+    pairs = [
+        ("casquette", "apparel accessories,hats & caps"),
+        ("mehl", "food,grocery,flour, baking and cooking"),
+        ("wireless earbuds noise cancelling", "electronics,audio,headphones"),
+    ] * 3
     unmerged = RelevanceScorer(bundle, cache=cache_dir, merge=False)
     merged = RelevanceScorer(bundle, cache=cache_dir)
     assert merged.merge and len(merged.folds) == 2  # fp32 on CPU: each fold merged in turn

@@ -16,24 +16,40 @@ from relevance.errors import ConfigError, RelevanceError
 from relevance.serving import predict
 from tests.conftest import compose_predict, compose_train
 
-SMALL = ["backbone=tiny", "data.demo.train_rows=120", "data.demo.dev_rows=52", "data.demo.test_rows=26",
-         "train.epochs=1", "train.lr=1e-3", "split.n_folds=2"]
+SMALL = [
+    "backbone=tiny",
+    "data.demo.train_rows=120",
+    "data.demo.dev_rows=52",
+    "data.demo.test_rows=26",
+    "train.epochs=1",
+    "train.lr=1e-3",
+    "split.n_folds=2",
+]
 
 
 def _children(summary) -> dict[str, object]:
     run = MlflowClient().get_run(summary["run_id"])
-    children = MlflowClient().search_runs([run.info.experiment_id],
-                                          f"tags.mlflow.parentRunId = '{summary['run_id']}'")
+    children = MlflowClient().search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{summary['run_id']}'")
     return {c.info.run_name: c for c in children}
 
 
-@pytest.mark.parametrize("recipe, extra", [
-    ("dcuragons", []),
-    ("yin_qc", ["translator=file", "augmentation.hard_negatives.embedder=tfidf",
-                "augmentation.translate.rows_per_language=20", "augmentation.hard_negatives.rows=30"]),
-    ("yin_qi", ["translator=file", "augmentation.translate.rows_per_language=20", "train.max_length=64"]),
-    ("dilab", []),
-])
+@pytest.mark.parametrize(
+    "recipe, extra",
+    [
+        ("dcuragons", []),
+        (
+            "yin_qc",
+            [
+                "translator=file",
+                "augmentation.hard_negatives.embedder=tfidf",
+                "augmentation.translate.rows_per_language=20",
+                "augmentation.hard_negatives.rows=30",
+            ],
+        ),
+        ("yin_qi", ["translator=file", "augmentation.translate.rows_per_language=20", "train.max_length=64"]),
+        ("dilab", []),
+    ],
+)
 def test_each_team_recipe_runs_end_to_end_on_tiny(recipe, extra, tmp_path, cache_dir):
     cfg = compose_train([f"experiment={recipe}", *SMALL, *extra], tmp_path, cache_dir)
     summary = pipeline.run(cfg)
@@ -66,9 +82,21 @@ def test_translation_concat_is_replayed_by_the_served_model_and_a_refit_can_serv
     scores = scorer.predict_records(dev)
     assert len(scores) == 6 and ((0 <= scores) & (scores <= 1)).all()
     assert scorer.translations.reused - before == sum(r.language != "en" for r in dev)
-    out = predict.run(compose_predict([f"model={summary['run_id']}", "file=dev", "ensemble=refit",
-                                       f"output_dir={tmp_path / 'sub'}", "data.demo.train_rows=120",
-                                       "data.demo.dev_rows=52", "data.demo.test_rows=26"], tmp_path, cache_dir))
+    out = predict.run(
+        compose_predict(
+            [
+                f"model={summary['run_id']}",
+                "file=dev",
+                "ensemble=refit",
+                f"output_dir={tmp_path / 'sub'}",
+                "data.demo.train_rows=120",
+                "data.demo.dev_rows=52",
+                "data.demo.test_rows=26",
+            ],
+            tmp_path,
+            cache_dir,
+        )
+    )
     assert len(out.read_text().splitlines()) == 52
     own_file = tmp_path / "new_queries.jsonl"
     own_file.write_text(Path(scorer.bundle.translator["path"]).read_text())
@@ -86,8 +114,14 @@ def test_refit_is_refused_for_a_model_trained_without_it(tmp_path, cache_dir):
 
 
 def test_a_sweep_rerun_translates_nothing_twice(tmp_path, cache_dir):
-    overrides = [*SMALL, "augmentation=[translate]", "augmentation.translate.mode=both",
-                 "augmentation.translate.rows_per_language=5", "translator=tiny", "tracking.log_model=false"]
+    overrides = [
+        *SMALL,
+        "augmentation=[translate]",
+        "augmentation.translate.mode=both",
+        "augmentation.translate.rows_per_language=5",
+        "translator=tiny",
+        "tracking.log_model=false",
+    ]
     first = pipeline.run(compose_train(overrides, tmp_path, tmp_path / "cache"))  # a cache of its own
     assert first["translations_computed"] > 0
     second = pipeline.run(compose_train(overrides, tmp_path, tmp_path / "cache"))
@@ -98,33 +132,65 @@ def test_a_sweep_rerun_translates_nothing_twice(tmp_path, cache_dir):
 
 
 def test_tapt_logs_stage_one_and_a_later_run_can_start_from_it(tmp_path, cache_dir):
-    summary = pipeline.run(compose_train([*SMALL, "tapt=from_other_task", "tapt.max_rows=60",
-                                          "tracking.log_model=false"], tmp_path, cache_dir))
+    summary = pipeline.run(
+        compose_train(
+            [*SMALL, "tapt=from_other_task", "tapt.max_rows=60", "tracking.log_model=false"], tmp_path, cache_dir
+        )
+    )
     stage1 = _children(summary)["tapt-stage1-qi"]
     assert stage1.data.metrics["rows_trained"] == 60
     files = {Path(a.path).name for a in MlflowClient().list_artifacts(stage1.info.run_id, "tapt_adapter")}
     assert "adapter_model.safetensors" in files
-    again = pipeline.run(compose_train([*SMALL, "tapt=from_other_task", f"tapt.from_run={stage1.info.run_id}",
-                                        "tracking.log_model=false"], tmp_path, cache_dir))
+    again = pipeline.run(
+        compose_train(
+            [*SMALL, "tapt=from_other_task", f"tapt.from_run={stage1.info.run_id}", "tracking.log_model=false"],
+            tmp_path,
+            cache_dir,
+        )
+    )
     assert "tapt-stage1-qi" not in _children(again)
-    from_parent = pipeline.run(compose_train([*SMALL, "tapt=from_other_task", f"tapt.from_run={summary['run_id']}",
-                                              "tracking.log_model=false"], tmp_path, cache_dir))
+    from_parent = pipeline.run(
+        compose_train(
+            [*SMALL, "tapt=from_other_task", f"tapt.from_run={summary['run_id']}", "tracking.log_model=false"],
+            tmp_path,
+            cache_dir,
+        )
+    )
     assert from_parent["oof_best_f1"] == pytest.approx(again["oof_best_f1"])  # the same stage-1 adapter
     with pytest.raises(ConfigError, match="no tapt_adapter artifact"):
-        pipeline.run(compose_train([*SMALL, "tapt=from_other_task", f"tapt.from_run={again['run_id']}",
-                                    "tracking.log_model=false"], tmp_path, cache_dir))
+        pipeline.run(
+            compose_train(
+                [*SMALL, "tapt=from_other_task", f"tapt.from_run={again['run_id']}", "tracking.log_model=false"],
+                tmp_path,
+                cache_dir,
+            )
+        )
 
 
 def test_self_validation_logs_what_it_removed_and_still_judges_every_row(tmp_path, cache_dir):
-    summary = pipeline.run(compose_train([*SMALL, "augmentation=[self_validation]",
-                                          "augmentation.self_validation.confidence=0.51",
-                                          "tracking.log_model=false"], tmp_path, cache_dir))
+    summary = pipeline.run(
+        compose_train(
+            [
+                *SMALL,
+                "augmentation=[self_validation]",
+                "augmentation.self_validation.confidence=0.51",
+                "tracking.log_model=false",
+            ],
+            tmp_path,
+            cache_dir,
+        )
+    )
     metrics = MlflowClient().get_run(summary["run_id"]).data.metrics
     flagged = int(metrics["self_validation_flagged"])
     assert flagged > 0  # at confidence 0.51 a one-epoch tiny model contradicts many labels
     assert flagged == sum(v for k, v in metrics.items() if k.startswith("self_validation_flagged_"))
-    table = json.loads(Path(mlflow.artifacts.download_artifacts(
-        run_id=summary["run_id"], artifact_path="self_validation/flagged_rows.json")).read_text())
+    table = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=summary["run_id"], artifact_path="self_validation/flagged_rows.json"
+            )
+        ).read_text()
+    )
     assert len(table["data"]) == flagged and "action" in table["columns"]
     fold = _children(summary)["fold-0"]
     assert fold.data.metrics["rows_validation"] == 60  # removed rows still scored
@@ -134,10 +200,13 @@ def test_self_validation_logs_what_it_removed_and_still_judges_every_row(tmp_pat
 def test_tapt_without_the_other_tasks_data_fails_at_start(tmp_path, cache_dir):
     folder = tmp_path / "data"
     folder.mkdir()
-    (folder / "train_QC.txt").write_text(json.dumps({"id": 1, "task": "QC", "language": "en", "origin_query": "a",
-                                                     "category_path": "b", "label": 1}) + "\n")
-    cfg = compose_train(["backbone=tiny", "tapt=from_other_task", "data=competition", f"data.dir={folder}"],
-                        tmp_path, cache_dir)
+    (folder / "train_QC.txt").write_text(
+        json.dumps({"id": 1, "task": "QC", "language": "en", "origin_query": "a", "category_path": "b", "label": 1})
+        + "\n"
+    )
+    cfg = compose_train(
+        ["backbone=tiny", "tapt=from_other_task", "data=competition", f"data.dir={folder}"], tmp_path, cache_dir
+    )
     with pytest.raises(ConfigError, match=r"tapt=from_other_task .*train_QI.txt does not exist"):
         checks.check_config(cfg)
 
@@ -155,30 +224,51 @@ def test_joint_model_trains_both_tasks_with_a_threshold_each_and_predicts_both_f
     with pytest.raises(RelevanceError, match="pass one of them"):
         scorer.predict([("cap", "apparel,hats")])
     assert len(scorer.predict([("cap", "apparel,hats")], task="QC")) == 1
-    frame = pd.DataFrame([{"task": "QC", "origin_query": "cap", "category_path": "apparel,hats", "item_title": None},
-                          {"task": "QI", "origin_query": "cap", "category_path": None, "item_title": "red cap"}])
+    frame = pd.DataFrame(
+        [
+            {"task": "QC", "origin_query": "cap", "category_path": "apparel,hats", "item_title": None},
+            {"task": "QI", "origin_query": "cap", "category_path": None, "item_title": "red cap"},
+        ]
+    )
     out = mlflow.pyfunc.load_model(summary["model_uri"]).predict(frame)
     assert list(out.columns) == ["score", "prediction"] and len(out) == 2
-    outputs = predict.run(compose_predict([f"model={summary['run_id']}", "file=test", f"output_dir={tmp_path / 's'}",
-                                           "data.demo.train_rows=120", "data.demo.dev_rows=52",
-                                           "data.demo.test_rows=26"], tmp_path, cache_dir))
+    outputs = predict.run(
+        compose_predict(
+            [
+                f"model={summary['run_id']}",
+                "file=test",
+                f"output_dir={tmp_path / 's'}",
+                "data.demo.train_rows=120",
+                "data.demo.dev_rows=52",
+                "data.demo.test_rows=26",
+            ],
+            tmp_path,
+            cache_dir,
+        )
+    )
     assert [p.name for p in outputs] == ["submit_QC.txt", "submit_QI.txt"]
     assert (tmp_path / "s" / "submission.zip").is_file()
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["task=joint", "backbone=xlm_roberta_large"], "task=joint tells QC from QI rows by their prompts"),
-    (["task=joint", "tapt=from_other_task"], "no other task to pre-train on"),
-    (["task=joint", "split=category_aware"], "split=category_aware"),
-    (["head=yes_no", "backbone=xlm_roberta_large"], "head=yes_no .* encoder"),
-    (["augmentation=[hard_negatives]", "augmentation.hard_negatives.window=[50,20]"], "window"),
-    (["augmentation=[self_validation]", "augmentation.self_validation.confidence=0.3"], "between 0.5 and 1"),
-    (["augmentation=[self_validation]", "augmentation.self_validation.action=fix"], "use drop or relabel"),
-    (["augmentation=[translate]", "augmentation.translate.mode=paraphrase"], "concat, synthesize or both"),
-    (["augmentation=[translate]", "translator.path=/nowhere.jsonl"], "translator.path=/nowhere.jsonl is not a file"),
-    (["threshold.method=fixed", "threshold.value=1.5"], "threshold.value between 0 and 1"),
-    (["threshold.method=median"], "threshold.method='median' is not known"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["task=joint", "backbone=xlm_roberta_large"], "task=joint tells QC from QI rows by their prompts"),
+        (["task=joint", "tapt=from_other_task"], "no other task to pre-train on"),
+        (["task=joint", "split=category_aware"], "split=category_aware"),
+        (["head=yes_no", "backbone=xlm_roberta_large"], "head=yes_no .* encoder"),
+        (["augmentation=[hard_negatives]", "augmentation.hard_negatives.window=[50,20]"], "window"),
+        (["augmentation=[self_validation]", "augmentation.self_validation.confidence=0.3"], "between 0.5 and 1"),
+        (["augmentation=[self_validation]", "augmentation.self_validation.action=fix"], "use drop or relabel"),
+        (["augmentation=[translate]", "augmentation.translate.mode=paraphrase"], "concat, synthesize or both"),
+        (
+            ["augmentation=[translate]", "translator.path=/nowhere.jsonl"],
+            "translator.path=/nowhere.jsonl is not a file",
+        ),
+        (["threshold.method=fixed", "threshold.value=1.5"], "threshold.value between 0 and 1"),
+        (["threshold.method=median"], "threshold.method='median' is not known"),
+    ],
+)
 def test_combinations_that_cannot_work_fail_at_start_with_one_sentence(overrides, message, tmp_path, cache_dir):
     with pytest.raises(ConfigError, match=message):
         checks.check_config(compose_train(["backbone=tiny", *overrides], tmp_path, cache_dir))

@@ -21,8 +21,9 @@ def _check_number(cfg: DictConfig, key: str, integer: bool, minimum: float, stri
     value = OmegaConf.select(cfg, key)
     number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
     if not number or value < minimum or (strict and value == minimum):
-        raise ConfigError(f"{key}={value!r} must be {'an integer' if integer else 'a number'} "
-                          f"{'>' if strict else '>='} {minimum}.")
+        raise ConfigError(
+            f"{key}={value!r} must be {'an integer' if integer else 'a number'} {'>' if strict else '>='} {minimum}."
+        )
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -33,16 +34,25 @@ def check_config(cfg: DictConfig) -> None:
     finetune.method(cfg.backbone)
     for key in ("train.weight_decay", "train.warmup_ratio", "lora.dropout", "lora.alpha"):
         _check_number(cfg, key, integer=False, minimum=0)
-    for key, minimum in (("train.batch_size", 1), ("train.eval_batch_size", 1), ("train.epochs", 1),
-                         ("train.accumulate_grad_batches", 1), ("train.max_length", 8), ("lora.r", 1),
-                         ("split.n_folds", 2)):
+    for key, minimum in (
+        ("train.batch_size", 1),
+        ("train.eval_batch_size", 1),
+        ("train.epochs", 1),
+        ("train.accumulate_grad_batches", 1),
+        ("train.max_length", 8),
+        ("lora.r", 1),
+        ("split.n_folds", 2),
+    ):
         _check_number(cfg, key, integer=True, minimum=minimum)
     if cfg.train.scheduler not in ("linear", "cosine", "constant_with_warmup"):
-        raise ConfigError(f"train.scheduler={cfg.train.scheduler!r} is not known; use linear, cosine or "
-                          f"constant_with_warmup.")
+        raise ConfigError(
+            f"train.scheduler={cfg.train.scheduler!r} is not known; use linear, cosine or constant_with_warmup."
+        )
     if not isinstance(cfg.get("threshold"), DictConfig):
-        raise ConfigError(f"threshold={cfg.get('threshold')!r}: the threshold is now a group of settings; fix one "
-                          f"with threshold.method=fixed threshold.value=0.4 (or leave the default, exact).")
+        raise ConfigError(
+            f"threshold={cfg.get('threshold')!r}: the threshold is now a group of settings; fix one "
+            f"with threshold.method=fixed threshold.value=0.4 (or leave the default, exact)."
+        )
     thresholds.check(cfg.threshold)
     parts = task_parts(cfg)
     for part in parts.values():
@@ -51,14 +61,19 @@ def check_config(cfg: DictConfig) -> None:
     for part in parts.values():
         prompt_template(part, cfg.head, cfg.backbone)
     if is_joint(cfg.task.code) and cfg.backbone.kind == "encoder":
-        raise ConfigError(f"task=joint tells QC from QI rows by their prompts, which the encoder backbone="
-                          f"{cfg.backbone.name} does not use; pick a decoder backbone or train task=qc and task=qi.")
+        raise ConfigError(
+            f"task=joint tells QC from QI rows by their prompts, which the encoder backbone="
+            f"{cfg.backbone.name} does not use; pick a decoder backbone or train task=qc and task=qi."
+        )
     if is_joint(cfg.task.code) and cfg.tapt.name != "none":
-        raise ConfigError("task=joint already trains on both tasks, so there is no other task to pre-train on; "
-                          "use tapt=none.")
+        raise ConfigError(
+            "task=joint already trains on both tasks, so there is no other task to pre-train on; use tapt=none."
+        )
     if cfg.backbone.kind == "decoder" and cfg.backbone.padding_side != "right":
-        raise ConfigError(f"backbone.padding_side={cfg.backbone.padding_side}: a decoder classifier needs right "
-                          f"padding (left padding shifts every row's positions by its pad count); set it to right.")
+        raise ConfigError(
+            f"backbone.padding_side={cfg.backbone.padding_side}: a decoder classifier needs right "
+            f"padding (left padding shifts every row's positions by its pad count); set it to right."
+        )
     check_split_for_task(cfg.split.name, cfg.task.code)
     if cfg.register.name and not cfg.tracking.log_model:
         raise ConfigError("register.name needs a logged model; drop tracking.log_model=false.")
@@ -72,8 +87,9 @@ def check_methods(cfg: DictConfig) -> None:
     negatives = augmentation.get("hard_negatives")
     validation = augmentation.get("self_validation")
     if translate and translate.mode not in ("concat", "synthesize", "both"):
-        raise ConfigError(f"augmentation.translate.mode={translate.mode!r} is not known; use concat, synthesize "
-                          f"or both.")
+        raise ConfigError(
+            f"augmentation.translate.mode={translate.mode!r} is not known; use concat, synthesize or both."
+        )
     if translate and translate.mode != "concat":
         _check_number(cfg, "augmentation.translate.rows_per_language", integer=True, minimum=1)
     if translate or (negatives and negatives.get("translate_to")):
@@ -82,16 +98,22 @@ def check_methods(cfg: DictConfig) -> None:
         _check_number(cfg, "augmentation.hard_negatives.rows", integer=True, minimum=1)
         window = list(negatives.window)
         if len(window) != 2 or not all(isinstance(w, int) for w in window) or not 0 <= window[0] < window[1]:
-            raise ConfigError(f"augmentation.hard_negatives.window={window} must be two ranks [low, high] with "
-                              f"0 <= low < high, e.g. [20, 50].")
+            raise ConfigError(
+                f"augmentation.hard_negatives.window={window} must be two ranks [low, high] with "
+                f"0 <= low < high, e.g. [20, 50]."
+            )
         packaged = negatives.embedder == packaged_e5.HUB_ID and packaged_e5.installed()
         if negatives.embedder != "tfidf" and not packaged and not hub_model_available(negatives.embedder):
-            raise ConfigError(f"augmentation.hard_negatives.embedder={negatives.embedder} is not on this machine "
-                              f"and the hub cannot be reached; use embedder=tfidf offline, or download it first.")
+            raise ConfigError(
+                f"augmentation.hard_negatives.embedder={negatives.embedder} is not on this machine "
+                f"and the hub cannot be reached; use embedder=tfidf offline, or download it first."
+            )
     if validation:
         if not isinstance(validation.confidence, (int, float)) or not 0.5 < validation.confidence < 1:
-            raise ConfigError(f"augmentation.self_validation.confidence={validation.confidence!r} must be between "
-                              f"0.5 and 1 (a row is flagged when the model is at least this sure of the other label).")
+            raise ConfigError(
+                f"augmentation.self_validation.confidence={validation.confidence!r} must be between "
+                f"0.5 and 1 (a row is flagged when the model is at least this sure of the other label)."
+            )
         if validation.action not in ("drop", "relabel"):
             raise ConfigError(f"augmentation.self_validation.action={validation.action!r}; use drop or relabel.")
     if cfg.tapt.name not in ("none", "from_other_task"):
@@ -100,24 +122,31 @@ def check_methods(cfg: DictConfig) -> None:
         other = OTHER_TASK[cfg.task.code]
         path = data_file(cfg.data, cfg.paths.cache, other, "train")
         if not path.is_file():
-            raise ConfigError(f"tapt=from_other_task trains first on the other task's data, but {path} does not "
-                              f"exist; add train_{other}.txt to data.dir, give tapt.from_run=<run id>, or use "
-                              f"tapt=none.")
+            raise ConfigError(
+                f"tapt=from_other_task trains first on the other task's data, but {path} does not "
+                f"exist; add train_{other}.txt to data.dir, give tapt.from_run=<run id>, or use "
+                f"tapt=none."
+            )
 
 
 def check_translator(cfg: DictConfig) -> None:
     translator = cfg.translator
     if translator.kind == "file":
         if not translator.path and cfg.data.name not in GENERATED:
-            raise ConfigError("augmentation=translate with translator=file needs translator.path=<JSON Lines file of "
-                              "translations> (only data=demo and data=taxonomy bring their own); or pick a model, e.g. "
-                              "translator=madlad.")
+            raise ConfigError(
+                "augmentation=translate with translator=file needs translator.path=<JSON Lines file of "
+                "translations> (only data=demo and data=taxonomy bring their own); or pick a model, e.g. "
+                "translator=madlad."
+            )
         if translator.path and not Path(translator.path).is_file():
-            raise ConfigError(f"translator.path={translator.path} is not a file; point it at the JSON Lines "
-                              f"translations file.")
+            raise ConfigError(
+                f"translator.path={translator.path} is not a file; point it at the JSON Lines translations file."
+            )
     elif translator.kind in ("seq2seq", "causal"):
         if translator.source == "hub" and not hub_model_available(translator.hub_id):
-            raise ConfigError(f"translator={translator.name} ({translator.hub_id}) is not on this machine and the hub "
-                              f"cannot be reached; use translator=file with a translations file offline.")
+            raise ConfigError(
+                f"translator={translator.name} ({translator.hub_id}) is not on this machine and the hub "
+                f"cannot be reached; use translator=file with a translations file offline."
+            )
     else:
         raise ConfigError(f"translator.kind={translator.kind!r} is not known; use file, seq2seq or causal.")

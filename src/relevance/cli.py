@@ -18,15 +18,32 @@ def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for name in ("lightning.pytorch", "lightning.fabric", "transformers", "peft", "mlflow.pyfunc", "mlflow.models",
-                 "mlflow.store", "alembic", "huggingface_hub"):
+    for name in (
+        "lightning.pytorch",
+        "lightning.fabric",
+        "transformers",
+        "peft",
+        "mlflow.pyfunc",
+        "mlflow.models",
+        "mlflow.store",
+        "alembic",
+        "huggingface_hub",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
     import transformers
 
     transformers.logging.set_verbosity_error()
-    for pattern in (".*in eval mode.*", ".*custom batch sampler.*", ".*is_gradient_checkpointing.*",
-                    ".*input example was not provided.*", ".*serialized using CloudPickle.*", ".*LeafSpec.*",
-                    ".*does not have many workers.*", ".*litlogger.*", ".*Could not find a config file.*"):
+    for pattern in (
+        ".*in eval mode.*",
+        ".*custom batch sampler.*",
+        ".*is_gradient_checkpointing.*",
+        ".*input example was not provided.*",
+        ".*serialized using CloudPickle.*",
+        ".*LeafSpec.*",
+        ".*does not have many workers.*",
+        ".*litlogger.*",
+        ".*Could not find a config file.*",
+    ):
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -53,9 +70,12 @@ def language_table(by_language: dict[str, list[dict]]) -> str:
     header = "language  seen  " + "  ".join(f"{name + ' F1 (floor)':>22}" for name in names)
     lines = [header, "-" * len(header)]
     for language in languages:
-        values = [f"{cells[n][language]['f1']:.3f} ({cells[n][language]['floor']:.3f}) "
-                  f"n={cells[n][language]['rows']:<4}"
-                  if language in cells[n] else "" for n in names]
+        values = [
+            f"{cells[n][language]['f1']:.3f} ({cells[n][language]['floor']:.3f}) n={cells[n][language]['rows']:<4}"
+            if language in cells[n]
+            else ""
+            for n in names
+        ]
         lines.append(f"{language:<8}  {'yes' if seen[language] else 'no':<4}  " + "  ".join(f"{v:>22}" for v in values))
     return "\n".join(lines)
 
@@ -67,14 +87,18 @@ def headline(summary: dict) -> str:
         if f"{prefix}oof_best_f1" not in summary or (not prefix and "qc_oof_best_f1" in summary):
             continue
         name = prefix.rstrip("_").upper() + " " if prefix else ""
-        lines.append(f"{name}out-of-fold F1 {summary[prefix + 'oof_best_f1']:.4f} at threshold "
-                     f"{summary[prefix + 'oof_best_threshold']:.3f} ({summary[prefix + 'oof_at_0.5_f1']:.4f} at 0.5; "
-                     f"all-positive floor {summary[prefix + 'oof_all_positive_f1']:.4f}); decision threshold "
-                     f"{summary[prefix + 'decision_threshold']:.3f}")
+        lines.append(
+            f"{name}out-of-fold F1 {summary[prefix + 'oof_best_f1']:.4f} at threshold "
+            f"{summary[prefix + 'oof_best_threshold']:.3f} ({summary[prefix + 'oof_at_0.5_f1']:.4f} at 0.5; "
+            f"all-positive floor {summary[prefix + 'oof_all_positive_f1']:.4f}); decision threshold "
+            f"{summary[prefix + 'decision_threshold']:.3f}"
+        )
         if f"{prefix}dev_f1_at_oof_threshold" in summary:
-            lines.append(f"{name}dev F1 (fold ensemble, decision threshold): "
-                         f"{summary[prefix + 'dev_f1_at_oof_threshold']:.4f} "
-                         f"(floor {summary[prefix + 'dev_all_positive_f1']:.4f})")
+            lines.append(
+                f"{name}dev F1 (fold ensemble, decision threshold): "
+                f"{summary[prefix + 'dev_f1_at_oof_threshold']:.4f} "
+                f"(floor {summary[prefix + 'dev_all_positive_f1']:.4f})"
+            )
     if "qc_oof_best_f1" in summary:
         lines.append(f"competition score (mean of QC and QI out-of-fold F1): {summary['oof_best_f1']:.4f}")
     return "\n".join(lines)

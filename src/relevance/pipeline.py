@@ -40,23 +40,43 @@ def _run_name(cfg, trial_number: int | None) -> str:
     return cfg.tracking.run_name if trial_number is None else f"trial-{trial_number}-{cfg.tracking.run_name}"
 
 
-def _bundle(cfg, preprocessor: Preprocessor, source: ModelSource, data, summary: dict, decision: dict,
-            per_language: dict, refit_decision: dict, run_id: str) -> ModelBundle:
+def _bundle(
+    cfg,
+    preprocessor: Preprocessor,
+    source: ModelSource,
+    data,
+    summary: dict,
+    decision: dict,
+    per_language: dict,
+    refit_decision: dict,
+    run_id: str,
+) -> ModelBundle:
     """What the served model needs besides the weights, from this run's config and results."""
     joint = is_joint(cfg.task.code)
     return ModelBundle(
-        task=cfg.task.code, backbone=OmegaConf.to_container(cfg.backbone, resolve=True),
-        head=OmegaConf.to_container(cfg.head, resolve=True), templates=preprocessor.templates,
-        encoder=preprocessor.encoder, lowercase=preprocessor.lowercase,
+        task=cfg.task.code,
+        backbone=OmegaConf.to_container(cfg.backbone, resolve=True),
+        head=OmegaConf.to_container(cfg.head, resolve=True),
+        templates=preprocessor.templates,
+        encoder=preprocessor.encoder,
+        lowercase=preprocessor.lowercase,
         augmentation=OmegaConf.to_container(cfg.augmentation, resolve=True) if cfg.get("augmentation") else {},
         translator=OmegaConf.to_container(preprocessor.translations.cfg, resolve=True),
-        max_length=source.max_length, eval_batch_size=cfg.train.eval_batch_size,
-        folds=[f"fold_{k}" for k in range(cfg.split.n_folds)], thresholds=decision, language_thresholds=per_language,
-        unseen_threshold=cfg.threshold.unseen, min_language_rows=cfg.threshold.min_language_rows,
-        positive_rates={task: summary[f"{metric_prefix(task, joint)}oof_positive_rate_at_decision"]
-                        for task in decision},
-        seen_languages=sorted(set(data.languages)), refit="refit" if cfg.train.refit else None,
-        refit_thresholds=refit_decision, run_id=run_id)
+        max_length=source.max_length,
+        eval_batch_size=cfg.train.eval_batch_size,
+        folds=[f"fold_{k}" for k in range(cfg.split.n_folds)],
+        thresholds=decision,
+        language_thresholds=per_language,
+        unseen_threshold=cfg.threshold.unseen,
+        min_language_rows=cfg.threshold.min_language_rows,
+        positive_rates={
+            task: summary[f"{metric_prefix(task, joint)}oof_positive_rate_at_decision"] for task in decision
+        },
+        seen_languages=sorted(set(data.languages)),
+        refit="refit" if cfg.train.refit else None,
+        refit_thresholds=refit_decision,
+        run_id=run_id,
+    )
 
 
 def run(cfg: DictConfig) -> dict:
@@ -64,8 +84,9 @@ def run(cfg: DictConfig) -> dict:
     headline metrics and the run and model ids."""
     check_config(cfg)
     trial = sweep_trial.connect(cfg)
-    runtime = resolve_runtime(cfg.strategy, cfg.train.precision, cfg.backbone.dtype, cfg.strategy.devices,
-                              cfg.strategy.num_nodes)
+    runtime = resolve_runtime(
+        cfg.strategy, cfg.train.precision, cfg.backbone.dtype, cfg.strategy.devices, cfg.strategy.num_nodes
+    )
     preprocessor = make_preprocessor(cfg)
     translations = preprocessor.translations
     data, clean_report, dev, extra_counts = prepare_data(cfg, preprocessor)
@@ -73,8 +94,9 @@ def run(cfg: DictConfig) -> dict:
     location = resolve_source(cfg.backbone, cfg.paths.cache)
     tokenizer = load_tokenizer(cfg.backbone, location)
     build_head(cfg.head, tokenizer)  # answer words that tokenise badly fail here, before any training
-    prompt_tokens = max(fixed_prompt_tokens(tokenizer, template, preprocessor.encoder)
-                        for template in preprocessor.templates.values())
+    prompt_tokens = max(
+        fixed_prompt_tokens(tokenizer, template, preprocessor.encoder) for template in preprocessor.templates.values()
+    )
     source = ModelSource(location, tokenizer, cfg.train.max_length + prompt_tokens)
 
     tracking_uri, artifact_root = tracking.store_of(cfg)
@@ -83,59 +105,94 @@ def run(cfg: DictConfig) -> dict:
         if global_rank() == 0:
             tracking.setup(tracking_uri, cfg.tracking.experiment, artifact_root)
         else:  # the other ranks train and score beside rank 0; what they would log goes to a throwaway store
-            tracking.setup(f"sqlite:///{scratch / 'rank_store.db'}", cfg.tracking.experiment,
-                           scratch / "rank_artifacts")
+            tracking.setup(
+                f"sqlite:///{scratch / 'rank_store.db'}", cfg.tracking.experiment, scratch / "rank_artifacts"
+            )
         tags = {"relevance.level": "parent"}
         if trial.number is not None:
             tags |= {"relevance.study": cfg.sweep.study, "relevance.trial": str(trial.number)}
-        with mlflow.start_run(run_name=_run_name(cfg, trial.number), tags=tags,
-                              parent_run_id=cfg.sweep.parent_run) as parent:
+        with mlflow.start_run(
+            run_name=_run_name(cfg, trial.number), tags=tags, parent_run_id=cfg.sweep.parent_run
+        ) as parent:
             trial.started(parent.info.run_id)
             mlflow.log_params(tracking.flatten(cfg))
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-            mlflow.log_metrics({"rows_train": len(data.records),
-                                "rows_dropped_empty_query": clean_report.dropped_empty_query, **extra_counts})
+            mlflow.log_metrics(
+                {
+                    "rows_train": len(data.records),
+                    "rows_dropped_empty_query": clean_report.dropped_empty_query,
+                    **extra_counts,
+                }
+            )
             if cfg.tapt.name != "none":
                 source.init_adapter = tapt_stage(cfg, runtime, source, preprocessor, scratch, tracking_uri)
             if cfg.get("augmentation") and cfg.augmentation.get("self_validation"):
                 mlflow.log_metrics(self_validation_stage(cfg, runtime, source, data))
             adapters = scratch / "bundle" / "adapters"
-            after_fold = trial.fold_observer(cfg.sweep.metric, data.labels, np.array([r.task for r in data.records]),
-                                             parent.info.run_id)
+            after_fold = trial.fold_observer(
+                cfg.sweep.metric, data.labels, np.array([r.task for r in data.records]), parent.info.run_id
+            )
             oof, dev_scores = cross_validate(cfg, runtime, source, data, dev_inputs, adapters, observers=(after_fold,))
             refit_scores = None
             if cfg.train.refit:
                 inputs, labels = data.training_rows(None)
-                with mlflow.start_run(run_name="refit", nested=True, tags={"relevance.level": "fold",
-                                                                           "relevance.stage": "refit"}):
+                with mlflow.start_run(
+                    run_name="refit", nested=True, tags={"relevance.level": "fold", "relevance.stage": "refit"}
+                ):
                     log.info("refit: training on all %d rows", len(inputs))
-                    refit_scores, _ = train_fold(cfg, runtime, source, inputs, labels,
-                                                 [data.inputs] + ([dev_inputs] if dev_inputs else []),
-                                                 cfg.split.n_folds, adapters / "refit", name="refit")
-            mlflow.log_metrics({"translations_computed": translations.computed,
-                                "translations_reused": translations.reused})
+                    refit_scores, _ = train_fold(
+                        cfg,
+                        runtime,
+                        source,
+                        inputs,
+                        labels,
+                        [data.inputs] + ([dev_inputs] if dev_inputs else []),
+                        cfg.split.n_folds,
+                        adapters / "refit",
+                        name="refit",
+                    )
+            mlflow.log_metrics(
+                {"translations_computed": translations.computed, "translations_reused": translations.reused}
+            )
             summary, decision, per_language, by_language = report(cfg, data, oof, dev, dev_scores, scratch / "plots")
             refit_decision = {}
             if refit_scores is not None:
                 refit_summary, refit_decision = refit_report(cfg, data, summary, refit_scores, dev)
                 summary |= refit_summary
             mlflow.log_metrics(summary)
-            mlflow.log_table(pd.DataFrame([dict(row, scored=name) for name, rows in by_language.items()
-                                           for row in rows]), "language_f1.json")
+            mlflow.log_table(
+                pd.DataFrame([dict(row, scored=name) for name, rows in by_language.items() for row in rows]),
+                "language_f1.json",
+            )
             mlflow.log_artifacts(str(scratch / "plots"), "plots")
-            mlflow.log_table({"id": [r.id for r in data.records], "task": [r.task for r in data.records],
-                              "language": data.languages,
-                              "fold": data.folds.tolist(), "label": data.labels.tolist(), "score": oof.tolist()},
-                             "oof_scores.json")
+            mlflow.log_table(
+                {
+                    "id": [r.id for r in data.records],
+                    "task": [r.task for r in data.records],
+                    "language": data.languages,
+                    "fold": data.folds.tolist(),
+                    "label": data.labels.tolist(),
+                    "score": oof.tolist(),
+                },
+                "oof_scores.json",
+            )
             model_uri = None
             if cfg.tracking.log_model and global_rank() == 0:  # only rank 0 saved the adapters
-                bundle = _bundle(cfg, preprocessor, source, data, summary, decision, per_language, refit_decision,
-                                 parent.info.run_id)
+                bundle = _bundle(
+                    cfg, preprocessor, source, data, summary, decision, per_language, refit_decision, parent.info.run_id
+                )
                 model_uri = log_model(bundle.save(scratch / "bundle"), cfg.task.code)
                 mlflow.set_tag("relevance.model_uri", model_uri)
             if cfg.register.name and model_uri:
                 version = tracking.register(model_uri, cfg.register.name, cfg.register.alias)
                 mlflow.set_tag("relevance.registered", f"{cfg.register.name}/{version}")
-            return {**summary, "languages": by_language, "run_id": parent.info.run_id, "model_uri": model_uri,
-                    "tracking_uri": mlflow.get_tracking_uri(), "translations_computed": translations.computed,
-                    "translations_reused": translations.reused, **extra_counts}
+            return {
+                **summary,
+                "languages": by_language,
+                "run_id": parent.info.run_id,
+                "model_uri": model_uri,
+                "tracking_uri": mlflow.get_tracking_uri(),
+                "translations_computed": translations.computed,
+                "translations_reused": translations.reused,
+                **extra_counts,
+            }

@@ -52,8 +52,9 @@ def build_strategy(strategy, accelerator: str):
     (`_target_`). Refused in one sentence when the machine lacks what the config `needs` (cuda, deepspeed)."""
     needs = list(strategy.get("needs") or [])
     if "cuda" in needs and accelerator != "gpu":
-        raise ConfigError(f"strategy={strategy.name} needs a CUDA GPU and this machine has none; "
-                          f"use strategy=auto (or ddp) on CPU.")
+        raise ConfigError(
+            f"strategy={strategy.name} needs a CUDA GPU and this machine has none; use strategy=auto (or ddp) on CPU."
+        )
     if "deepspeed" in needs and importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(f"strategy={strategy.name} needs DeepSpeed; install it with `pip install -e .[deepspeed]`.")
     lightning = strategy.get("lightning", "auto")
@@ -95,8 +96,10 @@ def resolve_runtime(strategy, precision: str, backbone_dtype: str, devices: int 
     accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     build_strategy(strategy, accelerator)  # refuse impossible strategies now, before any work
     if devices * num_nodes > 1 and not distributed(strategy):
-        raise ConfigError(f"strategy.devices={devices} x strategy.num_nodes={num_nodes} needs a distributed strategy; "
-                          f"use strategy=ddp or strategy=deepspeed_stage_2.")
+        raise ConfigError(
+            f"strategy.devices={devices} x strategy.num_nodes={num_nodes} needs a distributed strategy; "
+            f"use strategy=ddp or strategy=deepspeed_stage_2."
+        )
     if accelerator == "gpu" and devices > torch.cuda.device_count() and num_nodes == 1:
         raise ConfigError(f"strategy.devices={devices} but this machine has {torch.cuda.device_count()} GPU(s).")
     if precision == "auto":

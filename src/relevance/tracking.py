@@ -22,8 +22,10 @@ def store_of(cfg: DictConfig) -> tuple[str, Path]:
     """A training config's tracking URI and artifact root: `tracking.uri` / `tracking.artifact_root`, or a sqlite
     store and an artifact folder under `<paths.root>/mlruns/`."""
     root = Path(cfg.paths.root)
-    return (cfg.tracking.uri or default_tracking_uri(root),
-            Path(cfg.tracking.artifact_root or root / "mlruns" / "artifacts"))
+    return (
+        cfg.tracking.uri or default_tracking_uri(root),
+        Path(cfg.tracking.artifact_root or root / "mlruns" / "artifacts"),
+    )
 
 
 def sqlite_lock(url: str):
@@ -71,8 +73,9 @@ def model_uri(run_id: str) -> str:
     try:
         tags = MlflowClient().get_run(run_id).data.tags
     except mlflow.exceptions.MlflowException:
-        raise RelevanceError(f"there is no run {run_id} in {mlflow.get_tracking_uri()}; check the run id and "
-                             f"--tracking-uri.") from None
+        raise RelevanceError(
+            f"there is no run {run_id} in {mlflow.get_tracking_uri()}; check the run id and --tracking-uri."
+        ) from None
     return tags.get("relevance.model_uri", f"runs:/{run_id}/model")
 
 
@@ -90,13 +93,19 @@ def register(model_uri: str, name: str, alias: str | None) -> int:
 def best_run(experiment: str, metric: str) -> str:
     """Id of the finished parent run with the highest `metric` in `experiment`."""
     if MlflowClient().get_experiment_by_name(experiment) is None:
-        raise RelevanceError(f"no experiment named {experiment!r} in {mlflow.get_tracking_uri()}; check "
-                             f"--experiment and --tracking-uri.")
-    found = mlflow.search_runs(experiment_names=[experiment],
-                               filter_string=f"tags.`relevance.level` = 'parent' and attributes.status = 'FINISHED' "
-                                             f"and metrics.`{metric}` > -1",
-                               order_by=[f"metrics.`{metric}` DESC"], max_results=1)
+        raise RelevanceError(
+            f"no experiment named {experiment!r} in {mlflow.get_tracking_uri()}; check --experiment and --tracking-uri."
+        )
+    found = mlflow.search_runs(
+        experiment_names=[experiment],
+        filter_string=f"tags.`relevance.level` = 'parent' and attributes.status = 'FINISHED' "
+        f"and metrics.`{metric}` > -1",
+        order_by=[f"metrics.`{metric}` DESC"],
+        max_results=1,
+    )
     if found.empty:
-        raise RelevanceError(f"experiment {experiment!r} has no finished training run with metric {metric!r}; "
-                             f"run `python train.py` first.")
+        raise RelevanceError(
+            f"experiment {experiment!r} has no finished training run with metric {metric!r}; "
+            f"run `python train.py` first."
+        )
     return str(found.iloc[0]["run_id"])

@@ -18,10 +18,15 @@ from relevance.training.rows import TrainingData
 
 
 def _records():
-    rows = [("fr", "casquette", "apparel,hats", 1), ("es", "gorra", "apparel,hats", 1),
-            ("en", "yoga mat", "sports,yoga mats", 1), ("ja", "ヨガマット", "apparel,hats", 0)]
-    return [Record(id=i + 1, task="QC", language=lang, query=q, target=t, label=y)
-            for i, (lang, q, t, y) in enumerate(rows)]
+    rows = [
+        ("fr", "casquette", "apparel,hats", 1),
+        ("es", "gorra", "apparel,hats", 1),
+        ("en", "yoga mat", "sports,yoga mats", 1),
+        ("ja", "ヨガマット", "apparel,hats", 0),
+    ]
+    return [
+        Record(id=i + 1, task="QC", language=lang, query=q, target=t, label=y) for i, (lang, q, t, y) in enumerate(rows)
+    ]
 
 
 def _file_translations(tmp_path, table):
@@ -32,8 +37,12 @@ def _file_translations(tmp_path, table):
 
 def test_translations_file_is_validated_with_file_and_line(tmp_path):
     path = tmp_path / "t.jsonl"
-    path.write_text(json.dumps({"text": "a", "source_language": "fr", "target_language": "en", "translation": "b"})
-                    + "\n" + json.dumps({"text": "a", "source_language": "fr"}) + "\n")
+    path.write_text(
+        json.dumps({"text": "a", "source_language": "fr", "target_language": "en", "translation": "b"})
+        + "\n"
+        + json.dumps({"text": "a", "source_language": "fr"})
+        + "\n"
+    )
     with pytest.raises(DataError, match=r"t.jsonl, line 2: .*translation"):
         read_translations(path, lowercase=True)
     path.write_text("{not json\n")
@@ -42,8 +51,10 @@ def test_translations_file_is_validated_with_file_and_line(tmp_path):
 
 
 def test_concat_appends_the_english_translation_and_leaves_english_rows(tmp_path):
-    translations = _file_translations(tmp_path, {("Casquette", "fr", "en"): "Cap", ("gorra", "es", "en"): "cap",
-                                                 ("ヨガマット", "ja", "en"): "yoga mat"})
+    translations = _file_translations(
+        tmp_path,
+        {("Casquette", "fr", "en"): "Cap", ("gorra", "es", "en"): "cap", ("ヨガマット", "ja", "en"): "yoga mat"},
+    )
     options = OmegaConf.create({"pivot": "en", "separator": " - "})
     out = concat_pivot(_records(), options, translations)
     assert [r.query for r in out] == ["casquette - cap", "gorra - cap", "yoga mat", "ヨガマット - yoga mat"]
@@ -83,9 +94,10 @@ def test_model_translations_are_cached_so_a_second_pass_translates_nothing(tmp_p
 
 
 def test_a_seq2seq_translator_runs_batched_per_language_pair(tmp_path):
-    cfg = OmegaConf.merge(OmegaConf.load("conf/translator/tiny.yaml"),
-                          {"kind": "seq2seq", "prompt": "<2{target_code}> {text}", "codes": {"vn": "vi"},
-                           "batch_size": 2})
+    cfg = OmegaConf.merge(
+        OmegaConf.load("conf/translator/tiny.yaml"),
+        {"kind": "seq2seq", "prompt": "<2{target_code}> {text}", "codes": {"vn": "vi"}, "batch_size": 2},
+    )
     translations = Translations(cfg, tmp_path)
     requests = [(f"query {k}", "fr", "vn" if k % 2 else "de") for k in range(5)]
     out = translations(requests)
@@ -95,10 +107,16 @@ def test_a_seq2seq_translator_runs_batched_per_language_pair(tmp_path):
 
 def test_extras_train_only_the_folds_where_their_source_row_trains():
     inputs = [f"row{i}" for i in range(6)]
-    data = TrainingData(records=_records() + _records()[:2], inputs=inputs, labels=np.array([1, 1, 1, 0, 1, 1]),
-                        folds=np.array([0, 0, 1, 1, 2, 2]), extra_inputs=["x0", "x2", "x4"],
-                        extra_labels=np.array([1, 1, 0]), extra_source=np.array([0, 2, 4]),
-                        extra_follows_source=np.array([True, True, False]))
+    data = TrainingData(
+        records=_records() + _records()[:2],
+        inputs=inputs,
+        labels=np.array([1, 1, 1, 0, 1, 1]),
+        folds=np.array([0, 0, 1, 1, 2, 2]),
+        extra_inputs=["x0", "x2", "x4"],
+        extra_labels=np.array([1, 1, 0]),
+        extra_source=np.array([0, 2, 4]),
+        extra_follows_source=np.array([True, True, False]),
+    )
     train, labels = data.training_rows(0)
     assert train == ["row2", "row3", "row4", "row5", "x2", "x4"] and labels.tolist() == [1, 0, 1, 1, 1, 0]
     data.keep[2] = False  # self-validation dropped row 2: its synthesized copy goes too
@@ -126,8 +144,9 @@ def test_ranked_neighbours_match_brute_force_and_the_index_agrees(monkeypatch):
 
 def test_hard_negatives_come_from_the_neighbour_window_and_are_never_known_positives(tmp_path):
     paths = [f"home,kitchen,item {k}" for k in range(30)] + [f"sports,outdoor,gear {k}" for k in range(30)]
-    records = [Record(id=i + 1, task="QC", language="fr", query=f"q{i % 7}", target=p, label=1)
-               for i, p in enumerate(paths)]
+    records = [
+        Record(id=i + 1, task="QC", language="fr", query=f"q{i % 7}", target=p, label=1) for i, p in enumerate(paths)
+    ]
     options = OmegaConf.create({"embedder": "tfidf", "window": [3, 10], "rows": 20, "translate_to": None})
     extras, source = hard_negatives(records, options, None, tmp_path, seed=0)
     assert len(extras) == 20
@@ -146,8 +165,9 @@ def test_self_validation_flags_confident_contradictions_and_the_gate_can_veto():
     scores = np.array([0.02, 0.6, 0.97, 0.3, 0.5])
     options = OmegaConf.create({"confidence": 0.9, "lexical_gate": {"enabled": False}})
     assert flag_contradictions(labels, scores, options).tolist() == [True, False, True, False, False]
-    gated = OmegaConf.create({"confidence": 0.9, "lexical_gate": {"enabled": True, "positive_below": 0.15,
-                                                                  "negative_above": 0.5}})
+    gated = OmegaConf.create(
+        {"confidence": 0.9, "lexical_gate": {"enabled": True, "positive_below": 0.15, "negative_above": 0.5}}
+    )
     queries = ["red cap", "x", "baseball cap", "y", "z"]
     targets = ["red cap hats", "x", "kitchen knives", "y", "z"]  # row 0 overlaps: the gate keeps it
     assert lexical_similarity(queries[:1], targets[:1])[0] > 0.5
@@ -163,8 +183,9 @@ def test_translator_choice_that_cannot_work_fails_at_start(tmp_path, cache_dir, 
 
     folder = tmp_path / "data"
     folder.mkdir()
-    cfg = compose_train(["backbone=tiny", "augmentation=[translate]", "data=competition", f"data.dir={folder}"],
-                        tmp_path, cache_dir)
+    cfg = compose_train(
+        ["backbone=tiny", "augmentation=[translate]", "data=competition", f"data.dir={folder}"], tmp_path, cache_dir
+    )
     with pytest.raises(ConfigError, match="translator=file needs translator.path"):
         check_config(cfg)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -172,7 +193,14 @@ def test_translator_choice_that_cannot_work_fails_at_start(tmp_path, cache_dir, 
     cfg = compose_train(["backbone=tiny", "augmentation=[translate]", "translator=madlad"], tmp_path, cache_dir)
     with pytest.raises(ConfigError, match=r"translator=madlad .* not on this machine"):
         check_config(cfg)
-    cfg = compose_train(["backbone=tiny", "augmentation=[hard_negatives]",
-                         "augmentation.hard_negatives.embedder=intfloat/multilingual-e5-large"], tmp_path, cache_dir)
+    cfg = compose_train(
+        [
+            "backbone=tiny",
+            "augmentation=[hard_negatives]",
+            "augmentation.hard_negatives.embedder=intfloat/multilingual-e5-large",
+        ],
+        tmp_path,
+        cache_dir,
+    )
     with pytest.raises(ConfigError, match=r"embedder=intfloat/multilingual-e5-large is not on this machine.*tfidf"):
         check_config(cfg)

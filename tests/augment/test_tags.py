@@ -21,20 +21,24 @@ def tags_options():
 
 def test_hierarchy_tags_use_the_real_level_split():
     assert hierarchy_tags("food,grocery,flour, baking and cooking,decorations") == (
-        "[D1] food [/D1] [D2] grocery [/D2] [D3] flour, baking and cooking [/D3] [D4] decorations [/D4]")
+        "[D1] food [/D1] [D2] grocery [/D2] [D3] flour, baking and cooking [/D3] [D4] decorations [/D4]"
+    )
 
 
 def test_attribute_tags_find_brand_colour_and_size():
     brands, colors = {"anker", "apexel"}, {"black", "white"}
     assert attribute_tags("Anker 65W USB-C Fast Charger Black", brands, colors) == (
-        "[ATTR] brand: anker, color: black, size: 65w")
+        "[ATTR] brand: anker, color: black, size: 65w"
+    )
     assert attribute_tags("67mm Phone Filter Holder", brands, colors) == "[ATTR] size: 67mm"
     assert attribute_tags("Satin Pajamas Set", brands, colors) == ""
 
 
 def test_rewrite_text_tags_each_task_and_is_a_no_op_without_augmentation():
-    rows = [Record(1, "QC", "fr", "casquette", "apparel accessories,hats & caps", 1),
-            Record(2, "QI", "vn", "sạc anker", "anker 65w charger white", 0)]
+    rows = [
+        Record(1, "QC", "fr", "casquette", "apparel accessories,hats & caps", 1),
+        Record(2, "QI", "vn", "sạc anker", "anker 65w charger white", 0),
+    ]
     qc, qi = rewrite_text(rows, tags_options())
     assert qc.query == "[LANG=fr] casquette" and qc.target == "[D1] apparel accessories [/D1] [D2] hats & caps [/D2]"
     assert qi.query == "[LANG=vn] sạc anker" and qi.target.endswith("[ATTR] brand: anker, color: white, size: 65w")
@@ -50,9 +54,19 @@ def test_tagged_training_and_serving_see_the_same_text(tmp_path, cache_dir, monk
 
     import relevance.model.batches as batches
 
-    cfg = compose_train(["backbone=tiny", "augmentation=[tags]", "split.n_folds=2", "evaluate_dev=false",
-                         "data.demo.train_rows=96", "data.demo.dev_rows=26", "data.demo.test_rows=26"],
-                        tmp_path, cache_dir)
+    cfg = compose_train(
+        [
+            "backbone=tiny",
+            "augmentation=[tags]",
+            "split.n_folds=2",
+            "evaluate_dev=false",
+            "data.demo.train_rows=96",
+            "data.demo.dev_rows=26",
+            "data.demo.test_rows=26",
+        ],
+        tmp_path,
+        cache_dir,
+    )
     summary = pipeline.run(cfg)
     bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
     assert json.loads((bundle / "relevance.json").read_text())["augmentation"]["tags"]["hierarchy"] is True
@@ -61,8 +75,9 @@ def test_tagged_training_and_serving_see_the_same_text(tmp_path, cache_dir, monk
     seen = []
     real_encode = batches.encode
     monkeypatch.setattr(batches, "encode", lambda tok, inputs, n: seen.extend(inputs) or real_encode(tok, inputs, n))
-    frame = pd.DataFrame({"language": ["fr"], "origin_query": ["Casquette"],
-                          "category_path": ["apparel accessories,hats & caps"]})
+    frame = pd.DataFrame(
+        {"language": ["fr"], "origin_query": ["Casquette"], "category_path": ["apparel accessories,hats & caps"]}
+    )
     scores = scorer.predict_records(scorer.records_from_frame(frame))
     assert "[LANG=fr] casquette" in seen[0] and "[D2] hats & caps [/D2]" in seen[0]  # cleaned, then tagged
     assert np.all((scores > 0) & (scores < 1))

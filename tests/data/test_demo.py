@@ -43,8 +43,15 @@ def test_balance_noise_and_hard_negatives(tmp_path):
     assert max(queries.values()) > 3  # queries recur, as in real logs
     parents = {c["path"]: category_levels(c["path"])[:-1] for c in concepts()}
     word_to_path = {c["words"]["en"]: c["path"] for c in concepts()}
-    sibling_negatives = [r for r in qc if r.label == 0 and r.language == "en" and r.query in word_to_path
-                         and r.target in parents and parents[r.target] == parents[word_to_path[r.query]]]
+    sibling_negatives = [
+        r
+        for r in qc
+        if r.label == 0
+        and r.language == "en"
+        and r.query in word_to_path
+        and r.target in parents
+        and parents[r.target] == parents[word_to_path[r.query]]
+    ]
     assert len(sibling_negatives) >= 3
     qi = read_records(folder / "train_QI.txt", "QI", require_label=True)
     assert any(r.target.split()[0] in r.query for r in qi)  # brand in query and title

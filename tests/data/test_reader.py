@@ -7,22 +7,44 @@ from relevance.errors import DataError
 
 
 def write(path, rows):
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows),
-                    encoding="utf-8")
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows), encoding="utf-8"
+    )
     return path
 
 
-QC = {"id": 1, "task": "QC", "language": "en", "origin_query": "baking",
-      "category_path": "food,grocery,flour, baking and cooking,decorations", "label": 1}
+QC = {
+    "id": 1,
+    "task": "QC",
+    "language": "en",
+    "origin_query": "baking",
+    "category_path": "food,grocery,flour, baking and cooking,decorations",
+    "label": 1,
+}
 
 
 def test_reads_competition_rows_as_published(tmp_path):
-    path = write(tmp_path / "train_QI.txt", [
-        {"id": 1, "task": "QI", "language": "vn", "origin_query": "nighty",
-         "item_title": "2PCS Leepwear Female Pajamas Set Satin Home", "label": "1"},
-        {"id": 2, "task": "QI", "language": "en", "origin_query": "Apexel 60x telephoto lens",
-         "item_title": None, "label": 0},
-    ])
+    path = write(
+        tmp_path / "train_QI.txt",
+        [
+            {
+                "id": 1,
+                "task": "QI",
+                "language": "vn",
+                "origin_query": "nighty",
+                "item_title": "2PCS Leepwear Female Pajamas Set Satin Home",
+                "label": "1",
+            },
+            {
+                "id": 2,
+                "task": "QI",
+                "language": "en",
+                "origin_query": "Apexel 60x telephoto lens",
+                "item_title": None,
+                "label": 0,
+            },
+        ],
+    )
     first, second = read_records(path, "QI", require_label=True)
     assert (first.language, first.label, first.target[:4]) == ("vn", 1, "2PCS")
     assert second.target == "" and second.label == 0  # null title kept, not dropped
@@ -34,15 +56,18 @@ def test_unlabelled_dev_rows_are_accepted(tmp_path):
     assert record.label is None and record.query == "%منتخب ايطالي"
 
 
-@pytest.mark.parametrize("rows, line, words", [
-    ([QC, '{"id": 2, "task": "QC",'], 2, "not valid JSON"),
-    ([{k: v for k, v in QC.items() if k != "origin_query"}], 1, "missing field 'origin_query'"),
-    ([QC | {"label": 2}], 1, "must be 0 or 1"),
-    ([QC | {"label": "yes"}], 1, "must be 0 or 1"),
-    ([QC | {"task": "QI"}], 1, "read as 'QC'"),
-    ([QC, QC | {"origin_query": "flour"}], 2, "id 1 already appeared on line 1"),
-    ([{k: v for k, v in QC.items() if k != "label"}], 1, "missing field 'label'"),
-])
+@pytest.mark.parametrize(
+    "rows, line, words",
+    [
+        ([QC, '{"id": 2, "task": "QC",'], 2, "not valid JSON"),
+        ([{k: v for k, v in QC.items() if k != "origin_query"}], 1, "missing field 'origin_query'"),
+        ([QC | {"label": 2}], 1, "must be 0 or 1"),
+        ([QC | {"label": "yes"}], 1, "must be 0 or 1"),
+        ([QC | {"task": "QI"}], 1, "read as 'QC'"),
+        ([QC, QC | {"origin_query": "flour"}], 2, "id 1 already appeared on line 1"),
+        ([{k: v for k, v in QC.items() if k != "label"}], 1, "missing field 'label'"),
+    ],
+)
 def test_bad_rows_name_file_line_and_problem(tmp_path, rows, line, words):
     path = write(tmp_path / "train_QC.txt", rows)
     with pytest.raises(DataError) as caught:

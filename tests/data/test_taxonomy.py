@@ -30,8 +30,14 @@ CATEGORIES = {
     14: ["Toys > Kites", "Spielzeug > Drachen", "Juguetes > Cometas", "Jouets > Cerfs-volants"],
 }
 LOCALES = {"en-US": 0, "de-DE": 1, "es-ES": 2, "fr-FR": 3}
-SPEC = dict(train_languages=["en", "es", "fr"], eval_languages=["de"], train_rows=60, dev_rows_per_language=9,
-            qi_rows=30, heldout_share=0.3)
+SPEC = dict(
+    train_languages=["en", "es", "fr"],
+    eval_languages=["de"],
+    train_rows=60,
+    dev_rows_per_language=9,
+    qi_rows=30,
+    heldout_share=0.3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +55,11 @@ def test_rows_pair_localized_leaves_with_english_paths_and_hold_out_categories(t
     train = read_records(folder / "train_QC.txt", "QC", require_label=True)
     dev = read_records(folder / "dev_QC.txt", "QC", require_label=True)
     english = {names[0].split(" > ")[-1]: names[0].replace(" > ", ",") for names in CATEGORIES.values()}
-    local = {names[c].split(" > ")[-1]: english[names[0].split(" > ")[-1]]
-             for names in CATEGORIES.values() for c in (0, 1, 2, 3)}
+    local = {
+        names[c].split(" > ")[-1]: english[names[0].split(" > ")[-1]]
+        for names in CATEGORIES.values()
+        for c in (0, 1, 2, 3)
+    }
     per_language = Counter(r.language for r in train)  # 20 queries of 3 rows, languages in turn
     assert len(train) == 60 and per_language == {"en": 21, "es": 21, "fr": 18}
     assert {r.language for r in dev} == {"en", "es", "fr", "de"}
@@ -62,8 +71,12 @@ def test_rows_pair_localized_leaves_with_english_paths_and_hold_out_categories(t
     train_paths = {r.target for r in train if r.label}
     assert not train_paths & {r.target for r in dev if r.label}
     translations = [json.loads(line) for line in (folder / "translations.jsonl").read_text().splitlines()]
-    assert {"text": "Käse", "source_language": "de", "target_language": "en", "translation": "Cheese"} in translations \
-        or all(r.query != "Käse" for r in dev)
+    assert {
+        "text": "Käse",
+        "source_language": "de",
+        "target_language": "en",
+        "translation": "Cheese",
+    } in translations or all(r.query != "Käse" for r in dev)
     assert all(t["translation"] == local[t["text"]].split(",")[-1] for t in translations)
     qi = read_records(folder / "train_QI.txt", "QI", require_label=True)
     assert all("," not in r.target for r in qi) and len(qi) == 30
@@ -86,8 +99,18 @@ def test_taxonomy_mistakes_name_the_file_or_key(taxonomy_dir, tmp_path):
 
 def test_training_on_taxonomy_reports_seen_and_unseen_dev_f1(taxonomy_dir, tmp_path, cache_dir):
     overrides = [f"data.taxonomy.{k}={json.dumps(v).replace(' ', '')}" for k, v in SPEC.items()]
-    cfg = compose_train(["backbone=tiny", "data=taxonomy", f"data.dir={taxonomy_dir}", "augmentation=[translate]",
-                         "tracking.log_model=false", *overrides], tmp_path, cache_dir)
+    cfg = compose_train(
+        [
+            "backbone=tiny",
+            "data=taxonomy",
+            f"data.dir={taxonomy_dir}",
+            "augmentation=[translate]",
+            "tracking.log_model=false",
+            *overrides,
+        ],
+        tmp_path,
+        cache_dir,
+    )
     summary = pipeline.run(cfg)
     assert summary["dev_seen_all_positive_f1"] == pytest.approx(0.5)
     assert summary["dev_unseen_all_positive_f1"] == pytest.approx(0.5)

@@ -32,8 +32,9 @@ def test_scores_at_and_floor():
 
 
 def test_per_language_marks_unseen():
-    rows = per_language(["en", "de", "en", "de"], np.array([1, 1, 0, 1]), np.array([0.9, 0.2, 0.1, 0.8]), 0.5,
-                        seen={"en"})
+    rows = per_language(
+        ["en", "de", "en", "de"], np.array([1, 1, 0, 1]), np.array([0.9, 0.2, 0.1, 0.8]), 0.5, seen={"en"}
+    )
     by = {r["language"]: r for r in rows}
     assert by["en"]["seen"] and not by["de"]["seen"]
     assert by["en"]["f1"] == 1.0 and by["de"]["f1"] == pytest.approx(2 / 3)

@@ -10,8 +10,9 @@ from relevance.evaluation import metrics, thresholds
 from relevance.serving.predict import load_scorer
 from tests.conftest import compose_train
 
-OPTIONS = OmegaConf.create({"method": "optuna", "value": None, "per_language": True, "min_language_rows": 50,
-                            "optuna_trials": 60})
+OPTIONS = OmegaConf.create(
+    {"method": "optuna", "value": None, "per_language": True, "min_language_rows": 50, "optuna_trials": 60}
+)
 
 
 def scores_for(rng, n: int, shift: float):
@@ -53,20 +54,35 @@ def test_each_language_with_enough_rows_gets_its_own_threshold():
 
 
 def test_a_run_logs_both_methods_and_its_model_decides_per_language(tmp_path, cache_dir):
-    cfg = compose_train(["backbone=tiny", "split.n_folds=2", "data.demo.train_rows=240", "data.demo.dev_rows=78",
-                         "data.demo.test_rows=52", "threshold.method=optuna", "threshold.per_language=true",
-                         "threshold.min_language_rows=40", "threshold.optuna_trials=30"], tmp_path, cache_dir)
+    cfg = compose_train(
+        [
+            "backbone=tiny",
+            "split.n_folds=2",
+            "data.demo.train_rows=240",
+            "data.demo.dev_rows=78",
+            "data.demo.test_rows=52",
+            "threshold.method=optuna",
+            "threshold.per_language=true",
+            "threshold.min_language_rows=40",
+            "threshold.optuna_trials=30",
+        ],
+        tmp_path,
+        cache_dir,
+    )
     summary = pipeline.run(cfg)
     assert summary["threshold_optuna_f1"] <= summary["threshold_exact_f1"] + 1e-12
     assert summary["decision_threshold"] == summary["threshold_optuna"]
-    per_language = {key.rsplit("_", 1)[1]: value for key, value in summary.items()
-                    if key.startswith("decision_threshold_")}
+    per_language = {
+        key.rsplit("_", 1)[1]: value for key, value in summary.items() if key.startswith("decision_threshold_")
+    }
     assert per_language  # the demo's seen languages have >= 40 out-of-fold rows
     scorer = load_scorer(summary["run_id"], "folds", None)
     assert scorer.language_thresholds == {"QC": pytest.approx(per_language)}
     language = next(iter(per_language))
-    rows = [Record(id=0, task="QC", language=language, query="q", target="t"),
-            Record(id=1, task="QC", language="xx", query="q", target="t")]
+    rows = [
+        Record(id=0, task="QC", language=language, query="q", target="t"),
+        Record(id=1, task="QC", language="xx", query="q", target="t"),
+    ]
     assert list(scorer.row_thresholds(rows)) == pytest.approx([per_language[language], summary["decision_threshold"]])
     scores = np.array([per_language[language], summary["decision_threshold"]])
     assert list(scorer.decide(rows, scores)) == [1, 1] and list(scorer.decide(rows, scores - 1e-6)) == [0, 0]
@@ -86,9 +102,19 @@ def test_matched_rate_gives_unseen_languages_their_own_quantile():
 
 
 def test_a_matched_rate_model_thresholds_an_unseen_language_from_its_own_scores(tmp_path, cache_dir):
-    cfg = compose_train(["backbone=tiny", "split.n_folds=2", "data.demo.train_rows=240", "data.demo.dev_rows=78",
-                         "data.demo.test_rows=52", "threshold.unseen=matched_rate", "threshold.min_language_rows=5"],
-                        tmp_path, cache_dir)
+    cfg = compose_train(
+        [
+            "backbone=tiny",
+            "split.n_folds=2",
+            "data.demo.train_rows=240",
+            "data.demo.dev_rows=78",
+            "data.demo.test_rows=52",
+            "threshold.unseen=matched_rate",
+            "threshold.min_language_rows=5",
+        ],
+        tmp_path,
+        cache_dir,
+    )
     summary = pipeline.run(cfg)
     assert 0 <= summary["dev_unseen_f1_at_matched_rate"] <= 1  # the demo's dev holds ar, de, it, pl
     scorer = load_scorer(summary["run_id"], "folds", None)

@@ -67,8 +67,9 @@ def test_auto_attention_picks_a_kernel_that_computes_the_family_exactly(monkeypa
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn"
-                        else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else real_find_spec(name, *a)
+    )
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert kernel("gemma3", dtype=torch.bfloat16) == kernel("gemma2", dtype=torch.bfloat16) == "flash_attention_2"
     assert kernel("qwen3", dtype=torch.float32) == "sdpa"  # FlashAttention-2 takes half precision only
@@ -90,8 +91,9 @@ def test_tiny_backbone_is_rebuilt_identically_from_its_seed():
 def test_auto_source_without_package_or_snapshot_falls_back_to_hub_id(tmp_path):
     from omegaconf import OmegaConf
 
-    backbone = OmegaConf.create({"name": "x", "source": "auto", "hub_id": "nobody/not-a-model",
-                                 "packaged": "no_such_package_xyz"})
+    backbone = OmegaConf.create(
+        {"name": "x", "source": "auto", "hub_id": "nobody/not-a-model", "packaged": "no_such_package_xyz"}
+    )
     assert resolve_source(backbone, tmp_path) == "nobody/not-a-model"
     backbone.source = "packaged"
     with pytest.raises(Exception, match="no_such_package_xyz is not installed"):
@@ -113,9 +115,19 @@ def test_ddp_strategy_trains_every_fold_on_cpu(tmp_path, cache_dir):
     from relevance import pipeline
     from tests.conftest import compose_train
 
-    cfg = compose_train(["backbone=tiny", "strategy=ddp", "evaluate_dev=false", "tracking.log_model=false",
-                         "data.demo.train_rows=96", "data.demo.dev_rows=26", "data.demo.test_rows=26"],
-                        tmp_path, cache_dir)
+    cfg = compose_train(
+        [
+            "backbone=tiny",
+            "strategy=ddp",
+            "evaluate_dev=false",
+            "tracking.log_model=false",
+            "data.demo.train_rows=96",
+            "data.demo.dev_rows=26",
+            "data.demo.test_rows=26",
+        ],
+        tmp_path,
+        cache_dir,
+    )
     summary = pipeline.run(cfg)
     assert summary["model_uri"] is None and 0 <= summary["oof_best_f1"] <= 1
     assert summary["oof_fold_std_f1_at_0.5"] >= 0

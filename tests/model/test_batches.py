@@ -16,5 +16,6 @@ def test_ranks_share_the_batches_without_overlap():
             assert [len(b) for b in per_rank] == [5, 5, 5] and len(rows) >= 103
         else:  # scoring: each row exactly once, the batches exactly those of a single process
             assert len(rows) == 103 and sorted(map(tuple, single)) == sorted(tuple(b) for bs in per_rank for b in bs)
-        assert [len(LengthGroupedBatches(lengths, 8, shuffle, rank=r, world_size=3)) for r in range(3)] == \
-            [len(b) for b in per_rank]
+        assert [len(LengthGroupedBatches(lengths, 8, shuffle, rank=r, world_size=3)) for r in range(3)] == [
+            len(b) for b in per_rank
+        ]

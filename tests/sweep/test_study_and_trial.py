@@ -13,14 +13,17 @@ from relevance.sweep.trial import connect, objective_so_far
 from tests.conftest import compose_strategy, compose_train
 
 
-@pytest.mark.parametrize("error, reason", [
-    (TrainingDiverged("the training loss became nan at step 3"), "diverged: the training loss became nan"),
-    (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "out of memory: CUDA out of"),
-    (MemoryError(), "out of memory: MemoryError"),
-    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate"), "RuntimeError: Default"),
-    (ConfigError("train.scheduler='x' is not known"), "error: train.scheduler='x' is not known"),
-    (ValueError("bad\nsecond line"), "ValueError: bad"),
-])
+@pytest.mark.parametrize(
+    "error, reason",
+    [
+        (TrainingDiverged("the training loss became nan at step 3"), "diverged: the training loss became nan"),
+        (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "out of memory: CUDA out of"),
+        (MemoryError(), "out of memory: MemoryError"),
+        (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate"), "RuntimeError: Default"),
+        (ConfigError("train.scheduler='x' is not known"), "error: train.scheduler='x' is not known"),
+        (ValueError("bad\nsecond line"), "ValueError: bad"),
+    ],
+)
 def test_failure_reasons_name_the_cause_in_one_line(error, reason):
     found = failure_reason(error)
     assert found.startswith(reason) and "\n" not in found
@@ -46,18 +49,28 @@ def test_a_study_resumes_only_under_the_same_overrides(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
     first, created = open_study(storage, "s", None, ["+hparams_search=lr", "backbone=tiny", "progress=false"])
     assert created
-    again, created = open_study(storage, "s", None, ["backbone=tiny", "+hparams_search=lr", "progress=true",
-                                                     "sweep.storage=x", "hydra.sweeper.n_trials=50"])
+    again, created = open_study(
+        storage,
+        "s",
+        None,
+        ["backbone=tiny", "+hparams_search=lr", "progress=true", "sweep.storage=x", "hydra.sweeper.n_trials=50"],
+    )
     assert not created and again.study_name == first.study_name  # order and neutral keys do not matter
     with pytest.raises(ConfigError, match=r"sweep.study=s was started with the overrides .* sweep.study=<new name>"):
         open_study(storage, "s", None, ["+hparams_search=lr", "backbone=gemma3_270m"])
     assert counts(again) == {"complete": 0, "pruned": 0, "failed": 0, "interrupted": 0, "running": 0, "waiting": 0}
 
 
-@pytest.mark.parametrize("url, message", [
-    ("postgresql://user@db-host/optuna", r"needs its database driver; install it with `pip install -e .\[postgres\]`"),
-    ("nonsense://x", "cannot be opened"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        (
+            "postgresql://user@db-host/optuna",
+            r"needs its database driver; install it with `pip install -e .\[postgres\]`",
+        ),
+        ("nonsense://x", "cannot be opened"),
+    ],
+)
 def test_storage_mistakes_are_one_sentence(url, message):
     with pytest.raises(ConfigError, match=message):
         open_storage(url)
@@ -69,10 +82,14 @@ def test_several_devices_need_a_distributed_strategy_and_a_launcher(tmp_path, ca
     with pytest.raises(ConfigError, match="strategy.devices=0 must be an integer >= 1"):
         resolve_runtime(compose_strategy("ddp"), "auto", "float32", devices=0)
     assert resolve_runtime(compose_strategy("ddp"), "auto", "float32", devices=2, num_nodes=2).world_size == 4
-    cfg = compose_train(["backbone=tiny", "strategy=ddp", "strategy.devices=2", "sweep.trial=0", "sweep.study=s"],
-                        tmp_path, cache_dir)
+    cfg = compose_train(
+        ["backbone=tiny", "strategy=ddp", "strategy.devices=2", "sweep.trial=0", "sweep.study=s"], tmp_path, cache_dir
+    )
     with pytest.raises(ConfigError, match="needs its ranks started by SLURM"):
         connect(cfg)
     with pytest.raises(ConfigError, match="sweep.metric=qc_oof_best_f1 picks one task of task=joint"):
-        connect(compose_train(["backbone=tiny", "sweep.trial=0", "sweep.study=s", "sweep.metric=qc_oof_best_f1"],
-                              tmp_path, cache_dir))
+        connect(
+            compose_train(
+                ["backbone=tiny", "sweep.trial=0", "sweep.study=s", "sweep.metric=qc_oof_best_f1"], tmp_path, cache_dir
+            )
+        )

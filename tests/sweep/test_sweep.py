@@ -14,18 +14,33 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = ["backbone=tiny", "split.n_folds=3", "data.demo.train_rows=240", "data.demo.dev_rows=78",
-         "data.demo.test_rows=52", "progress=false", "train.require_learning=false"]
+SMALL = [
+    "backbone=tiny",
+    "split.n_folds=3",
+    "data.demo.train_rows=240",
+    "data.demo.dev_rows=78",
+    "data.demo.test_rows=52",
+    "progress=false",
+    "train.require_learning=false",
+]
 
 
 def sweep_command(cache_dir: Path, *overrides: str) -> list[str]:
-    return [sys.executable, str(ROOT / "train.py"), "-m", "+hparams_search=lr", *SMALL, f"paths.cache={cache_dir}",
-            *overrides]
+    return [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "+hparams_search=lr",
+        *SMALL,
+        f"paths.cache={cache_dir}",
+        *overrides,
+    ]
 
 
 def run_sweep(tmp_path: Path, cache_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(sweep_command(cache_dir, *overrides), cwd=tmp_path, capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run(
+        sweep_command(cache_dir, *overrides), cwd=tmp_path, capture_output=True, text=True, timeout=900
+    )
 
 
 def load(tmp_path: Path, name: str = "lr-qc-tiny") -> optuna.Study:
@@ -40,9 +55,15 @@ def runs(tmp_path: Path):
 def test_interrupted_sweep_resumes_and_retries_the_interrupted_trial(tmp_path, cache_dir):
     command = sweep_command(cache_dir, "hydra.sweeper.n_trials=4", "sweep/pruner=none")
     # A shell that started the tests in the background ignores SIGINT, and children inherit that: restore it.
-    worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    worker = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     seen = []
     for line in worker.stdout:  # Ctrl-C while trial 1 trains its second fold
         seen.append(line)
@@ -80,14 +101,24 @@ def test_interrupted_sweep_resumes_and_retries_the_interrupted_trial(tmp_path, c
     assert failed["status"] == "FAILED" and failed["tags.relevance.fail_reason"].startswith("interrupted")
     champion = MlflowClient().get_model_version_by_alias("relevance-qc", "champion")
     assert champion.run_id == best.user_attrs["mlflow_run_id"]
-    assert {a.path for a in MlflowClient().list_artifacts(sweep_run["run_id"], "study")} >= \
-        {"study/history.png", "study/trials.csv"}
+    assert {a.path for a in MlflowClient().list_artifacts(sweep_run["run_id"], "study")} >= {
+        "study/history.png",
+        "study/trials.csv",
+    }
 
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path, cache_dir):
-    result = run_sweep(tmp_path, cache_dir, "hydra.sweeper.n_trials=2", "sweep/pruner=none",
-                       "hydra/sweeper/sampler=random", "train.warmup_ratio=0", "hydra.sweeper.max_failure_rate=1",
-                       "hydra.sweeper.params={train.lr: 'choice(1e-3, 1e6)'}", "sweep.register_champion=false")
+    result = run_sweep(
+        tmp_path,
+        cache_dir,
+        "hydra.sweeper.n_trials=2",
+        "sweep/pruner=none",
+        "hydra/sweeper/sampler=random",
+        "train.warmup_ratio=0",
+        "hydra.sweeper.max_failure_rate=1",
+        "hydra.sweeper.params={train.lr: 'choice(1e-3, 1e6)'}",
+        "sweep.register_champion=false",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     trials = load(tmp_path).trials
     failed = [t for t in trials if t.state == TrialState.FAIL]
@@ -101,8 +132,9 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path,
 
 
 def test_too_many_failures_stop_the_sweep_with_one_line(tmp_path, cache_dir):
-    result = run_sweep(tmp_path, cache_dir, "hydra.sweeper.n_trials=4", "hydra.sweeper.max_failure_rate=0.25",
-                       "train.scheduler=bogus")
+    result = run_sweep(
+        tmp_path, cache_dir, "hydra.sweeper.n_trials=4", "hydra.sweeper.max_failure_rate=0.25", "train.scheduler=bogus"
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: the sweep stopped: 2 trials failed")
     trials = load(tmp_path).trials
@@ -114,14 +146,24 @@ def test_too_many_failures_stop_the_sweep_with_one_line(tmp_path, cache_dir):
 def test_a_hopeless_trial_is_pruned_after_its_first_fold(tmp_path, cache_dir, pruner, state, folds):
     """Three earlier trials reached F1 0.99 at every fold; the tiny random model cannot, so the median pruner
     stops it after fold 0. Without a pruner the same trial trains all folds."""
-    study = optuna.create_study(study_name="lr-qc-tiny", storage=f"sqlite:///{tmp_path}/sweeps/optuna.db"
-                                if (tmp_path / "sweeps").mkdir() is None else None, direction="maximize")
+    study = optuna.create_study(
+        study_name="lr-qc-tiny",
+        storage=f"sqlite:///{tmp_path}/sweeps/optuna.db" if (tmp_path / "sweeps").mkdir() is None else None,
+        direction="maximize",
+    )
     lr = optuna.distributions.FloatDistribution(1e-5, 2e-3, log=True)
     for value in (1e-4, 2e-4, 3e-4):
-        study.add_trial(optuna.trial.create_trial(params={"train.lr": value}, distributions={"train.lr": lr},
-                                                  value=0.99, intermediate_values={0: 0.99, 1: 0.99, 2: 0.99}))
-    result = run_sweep(tmp_path, cache_dir, "hydra.sweeper.n_trials=4", f"sweep/pruner={pruner}",
-                       "sweep.register_champion=false")
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"train.lr": value},
+                distributions={"train.lr": lr},
+                value=0.99,
+                intermediate_values={0: 0.99, 1: 0.99, 2: 0.99},
+            )
+        )
+    result = run_sweep(
+        tmp_path, cache_dir, "hydra.sweeper.n_trials=4", f"sweep/pruner={pruner}", "sweep.register_champion=false"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     trial = load(tmp_path).trials[3]
     assert trial.state == state
@@ -138,28 +180,47 @@ def test_two_workers_share_one_study_without_duplicate_or_lost_trials(tmp_path, 
     """Two `python train.py -m` processes on one storage, as two GPUs or two machines would run them (one CPU
     thread each: two workers spinning on each other's cores slow down many times over)."""
     command = sweep_command(cache_dir, "hydra.sweeper.n_trials=6", "sweep/pruner=none")
-    workers = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"}) for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        for _ in range(2)
+    ]
     outputs = [worker.communicate(timeout=900)[0] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
     trials = load(tmp_path).trials
     assert all(t.state == TrialState.COMPLETE for t in trials)  # none lost (left running) or failed
     assert 6 <= len(trials) <= 7  # a worker may start one trial while the other finishes the last (documented)
-    ran = [{int(line.split()[1].rstrip(",")) for line in output.splitlines() if line.startswith("trial ")}
-           for output in outputs]
+    ran = [
+        {int(line.split()[1].rstrip(",")) for line in output.splitlines() if line.startswith("trial ")}
+        for output in outputs
+    ]
     assert ran[0] and ran[1] and not ran[0] & ran[1]  # both worked, never on the same trial
     assert ran[0] | ran[1] == {t.number for t in trials}
     frame = runs(tmp_path)
     trial_runs = frame[frame["tags.relevance.level"] == "parent"]
     assert sorted(trial_runs["tags.relevance.trial"].astype(int)) == sorted(t.number for t in trials)
     assert (frame["tags.relevance.level"] == "sweep").sum() == 1  # one MLflow parent for both workers
-    assert set(trial_runs["tags.mlflow.parentRunId"]) == set(frame.loc[frame["tags.relevance.level"] == "sweep",
-                                                                       "run_id"])
+    assert set(trial_runs["tags.mlflow.parentRunId"]) == set(
+        frame.loc[frame["tags.relevance.level"] == "sweep", "run_id"]
+    )
 
 
 def test_local_parallel_launcher_runs_trials_side_by_side(tmp_path, cache_dir):
-    result = run_sweep(tmp_path, cache_dir, "hydra/launcher=local_parallel", "hydra.sweeper.n_jobs=2",
-                       "hydra.sweeper.n_trials=2", "sweep/pruner=median", "sweep.register_champion=false")
+    result = run_sweep(
+        tmp_path,
+        cache_dir,
+        "hydra/launcher=local_parallel",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=2",
+        "sweep/pruner=median",
+        "sweep.register_champion=false",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     trials = load(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
@@ -173,13 +234,29 @@ def test_launcher_and_storage_configs_compose(tmp_path, cache_dir):
     from hydra.core.plugins import Plugins
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        slurm = compose("train", overrides=["+hparams_search=lr_lora", "hydra/launcher=slurm", "strategy=ddp",
-                                            "strategy.devices=4", "strategy.num_nodes=2", "hydra.sweeper.n_jobs=3",
-                                            "sweep.storage=postgresql://optuna@db-host/optuna"],
-                        return_hydra_config=True)
-        local = compose("train", overrides=["+hparams_search=lr", "hydra/launcher=local_parallel",
-                                            "hydra.sweeper.n_jobs=2", "sweep/pruner=hyperband"],
-                        return_hydra_config=True)
+        slurm = compose(
+            "train",
+            overrides=[
+                "+hparams_search=lr_lora",
+                "hydra/launcher=slurm",
+                "strategy=ddp",
+                "strategy.devices=4",
+                "strategy.num_nodes=2",
+                "hydra.sweeper.n_jobs=3",
+                "sweep.storage=postgresql://optuna@db-host/optuna",
+            ],
+            return_hydra_config=True,
+        )
+        local = compose(
+            "train",
+            overrides=[
+                "+hparams_search=lr",
+                "hydra/launcher=local_parallel",
+                "hydra.sweeper.n_jobs=2",
+                "sweep/pruner=hyperband",
+            ],
+            return_hydra_config=True,
+        )
     launcher = slurm.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node, launcher.array_parallelism) == (2, 4, 4, 3)

@@ -21,9 +21,19 @@ from tests.conftest import compose_train
 def tagged(tmp_path_factory, cache_dir):
     """A tiny run whose rows are cleaned (case, spaces) and rewritten (tags) before they are formatted."""
     tmp_path = tmp_path_factory.mktemp("pre")
-    cfg = compose_train(["backbone=tiny", "augmentation=[tags]", "split.n_folds=2", "train.epochs=1",
-                         "data.demo.train_rows=96", "data.demo.dev_rows=26", "data.demo.test_rows=26"],
-                        tmp_path, cache_dir)
+    cfg = compose_train(
+        [
+            "backbone=tiny",
+            "augmentation=[tags]",
+            "split.n_folds=2",
+            "train.epochs=1",
+            "data.demo.train_rows=96",
+            "data.demo.dev_rows=26",
+            "data.demo.test_rows=26",
+        ],
+        tmp_path,
+        cache_dir,
+    )
     return cfg
 
 
@@ -40,8 +50,10 @@ def test_a_row_is_tokenised_as_the_same_text_in_training_and_in_the_served_model
     trained = {text for call in tokenised for text in call}
     rows = read_records(data_file(tagged.data, tagged.paths.cache, "QC", "train"), "QC", require_label=True)[:8]
     # as a user would send them: stray spaces and capitals, which cleaning must take out again
-    raw = [r.with_text(f"  {r.query.replace(' ', '   ')} ", r.target.upper() if r.target.isascii() else r.target)
-           for r in rows]
+    raw = [
+        r.with_text(f"  {r.query.replace(' ', '   ')} ", r.target.upper() if r.target.isascii() else r.target)
+        for r in rows
+    ]
     bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
     tokenised.clear()
     RelevanceScorer(bundle, cache=cache_dir).predict_records(raw)
@@ -52,9 +64,20 @@ def test_a_row_is_tokenised_as_the_same_text_in_training_and_in_the_served_model
 
 
 def test_the_bundle_is_typed_and_a_foreign_version_gets_one_sentence(tagged, tmp_path):
-    bundle = ModelBundle(task="QC", backbone={"name": "tiny"}, head={"name": "classifier"},
-                         templates={"QC": "{query} {target}"}, encoder=False, lowercase=True, augmentation={},
-                         translator={}, max_length=64, eval_batch_size=8, folds=["fold_0"], thresholds={"QC": 0.4})
+    bundle = ModelBundle(
+        task="QC",
+        backbone={"name": "tiny"},
+        head={"name": "classifier"},
+        templates={"QC": "{query} {target}"},
+        encoder=False,
+        lowercase=True,
+        augmentation={},
+        translator={},
+        max_length=64,
+        eval_batch_size=8,
+        folds=["fold_0"],
+        thresholds={"QC": 0.4},
+    )
     assert ModelBundle.load(bundle.save(tmp_path)) == bundle
     assert bundle.decision_thresholds("refit") == {"QC": 0.4}  # no refit thresholds: the folds'
     values = json.loads((tmp_path / BUNDLE_FILE).read_text())

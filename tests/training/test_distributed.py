@@ -15,10 +15,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_two_ranks_train_and_score_one_run_and_only_rank_zero_logs(tmp_path, cache_dir):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "backbone=tiny", "strategy=ddp", "strategy.devices=2",
-         "split.n_folds=2", "data.demo.train_rows=240", "data.demo.dev_rows=78", "data.demo.test_rows=52",
-         "progress=false", "train.require_learning=false", f"paths.cache={cache_dir}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "backbone=tiny",
+            "strategy=ddp",
+            "strategy.devices=2",
+            "split.n_folds=2",
+            "data.demo.train_rows=240",
+            "data.demo.dev_rows=78",
+            "data.demo.test_rows=52",
+            "progress=false",
+            "train.require_learning=false",
+            f"paths.cache={cache_dir}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     runs = mlflow.search_runs(experiment_names=["relevance"])

@@ -25,9 +25,16 @@ def write_signal_data(folder, rows: int = 192, seed: int = 0) -> None:
     for i in range(rows):
         label = int(rng.random() < 0.6)
         path = rng.choice(RELEVANT if label else OTHER, 2, replace=False)
-        lines.append({"id": i + 1, "task": "QC", "language": ["en", "fr", "es"][i % 3],
-                      "origin_query": str(rng.choice(QUERIES)), "category_path": ",".join(map(str, path)),
-                      "label": label})
+        lines.append(
+            {
+                "id": i + 1,
+                "task": "QC",
+                "language": ["en", "fr", "es"][i % 3],
+                "origin_query": str(rng.choice(QUERIES)),
+                "category_path": ",".join(map(str, path)),
+                "label": label,
+            }
+        )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train_QC.txt").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
 
@@ -41,8 +48,18 @@ def _fold_runs(summary):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_trivial_signal_is_learned_in_every_fold_with_defaults(tmp_path, cache_dir, seed):
     write_signal_data(tmp_path / "data", rows=480, seed=seed)
-    cfg = compose_train(["backbone=tiny", "data=competition", f"data.dir={tmp_path / 'data'}", f"seed={seed}",
-                         "tracking.log_model=false", "train.require_learning=true"], tmp_path, cache_dir)
+    cfg = compose_train(
+        [
+            "backbone=tiny",
+            "data=competition",
+            f"data.dir={tmp_path / 'data'}",
+            f"seed={seed}",
+            "tracking.log_model=false",
+            "train.require_learning=true",
+        ],
+        tmp_path,
+        cache_dir,
+    )
     summary = pipeline.run(cfg)
     folds = _fold_runs(summary)
     assert len(folds) == cfg.split.n_folds
@@ -55,8 +72,18 @@ def test_a_trivial_signal_is_learned_in_every_fold_with_defaults(tmp_path, cache
 
 def test_a_run_in_which_no_fold_learned_fails_and_logs_no_model(tmp_path, cache_dir):
     write_signal_data(tmp_path / "data")
-    cfg = compose_train(["backbone=tiny", "data=competition", f"data.dir={tmp_path / 'data'}", "train.lr=1e-12",
-                         "train.head_lr=1e-12", "train.require_learning=true"], tmp_path, cache_dir)
+    cfg = compose_train(
+        [
+            "backbone=tiny",
+            "data=competition",
+            f"data.dir={tmp_path / 'data'}",
+            "train.lr=1e-12",
+            "train.head_lr=1e-12",
+            "train.require_learning=true",
+        ],
+        tmp_path,
+        cache_dir,
+    )
     with pytest.raises(health.TrainingDegenerate, match="no fold learned .*fold 0 did not learn"):
         pipeline.run(cfg)
     client = MlflowClient(cfg.tracking.uri)

@@ -7,8 +7,17 @@ from tests.conftest import compose_train
 def test_competition_folder_rows_are_cleaned_counted_and_subsampled(tmp_path, cache_dir):
     folder = tmp_path / "data"
     folder.mkdir()
-    rows = [{"id": i, "task": "QI", "language": "th" if i % 2 else "en", "origin_query": f"  Query {i} ",
-             "item_title": None if i == 3 else f"Title {i}", "label": str(i % 2)} for i in range(1, 41)]
+    rows = [
+        {
+            "id": i,
+            "task": "QI",
+            "language": "th" if i % 2 else "en",
+            "origin_query": f"  Query {i} ",
+            "item_title": None if i == 3 else f"Title {i}",
+            "label": str(i % 2),
+        }
+        for i in range(1, 41)
+    ]
     rows[4]["origin_query"] = "   "
     (folder / "train_QI.txt").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (folder / "dev_QI.txt").write_text(json.dumps({k: v for k, v in rows[0].items() if k != "label"}) + "\n")

@@ -14,8 +14,9 @@ def concat_mode(augmentation) -> bool:
 
 
 def synthesize_mode(augmentation) -> bool:
-    return bool(augmentation and augmentation.get("translate")
-                and augmentation.translate.mode in ("synthesize", "both"))
+    return bool(
+        augmentation and augmentation.get("translate") and augmentation.translate.mode in ("synthesize", "both")
+    )
 
 
 def rewrite_text(records: list[Record], augmentation, translations=None) -> list[Record]:

@@ -45,8 +45,13 @@ def _hub_embeddings(texts: list[str], options, location: str) -> np.ndarray:
         tokenizer.padding_side = "left"  # the last position is every row's last real token
     out = []
     for start in tqdm(range(0, len(texts), options.batch_size), desc="embedding targets", leave=False):
-        batch = tokenizer([options.prefix + t for t in texts[start:start + options.batch_size]], padding=True,
-                          truncation=True, max_length=options.max_length, return_tensors="pt").to(device)
+        batch = tokenizer(
+            [options.prefix + t for t in texts[start : start + options.batch_size]],
+            padding=True,
+            truncation=True,
+            max_length=options.max_length,
+            return_tensors="pt",
+        ).to(device)
         with torch.inference_mode():
             hidden = model(**batch).last_hidden_state
         if options.pooling == "last":
@@ -91,17 +96,18 @@ def ranked_neighbours(vectors: np.ndarray, depth: int) -> np.ndarray:
         return np.array([[j for j in row if j != i and j >= 0][:depth] for i, row in enumerate(found)])
     ranked = np.empty((n, depth), dtype=int)
     for start in range(0, n, 2048):
-        similarity = vectors[start:start + 2048] @ vectors.T
+        similarity = vectors[start : start + 2048] @ vectors.T
         for row, i in enumerate(range(start, min(start + 2048, n))):
             similarity[row, i] = -np.inf
         top = np.argpartition(-similarity, depth - 1, axis=1)[:, :depth]
         order = np.argsort(-np.take_along_axis(similarity, top, axis=1), axis=1)
-        ranked[start:start + len(top)] = np.take_along_axis(top, order, axis=1)
+        ranked[start : start + len(top)] = np.take_along_axis(top, order, axis=1)
     return ranked
 
 
-def hard_negatives(records: list[Record], options, translations, cache: Path, seed: int
-                   ) -> tuple[list[Record], np.ndarray]:
+def hard_negatives(
+    records: list[Record], options, translations, cache: Path, seed: int
+) -> tuple[list[Record], np.ndarray]:
     """Extra label-0 rows and the index of the positive each came from."""
     rng = np.random.default_rng(seed)
     targets = sorted({r.target for r in records})
@@ -114,17 +120,25 @@ def hard_negatives(records: list[Record], options, translations, cache: Path, se
     planned = []
     for i in chosen:
         row = neighbours[position[records[i].target]]
-        window = row[min(low, max(len(row) - 1, 0)):high] if len(row) else row
+        window = row[min(low, max(len(row) - 1, 0)) : high] if len(row) else row
         candidates = [targets[j] for j in window if (records[i].query, targets[j]) not in positive_pairs]
         if candidates:
-            language = (str(rng.choice(list(options.translate_to))) if options.get("translate_to")
-                        else records[i].language)
+            language = (
+                str(rng.choice(list(options.translate_to))) if options.get("translate_to") else records[i].language
+            )
             planned.append((int(i), language, candidates[rng.integers(len(candidates))]))
-    requests = [(records[i].query, records[i].language, lang) for i, lang, _ in planned
-                if lang != records[i].language]
+    requests = [(records[i].query, records[i].language, lang) for i, lang, _ in planned if lang != records[i].language]
     table = translations(requests) if requests else {}
-    extras = [Record(id=-(n + 1), task=records[i].task, language=lang,
-                     query=table.get((records[i].query, records[i].language, lang), records[i].query),
-                     target=target, label=0) for n, (i, lang, target) in enumerate(planned)]
+    extras = [
+        Record(
+            id=-(n + 1),
+            task=records[i].task,
+            language=lang,
+            query=table.get((records[i].query, records[i].language, lang), records[i].query),
+            target=target,
+            label=0,
+        )
+        for n, (i, lang, target) in enumerate(planned)
+    ]
     log.info("hard negatives: %d rows from %d sampled positives (%d targets)", len(extras), len(chosen), len(targets))
     return extras, np.array([i for i, _, _ in planned], dtype=int)

@@ -24,8 +24,9 @@ def lexical_similarity(queries: list[str], targets: list[str]) -> np.ndarray:
     return np.maximum(cosine, jaccard)
 
 
-def flag_contradictions(labels: np.ndarray, scores: np.ndarray, options, queries: list[str] | None = None,
-                        targets: list[str] | None = None) -> np.ndarray:
+def flag_contradictions(
+    labels: np.ndarray, scores: np.ndarray, options, queries: list[str] | None = None, targets: list[str] | None = None
+) -> np.ndarray:
     """Boolean mask of rows to drop or relabel: label 1 scored below 1 - confidence, or label 0 above confidence.
     With the lexical gate on, a flag stands only when the text overlap agrees with the model."""
     flagged = ((labels == 1) & (scores < 1 - options.confidence)) | ((labels == 0) & (scores > options.confidence))

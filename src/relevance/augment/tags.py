@@ -9,8 +9,9 @@ import re
 
 from relevance.data.records import Record, category_levels
 
-_SIZE = re.compile(r"\b(?:size\s+\w+|xxs|xs|xxl|xl|\d+(?:\.\d+)?\s?(?:ml|l|g|kg|cm|mm|m|w|mah|gb|tb|pcs|inch|\"))\b",
-                   re.IGNORECASE)
+_SIZE = re.compile(
+    r"\b(?:size\s+\w+|xxs|xs|xxl|xl|\d+(?:\.\d+)?\s?(?:ml|l|g|kg|cm|mm|m|w|mah|gb|tb|pcs|inch|\"))\b", re.IGNORECASE
+)
 
 
 def hierarchy_tags(path: str) -> str:

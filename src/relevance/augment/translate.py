@@ -17,8 +17,12 @@ def concat_pivot(records: list[Record], options, translations) -> list[Record]:
     pivot = options.pivot
     requests = [(r.query, r.language, pivot) for r in records if r.language != pivot and r.query]
     table = translations(requests)
-    return [r.with_text(f"{r.query}{options.separator}{table[(r.query, r.language, pivot)]}", r.target)
-            if r.language != pivot and r.query else r for r in records]
+    return [
+        r.with_text(f"{r.query}{options.separator}{table[(r.query, r.language, pivot)]}", r.target)
+        if r.language != pivot and r.query
+        else r
+        for r in records
+    ]
 
 
 def synthesis_languages(options, task: str) -> list[str]:
@@ -36,8 +40,15 @@ def synthesize(records: list[Record], options, translations, seed: int) -> tuple
         take = min(options.rows_per_language, len(candidates))
         plan += [(int(i), language) for i in np.sort(rng.choice(candidates, take, replace=False))]
     table = translations([(records[i].query, records[i].language, language) for i, language in plan])
-    extras = [Record(id=-(n + 1), task=task, language=language, query=table[(records[i].query, records[i].language,
-                                                                                 language)],
-                     target=records[i].target, label=records[i].label)
-              for n, (i, language) in enumerate(plan)]
+    extras = [
+        Record(
+            id=-(n + 1),
+            task=task,
+            language=language,
+            query=table[(records[i].query, records[i].language, language)],
+            target=records[i].target,
+            label=records[i].label,
+        )
+        for n, (i, language) in enumerate(plan)
+    ]
     return extras, np.array([i for i, _ in plan], dtype=int)

@@ -24,8 +24,9 @@ class CleanReport:
     dropped_ids: list[int] = field(default_factory=list)
 
 
-def clean_records(records: list[Record], lowercase: bool = True, drop_empty_queries: bool = True
-                  ) -> tuple[list[Record], CleanReport]:
+def clean_records(
+    records: list[Record], lowercase: bool = True, drop_empty_queries: bool = True
+) -> tuple[list[Record], CleanReport]:
     """Normalise query and target text. Rows whose query is empty after cleaning are dropped (for training)
     or kept as empty (for prediction, where every id must get an answer) and counted either way."""
     report = CleanReport()

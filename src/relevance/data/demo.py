@@ -39,9 +39,11 @@ class DemoSpec:
     seed: int = 13
 
     def folder_name(self) -> str:
-        return (f"demo{GENERATOR_VERSION}-s{self.seed}-tr{self.train_rows}-dv{self.dev_rows}-te{self.test_rows}"
-                f"-p{self.positive_rate}-h{self.hard_negative_rate}-n{self.label_noise}-q{self.queries_per_language}"
-                f"-t{self.translation_error_rate}")
+        return (
+            f"demo{GENERATOR_VERSION}-s{self.seed}-tr{self.train_rows}-dv{self.dev_rows}-te{self.test_rows}"
+            f"-p{self.positive_rate}-h{self.hard_negative_rate}-n{self.label_noise}-q{self.queries_per_language}"
+            f"-t{self.translation_error_rate}"
+        )
 
 
 def _typo(rng: random.Random, word: str) -> str:
@@ -50,9 +52,9 @@ def _typo(rng: random.Random, word: str) -> str:
     i = rng.randrange(1, len(word) - 1)
     kind = rng.random()
     if kind < 0.4:
-        return word[:i] + word[i + 1:]  # dropped letter
+        return word[:i] + word[i + 1 :]  # dropped letter
     if kind < 0.8:
-        return word[:i - 1] + word[i] + word[i - 1] + word[i + 1:]  # swapped letters
+        return word[: i - 1] + word[i] + word[i - 1] + word[i + 1 :]  # swapped letters
     return word[:i] + word[i] + word[i:]  # doubled letter
 
 
@@ -100,8 +102,9 @@ class _Generator:
         self.siblings = {}
         for i, concept in enumerate(self.concepts):
             parent = category_levels(concept["path"])[:-1]
-            self.siblings[i] = [j for j, other in enumerate(self.concepts)
-                                if j != i and category_levels(other["path"])[:-1] == parent]
+            self.siblings[i] = [
+                j for j, other in enumerate(self.concepts) if j != i and category_levels(other["path"])[:-1] == parent
+            ]
 
     def _negative_concept(self, rng: random.Random, index: int) -> int:
         if self.siblings[index] and rng.random() < self.spec.hard_negative_rate:
@@ -133,8 +136,9 @@ class _Generator:
                     concept = self.concepts[rng.randrange(len(self.concepts))]
                 table[(query, language, target)] = _rendition(concept, target, brand, color)
                 if target != "en":  # and back to English, so synthesized rows can be concatenated too
-                    table[(_rendition(concept, target, brand, color), target, "en")] = \
-                        _rendition(concept, "en", brand, color)
+                    table[(_rendition(concept, target, brand, color), target, "en")] = _rendition(
+                        concept, "en", brand, color
+                    )
         return table
 
     def rows(self, task: str, languages: tuple[str, ...], n_rows: int, seed: int, labelled: bool) -> list[Record]:
@@ -156,8 +160,16 @@ class _Generator:
                 target = _title(rng, concept, title_brand)
             if rng.random() < self.spec.label_noise:
                 label = 1 - label
-            records.append(Record(id=row_id, task=task, language=language, query=query, target=target,
-                                  label=label if labelled else None))
+            records.append(
+                Record(
+                    id=row_id,
+                    task=task,
+                    language=language,
+                    query=query,
+                    target=target,
+                    label=label if labelled else None,
+                )
+            )
         return records
 
 
@@ -168,8 +180,11 @@ def generate_demo(folder: str | Path, spec: DemoSpec = DemoSpec()) -> Path:
         generator = _Generator(spec)
         for t, task in enumerate(("QC", "QI")):
             seen, unseen = SEEN_LANGUAGES[task], UNSEEN_LANGUAGES[task]
-            sizes = {"train": (seen, spec.train_rows, True), "dev": (seen + unseen, spec.dev_rows, True),
-                     "test": (seen + unseen, spec.test_rows, False)}
+            sizes = {
+                "train": (seen, spec.train_rows, True),
+                "dev": (seen + unseen, spec.dev_rows, True),
+                "test": (seen + unseen, spec.test_rows, False),
+            }
             for s, (split, (languages, n_rows, labelled)) in enumerate(sizes.items()):
                 records = generator.rows(task, languages, n_rows, seed=spec.seed * 100 + t * 10 + s, labelled=labelled)
                 write_records(staging / f"{split}_{task}.txt", records)

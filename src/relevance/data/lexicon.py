@@ -41,8 +41,28 @@ toys & hobbies,building blocks,building sets|Building Blocks Set|1000 pcs,compat
 mother & kids,baby care,diapers|Baby Diapers|size 3,ultra thin,60 pcs|diapers|pañales|couches|おむつ|기저귀|fraldas|ผ้าอ้อม|حفاضات|Windeln|pannolini|pieluchy|popok|tã em bé
 """
 
-BRANDS = ("Apexel", "Xiaomi", "Anker", "Baseus", "Ugreen", "Nike", "Adidas", "Tefal", "Lego", "Philips",
-          "Maybelline", "Nivea", "Castrol", "Pampers", "Lavazza", "Dove", "Sony", "Joby", "Ulanzi", "Decathlon")
+BRANDS = (
+    "Apexel",
+    "Xiaomi",
+    "Anker",
+    "Baseus",
+    "Ugreen",
+    "Nike",
+    "Adidas",
+    "Tefal",
+    "Lego",
+    "Philips",
+    "Maybelline",
+    "Nivea",
+    "Castrol",
+    "Pampers",
+    "Lavazza",
+    "Dove",
+    "Sony",
+    "Joby",
+    "Ulanzi",
+    "Decathlon",
+)
 COLORS = ("black", "white", "red", "blue", "pink", "green", "grey", "beige")
 
 
@@ -52,6 +72,7 @@ def concepts() -> list[dict]:
     for line in _CONCEPTS.strip().splitlines():
         path, noun, attributes, *words = line.split("|")
         assert len(words) == len(LANGUAGE_ORDER), f"lexicon row for {path!r} has {len(words)} languages"
-        parsed.append({"path": path, "noun": noun, "attributes": attributes.split(","),
-                       "words": dict(zip(LANGUAGE_ORDER, words))})
+        parsed.append(
+            {"path": path, "noun": noun, "attributes": attributes.split(","), "words": dict(zip(LANGUAGE_ORDER, words))}
+        )
     return parsed

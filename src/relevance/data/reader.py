@@ -18,22 +18,27 @@ def _label(value, path, line: int) -> int:
         value = value.strip()
     if value in (0, 1, "0", "1"):
         return int(value)
-    raise DataError(path, line, f"label is {value!r}; it must be 0 or 1 (an int or the string \"0\"/\"1\").")
+    raise DataError(path, line, f'label is {value!r}; it must be 0 or 1 (an int or the string "0"/"1").')
 
 
 def parse_row(row, task: str, path, line: int, require_label: bool) -> Record:
     """Validate one decoded JSON object; `path` and `line` only name the place in errors."""
     if not isinstance(row, dict):
-        raise DataError(path, line, f"expected a JSON object, found {type(row).__name__}; each line must be one "
-                                    f"object.")
+        raise DataError(
+            path, line, f"expected a JSON object, found {type(row).__name__}; each line must be one object."
+        )
     target_field = TARGET_FIELD[task]
     for field in (*_REQUIRED, target_field):
         if field not in row:
-            raise DataError(path, line, f"missing field '{field}'; {task} rows need "
-                                        f"{', '.join((*_REQUIRED, target_field))}.")
+            raise DataError(
+                path, line, f"missing field '{field}'; {task} rows need {', '.join((*_REQUIRED, target_field))}."
+            )
     if row["task"] != task:
-        raise DataError(path, line, f"task is {row['task']!r} but this file is read as {task!r}; "
-                                    f"check the file name or the task= option.")
+        raise DataError(
+            path,
+            line,
+            f"task is {row['task']!r} but this file is read as {task!r}; check the file name or the task= option.",
+        )
     row_id = row["id"]
     if isinstance(row_id, str) and row_id.strip().isdigit():
         row_id = int(row_id)
@@ -73,8 +78,11 @@ def json_lines(path: Path):
             try:
                 yield line_number, json.loads(text)
             except json.JSONDecodeError as error:
-                raise DataError(path, line_number, f"not valid JSON ({error.msg} at column {error.colno}); "
-                                                   f"each line must be one JSON object.") from None
+                raise DataError(
+                    path,
+                    line_number,
+                    f"not valid JSON ({error.msg} at column {error.colno}); each line must be one JSON object.",
+                ) from None
 
 
 def read_records(path: str | Path, task: str, require_label: bool = False) -> list[Record]:
@@ -90,8 +98,12 @@ def read_records(path: str | Path, task: str, require_label: bool = False) -> li
     for line_number, row in json_lines(path):
         record = parse_row(row, task, path, line_number, require_label)
         if record.id in first_line_of:
-            raise DataError(path, line_number, f"id {record.id} already appeared on line {first_line_of[record.id]}; "
-                                               f"ids must be unique within a file.")
+            raise DataError(
+                path,
+                line_number,
+                f"id {record.id} already appeared on line {first_line_of[record.id]}; "
+                f"ids must be unique within a file.",
+            )
         first_line_of[record.id] = line_number
         records.append(record)
     if not records:
@@ -104,8 +116,13 @@ def write_records(path: str | Path, records: list[Record]) -> None:
     path = Path(path)
     with path.open("w", encoding="utf-8") as handle:
         for record in records:
-            row = {"id": record.id, "task": record.task, "language": record.language, "origin_query": record.query,
-                   TARGET_FIELD[record.task]: record.target}
+            row = {
+                "id": record.id,
+                "task": record.task,
+                "language": record.language,
+                "origin_query": record.query,
+                TARGET_FIELD[record.task]: record.target,
+            }
             if record.label is not None:
                 row["label"] = record.label
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -19,9 +19,21 @@ UNSEEN_LANGUAGES = {
 }
 ALL_LANGUAGES = ("en", "es", "fr", "ja", "ko", "pt", "th", "ar", "de", "it", "pl", "id", "vn")
 # English names, for translation prompts.
-LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "ja": "Japanese", "ko": "Korean",
-                  "pt": "Portuguese", "th": "Thai", "ar": "Arabic", "de": "German", "it": "Italian", "pl": "Polish",
-                  "id": "Indonesian", "vn": "Vietnamese"}
+LANGUAGE_NAMES = {
+    "en": "English",
+    "es": "Spanish",
+    "fr": "French",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "pt": "Portuguese",
+    "th": "Thai",
+    "ar": "Arabic",
+    "de": "German",
+    "it": "Italian",
+    "pl": "Polish",
+    "id": "Indonesian",
+    "vn": "Vietnamese",
+}
 
 
 @dataclass(frozen=True, slots=True)

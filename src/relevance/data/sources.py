@@ -18,17 +18,21 @@ def data_folder(data_cfg, cache: str | Path) -> Path:
         return generate_demo(Path(cache) / "demo" / spec.folder_name(), spec)
     if data_cfg.name == "taxonomy":
         if not data_cfg.get("dir"):
-            raise ConfigError("data=taxonomy needs data.dir=<folder holding taxonomy-with-ids.<locale>.txt> (the "
-                              "Google Product Taxonomy files), or RELEVANCE_TAXONOMY_DIR set to it.")
+            raise ConfigError(
+                "data=taxonomy needs data.dir=<folder holding taxonomy-with-ids.<locale>.txt> (the "
+                "Google Product Taxonomy files), or RELEVANCE_TAXONOMY_DIR set to it."
+            )
         spec = TaxonomySpec(**data_cfg.taxonomy)
         return generate_taxonomy(Path(data_cfg.dir), Path(cache) / "taxonomy" / spec.folder_name(), spec)
     if not data_cfg.get("dir"):
-        raise ConfigError("data=competition needs data.dir=<folder holding train_QC.txt, dev_QC.txt, ...>; "
-                          "or use data=demo.")
+        raise ConfigError(
+            "data=competition needs data.dir=<folder holding train_QC.txt, dev_QC.txt, ...>; or use data=demo."
+        )
     folder = Path(data_cfg.dir).expanduser()
     if not folder.is_dir():
-        raise ConfigError(f"data.dir={data_cfg.dir} is not a folder; point it at the folder with the competition "
-                          f"files.")
+        raise ConfigError(
+            f"data.dir={data_cfg.dir} is not a folder; point it at the folder with the competition files."
+        )
     return folder
 
 

@@ -14,22 +14,27 @@ SPLITTERS = {}  # split.name -> function(records, n_folds, seed, strata, categor
 
 def splitter(name: str):
     """Register a split under the name `conf/split/<name>.yaml` carries."""
+
     def register(function):
         SPLITTERS[name] = function
         return function
+
     return register
 
 
 def _check_groups(name: str, n_groups: int, n_folds: int) -> None:
     if n_groups < n_folds:
-        raise ConfigError(f"split={name} found {n_groups} groups but split.n_folds={n_folds}; "
-                          f"lower split.n_folds or use split=stratified.")
+        raise ConfigError(
+            f"split={name} found {n_groups} groups but split.n_folds={n_folds}; "
+            f"lower split.n_folds or use split=stratified."
+        )
 
 
 def check_split_for_task(name: str, task: str) -> None:
     if name == "category_aware" and task != "QC":
-        raise ConfigError("split=category_aware groups category paths, which only QC rows have; "
-                          "use split=query_group for task=qi.")
+        raise ConfigError(
+            "split=category_aware groups category paths, which only QC rows have; use split=query_group for task=qi."
+        )
 
 
 @splitter("random")

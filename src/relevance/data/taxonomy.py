@@ -29,8 +29,16 @@ from relevance.data.translations_file import write_translations
 from relevance.errors import ConfigError, DataError
 
 GENERATOR_VERSION = 1  # bump whenever the files a spec produces change, so stale caches are not reused
-LOCALES = {"en": "en-US", "es": "es-ES", "fr": "fr-FR", "ja": "ja-JP", "pt": "pt-BR", "de": "de-DE", "it": "it-IT",
-           "pl": "pl-PL"}
+LOCALES = {
+    "en": "en-US",
+    "es": "es-ES",
+    "fr": "fr-FR",
+    "ja": "ja-JP",
+    "pt": "pt-BR",
+    "de": "de-DE",
+    "it": "it-IT",
+    "pl": "pl-PL",
+}
 _LINE = re.compile(r"^(\d+)\s+-\s+(.+)$")
 
 
@@ -51,18 +59,25 @@ class TaxonomySpec:
     def __post_init__(self):
         object.__setattr__(self, "train_languages", tuple(self.train_languages))
         object.__setattr__(self, "eval_languages", tuple(self.eval_languages))
-        object.__setattr__(self, "languages", self.train_languages + tuple(
-            language for language in self.eval_languages if language not in self.train_languages))
+        object.__setattr__(
+            self,
+            "languages",
+            self.train_languages
+            + tuple(language for language in self.eval_languages if language not in self.train_languages),
+        )
         unknown = [language for language in self.languages if language not in LOCALES]
         if unknown:
-            raise ConfigError(f"data.taxonomy languages {unknown} have no taxonomy file here; choose from "
-                              f"{', '.join(LOCALES)}.")
+            raise ConfigError(
+                f"data.taxonomy languages {unknown} have no taxonomy file here; choose from {', '.join(LOCALES)}."
+            )
 
     def folder_name(self) -> str:
-        return (f"taxonomy{GENERATOR_VERSION}-s{self.seed}-{''.join(self.train_languages)}-"
-                f"{''.join(self.eval_languages)}"
-                f"-tr{self.train_rows}-dv{self.dev_rows_per_language}-qi{self.qi_rows}-h{self.heldout_share}"
-                f"-d{self.min_depth}")
+        return (
+            f"taxonomy{GENERATOR_VERSION}-s{self.seed}-{''.join(self.train_languages)}-"
+            f"{''.join(self.eval_languages)}"
+            f"-tr{self.train_rows}-dv{self.dev_rows_per_language}-qi{self.qi_rows}-h{self.heldout_share}"
+            f"-d{self.min_depth}"
+        )
 
 
 def read_taxonomy(path: Path) -> dict[int, list[str]]:
@@ -91,8 +106,10 @@ class _Taxonomy:
         for language in spec.languages:
             path = folder / f"taxonomy-with-ids.{LOCALES[language]}.txt"
             if not path.is_file():
-                raise ConfigError(f"data.dir={folder} has no {path.name}; point data.dir at the folder holding the "
-                                  f"Google Product Taxonomy files (taxonomy-with-ids.<locale>.txt).")
+                raise ConfigError(
+                    f"data.dir={folder} has no {path.name}; point data.dir at the folder holding the "
+                    f"Google Product Taxonomy files (taxonomy-with-ids.<locale>.txt)."
+                )
             tables[language] = read_taxonomy(path)
         english = tables.get("en") or read_taxonomy(folder / f"taxonomy-with-ids.{LOCALES['en']}.txt")
         shared = set(english).intersection(*(set(t) for t in tables.values()))
@@ -132,8 +149,9 @@ class _Taxonomy:
                 self.translations[(query, language, "en")] = self.english[category][-1]
             for label, candidate in [(1, category)] + [(0, c) for c in self.negatives(rng, category)]:
                 target = self.path(candidate) if task == "QC" else self.english[candidate][-1]
-                records.append(Record(id=len(records) + 1, task=task, language=language, query=query, target=target,
-                                      label=label))
+                records.append(
+                    Record(id=len(records) + 1, task=task, language=language, query=query, target=target, label=label)
+                )
         return records
 
 
@@ -141,14 +159,17 @@ def generate_taxonomy(source: Path, folder: Path, spec: TaxonomySpec) -> Path:
     """train/dev/test_QC.txt, train_QI.txt and translations.jsonl in `folder`, written once (whole or not at all)."""
     source = Path(source).expanduser()
     if not source.is_dir():
-        raise ConfigError(f"data.dir={source} is not a folder; point it at the Google Product Taxonomy files "
-                          f"(taxonomy-with-ids.<locale>.txt).")
+        raise ConfigError(
+            f"data.dir={source} is not a folder; point it at the Google Product Taxonomy files "
+            f"(taxonomy-with-ids.<locale>.txt)."
+        )
     taxonomy = _Taxonomy(source, spec)
 
     def build(staging: Path) -> None:
         train = taxonomy.rows("QC", taxonomy.train_ids, spec.train_languages, spec.train_rows // 3, spec.seed)
-        dev = taxonomy.rows("QC", taxonomy.dev_ids, spec.languages,
-                            spec.dev_rows_per_language * len(spec.languages) // 3, spec.seed + 1)
+        dev = taxonomy.rows(
+            "QC", taxonomy.dev_ids, spec.languages, spec.dev_rows_per_language * len(spec.languages) // 3, spec.seed + 1
+        )
         qi = taxonomy.rows("QI", taxonomy.train_ids, spec.train_languages, spec.qi_rows // 3, spec.seed + 2)
         write_records(staging / "train_QC.txt", train)
         write_records(staging / "dev_QC.txt", dev)

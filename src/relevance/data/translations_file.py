@@ -20,8 +20,12 @@ def read_translations(path: str | Path, lowercase: bool) -> dict[Request, str]:
     Text is normalised as training rows are (clean.lowercase), so lookups match cleaned queries."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, None, "translations file not found; set translator.path to a JSON Lines file with "
-                                    f"{', '.join(FILE_FIELDS)} on each line.")
+        raise DataError(
+            path,
+            None,
+            "translations file not found; set translator.path to a JSON Lines file with "
+            f"{', '.join(FILE_FIELDS)} on each line.",
+        )
     table = {}
     for number, row in json_lines(path):
         if not isinstance(row, dict) or any(not isinstance(row.get(k), str) for k in FILE_FIELDS):
@@ -34,5 +38,6 @@ def read_translations(path: str | Path, lowercase: bool) -> dict[Request, str]:
 def write_translations(path: str | Path, rows: dict[Request, str]) -> None:
     with Path(path).open("w", encoding="utf-8") as handle:
         for (text, source, target), translation in rows.items():
-            handle.write(json.dumps(dict(zip(FILE_FIELDS, (text, source, target, translation))),
-                                    ensure_ascii=False) + "\n")
+            handle.write(
+                json.dumps(dict(zip(FILE_FIELDS, (text, source, target, translation))), ensure_ascii=False) + "\n"
+            )

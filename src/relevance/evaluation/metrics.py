@@ -57,8 +57,7 @@ def all_positive_f1(labels: np.ndarray) -> float:
     return 2 * p / (1 + p) if p else 0.0
 
 
-def per_language(languages: list[str], labels: np.ndarray, scores: np.ndarray, threshold,
-                 seen: set[str]) -> list[dict]:
+def per_language(languages: list[str], labels: np.ndarray, scores: np.ndarray, threshold, seen: set[str]) -> list[dict]:
     """One row per language: F1 at the threshold (one, or one per row), the language's floor, its size, seen
     in training or not."""
     languages = np.asarray(languages)
@@ -66,6 +65,13 @@ def per_language(languages: list[str], labels: np.ndarray, scores: np.ndarray, t
     for language in sorted(set(languages.tolist())):
         mask = languages == language
         result = scores_at(labels[mask], scores[mask], threshold if np.ndim(threshold) == 0 else threshold[mask])
-        rows.append({"language": language, "f1": result.f1, "floor": all_positive_f1(labels[mask]),
-                     "rows": int(mask.sum()), "seen": language in seen})
+        rows.append(
+            {
+                "language": language,
+                "f1": result.f1,
+                "floor": all_positive_f1(labels[mask]),
+                "rows": int(mask.sum()),
+                "seen": language in seen,
+            }
+        )
     return rows

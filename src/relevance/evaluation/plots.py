@@ -17,8 +17,9 @@ def threshold_plot(thresholds, f1, best, floor: float, title: str, path: Path) -
     ax.plot(thresholds, f1, color="tab:blue", label="out-of-fold F1")
     ax.axhline(floor, color="grey", linestyle="--", label=f"all-positive floor {floor:.3f}")
     ax.axvline(0.5, color="tab:orange", linestyle=":", label="threshold 0.5")
-    ax.scatter([best.threshold], [best.f1], color="tab:red", zorder=3,
-               label=f"best {best.f1:.3f} at {best.threshold:.3f}")
+    ax.scatter(
+        [best.threshold], [best.f1], color="tab:red", zorder=3, label=f"best {best.f1:.3f} at {best.threshold:.3f}"
+    )
     ax.set(xlabel="decision threshold", ylabel="positive-class F1", title=title, xlim=(0, 1), ylim=(0, 1.02))
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
@@ -33,8 +34,11 @@ def language_plot(rows: list[dict], title: str, path: Path) -> Path:
     colors = ["tab:blue" if r["seen"] else "tab:red" for r in rows]
     ax.bar(names, [r["f1"] for r in rows], color=colors)
     ax.scatter(names, [r["floor"] for r in rows], color="black", marker="_", s=300, zorder=3)
-    handles = [Patch(color="tab:blue", label="seen in training"), Patch(color="tab:red", label="unseen"),
-               Line2D([], [], color="black", label="all-positive floor")]
+    handles = [
+        Patch(color="tab:blue", label="seen in training"),
+        Patch(color="tab:red", label="unseen"),
+        Line2D([], [], color="black", label="all-positive floor"),
+    ]
     ax.set(ylabel="F1", title=title, ylim=(0, 1.18), yticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.legend(handles=handles, fontsize=8, loc="upper center", ncol=3)
     fig.tight_layout()

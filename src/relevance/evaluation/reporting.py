@@ -20,14 +20,21 @@ def evaluate(labels, scores, languages, seen: set[str], threshold: float | None 
     at_half = metrics.scores_at(labels, scores, 0.5)
     best = metrics.best_f1_threshold(labels, scores)
     threshold = best.threshold if threshold is None else threshold
-    return {"at_half": at_half, "best": best, "floor": metrics.all_positive_f1(labels),
-            "at_threshold": metrics.scores_at(labels, scores, threshold),
-            "languages": metrics.per_language(languages, labels, scores, threshold, seen)}
+    return {
+        "at_half": at_half,
+        "best": best,
+        "floor": metrics.all_positive_f1(labels),
+        "at_threshold": metrics.scores_at(labels, scores, threshold),
+        "languages": metrics.per_language(languages, labels, scores, threshold, seen),
+    }
 
 
 def _metric_dict(result: dict, prefix: str) -> dict[str, float]:
-    values = {**result["at_half"].as_dict(f"{prefix}at_0.5_"), **result["best"].as_dict(f"{prefix}best_"),
-              f"{prefix}all_positive_f1": result["floor"]}
+    values = {
+        **result["at_half"].as_dict(f"{prefix}at_0.5_"),
+        **result["best"].as_dict(f"{prefix}best_"),
+        f"{prefix}all_positive_f1": result["floor"],
+    }
     values.pop(f"{prefix}at_0.5_threshold")
     for row in result["languages"]:
         values[f"{prefix}f1_{row['language']}"] = row["f1"]
@@ -42,20 +49,23 @@ def _seen_unseen(labels, scores, languages, seen: set[str], decide: np.ndarray, 
     for group, rows in (("seen", in_seen), ("unseen", ~in_seen)):
         if rows.any():
             values[f"{prefix}{group}_f1_at_0.5"] = metrics.scores_at(labels[rows], scores[rows], 0.5).f1
-            values[f"{prefix}{group}_f1_at_oof_threshold"] = metrics.scores_at(labels[rows], scores[rows],
-                                                                              decide[rows]).f1
+            values[f"{prefix}{group}_f1_at_oof_threshold"] = metrics.scores_at(
+                labels[rows], scores[rows], decide[rows]
+            ).f1
             values[f"{prefix}{group}_all_positive_f1"] = metrics.all_positive_f1(labels[rows])
     return values
 
 
-def _task_report(cfg, task: str, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path, prefix: str
-                 ) -> tuple[dict, float, dict[str, float], dict]:
+def _task_report(
+    cfg, task: str, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path, prefix: str
+) -> tuple[dict, float, dict[str, float], dict]:
     """One task's metrics and plots; its decision threshold (and per-language ones) tuned on out-of-fold scores,
     at which the per-language rows and dev are judged."""
     seen = set(languages)
     threshold, tuned = thresholds.tune(labels, oof, cfg.threshold, cfg.seed)
-    by_language_thresholds = thresholds.by_language(labels, oof, languages, cfg.threshold, cfg.seed) \
-        if cfg.threshold.per_language else {}
+    by_language_thresholds = (
+        thresholds.by_language(labels, oof, languages, cfg.threshold, cfg.seed) if cfg.threshold.per_language else {}
+    )
     decide = thresholds.row_thresholds(languages, threshold, by_language_thresholds)
     result = evaluate(labels, oof, languages, seen, decide)
     summary = _metric_dict(result, f"{prefix}oof_") | thresholds.as_metrics(tuned, prefix)
@@ -67,10 +77,16 @@ def _task_report(cfg, task: str, labels, oof, languages, folds, dev, dev_scores,
     summary[f"{prefix}oof_positive_rate_at_decision"] = float(np.mean(oof >= decide))
     summary |= {f"{prefix}decision_threshold_{language}": value for language, value in by_language_thresholds.items()}
     title = f"{cfg.backbone.name} {task}"
-    plots.threshold_plot(*metrics.threshold_curve(labels, oof), result["best"], result["floor"],
-                         f"{title}: out-of-fold F1", plots_dir / f"{prefix}threshold_f1.png")
-    plots.language_plot(result["languages"], f"{title}: out-of-fold F1 per language",
-                        plots_dir / f"{prefix}language_f1.png")
+    plots.threshold_plot(
+        *metrics.threshold_curve(labels, oof),
+        result["best"],
+        result["floor"],
+        f"{title}: out-of-fold F1",
+        plots_dir / f"{prefix}threshold_f1.png",
+    )
+    plots.language_plot(
+        result["languages"], f"{title}: out-of-fold F1 per language", plots_dir / f"{prefix}language_f1.png"
+    )
     by_language = {f"{prefix}out-of-fold": result["languages"]}
     if dev_scores is not None:
         dev_labels = np.array([r.label for r in dev])
@@ -81,15 +97,19 @@ def _task_report(cfg, task: str, labels, oof, languages, folds, dev, dev_scores,
             matched_rows = thresholds.row_thresholds(dev_languages, threshold, by_language_thresholds | matched)
             unseen_rows = ~np.isin(dev_languages, sorted(seen))
             summary[f"{prefix}dev_unseen_f1_at_matched_rate"] = metrics.scores_at(
-                dev_labels[unseen_rows], dev_scores[unseen_rows], matched_rows[unseen_rows]).f1
+                dev_labels[unseen_rows], dev_scores[unseen_rows], matched_rows[unseen_rows]
+            ).f1
         dev_own = by_language_thresholds | (matched if cfg.threshold.unseen == "matched_rate" else {})
         dev_thresholds = thresholds.row_thresholds(dev_languages, threshold, dev_own)
         dev_result = evaluate(dev_labels, dev_scores, dev_languages, seen, dev_thresholds)
         summary.update(_metric_dict(dev_result, f"{prefix}dev_"))
         summary[f"{prefix}dev_f1_at_oof_threshold"] = dev_result["at_threshold"].f1
         summary |= _seen_unseen(dev_labels, dev_scores, dev_languages, seen, dev_thresholds, f"{prefix}dev_")
-        plots.language_plot(dev_result["languages"], f"{title}: dev F1 per language (fold ensemble)",
-                            plots_dir / f"{prefix}dev_language_f1.png")
+        plots.language_plot(
+            dev_result["languages"],
+            f"{title}: dev F1 per language (fold ensemble)",
+            plots_dir / f"{prefix}dev_language_f1.png",
+        )
         by_language[f"{prefix}dev"] = dev_result["languages"]
     return summary, threshold, by_language_thresholds, by_language
 
@@ -108,9 +128,17 @@ def report(cfg, data: TrainingData, oof, dev, dev_scores, plots_dir: Path) -> tu
         rows = np.flatnonzero(tasks == task)
         dev_rows = np.flatnonzero(dev_tasks == task) if dev_mean is not None else None
         part, decision[task], per_language[task], languages = _task_report(
-            cfg, task, data.labels[rows], oof[rows], [data.languages[i] for i in rows], data.folds[rows],
+            cfg,
+            task,
+            data.labels[rows],
+            oof[rows],
+            [data.languages[i] for i in rows],
+            data.folds[rows],
             [dev[i] for i in dev_rows] if dev_rows is not None else None,
-            dev_mean[dev_rows] if dev_rows is not None else None, plots_dir, metric_prefix(task, joint))
+            dev_mean[dev_rows] if dev_rows is not None else None,
+            plots_dir,
+            metric_prefix(task, joint),
+        )
         summary.update(part)
         by_language.update(languages)
     if joint:
@@ -120,8 +148,9 @@ def report(cfg, data: TrainingData, oof, dev, dev_scores, plots_dir: Path) -> tu
     return summary, decision, per_language, by_language
 
 
-def refit_report(cfg, data: TrainingData, summary: dict, refit_scores: list[np.ndarray], dev
-                 ) -> tuple[dict, dict[str, float]]:
+def refit_report(
+    cfg, data: TrainingData, summary: dict, refit_scores: list[np.ndarray], dev
+) -> tuple[dict, dict[str, float]]:
     """The refit model's threshold per task, and its dev metrics. `threshold.refit=folds` (default) keeps the fold
     models' out-of-fold threshold; `matched_rate` takes the score at which the refit calls as many of its (in-sample)
     training rows relevant as the folds did out of fold. Both are logged; on the taxonomy benchmark the folds'
@@ -135,8 +164,11 @@ def refit_report(cfg, data: TrainingData, summary: dict, refit_scores: list[np.n
         rate = summary[f"{prefix}oof_positive_rate_at_decision"]
         matched_threshold = float(np.quantile(refit_scores[0][rows], 1.0 - rate, method="higher"))
         values[f"{prefix}refit_threshold_matched_rate"] = matched_threshold
-        decision[task] = (matched_threshold if cfg.threshold.get("refit", "folds") == "matched_rate"
-                          else summary[f"{prefix}decision_threshold"])
+        decision[task] = (
+            matched_threshold
+            if cfg.threshold.get("refit", "folds") == "matched_rate"
+            else summary[f"{prefix}decision_threshold"]
+        )
         values[f"{prefix}refit_threshold"] = decision[task]
         if dev and len(refit_scores) > 1:
             dev_rows = np.array([r.task == task for r in dev])
@@ -149,12 +181,18 @@ def refit_report(cfg, data: TrainingData, summary: dict, refit_scores: list[np.n
             if matched:
                 row_thresholds = thresholds.row_thresholds(languages, decision[task], matched)
                 values[f"{prefix}dev_refit_unseen_f1_at_matched_rate"] = metrics.scores_at(
-                    labels[~in_seen], scores[~in_seen], row_thresholds[~in_seen]).f1
-            for name, threshold in (("refit_threshold", decision[task]), ("matched_threshold", matched_threshold),
-                                    ("oof_threshold", summary[f"{prefix}decision_threshold"]), ("0.5", 0.5)):
+                    labels[~in_seen], scores[~in_seen], row_thresholds[~in_seen]
+                ).f1
+            for name, threshold in (
+                ("refit_threshold", decision[task]),
+                ("matched_threshold", matched_threshold),
+                ("oof_threshold", summary[f"{prefix}decision_threshold"]),
+                ("0.5", 0.5),
+            ):
                 values[f"{prefix}dev_refit_f1_at_{name}"] = metrics.scores_at(labels, scores, threshold).f1
                 for group, group_rows in (("seen", in_seen), ("unseen", ~in_seen)):
                     if group_rows.any():
                         values[f"{prefix}dev_refit_{group}_f1_at_{name}"] = metrics.scores_at(
-                            labels[group_rows], scores[group_rows], threshold).f1
+                            labels[group_rows], scores[group_rows], threshold
+                        ).f1
     return values, decision

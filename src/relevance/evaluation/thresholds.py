@@ -35,8 +35,9 @@ def optuna_search(labels: np.ndarray, scores: np.ndarray, trials: int, seed: int
     started = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(lambda trial: metrics.scores_at(labels, scores, trial.suggest_float("threshold", 0.0, 1.0)).f1,
-                   n_trials=trials)
+    study.optimize(
+        lambda trial: metrics.scores_at(labels, scores, trial.suggest_float("threshold", 0.0, 1.0)).f1, n_trials=trials
+    )
     return Tuned("optuna", study.best_params["threshold"], study.best_value, time.perf_counter() - started)
 
 
@@ -44,8 +45,9 @@ def check(options) -> None:
     if options.method not in METHODS:
         raise ConfigError(f"threshold.method={options.method!r} is not known; use exact, optuna or fixed.")
     value = options.value
-    if options.method == "fixed" and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                          and 0 <= value <= 1):
+    if options.method == "fixed" and not (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+    ):
         raise ConfigError(f"threshold.method=fixed needs threshold.value between 0 and 1 (got {value!r}).")
     if options.method == "optuna" and not (isinstance(options.optuna_trials, int) and options.optuna_trials >= 1):
         raise ConfigError(f"threshold.optuna_trials={options.optuna_trials!r} must be an integer >= 1.")
@@ -67,8 +69,7 @@ def tune(labels: np.ndarray, scores: np.ndarray, options, seed: int) -> tuple[fl
     return found[options.method].threshold, found
 
 
-def by_language(labels: np.ndarray, scores: np.ndarray, languages: list[str], options, seed: int
-                ) -> dict[str, float]:
+def by_language(labels: np.ndarray, scores: np.ndarray, languages: list[str], options, seed: int) -> dict[str, float]:
     """One threshold per language with at least `min_language_rows` out-of-fold rows of both labels; the
     others (and languages never seen in training) keep the task's threshold."""
     languages = np.asarray(languages)
@@ -88,8 +89,11 @@ def row_thresholds(languages: list[str], task_threshold: float, language_thresho
 def as_metrics(found: dict[str, Tuned], prefix: str) -> dict[str, float]:
     values = {}
     for name, tuned in found.items():
-        values |= {f"{prefix}threshold_{name}": tuned.threshold, f"{prefix}threshold_{name}_f1": tuned.f1,
-                   f"{prefix}threshold_{name}_seconds": tuned.seconds}
+        values |= {
+            f"{prefix}threshold_{name}": tuned.threshold,
+            f"{prefix}threshold_{name}_f1": tuned.f1,
+            f"{prefix}threshold_{name}_seconds": tuned.seconds,
+        }
     return values
 
 

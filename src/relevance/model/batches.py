@@ -18,8 +18,16 @@ class LengthGroupedBatches(Sampler[list[int]]):
     cover every batch once); in training the last batches are repeated so that every rank steps equally often,
     which DDP's gradient all-reduce needs."""
 
-    def __init__(self, lengths, batch_size: int, shuffle: bool, seed: int = 0, megabatch_batches: int = 50,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        lengths,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        megabatch_batches: int = 50,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -47,21 +55,21 @@ class LengthGroupedBatches(Sampler[list[int]]):
             if self.shuffle:
                 per_rank = len(self)
                 batches = [batches[i % len(batches)] for i in range(per_rank * self.world_size)]  # repeat the first
-            batches = batches[self.rank::self.world_size]
+            batches = batches[self.rank :: self.world_size]
         yield from batches
 
     def _batches(self) -> list[list[int]]:
         if not self.shuffle:
             order = np.argsort(-self.lengths, kind="stable")
-            return [order[i:i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+            return [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
         rng = np.random.default_rng(self.seed + self.epoch)
         self.epoch += 1
         order = rng.permutation(len(self.lengths))
         batches = []
         for start in range(0, len(order), self.megabatch):
-            chunk = order[start:start + self.megabatch]
+            chunk = order[start : start + self.megabatch]
             chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
-            batches += [chunk[i:i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+            batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
         return [batches[b] for b in rng.permutation(len(batches))]
 
 
@@ -92,8 +100,13 @@ class TokenCache:
 
     @staticmethod
     def setting(tokenizer, max_length: int) -> tuple:
-        return (tokenizer.name_or_path, len(tokenizer), tokenizer.truncation_side, max_length,
-                tokenizer.__class__.__name__)
+        return (
+            tokenizer.name_or_path,
+            len(tokenizer),
+            tokenizer.truncation_side,
+            max_length,
+            tokenizer.__class__.__name__,
+        )
 
     def encode(self, tokenizer, inputs: list, max_length: int) -> list[np.ndarray]:
         key = self.setting(tokenizer, max_length)
@@ -138,16 +151,30 @@ def make_collate(tokenizer):
             span = slice(width - len(ids), width) if left else slice(0, len(ids))
             input_ids[row, span] = ids
             attention_mask[row, span] = 1
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask,
-                 "index": torch.tensor([item["index"] for item in items])}
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "index": torch.tensor([item["index"] for item in items]),
+        }
         if "labels" in items[0]:
             batch["labels"] = torch.tensor([item["labels"] for item in items])
         return batch
+
     return collate
 
 
-def dataloader(tokenizer, inputs: list, labels, batch_size: int, max_length: int, shuffle: bool, seed: int = 0,
-               num_workers: int = 0, rank: int = 0, world_size: int = 1) -> DataLoader:
+def dataloader(
+    tokenizer,
+    inputs: list,
+    labels,
+    batch_size: int,
+    max_length: int,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
     dataset = _Encoded(encode(tokenizer, inputs, max_length), labels)
     lengths = [len(ids) for ids in dataset.input_ids]
     sampler = LengthGroupedBatches(lengths, batch_size, shuffle, seed, rank=rank, world_size=world_size)

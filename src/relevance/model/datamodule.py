@@ -11,8 +11,18 @@ from relevance.model.batches import dataloader
 class PairDataModule(L.LightningDataModule):
     """Training rows for one fold and the rows it scores (its held-out fold, or any file to predict)."""
 
-    def __init__(self, tokenizer, train_inputs, train_labels, predict_inputs, batch_size: int,
-                 eval_batch_size: int, max_length: int, seed: int, num_workers: int = 0):
+    def __init__(
+        self,
+        tokenizer,
+        train_inputs,
+        train_labels,
+        predict_inputs,
+        batch_size: int,
+        eval_batch_size: int,
+        max_length: int,
+        seed: int,
+        num_workers: int = 0,
+    ):
         super().__init__()
         self.tokenizer = tokenizer
         self.train_inputs, self.train_labels = train_inputs, train_labels
@@ -27,9 +37,26 @@ class PairDataModule(L.LightningDataModule):
         return {"rank": self.trainer.global_rank, "world_size": self.trainer.world_size}
 
     def train_dataloader(self) -> DataLoader:
-        return dataloader(self.tokenizer, self.train_inputs, self.train_labels, self.batch_size, self.max_length,
-                          shuffle=True, seed=self.seed, num_workers=self.num_workers, **self._ranks())
+        return dataloader(
+            self.tokenizer,
+            self.train_inputs,
+            self.train_labels,
+            self.batch_size,
+            self.max_length,
+            shuffle=True,
+            seed=self.seed,
+            num_workers=self.num_workers,
+            **self._ranks(),
+        )
 
     def predict_dataloader(self) -> DataLoader:
-        return dataloader(self.tokenizer, self.predict_inputs, None, self.eval_batch_size, self.max_length,
-                          shuffle=False, num_workers=self.num_workers, **self._ranks())
+        return dataloader(
+            self.tokenizer,
+            self.predict_inputs,
+            None,
+            self.eval_batch_size,
+            self.max_length,
+            shuffle=False,
+            num_workers=self.num_workers,
+            **self._ranks(),
+        )

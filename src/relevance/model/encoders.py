@@ -28,8 +28,9 @@ class MeanPooledClassifier(torch.nn.Module):
         return self.encoder.get_input_embeddings()
 
     def forward(self, input_ids, attention_mask, **_):
-        pooled = mean_pool(self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
-                           attention_mask)
+        pooled = mean_pool(
+            self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, attention_mask
+        )
         return SequenceClassifierOutput(logits=getattr(self, self.head_module)(pooled))
 
 
@@ -48,8 +49,15 @@ class CosineScore(torch.nn.Module):
         return (self.scale * cosine + self.bias).unsqueeze(-1)
 
 
-def split_pairs(input_ids: torch.Tensor, attention_mask: torch.Tensor, sep_id: int, cls_id: int,
-                query_prefix: list[int], target_prefix: list[int], pad_id: int) -> torch.Tensor:
+def split_pairs(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    sep_id: int,
+    cls_id: int,
+    query_prefix: list[int],
+    target_prefix: list[int],
+    pad_id: int,
+) -> torch.Tensor:
     """The query and the target of each tokenised pair (`<s> q </s></s> t </s>`, right-padded) as two separate
     rows each (`<s> prefix q </s>`), padded together: one encoder pass for both sides of the batch. Row i of the
     result is row i's query, row n + i its target."""
@@ -59,15 +67,19 @@ def split_pairs(input_ids: torch.Tensor, attention_mask: torch.Tensor, sep_id: i
         start = first + 1
         while start < len(ids) and ids[start] == sep_id:  # the separator may be one token or two
             start += 1
-        sides.append(([cls_id] + query_prefix + ids[1:first] + [sep_id],
-                      [cls_id] + target_prefix + ids[start:len(ids) - 1] + [sep_id]))
+        sides.append(
+            (
+                [cls_id] + query_prefix + ids[1:first] + [sep_id],
+                [cls_id] + target_prefix + ids[start : len(ids) - 1] + [sep_id],
+            )
+        )
     rows = [query for query, _ in sides] + [target for _, target in sides]
     width = max(len(row) for row in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=input_ids.device)
     mask = torch.zeros((len(rows), width), dtype=torch.long, device=input_ids.device)
     for i, row in enumerate(rows):
-        ids[i, :len(row)] = torch.tensor(row, device=input_ids.device)
-        mask[i, :len(row)] = 1
+        ids[i, : len(row)] = torch.tensor(row, device=input_ids.device)
+        mask[i, : len(row)] = 1
     return ids, mask
 
 
@@ -102,8 +114,9 @@ class MeanPooledBiEncoder(torch.nn.Module):
         return torch.nn.functional.normalize(mean_pool(hidden, attention_mask).float(), dim=-1)
 
     def forward(self, input_ids, attention_mask, **_):
-        ids, mask = split_pairs(input_ids, attention_mask, self.sep_id, self.cls_id, self.query_prefix,
-                                self.target_prefix, self.pad_id)
+        ids, mask = split_pairs(
+            input_ids, attention_mask, self.sep_id, self.cls_id, self.query_prefix, self.target_prefix, self.pad_id
+        )
         embedded = self.embed(ids, mask)
-        query, target = embedded[:len(input_ids)], embedded[len(input_ids):]
+        query, target = embedded[: len(input_ids)], embedded[len(input_ids) :]
         return SequenceClassifierOutput(logits=getattr(self, self.head_module)((query * target).sum(dim=-1)))

@@ -71,5 +71,7 @@ def load_trainable(model, folder_or_state) -> None:
     state = folder_or_state if isinstance(folder_or_state, dict) else read_trainable(folder_or_state)
     unexpected = model.load_state_dict(state, strict=False).unexpected_keys
     if unexpected:
-        raise ConfigError(f"the saved weights do not fit this backbone (e.g. {unexpected[0]}); the model was trained "
-                          f"on another backbone.")
+        raise ConfigError(
+            f"the saved weights do not fit this backbone (e.g. {unexpected[0]}); the model was trained "
+            f"on another backbone."
+        )

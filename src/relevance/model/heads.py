@@ -95,14 +95,21 @@ class BiEncoderHead(Head):
     @classmethod
     def check(cls, backbone) -> None:
         if backbone.kind != "encoder":
-            raise ConfigError(f"head=bi_encoder encodes the query and the target apart with an encoder; "
-                              f"backbone={backbone.name} is a {backbone.kind}. Use an encoder backbone such as "
-                              f"multilingual_e5_small, or head=classifier.")
+            raise ConfigError(
+                f"head=bi_encoder encodes the query and the target apart with an encoder; "
+                f"backbone={backbone.name} is a {backbone.kind}. Use an encoder backbone such as "
+                f"multilingual_e5_small, or head=classifier."
+            )
 
     @classmethod
     def load(cls, backbone, location: str, tokenizer, dtype: torch.dtype, head_cfg=None):
-        return MeanPooledBiEncoder(load_encoder(backbone, location, dtype), backbone.head_module, tokenizer,
-                                   head_cfg.query_prefix, head_cfg.target_prefix)
+        return MeanPooledBiEncoder(
+            load_encoder(backbone, location, dtype),
+            backbone.head_module,
+            tokenizer,
+            head_cfg.query_prefix,
+            head_cfg.target_prefix,
+        )
 
     def start(self, model, head_module: str) -> None:
         pass  # CosineScore starts centred on the encoder's usual cosines
@@ -118,13 +125,16 @@ class YesNoHead(Head):
     fresh = False  # the pretrained LM head scores; it stays frozen ("all-linear" LoRA never targets it)
     LOSSES = ("pair", "vocab")
 
-    def __init__(self, cfg=None, tokenizer=None, yes_id: int | None = None, no_id: int | None = None,
-                 loss: str | None = None):
+    def __init__(
+        self, cfg=None, tokenizer=None, yes_id: int | None = None, no_id: int | None = None, loss: str | None = None
+    ):
         super().__init__(cfg)
         loss = loss or (cfg.get("loss", "pair") if cfg is not None else "pair")
         if loss not in self.LOSSES:
-            raise ConfigError(f"head.loss={loss!r} is not known; use pair (BCE on logit(yes) - logit(no)) or vocab "
-                              f"(cross-entropy over the whole vocabulary).")
+            raise ConfigError(
+                f"head.loss={loss!r} is not known; use pair (BCE on logit(yes) - logit(no)) or vocab "
+                f"(cross-entropy over the whole vocabulary)."
+            )
         if yes_id is None:
             tokenizer.truncation_side = "left"  # an over-long row loses the start of its prompt, never the answer
             yes_id, no_id = answer_token_ids(tokenizer, cfg.answers)
@@ -133,8 +143,10 @@ class YesNoHead(Head):
     @classmethod
     def check(cls, backbone) -> None:
         if backbone.kind == "encoder":
-            raise ConfigError(f"head=yes_no scores the answer with a language-model head, which the encoder "
-                              f"backbone={backbone.name} does not have; use head=classifier or a decoder backbone.")
+            raise ConfigError(
+                f"head=yes_no scores the answer with a language-model head, which the encoder "
+                f"backbone={backbone.name} does not have; use head=classifier or a decoder backbone."
+            )
 
     @classmethod
     def prompt(cls, task, head_cfg, backbone) -> str:
@@ -144,12 +156,16 @@ class YesNoHead(Head):
             style = head_cfg.styles.alpaca
         elif backbone.prompt_style == "chat":
             if backbone.family not in head_cfg.styles.chat:
-                raise ConfigError(f"head.styles.chat has no template for family {backbone.family!r} "
-                                  f"(backbone={backbone.name}); add one or set backbone.prompt_style=alpaca.")
+                raise ConfigError(
+                    f"head.styles.chat has no template for family {backbone.family!r} "
+                    f"(backbone={backbone.name}); add one or set backbone.prompt_style=alpaca."
+                )
             style = head_cfg.styles.chat[backbone.family]
         else:
-            raise ConfigError(f"head=yes_no needs backbone.prompt_style alpaca or chat; backbone={backbone.name} "
-                              f"has {backbone.prompt_style!r}.")
+            raise ConfigError(
+                f"head=yes_no needs backbone.prompt_style alpaca or chat; backbone={backbone.name} "
+                f"has {backbone.prompt_style!r}."
+            )
         instruction = head_cfg.instruction.replace("{target_name}", task.target_name)
         return style.replace("{instruction}", instruction).replace("{input}", task.template)
 
@@ -204,8 +220,10 @@ def answer_token_ids(tokenizer, answers) -> tuple[int, int]:
     """First token of each answer; they must differ, or p(yes) would mean nothing."""
     ids = [tokenizer.encode(answers[k], add_special_tokens=False)[:1] for k in ("positive", "negative")]
     if not all(ids) or ids[0] == ids[1]:
-        raise ConfigError(f"head.answers {dict(answers)} do not start with two different tokens for this tokenizer; "
-                          f"choose other answer words.")
+        raise ConfigError(
+            f"head.answers {dict(answers)} do not start with two different tokens for this tokenizer; "
+            f"choose other answer words."
+        )
     return ids[0][0], ids[1][0]
 
 
@@ -216,7 +234,8 @@ def build_head(head_cfg, tokenizer) -> Head:
 def load_model(backbone, location: str, tokenizer, dtype: torch.dtype, head_cfg=None):
     """The backbone ready for its head (the head's config; None is the classifier)."""
     return head_class(head_cfg.name if head_cfg is not None else "classifier").load(
-        backbone, location, tokenizer, dtype, head_cfg)
+        backbone, location, tokenizer, dtype, head_cfg
+    )
 
 
 def prompt_template(task, head_cfg, backbone) -> str:

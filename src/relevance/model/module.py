@@ -18,8 +18,14 @@ def apply_lora(model, target_modules, head_module: str, r: int, alpha: int, drop
     targets = target_modules if isinstance(target_modules, str) else list(target_modules)
     task_type = head.lora_task_type if head is not None else TaskType.SEQ_CLS
     fresh = head.fresh if head is not None else True
-    config = LoraConfig(task_type=task_type, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
-                        modules_to_save=[head_module] if fresh else None)
+    config = LoraConfig(
+        task_type=task_type,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        modules_to_save=[head_module] if fresh else None,
+    )
     return get_peft_model(model, config)
 
 
@@ -28,8 +34,17 @@ def is_head_parameter(name: str, head_module: str | None) -> bool:
 
 
 class RelevanceModule(L.LightningModule):
-    def __init__(self, model, head, lr: float, weight_decay: float, warmup_ratio: float, scheduler: str,
-                 head_lr: float | None = None, head_module: str | None = None):
+    def __init__(
+        self,
+        model,
+        head,
+        lr: float,
+        weight_decay: float,
+        warmup_ratio: float,
+        scheduler: str,
+        head_lr: float | None = None,
+        head_module: str | None = None,
+    ):
         super().__init__()
         self.model = model
         self.head = head
@@ -47,8 +62,10 @@ class RelevanceModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         _, loss = self.head(self.model, batch)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(f"the training loss became {loss.item()} at step {self.global_step}; lower "
-                                   f"train.lr (now {self.lr:g}) or raise train.warmup_ratio.")
+            raise TrainingDiverged(
+                f"the training loss became {loss.item()} at step {self.global_step}; lower "
+                f"train.lr (now {self.lr:g}) or raise train.warmup_ratio."
+            )
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         self.losses.append(float(loss.detach()))
         return loss
@@ -57,7 +74,7 @@ class RelevanceModule(L.LightningModule):
         """Mean training loss over the last tenth of the steps (at least 5): where training ended."""
         if not self.losses:
             return float("nan")
-        return float(np.mean(self.losses[-max(5, len(self.losses) // 10):]))
+        return float(np.mean(self.losses[-max(5, len(self.losses) // 10) :]))
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         return {"index": batch["index"].cpu(), "score": torch.sigmoid(self(batch)).cpu()}
@@ -70,8 +87,9 @@ class RelevanceModule(L.LightningModule):
             groups.append({"params": head, "lr": self.head_lr or self.lr})
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.lr, weight_decay=self.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        scheduler = get_scheduler(self.scheduler_name, optimizer, num_warmup_steps=int(self.warmup_ratio * total),
-                                  num_training_steps=total)
+        scheduler = get_scheduler(
+            self.scheduler_name, optimizer, num_warmup_steps=int(self.warmup_ratio * total), num_training_steps=total
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

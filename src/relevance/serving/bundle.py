@@ -19,24 +19,24 @@ BUNDLE_VERSION = 2  # 1: the untyped description of relevance 0.1 (no `version` 
 class ModelBundle:
     """What a logged model knows besides its weights (which sit in `adapters/<fold>` next to the file)."""
 
-    task: str                                   # QC, QI or JOINT
-    backbone: dict                              # the backbone config (hub id or packaged name, never a local path)
-    head: dict                                  # the head config (name, prompt styles, answers, prefixes)
-    templates: dict[str, str]                   # task code -> prompt template ({query}, {target}, {language})
-    encoder: bool                               # (query, target) pairs instead of prompts
-    lowercase: bool                             # the cleaning setting
-    augmentation: dict                          # text rewrites to replay (translation concat, tags)
-    translator: dict                            # where concat translations come from
-    max_length: int                             # tokens per row, prompt included
+    task: str  # QC, QI or JOINT
+    backbone: dict  # the backbone config (hub id or packaged name, never a local path)
+    head: dict  # the head config (name, prompt styles, answers, prefixes)
+    templates: dict[str, str]  # task code -> prompt template ({query}, {target}, {language})
+    encoder: bool  # (query, target) pairs instead of prompts
+    lowercase: bool  # the cleaning setting
+    augmentation: dict  # text rewrites to replay (translation concat, tags)
+    translator: dict  # where concat translations come from
+    max_length: int  # tokens per row, prompt included
     eval_batch_size: int
-    folds: list[str]                            # fold weight folders, averaged by the fold ensemble
-    thresholds: dict[str, float]                # task -> decision threshold (out-of-fold)
+    folds: list[str]  # fold weight folders, averaged by the fold ensemble
+    thresholds: dict[str, float]  # task -> decision threshold (out-of-fold)
     language_thresholds: dict[str, dict[str, float]] = field(default_factory=dict)  # threshold.per_language
-    unseen_threshold: str = "shared"            # threshold.unseen: shared | matched_rate
+    unseen_threshold: str = "shared"  # threshold.unseen: shared | matched_rate
     min_language_rows: int = 0
     positive_rates: dict[str, float] = field(default_factory=dict)  # task -> out-of-fold rate called relevant
     seen_languages: list[str] = field(default_factory=list)
-    refit: str | None = None                    # the full-data refit's weight folder, if trained
+    refit: str | None = None  # the full-data refit's weight folder, if trained
     refit_thresholds: dict[str, float] = field(default_factory=dict)
     run_id: str | None = None
     version: int = BUNDLE_VERSION
@@ -51,23 +51,30 @@ class ModelBundle:
     def load(cls, folder: Path) -> ModelBundle:
         path = Path(folder) / BUNDLE_FILE
         if not path.is_file():
-            raise RelevanceError(f"{folder} is not a relevance model (no {BUNDLE_FILE} in it); give a model logged "
-                                 f"by train.py.")
+            raise RelevanceError(
+                f"{folder} is not a relevance model (no {BUNDLE_FILE} in it); give a model logged by train.py."
+            )
         values = json.loads(path.read_text())
         version = values.get("version", 1)
         if version != BUNDLE_VERSION:
             fix = "retrain it" if version < BUNDLE_VERSION else "upgrade relevance"
-            raise RelevanceError(f"{path} is a version {version} model bundle and this relevance reads version "
-                                 f"{BUNDLE_VERSION}; {fix} to use it.")
+            raise RelevanceError(
+                f"{path} is a version {version} model bundle and this relevance reads version "
+                f"{BUNDLE_VERSION}; {fix} to use it."
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
-        missing = sorted(f.name for f in dataclasses.fields(cls)
-                         if f.name not in values and f.default is dataclasses.MISSING
-                         and f.default_factory is dataclasses.MISSING)
+        missing = sorted(
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
         if unknown or missing:
-            raise RelevanceError(f"{path} does not match bundle version {BUNDLE_VERSION} "
-                                 f"({'unknown ' + ', '.join(unknown) if unknown else 'missing ' + ', '.join(missing)});"
-                                 f" it was edited or written by another relevance; retrain it.")
+            raise RelevanceError(
+                f"{path} does not match bundle version {BUNDLE_VERSION} "
+                f"({'unknown ' + ', '.join(unknown) if unknown else 'missing ' + ', '.join(missing)});"
+                f" it was edited or written by another relevance; retrain it."
+            )
         return cls(**values)
 
     def fold_names(self, ensemble: str) -> list[str]:

@@ -23,8 +23,7 @@ def model_uri(reference: str) -> str:
     return reference
 
 
-def load_scorer(reference: str, ensemble: str = "auto", translations_file: str | None = None,
-                cache: str | None = None):
+def load_scorer(reference: str, ensemble: str = "auto", translations_file: str | None = None, cache: str | None = None):
     """The model's scorer; `ensemble` picks the fold average or the full-data refit; `translations_file` gives
     the new queries' translations to a model trained with translator=file."""
     from relevance.serving.bundle import BUNDLE_FILE
@@ -33,11 +32,14 @@ def load_scorer(reference: str, ensemble: str = "auto", translations_file: str |
     try:
         folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri(reference))) / "artifacts" / "bundle"
     except mlflow.exceptions.MlflowException as error:
-        raise RelevanceError(f"model={reference}: {error.message.splitlines()[0]}; give models:/<name>@<alias>, "
-                             f"models:/<name>/<version> or a training run id.") from None
+        raise RelevanceError(
+            f"model={reference}: {error.message.splitlines()[0]}; give models:/<name>@<alias>, "
+            f"models:/<name>/<version> or a training run id."
+        ) from None
     if not (folder / BUNDLE_FILE).is_file():
-        raise RelevanceError(f"model={reference} is not a relevance model (no {BUNDLE_FILE} in it); give a model "
-                             f"logged by train.py.")
+        raise RelevanceError(
+            f"model={reference} is not a relevance model (no {BUNDLE_FILE} in it); give a model logged by train.py."
+        )
     return RelevanceScorer(folder, cache=cache, ensemble=ensemble, translations_file=translations_file)
 
 
@@ -46,38 +48,47 @@ def predict_file(cfg, scorer, task: str) -> Path:
     path = data_file(cfg.data, cfg.paths.cache, task, cfg.file)
     records = read_records(path, task)
     scores = scorer.predict_records(records, batch_size=cfg.batch_size, progress=cfg.progress)
-    threshold = (scorer.row_thresholds(records, scores) if cfg.threshold is None
-                 else np.full(len(records), float(cfg.threshold)))
+    threshold = (
+        scorer.row_thresholds(records, scores) if cfg.threshold is None else np.full(len(records), float(cfg.threshold))
+    )
     predictions = (scores >= threshold).astype(int)
     ids = [r.id for r in records]
     output = write_submission(Path(cfg.output_dir) / f"submit_{task}.txt", ids, predictions, ids)
-    scored_by = ("the full-data refit" if scorer.ensemble == "refit"
-                 else f"the mean of {len(scorer.folds)} fold models")
-    print(f"wrote {output}: {len(ids)} rows, {int(predictions.sum())} predicted relevant "
-          f"({np.mean(predictions):.1%}) at {_describe(threshold)}, scored by {scored_by}")
+    scored_by = "the full-data refit" if scorer.ensemble == "refit" else f"the mean of {len(scorer.folds)} fold models"
+    print(
+        f"wrote {output}: {len(ids)} rows, {int(predictions.sum())} predicted relevant "
+        f"({np.mean(predictions):.1%}) at {_describe(threshold)}, scored by {scored_by}"
+    )
     if all(r.label is not None for r in records):  # a labelled file (the demo's dev, or train): say how it did
         labels = np.array([r.label for r in records])
-        print(f"F1 on {path.name}: {scores_at(labels, scores, threshold).f1:.4f} "
-              f"(all-positive floor {all_positive_f1(labels):.4f})")
+        print(
+            f"F1 on {path.name}: {scores_at(labels, scores, threshold).f1:.4f} "
+            f"(all-positive floor {all_positive_f1(labels):.4f})"
+        )
     return output
 
 
 def _describe(threshold: np.ndarray) -> str:
     distinct = np.unique(threshold)
-    return f"threshold {distinct[0]:.3f}" if len(distinct) == 1 else \
-        f"per-language thresholds {distinct.min():.3f}-{distinct.max():.3f}"
+    return (
+        f"threshold {distinct[0]:.3f}"
+        if len(distinct) == 1
+        else f"per-language thresholds {distinct.min():.3f}-{distinct.max():.3f}"
+    )
 
 
 def run(cfg) -> Path | list[Path]:
     if not cfg.model:
         raise ConfigError("predict.py needs model=<models:/name@alias | models:/name/version | run id>.")
     if cfg.threshold is not None and (not isinstance(cfg.threshold, (int, float)) or not 0 <= cfg.threshold <= 1):
-        raise ConfigError(f"threshold={cfg.threshold!r} must be a number between 0 and 1 (or null for the model's "
-                          f"own).")
+        raise ConfigError(
+            f"threshold={cfg.threshold!r} must be a number between 0 and 1 (or null for the model's own)."
+        )
     mlflow.set_tracking_uri(cfg.tracking_uri or tracking.default_tracking_uri(cfg.paths.root))
     if cfg.translations and not Path(cfg.translations).is_file():
-        raise ConfigError(f"translations={cfg.translations} is not a file; give the JSON Lines translations of the "
-                          f"queries to score.")
+        raise ConfigError(
+            f"translations={cfg.translations} is not a file; give the JSON Lines translations of the queries to score."
+        )
     scorer = load_scorer(cfg.model, cfg.ensemble, cfg.translations, cfg.paths.cache)
     outputs = [predict_file(cfg, scorer, task) for task in scorer.tasks]  # a joint model writes both tasks
     archive = zip_submissions(cfg.output_dir)

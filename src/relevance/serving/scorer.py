@@ -42,8 +42,15 @@ class RelevanceScorer:
     instead of three); it is skipped for fold ensembles on bf16/fp16 weights, where adding and removing an adapter
     again and again would round the base weights a little further each time."""
 
-    def __init__(self, bundle: str | Path, cache: str | Path | None = None, device: str | None = None,
-                 ensemble: str = "auto", translations_file: str | Path | None = None, merge: bool = True):
+    def __init__(
+        self,
+        bundle: str | Path,
+        cache: str | Path | None = None,
+        device: str | None = None,
+        ensemble: str = "auto",
+        translations_file: str | Path | None = None,
+        merge: bool = True,
+    ):
         from peft import PeftModel
 
         from relevance.model.backbones import load_tokenizer, resolve_source
@@ -56,8 +63,10 @@ class RelevanceScorer:
         if ensemble == "auto":
             ensemble = "refit" if self.bundle.refit else "folds"
         if ensemble == "refit" and not self.bundle.refit:
-            raise RelevanceError("ensemble=refit: this model has no full-data refit; train it with "
-                                 "train.refit=true, or use ensemble=folds.")
+            raise RelevanceError(
+                "ensemble=refit: this model has no full-data refit; train it with "
+                "train.refit=true, or use ensemble=folds."
+            )
         self.cache = Path(cache or default_cache())
         backbone = OmegaConf.create(self.bundle.backbone)
         self.device = torch.device(device or inference_device())
@@ -83,15 +92,24 @@ class RelevanceScorer:
         # a refit model has its own threshold (threshold.refit, reporting.refit_report); per-language ones fit the folds
         self.thresholds = self.bundle.decision_thresholds(ensemble)
         own_refit = ensemble == "refit" and bool(self.bundle.refit_thresholds)
-        self.language_thresholds = {} if own_refit else {
-            task: {language: float(t) for language, t in by_language.items()}
-            for task, by_language in self.bundle.language_thresholds.items()}
+        self.language_thresholds = (
+            {}
+            if own_refit
+            else {
+                task: {language: float(t) for language, t in by_language.items()}
+                for task, by_language in self.bundle.language_thresholds.items()
+            }
+        )
         self.templates = self.bundle.templates
         self.ensemble = ensemble
         self.translations_file = translations_file
-        self.preprocessor = Preprocessor(self.templates, self.bundle.encoder, self.bundle.lowercase,
-                                         OmegaConf.create(self.bundle.augmentation),
-                                         make_translations=self._make_translations)
+        self.preprocessor = Preprocessor(
+            self.templates,
+            self.bundle.encoder,
+            self.bundle.lowercase,
+            OmegaConf.create(self.bundle.augmentation),
+            make_translations=self._make_translations,
+        )
 
     @property
     def translations(self):
@@ -123,8 +141,9 @@ class RelevanceScorer:
             raise RelevanceError("this joint model has one threshold per task; use scorer.thresholds[task].")
         return next(iter(self.thresholds.values()))
 
-    def predict(self, pairs: list[tuple[str, str]], batch_size: int | None = None, task: str | None = None
-                ) -> np.ndarray:
+    def predict(
+        self, pairs: list[tuple[str, str]], batch_size: int | None = None, task: str | None = None
+    ) -> np.ndarray:
         """Scores in [0, 1] for (query, target) pairs; compare with `self.threshold` to decide. A joint model
         needs `task="QC"` or `"QI"`."""
         task = task or self.task
@@ -145,13 +164,23 @@ class RelevanceScorer:
         needed = ["origin_query", *sorted({TARGET_FIELD[t] for t in tasks})]
         missing = [c for c in needed if c not in frame.columns]
         if missing:
-            raise ValueError(f"input is missing column(s) {missing}; rows need origin_query and the task's target "
-                             f"(category_path for QC, item_title for QI).")
+            raise ValueError(
+                f"input is missing column(s) {missing}; rows need origin_query and the task's target "
+                f"(category_path for QC, item_title for QI)."
+            )
         frame = frame.astype(object).where(frame.notna(), "")  # JSON null arrives as None or NaN: empty text, scored
         columns = {c: frame[c].tolist() for c in frame.columns}
         languages = columns.get("language", [""] * len(frame))
-        return [Record(id=i, task=task, language=str(languages[i]), query=str(columns["origin_query"][i]),
-                       target=str(columns[TARGET_FIELD[task]][i])) for i, task in enumerate(tasks)]
+        return [
+            Record(
+                id=i,
+                task=task,
+                language=str(languages[i]),
+                query=str(columns["origin_query"][i]),
+                target=str(columns[TARGET_FIELD[task]][i]),
+            )
+            for i, task in enumerate(tasks)
+        ]
 
     def row_thresholds(self, records: list[Record], scores: np.ndarray | None = None) -> np.ndarray:
         """Each row's threshold: its language's when the run tuned one (threshold.per_language), else its task's.
@@ -164,10 +193,15 @@ class RelevanceScorer:
             scores = np.asarray(scores)
             for task in {r.task for r in records}:
                 rows = np.array([r.task == task for r in records])
-                own.setdefault(task, {}).update(matched_rate(
-                    [r.language for r, keep in zip(records, rows) if keep], scores[rows],
-                    set(self.bundle.seen_languages), self.bundle.positive_rates[task],
-                    self.bundle.min_language_rows))
+                own.setdefault(task, {}).update(
+                    matched_rate(
+                        [r.language for r, keep in zip(records, rows) if keep],
+                        scores[rows],
+                        set(self.bundle.seen_languages),
+                        self.bundle.positive_rates[task],
+                        self.bundle.min_language_rows,
+                    )
+                )
         return np.array([own.get(r.task, {}).get(r.language, self.thresholds[r.task]) for r in records], dtype=float)
 
     def decide(self, records: list[Record], scores: np.ndarray) -> np.ndarray:
@@ -190,16 +224,23 @@ class RelevanceScorer:
             self.model.merge_adapter()
             self._merged = fold
 
-    def predict_records(self, records: list[Record], batch_size: int | None = None, progress: bool = False
-                        ) -> np.ndarray:
+    def predict_records(
+        self, records: list[Record], batch_size: int | None = None, progress: bool = False
+    ) -> np.ndarray:
         """Mean probability over the fold adapters, with exactly the training run's preprocessing."""
         from tqdm.auto import tqdm
 
         from relevance.model.batches import dataloader
 
         inputs = self.preprocessor.inputs(records)
-        loader = dataloader(self.tokenizer, inputs, None, batch_size or self.bundle.eval_batch_size,
-                            self.bundle.max_length, shuffle=False)
+        loader = dataloader(
+            self.tokenizer,
+            inputs,
+            None,
+            batch_size or self.bundle.eval_batch_size,
+            self.bundle.max_length,
+            shuffle=False,
+        )
         total = np.zeros(len(inputs))
         with torch.inference_mode():
             for fold in self.folds:
@@ -226,13 +267,25 @@ class RelevancePyfunc(mlflow.pyfunc.PythonModel):
 
 def signature(task: str) -> ModelSignature:
     if is_joint(task):
-        inputs = Schema([ColSpec("string", "task"), ColSpec("string", "language", required=False),
-                         ColSpec("string", "origin_query"), ColSpec("string", "category_path", required=False),
-                         ColSpec("string", "item_title", required=False)])
-        return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "score"),
-                                                             ColSpec("long", "prediction")]))
-    inputs = Schema([ColSpec("string", "language", required=False), ColSpec("string", "origin_query"),
-                     ColSpec("string", TARGET_FIELD[task])])
+        inputs = Schema(
+            [
+                ColSpec("string", "task"),
+                ColSpec("string", "language", required=False),
+                ColSpec("string", "origin_query"),
+                ColSpec("string", "category_path", required=False),
+                ColSpec("string", "item_title", required=False),
+            ]
+        )
+        return ModelSignature(
+            inputs=inputs, outputs=Schema([ColSpec("double", "score"), ColSpec("long", "prediction")])
+        )
+    inputs = Schema(
+        [
+            ColSpec("string", "language", required=False),
+            ColSpec("string", "origin_query"),
+            ColSpec("string", TARGET_FIELD[task]),
+        ]
+    )
     outputs = Schema([ColSpec("double", "score"), ColSpec("long", "prediction")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
@@ -241,9 +294,16 @@ def log_model(bundle: Path, task: str) -> str:
     """Log the bundle as a pyfunc model in the active run; returns its model URI."""
     from importlib.metadata import version
 
-    requirements = [f"{p}=={version(p)}" for p in ("torch", "transformers", "peft", "accelerate", "mlflow",
-                                                     "lightning", "omegaconf", "tokenizers")]
+    requirements = [
+        f"{p}=={version(p)}"
+        for p in ("torch", "transformers", "peft", "accelerate", "mlflow", "lightning", "omegaconf", "tokenizers")
+    ]
     requirements.append("relevance")
-    info = mlflow.pyfunc.log_model(name="model", python_model=RelevancePyfunc(), artifacts={"bundle": str(bundle)},
-                                   signature=signature(task), pip_requirements=requirements)
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=RelevancePyfunc(),
+        artifacts={"bundle": str(bundle)},
+        signature=signature(task),
+        pip_requirements=requirements,
+    )
     return info.model_uri

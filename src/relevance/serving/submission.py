@@ -30,8 +30,12 @@ def validate_submission(path: str | Path, expected_ids: list[int]) -> None:
     missing = set(expected_ids) - set(seen)
     extra = set(seen) - set(expected_ids)
     if missing or extra:
-        raise DataError(path, None, f"{len(missing)} input ids have no prediction and {len(extra)} predictions "
-                                    f"match no input id (e.g. {sorted(missing or extra)[:3]}).")
+        raise DataError(
+            path,
+            None,
+            f"{len(missing)} input ids have no prediction and {len(extra)} predictions "
+            f"match no input id (e.g. {sorted(missing or extra)[:3]}).",
+        )
 
 
 def write_submission(path: str | Path, ids: list[int], predictions, expected_ids: list[int]) -> Path:

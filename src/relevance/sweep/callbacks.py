@@ -42,8 +42,10 @@ def register_champion(cfg: DictConfig) -> str | None:
     version = tracking.register(tracking.model_uri(run_id), name, alias)
     if RUN_ATTR in study.user_attrs:
         client.set_tag(study.user_attrs[RUN_ATTR], "relevance.champion", f"{name}/{version}")
-    print(f"best trial {study.best_trial.number} (F1 {study.best_value:.4f}, run {run_id}) registered as "
-          f"models:/{name}/{version} (alias @{alias})")
+    print(
+        f"best trial {study.best_trial.number} (F1 {study.best_value:.4f}, run {run_id}) registered as "
+        f"models:/{name}/{version} (alias @{alias})"
+    )
     return f"{name}/{version}"
 
 

@@ -25,8 +25,11 @@ def sweep_run(study: optuna.Study, created: bool, experiment: str, wait_seconds:
     client = MlflowClient()
     if created:
         experiment_id = client.get_experiment_by_name(experiment).experiment_id
-        run = client.create_run(experiment_id, run_name=f"sweep-{study.study_name}",
-                                tags={"relevance.level": "sweep", "relevance.study": study.study_name})
+        run = client.create_run(
+            experiment_id,
+            run_name=f"sweep-{study.study_name}",
+            tags={"relevance.level": "sweep", "relevance.study": study.study_name},
+        )
         study.set_user_attr(RUN_ATTR, run.info.run_id)
         return run.info.run_id
     deadline = time.monotonic() + wait_seconds
@@ -60,8 +63,11 @@ def compute(study: optuna.Study, n_folds: int) -> dict[str, float]:
     """Folds trained and folds pruning skipped (a trial pruned after fold k trained k + 1 of n_folds)."""
     finished = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     trained = sum(n_folds if t.state == TrialState.COMPLETE else (t.last_step or 0) + 1 for t in finished)
-    return {"folds_trained": trained, "folds_saved_by_pruning": n_folds * len(finished) - trained,
-            "trial_seconds_total": sum(t.duration.total_seconds() for t in finished if t.duration)}
+    return {
+        "folds_trained": trained,
+        "folds_saved_by_pruning": n_folds * len(finished) - trained,
+        "trial_seconds_total": sum(t.duration.total_seconds() for t in finished if t.duration),
+    }
 
 
 def summarize(run_id: str, study: optuna.Study, n_folds: int) -> None:
@@ -108,8 +114,10 @@ def _plots(study: optuna.Study, folder: Path) -> None:
 
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return
-    for name, draw in (("history", optuna_plots.plot_optimization_history),
-                       ("folds", optuna_plots.plot_intermediate_values)):
+    for name, draw in (
+        ("history", optuna_plots.plot_optimization_history),
+        ("folds", optuna_plots.plot_intermediate_values),
+    ):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

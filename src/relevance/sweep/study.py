@@ -37,8 +37,9 @@ def storage_url(storage: str | None, root: str | Path) -> str:
     return storage or f"sqlite:///{(Path(root) / 'sweeps' / 'optuna.db').resolve()}"
 
 
-def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 max_retry: int = 1) -> RDBStorage:
+def open_storage(
+    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None, max_retry: int = 1
+) -> RDBStorage:
     """An RDB storage (sqlite, PostgreSQL, MySQL). With a heartbeat, trials of a worker that died are failed
     after `grace_period` seconds and their parameters queued again (at most `max_retry` times)."""
     lock = sqlite_lock(url)  # two local workers do not both create its tables
@@ -47,15 +48,23 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     try:
         with quiet_optuna(), lock:
             retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                              grace_period=grace_period, heartbeat_stale_trial_callback=retry)
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=retry,
+            )
     except Exception as error:  # sqlalchemy's errors: no driver, bad URL, unreachable server, wrong password
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         if isinstance(error, ImportError) or "DB access module" in first_line:
-            raise ConfigError(f"sweep.storage={url} needs its database driver; install it with `pip install -e "
-                              f".[postgres]` (PostgreSQL) or `.[mysql]` (MySQL), or use a sqlite:/// path.") from None
-        raise ConfigError(f"sweep.storage={url} cannot be opened ({first_line}); check the URL, the server and "
-                          f"its credentials.") from None
+            raise ConfigError(
+                f"sweep.storage={url} needs its database driver; install it with `pip install -e "
+                f".[postgres]` (PostgreSQL) or `.[mysql]` (MySQL), or use a sqlite:/// path."
+            ) from None
+        raise ConfigError(
+            f"sweep.storage={url} cannot be opened ({first_line}); check the URL, the server and its credentials."
+        ) from None
 
 
 def neutral(override: str) -> bool:
@@ -75,12 +84,16 @@ def open_study(storage: RDBStorage, name: str, sampler, overrides: list[str]) ->
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise ConfigError(f"sweep.study={name} exists in {storage.url} and minimizes; relevance maximizes F1, so "
-                          f"pick another sweep.study.")
+        raise ConfigError(
+            f"sweep.study={name} exists in {storage.url} and minimizes; relevance maximizes F1, so "
+            f"pick another sweep.study."
+        )
     started_with = study.user_attrs.get(OVERRIDES_ATTR)
     if started_with is not None and sorted(started_with) != settings:
-        raise ConfigError(f"sweep.study={name} was started with the overrides {started_with}, not {settings}; run "
-                          f"the same command to resume it, or give sweep.study=<new name> to start another.")
+        raise ConfigError(
+            f"sweep.study={name} was started with the overrides {started_with}, not {settings}; run "
+            f"the same command to resume it, or give sweep.study=<new name> to start another."
+        )
     return study, False
 
 
@@ -93,8 +106,9 @@ def failure_reason(error: BaseException) -> str:
     text = (str(error).strip().splitlines() or [""])[0][:500]
     if isinstance(error, TrainingDiverged):
         return f"diverged: {text}"
-    oom = isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" \
-        or "out of memory" in text.lower()
+    oom = (
+        isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or "out of memory" in text.lower()
+    )
     if oom:
         return f"out of memory: {text or type(error).__name__}"
     if isinstance(error, RelevanceError):
@@ -112,8 +126,11 @@ def counts(study: optuna.Study) -> dict[str, int]:
     trials = study.get_trials(deepcopy=False)
     failed = [t for t in trials if t.state == TrialState.FAIL]
     interrupted = sum(fail_reason_of(t).startswith(INTERRUPTED) for t in failed)
-    return {"complete": sum(t.state == TrialState.COMPLETE for t in trials),
-            "pruned": sum(t.state == TrialState.PRUNED for t in trials),
-            "failed": len(failed) - interrupted, "interrupted": interrupted,
-            "running": sum(t.state == TrialState.RUNNING for t in trials),
-            "waiting": sum(t.state == TrialState.WAITING for t in trials)}
+    return {
+        "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "failed": len(failed) - interrupted,
+        "interrupted": interrupted,
+        "running": sum(t.state == TrialState.RUNNING for t in trials),
+        "waiting": sum(t.state == TrialState.WAITING for t in trials),
+    }

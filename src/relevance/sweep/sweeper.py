@@ -65,8 +65,18 @@ class Heartbeat:
 
 
 class StudySweeper(Sweeper):
-    def __init__(self, sampler, direction: str, n_trials: int, n_jobs: int, max_failure_rate: float,
-                 heartbeat_interval: int, grace_period: int, max_retry: int, params: DictConfig | None):
+    def __init__(
+        self,
+        sampler,
+        direction: str,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        heartbeat_interval: int,
+        grace_period: int,
+        max_retry: int,
+        params: DictConfig | None,
+    ):
         if direction != "maximize":
             raise ConfigError(f"hydra.sweeper.direction={direction}: the objective is an F1, so it is maximized.")
         if not isinstance(n_trials, int) or n_trials < 1 or not isinstance(n_jobs, int) or n_jobs < 1:
@@ -76,8 +86,10 @@ class StudySweeper(Sweeper):
         self.sampler_config = sampler
         self.sampler = self._sampler()
         if isinstance(self.sampler, functools.partial):
-            raise ConfigError("hydra/sweeper/sampler=grid is not supported here; for a grid, list the values with "
-                              "Hydra's basic sweeper (python train.py -m train.lr=1e-4,3e-4).")
+            raise ConfigError(
+                "hydra/sweeper/sampler=grid is not supported here; for a grid, list the values with "
+                "Hydra's basic sweeper (python train.py -m train.lr=1e-4,3e-4)."
+            )
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
         self.heartbeat_interval, self.grace_period, self.max_retry = heartbeat_interval, grace_period, max_retry
         self.params = params or {}
@@ -93,29 +105,33 @@ class StudySweeper(Sweeper):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
-                                                                task_function=task_function)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
 
     def sweep(self, arguments: list[str]) -> None:
         cfg = self.config
         if not cfg.sweep.study:
-            raise ConfigError("sweep.study is not set; give the study a name (the hparams_search configs do), "
-                              "e.g. sweep.study=lr-qc.")
+            raise ConfigError(
+                "sweep.study is not set; give the study a name (the hparams_search configs do), e.g. sweep.study=lr-qc."
+            )
         space = [f"{key}={value}" for key, value in self.params.items()] + list(arguments)
         distributions, fixed, fixed_overrides = create_params_from_overrides(space)
         for name in fixed:
             distributions.pop(name, None)
         fixed_overrides += [f"{name}={value}" for name, value in fixed.items()]
-        storage = open_storage(storage_url(cfg.sweep.storage, cfg.paths.root), self.heartbeat_interval,
-                               self.grace_period, self.max_retry)
+        storage = open_storage(
+            storage_url(cfg.sweep.storage, cfg.paths.root), self.heartbeat_interval, self.grace_period, self.max_retry
+        )
         study, created = open_study(storage, cfg.sweep.study, self.sampler, space)
         if not created:
             study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=self._sampler(True))
         uri, artifact_root = tracking.store_of(cfg)
         tracking.setup(uri, cfg.tracking.experiment, artifact_root)
         run_id = parent_run.sweep_run(study, created, cfg.tracking.experiment)
-        log.info("study %s in %s (%s): %s", study.study_name, storage.url, "new" if created else "resumed",
-                 counts(study))
+        log.info(
+            "study %s in %s (%s): %s", study.study_name, storage.url, "new" if created else "resumed", counts(study)
+        )
         heartbeat = Heartbeat(storage, self.heartbeat_interval)
         try:
             self._loop(study, storage, distributions, fixed_overrides, run_id, heartbeat)
@@ -137,17 +153,23 @@ class StudySweeper(Sweeper):
                 optuna.storages.fail_stale_trials(study)  # dead workers' trials: failed, parameters queued again
             now = counts(study)
             if now["failed"] > allowed_failures:
-                raise ConfigError(f"the sweep stopped: {now['failed']} trials failed, more than "
-                                  f"hydra.sweeper.max_failure_rate={self.max_failure_rate} of n_trials="
-                                  f"{self.n_trials}; the reasons are on the failed runs (tag relevance.fail_reason).")
+                raise ConfigError(
+                    f"the sweep stopped: {now['failed']} trials failed, more than "
+                    f"hydra.sweeper.max_failure_rate={self.max_failure_rate} of n_trials="
+                    f"{self.n_trials}; the reasons are on the failed runs (tag relevance.fail_reason)."
+                )
             to_go = self.n_trials - now["complete"] - now["pruned"] - now["running"]
             if to_go <= 0:
                 return
             with quiet_optuna():
                 trials = [study.ask(fixed_distributions=distributions) for _ in range(min(self.n_jobs, to_go))]
             heartbeat.watch([trial_id(storage, study.study_name, t.number) for t in trials])
-            overrides = [tuple(f"{name}={value}" for name, value in t.params.items()) + tuple(fixed_overrides)
-                         + (f"sweep.trial={t.number}", f"sweep.parent_run={run_id}") for t in trials]
+            overrides = [
+                tuple(f"{name}={value}" for name, value in t.params.items())
+                + tuple(fixed_overrides)
+                + (f"sweep.trial={t.number}", f"sweep.parent_run={run_id}")
+                for t in trials
+            ]
             for t in trials:
                 log.info("trial %d: %s", t.number, " ".join(f"{k}={v}" for k, v in t.params.items()))
             try:
@@ -201,6 +223,9 @@ class StudySweeper(Sweeper):
     def _results(study: optuna.Study) -> dict:
         summary = {"name": "relevance-optuna", "study": study.study_name, "trials": counts(study)}
         if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            summary |= {"best_trial": study.best_trial.number, "best_value": study.best_value,
-                        "best_params": study.best_params}
+            summary |= {
+                "best_trial": study.best_trial.number,
+                "best_value": study.best_value,
+                "best_params": study.best_params,
+            }
         return summary

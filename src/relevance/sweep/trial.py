@@ -38,9 +38,11 @@ class TrialReporter:
 
         def after_fold(fold: int, oof: np.ndarray, result: dict) -> None:
             so_far = objective_so_far(metric, labels, oof, tasks)
-            mlflow.log_metrics({"fold_f1_at_0.5": result["at_half"].f1, "oof_best_f1_so_far": so_far}, step=fold,
-                               run_id=parent_run_id)
+            mlflow.log_metrics(
+                {"fold_f1_at_0.5": result["at_half"].f1, "oof_best_f1_so_far": so_far}, step=fold, run_id=parent_run_id
+            )
             self.report(so_far, fold)
+
         return after_fold
 
 
@@ -50,8 +52,11 @@ class OptunaTrial(TrialReporter):
     def __init__(self, cfg: DictConfig):
         sweep = cfg.sweep
         storage = open_storage(storage_url(sweep.storage, cfg.paths.root))
-        pruner = instantiate(sweep.pruner, _execution_whitelist_=("optuna.pruners.*",)) if sweep.get("pruner") \
+        pruner = (
+            instantiate(sweep.pruner, _execution_whitelist_=("optuna.pruners.*",))
+            if sweep.get("pruner")
             else optuna.pruners.NopPruner()
+        )
         study = optuna.load_study(study_name=sweep.study, storage=storage, pruner=pruner)
         self.number = int(sweep.trial)
         self.trial = optuna.trial.Trial(study, trial_id(storage, sweep.study, self.number))
@@ -92,15 +97,21 @@ def connect(cfg: DictConfig) -> TrialReporter:
     if cfg.get("sweep") is None or cfg.sweep.get("trial") is None:
         return TrialReporter()
     if cfg.strategy.devices * cfg.strategy.num_nodes > 1 and not launched_per_rank():
-        raise ConfigError(f"a sweep trial on strategy.devices={cfg.strategy.devices} x strategy.num_nodes="
-                          f"{cfg.strategy.num_nodes} needs its ranks started by SLURM (hydra/launcher=slurm) or "
-                          f"torchrun; on one machine run one sweep worker per GPU instead (CUDA_VISIBLE_DEVICES=k).")
+        raise ConfigError(
+            f"a sweep trial on strategy.devices={cfg.strategy.devices} x strategy.num_nodes="
+            f"{cfg.strategy.num_nodes} needs its ranks started by SLURM (hydra/launcher=slurm) or "
+            f"torchrun; on one machine run one sweep worker per GPU instead (CUDA_VISIBLE_DEVICES=k)."
+        )
     if cfg.sweep.metric not in OBJECTIVES:
-        raise ConfigError(f"sweep.metric={cfg.sweep.metric!r} is not an objective; use one of "
-                          f"{', '.join(OBJECTIVES)} (oof_best_f1 is the mean of both tasks for task=joint).")
+        raise ConfigError(
+            f"sweep.metric={cfg.sweep.metric!r} is not an objective; use one of "
+            f"{', '.join(OBJECTIVES)} (oof_best_f1 is the mean of both tasks for task=joint)."
+        )
     if cfg.sweep.metric != "oof_best_f1" and not is_joint(cfg.task.code):
-        raise ConfigError(f"sweep.metric={cfg.sweep.metric} picks one task of task=joint; task={cfg.task.name} has "
-                          f"one task, so use sweep.metric=oof_best_f1.")
+        raise ConfigError(
+            f"sweep.metric={cfg.sweep.metric} picks one task of task=joint; task={cfg.task.name} has "
+            f"one task, so use sweep.metric=oof_best_f1."
+        )
     return OptunaTrial(cfg) if global_rank() == 0 else FollowerTrial(cfg)
 
 

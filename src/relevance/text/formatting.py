@@ -10,8 +10,10 @@ def check_template(template: str) -> None:
     try:
         template.format(query="q", target="t", language="en")
     except (KeyError, IndexError, ValueError) as error:
-        raise ConfigError(f"task.template {template!r} is not a valid template ({error}); "
-                          f"use the fields {{query}}, {{target}} and {{language}} only.") from None
+        raise ConfigError(
+            f"task.template {template!r} is not a valid template ({error}); "
+            f"use the fields {{query}}, {{target}} and {{language}} only."
+        ) from None
 
 
 def fixed_prompt_tokens(tokenizer, template: str, encoder: bool) -> int:

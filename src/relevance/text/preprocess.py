@@ -18,8 +18,15 @@ class Preprocessor:
     is the run's Translations; or `make_translations` makes it when first needed (serving loads a translator only
     for translation concat)."""
 
-    def __init__(self, templates: dict[str, str], encoder: bool, lowercase: bool, augmentation,
-                 translations=None, make_translations: Callable | None = None):
+    def __init__(
+        self,
+        templates: dict[str, str],
+        encoder: bool,
+        lowercase: bool,
+        augmentation,
+        translations=None,
+        make_translations: Callable | None = None,
+    ):
         self.templates, self.encoder, self.lowercase = dict(templates), encoder, lowercase
         self.augmentation = augmentation
         self._translations, self._make_translations = translations, make_translations
@@ -43,8 +50,10 @@ class Preprocessor:
         """One model input per record: its task's prompt (or `template` for all), or an encoder pair."""
         if self.encoder:
             return [(r.query, r.target) for r in records]
-        return [(template or self.templates[r.task]).format(query=r.query, target=r.target, language=r.language)
-                for r in records]
+        return [
+            (template or self.templates[r.task]).format(query=r.query, target=r.target, language=r.language)
+            for r in records
+        ]
 
     def inputs(self, records: list[Record], template: str | None = None) -> list:
         """Raw rows to model inputs in one call (every row kept: each id gets a score)."""

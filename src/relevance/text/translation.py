@@ -20,36 +20,47 @@ from relevance.errors import ConfigError, DataError, RelevanceError
 
 log = logging.getLogger(__name__)
 
+
 class TranslationCache:
     """sqlite table (model, source, target, text) -> translation; safe to share between sweep jobs."""
 
     def __init__(self, path: str | Path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path), timeout=60)
-        self.db.execute("CREATE TABLE IF NOT EXISTS translations (model TEXT, source TEXT, target TEXT, text TEXT, "
-                        "translation TEXT, PRIMARY KEY (model, source, target, text))")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS translations (model TEXT, source TEXT, target TEXT, text TEXT, "
+            "translation TEXT, PRIMARY KEY (model, source, target, text))"
+        )
 
     def get(self, model: str, requests: list[Request]) -> dict[Request, str]:
         found = {}
         for text, source, target in requests:
-            row = self.db.execute("SELECT translation FROM translations WHERE model=? AND source=? AND target=? "
-                                  "AND text=?", (model, source, target, text)).fetchone()
+            row = self.db.execute(
+                "SELECT translation FROM translations WHERE model=? AND source=? AND target=? AND text=?",
+                (model, source, target, text),
+            ).fetchone()
             if row:
                 found[(text, source, target)] = row[0]
         return found
 
     def put(self, model: str, items: dict[Request, str]) -> None:
         with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO translations VALUES (?, ?, ?, ?, ?)",
-                                [(model, s, t, text, out) for (text, s, t), out in items.items()])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO translations VALUES (?, ?, ?, ?, ?)",
+                [(model, s, t, text, out) for (text, s, t), out in items.items()],
+            )
 
 
 def _tiny_translator(kind: str, cache: Path) -> Path:
     """A random tiny causal LM or encoder-decoder saved once in the cache (tests: real generate, noise out)."""
     from relevance.model.tiny import build_tiny, build_tiny_seq2seq, cached_tiny
 
-    return cached_tiny(cache, "translators", f"tiny-{kind}-seed7",
-                       lambda: build_tiny_seq2seq(7) if kind == "seq2seq" else build_tiny("qwen3", 7))
+    return cached_tiny(
+        cache,
+        "translators",
+        f"tiny-{kind}-seed7",
+        lambda: build_tiny_seq2seq(7) if kind == "seq2seq" else build_tiny("qwen3", 7),
+    )
 
 
 class ModelTranslator:
@@ -63,8 +74,12 @@ class ModelTranslator:
     @property
     def key(self) -> str:
         """Changes whenever the output could: model, prompt, language codes, decoding length."""
-        spec = json.dumps({k: self.cfg.get(k) for k in ("kind", "hub_id", "source", "prompt", "max_new_tokens")}
-                          | {"codes": dict(self.cfg.get("codes") or {})}, sort_keys=True, default=str)
+        spec = json.dumps(
+            {k: self.cfg.get(k) for k in ("kind", "hub_id", "source", "prompt", "max_new_tokens")}
+            | {"codes": dict(self.cfg.get("codes") or {})},
+            sort_keys=True,
+            default=str,
+        )
         return f"{self.cfg.name}:{hashlib.sha256(spec.encode()).hexdigest()[:16]}"
 
     def _load(self):
@@ -84,9 +99,11 @@ class ModelTranslator:
             tokenizer = AutoTokenizer.from_pretrained(location)
             model = auto.from_pretrained(location, dtype=dtype).to(device).eval()
         except OSError as error:
-            raise RelevanceError(f"could not load translator {self.cfg.name} ({location}): "
-                                 f"{str(error).splitlines()[0]}; check translator.hub_id and your network, or use "
-                                 f"translator=file with a translations file.") from None
+            raise RelevanceError(
+                f"could not load translator {self.cfg.name} ({location}): "
+                f"{str(error).splitlines()[0]}; check translator.hub_id and your network, or use "
+                f"translator=file with a translations file."
+            ) from None
         if self.cfg.kind == "causal":
             tokenizer.padding_side = "left"  # generation continues from the last token of every row
         if tokenizer.pad_token is None:
@@ -97,8 +114,12 @@ class ModelTranslator:
         return (self.cfg.get("codes") or {}).get(language, language)
 
     def _prompt(self, text: str, source: str, target: str) -> str:
-        return self.cfg.prompt.format(text=text, source_name=LANGUAGE_NAMES.get(source, source),
-                                      target_name=LANGUAGE_NAMES.get(target, target), target_code=self._code(target))
+        return self.cfg.prompt.format(
+            text=text,
+            source_name=LANGUAGE_NAMES.get(source, source),
+            target_name=LANGUAGE_NAMES.get(target, target),
+            target_code=self._code(target),
+        )
 
     def translate(self, requests: list[Request], progress: bool = False) -> list[str]:
         import torch
@@ -112,8 +133,9 @@ class ModelTranslator:
         batches = []
         for source, target in pairs:
             rows = [i for i, (_, s, t) in enumerate(requests) if (s, t) == (source, target)]
-            batches += [(source, target, rows[i:i + self.cfg.batch_size])
-                        for i in range(0, len(rows), self.cfg.batch_size)]
+            batches += [
+                (source, target, rows[i : i + self.cfg.batch_size]) for i in range(0, len(rows), self.cfg.batch_size)
+            ]
         for source, target, rows in tqdm(batches, desc=f"translating ({self.cfg.name})", disable=not progress):
             prompts = [self._prompt(requests[i][0], source, target) for i in rows]
             extra = {}
@@ -122,10 +144,15 @@ class ModelTranslator:
                 extra["forced_bos_token_id"] = tokenizer.convert_tokens_to_ids(self._code(target))
             batch = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=256).to(device)
             with torch.inference_mode():
-                generated = model.generate(**batch, max_new_tokens=self.cfg.max_new_tokens, do_sample=False,
-                                           pad_token_id=tokenizer.pad_token_id, **extra)
+                generated = model.generate(
+                    **batch,
+                    max_new_tokens=self.cfg.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    **extra,
+                )
             if self.cfg.kind == "causal":
-                generated = generated[:, batch["input_ids"].shape[1]:]
+                generated = generated[:, batch["input_ids"].shape[1] :]
             for i, text in zip(rows, tokenizer.batch_decode(generated, skip_special_tokens=True)):
                 out[i] = " ".join(text.strip().splitlines()[:1]) if text.strip() else ""
         return [out[i] for i in range(len(requests))]
@@ -168,15 +195,21 @@ class Translations:
 
     def _from_file(self, wanted: list[Request]) -> dict[Request, str]:
         if not self.cfg.path:
-            raise ConfigError("translator=file needs translator.path=<JSON Lines file of translations> (the demo "
-                              "data sets it itself); or choose a model, e.g. translator=madlad.")
+            raise ConfigError(
+                "translator=file needs translator.path=<JSON Lines file of translations> (the demo "
+                "data sets it itself); or choose a model, e.g. translator=madlad."
+            )
         if not self._table:
             self._table = read_translations(self.cfg.path, self.lowercase)
         missing = [r for r in wanted if r not in self._table]
         if missing:
             text, source, target = missing[0]
-            raise DataError(self.cfg.path, None, f"{len(missing)} of {len(wanted)} texts have no translation "
-                                                 f"(first: {text!r} {source}->{target}); add them to the file or "
-                                                 f"use a model translator such as translator=madlad.")
+            raise DataError(
+                self.cfg.path,
+                None,
+                f"{len(missing)} of {len(wanted)} texts have no translation "
+                f"(first: {text!r} {source}->{target}); add them to the file or "
+                f"use a model translator such as translator=madlad.",
+            )
         self.reused += len(wanted)
         return {r: self._table[r] for r in wanted}

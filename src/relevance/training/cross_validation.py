@@ -22,9 +22,17 @@ log = logging.getLogger(__name__)
 FoldObserver = Callable[[int, np.ndarray, dict], None]  # (fold, out-of-fold scores so far (NaN: not yet), its result)
 
 
-def cross_validate(cfg, runtime, source: ModelSource, data: TrainingData, dev_inputs, adapters: Path | None,
-                   stage: str = "", epochs: int | None = None, observers: tuple[FoldObserver, ...] = ()
-                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+def cross_validate(
+    cfg,
+    runtime,
+    source: ModelSource,
+    data: TrainingData,
+    dev_inputs,
+    adapters: Path | None,
+    stage: str = "",
+    epochs: int | None = None,
+    observers: tuple[FoldObserver, ...] = (),
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Train one model per fold (a child MLflow run each); out-of-fold scores and each fold's dev scores. Each
     observer hears of every finished fold (the sweep's pruning is one; it may stop the run by raising)."""
     oof = np.full(len(data.records), np.nan)
@@ -34,26 +42,57 @@ def cross_validate(cfg, runtime, source: ModelSource, data: TrainingData, dev_in
     for fold in range(cfg.split.n_folds):
         held_out = np.flatnonzero(data.folds == fold)
         train_inputs, train_labels = data.training_rows(fold)
-        with mlflow.start_run(run_name=f"{stage}fold-{fold}", nested=True,
-                              tags={"relevance.level": "fold", "relevance.stage": stage.rstrip("/") or "final"}):
-            log.info("%sfold %d/%d: training on %d rows, scoring %d", stage, fold + 1, cfg.split.n_folds,
-                     len(train_inputs), len(held_out))
+        with mlflow.start_run(
+            run_name=f"{stage}fold-{fold}",
+            nested=True,
+            tags={"relevance.level": "fold", "relevance.stage": stage.rstrip("/") or "final"},
+        ):
+            log.info(
+                "%sfold %d/%d: training on %d rows, scoring %d",
+                stage,
+                fold + 1,
+                cfg.split.n_folds,
+                len(train_inputs),
+                len(held_out),
+            )
             to_score = [[data.inputs[i] for i in held_out]] + ([dev_inputs] if dev_inputs else [])
             started = time.perf_counter()
-            scored, learned = train_fold(cfg, runtime, source, train_inputs, train_labels, to_score, fold,
-                                         adapters / f"fold_{fold}" if adapters else None, epochs,
-                                         name=f"{stage}fold {fold}", heldout_labels=data.labels[held_out])
+            scored, learned = train_fold(
+                cfg,
+                runtime,
+                source,
+                train_inputs,
+                train_labels,
+                to_score,
+                fold,
+                adapters / f"fold_{fold}" if adapters else None,
+                epochs,
+                name=f"{stage}fold {fold}",
+                heldout_labels=data.labels[held_out],
+            )
             folds_health.append(learned)
-            mlflow.log_metrics({"fold_seconds": time.perf_counter() - started, "train_loss_final": learned.final_loss,
-                                "train_loss_constant_guess": learned.guess_loss, "score_std": learned.score_std,
-                                "heldout_gain_over_floor": learned.heldout_gain})
+            mlflow.log_metrics(
+                {
+                    "fold_seconds": time.perf_counter() - started,
+                    "train_loss_final": learned.final_loss,
+                    "train_loss_constant_guess": learned.guess_loss,
+                    "score_std": learned.score_std,
+                    "heldout_gain_over_floor": learned.heldout_gain,
+                }
+            )
             mlflow.set_tag("relevance.learned", str(not learned.degenerate).lower())
             oof[held_out] = scored[0]
             dev_scores += scored[1:]
             result = evaluate(data.labels[held_out], scored[0], [data.languages[i] for i in held_out], seen)
-            mlflow.log_metrics({"f1_at_0.5": result["at_half"].f1, "best_f1": result["best"].f1,
-                                "best_threshold": result["best"].threshold, "rows_validation": len(held_out),
-                                "rows_trained": len(train_inputs)})
+            mlflow.log_metrics(
+                {
+                    "f1_at_0.5": result["at_half"].f1,
+                    "best_f1": result["best"].f1,
+                    "best_threshold": result["best"].threshold,
+                    "rows_validation": len(held_out),
+                    "rows_trained": len(train_inputs),
+                }
+            )
         for observer in observers:
             observer(fold, oof, result)
     if cfg.train.get("require_learning", True):

@@ -31,19 +31,40 @@ class ModelSource:
 
 
 def make_trainer(cfg, runtime, epochs: int) -> L.Trainer:
-    return L.Trainer(accelerator=runtime.accelerator, devices=runtime.devices, num_nodes=runtime.num_nodes,
-                     strategy=runtime.strategy(),
-                     precision=runtime.precision, max_epochs=epochs,
-                     accumulate_grad_batches=cfg.train.accumulate_grad_batches,
-                     gradient_clip_val=cfg.train.gradient_clip, limit_train_batches=cfg.train.limit_train_batches,
-                     deterministic=runtime.accelerator == "cpu", logger=False, enable_checkpointing=False,
-                     enable_model_summary=False, enable_progress_bar=cfg.progress, num_sanity_val_steps=0,
-                     use_distributed_sampler=False)  # batches are length-grouped by our own sampler
+    return L.Trainer(
+        accelerator=runtime.accelerator,
+        devices=runtime.devices,
+        num_nodes=runtime.num_nodes,
+        strategy=runtime.strategy(),
+        precision=runtime.precision,
+        max_epochs=epochs,
+        accumulate_grad_batches=cfg.train.accumulate_grad_batches,
+        gradient_clip_val=cfg.train.gradient_clip,
+        limit_train_batches=cfg.train.limit_train_batches,
+        deterministic=runtime.accelerator == "cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=cfg.progress,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+    )  # batches are length-grouped by our own sampler
 
 
-def train_fold(cfg, runtime, source: ModelSource, train_inputs, train_labels, score_inputs: list, fold: int,
-               adapter_dir: Path | None, epochs: int | None = None, lr: float | None = None, name: str | None = None,
-               heldout_labels: np.ndarray | None = None) -> tuple[list[np.ndarray], health.FoldHealth]:
+def train_fold(
+    cfg,
+    runtime,
+    source: ModelSource,
+    train_inputs,
+    train_labels,
+    score_inputs: list,
+    fold: int,
+    adapter_dir: Path | None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    name: str | None = None,
+    heldout_labels: np.ndarray | None = None,
+) -> tuple[list[np.ndarray], health.FoldHealth]:
     """Fresh base + LoRA or full fine-tuning (or the TAPT stage-1 weights), trained on the given rows; returns the
     scores of each list in `score_inputs` and whether the fold learned (judged on the first list against
     `heldout_labels` when given), and saves what trained to `adapter_dir`."""
@@ -58,13 +79,24 @@ def train_fold(cfg, runtime, source: ModelSource, train_inputs, train_labels, sc
         head_lr = head.auto_lr(model, cfg.backbone.head_module, tokenizer, train_inputs, max_length)
         if head_lr is not None:
             log.info("%s: head learning rate %.3g (train.head_lr=auto)", name or f"fold {fold}", head_lr)
-    module = RelevanceModule(model, head, lr or cfg.train.lr, cfg.train.weight_decay,
-                             cfg.train.warmup_ratio, cfg.train.scheduler,
-                             head_lr=head_lr if isinstance(head_lr, (int, float)) else None,
-                             head_module=cfg.backbone.head_module)
+    module = RelevanceModule(
+        model,
+        head,
+        lr or cfg.train.lr,
+        cfg.train.weight_decay,
+        cfg.train.warmup_ratio,
+        cfg.train.scheduler,
+        head_lr=head_lr if isinstance(head_lr, (int, float)) else None,
+        head_module=cfg.backbone.head_module,
+    )
     trainer = make_trainer(cfg, runtime, epochs or cfg.train.epochs)
-    common = dict(batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
-                  max_length=max_length, seed=cfg.seed + fold, num_workers=cfg.train.num_workers)
+    common = dict(
+        batch_size=cfg.train.batch_size,
+        eval_batch_size=cfg.train.eval_batch_size,
+        max_length=max_length,
+        seed=cfg.seed + fold,
+        num_workers=cfg.train.num_workers,
+    )
     trainer.fit(module, datamodule=PairDataModule(tokenizer, train_inputs, train_labels, None, **common))
     results = []
     for inputs in score_inputs:
@@ -73,8 +105,12 @@ def train_fold(cfg, runtime, source: ModelSource, train_inputs, train_labels, sc
     if trainer.is_global_zero and adapter_dir is not None:
         finetune.save(model, adapter_dir, cfg.backbone)  # adapter + head, or the unfrozen weights; never the base
     gain = health.heldout_gain(heldout_labels, results[0]) if heldout_labels is not None else float("nan")
-    learned = health.FoldHealth(name or f"fold {fold}", module.final_loss(),
-                                health.constant_guess_loss(np.asarray(train_labels)),
-                                health.scores_std(results[0]) if results else float("nan"), gain)
+    learned = health.FoldHealth(
+        name or f"fold {fold}",
+        module.final_loss(),
+        health.constant_guess_loss(np.asarray(train_labels)),
+        health.scores_std(results[0]) if results else float("nan"),
+        gain,
+    )
     health.warn_if_suspect(learned)
     return results, learned

@@ -14,7 +14,7 @@ from relevance.errors import RelevanceError
 
 log = logging.getLogger(__name__)
 
-LOSS_MARGIN = 0.95   # a final loss above 95% of the constant guess's loss has learned (almost) nothing
+LOSS_MARGIN = 0.95  # a final loss above 95% of the constant guess's loss has learned (almost) nothing
 MIN_SCORE_STD = 0.01  # held-out scores that vary less than this are a constant answer
 MIN_HELDOUT_GAIN = 0.02  # held-out best F1 this far above the all-positive floor shows a slow fold did learn
 
@@ -33,10 +33,10 @@ def constant_guess_loss(labels: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class FoldHealth:
-    name: str             # "fold 1", "refit", ...
-    final_loss: float     # mean training loss over the last steps
-    guess_loss: float     # the constant guess's loss on the same labels
-    score_std: float      # spread of the scores the fold gave its held-out rows
+    name: str  # "fold 1", "refit", ...
+    final_loss: float  # mean training loss over the last steps
+    guess_loss: float  # the constant guess's loss on the same labels
+    score_std: float  # spread of the scores the fold gave its held-out rows
     heldout_gain: float = float("nan")  # best F1 minus the all-positive floor on its held-out rows (NaN: none)
 
     @property
@@ -61,8 +61,10 @@ class FoldHealth:
     def describe(self) -> str:
         reasons = []
         if self.loss_stuck:
-            reasons.append(f"its training loss ended at {self.final_loss:.3f}, where always answering the positive "
-                           f"rate scores {self.guess_loss:.3f}")
+            reasons.append(
+                f"its training loss ended at {self.final_loss:.3f}, where always answering the positive "
+                f"rate scores {self.guess_loss:.3f}"
+            )
         if self.constant_scores:
             reasons.append(f"its held-out scores spread only {self.score_std:.4f} (standard deviation)")
         verdict = "did not learn" if self.degenerate else "learned slowly"
@@ -71,8 +73,10 @@ class FoldHealth:
         return f"{self.name} {verdict}: {' and '.join(reasons)}{gain}"
 
 
-ADVICE = ("lower train.lr (or train.head_lr), raise train.epochs or train.warmup_ratio, try another seed, "
-          "or check that the labels follow the text")
+ADVICE = (
+    "lower train.lr (or train.head_lr), raise train.epochs or train.warmup_ratio, try another seed, "
+    "or check that the labels follow the text"
+)
 
 
 def warn_if_suspect(health: FoldHealth) -> None:

@@ -33,8 +33,9 @@ def make_translations(cfg) -> Translations:
 def make_preprocessor(cfg) -> Preprocessor:
     """The run's one path from raw rows to model inputs (the logged model replays it from its bundle)."""
     templates = {task: prompt_template(part, cfg.head, cfg.backbone) for task, part in task_parts(cfg).items()}
-    return Preprocessor(templates, cfg.backbone.kind == "encoder", cfg.clean.lowercase, cfg.get("augmentation"),
-                        make_translations(cfg))
+    return Preprocessor(
+        templates, cfg.backbone.kind == "encoder", cfg.clean.lowercase, cfg.get("augmentation"), make_translations(cfg)
+    )
 
 
 @dataclass
@@ -94,8 +95,9 @@ def _task_rows(cfg, task: str, preprocessor: Preprocessor, counts: dict):
         extras, sources, follows = extras + rows, sources + [source], follows + [True] * len(rows)
         counts["rows_synthesized"] = counts.get("rows_synthesized", 0) + len(rows)
     if augmentation and augmentation.get("hard_negatives"):
-        rows, source = hard_negatives(records, augmentation.hard_negatives, translations, Path(cfg.paths.cache),
-                                      cfg.seed + 1)
+        rows, source = hard_negatives(
+            records, augmentation.hard_negatives, translations, Path(cfg.paths.cache), cfg.seed + 1
+        )
         extras, sources, follows = extras + rows, sources + [source], follows + [False] * len(rows)
         counts["rows_hard_negatives"] = counts.get("rows_hard_negatives", 0) + len(rows)
     rewritten = preprocessor.rewrite(records + extras)
@@ -106,7 +108,7 @@ def _task_rows(cfg, task: str, preprocessor: Preprocessor, counts: dict):
         if dev_rows and all(r.label is not None for r in dev_rows):
             dev = preprocessor.rewrite(dev_rows)  # only the generated data's dev files carry labels
     source = np.concatenate(sources).astype(int) if sources else np.zeros(0, dtype=int)
-    return rewritten[:len(records)], rewritten[len(records):], source, follows, report, dev
+    return rewritten[: len(records)], rewritten[len(records) :], source, follows, report, dev
 
 
 def prepare_data(cfg, preprocessor: Preprocessor):
@@ -123,8 +125,14 @@ def prepare_data(cfg, preprocessor: Preprocessor):
         dropped += report.dropped_empty_query
     report.dropped_empty_query = dropped
     folds = assign_folds(records, cfg.split.name, cfg.split.n_folds, cfg.seed, cfg.split.get("category_depth", 2))
-    data = TrainingData(records, preprocessor.format(records), np.array([r.label for r in records]),
-                        folds, preprocessor.format(extras),
-                        np.array([r.label for r in extras], dtype=int), np.concatenate(sources).astype(int),
-                        np.array(follows, dtype=bool))
+    data = TrainingData(
+        records,
+        preprocessor.format(records),
+        np.array([r.label for r in records]),
+        folds,
+        preprocessor.format(extras),
+        np.array([r.label for r in extras], dtype=int),
+        np.concatenate(sources).astype(int),
+        np.array(follows, dtype=bool),
+    )
     return data, report, dev, counts

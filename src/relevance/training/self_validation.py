@@ -20,17 +20,26 @@ def self_validation_stage(cfg, runtime, source: ModelSource, data: TrainingData)
     """First K-fold pass; flag contradicted rows, drop or relabel them in `data`; log counts and the list."""
     options = cfg.augmentation.self_validation
     oof, _ = cross_validate(cfg, runtime, source, data, None, None, stage="self-validation/", epochs=options.epochs)
-    flagged = flag_contradictions(data.labels, oof, options, [r.query for r in data.records],
-                                  [r.target for r in data.records])
+    flagged = flag_contradictions(
+        data.labels, oof, options, [r.query for r in data.records], [r.target for r in data.records]
+    )
     if options.action == "relabel":
         data.train_labels = np.where(flagged, 1 - data.labels, data.labels)
     else:
         data.keep = ~flagged
     counts = removal_counts(data.languages, data.labels, flagged)
     rows = np.flatnonzero(flagged)
-    mlflow.log_table({"id": [data.records[i].id for i in rows], "language": [data.languages[i] for i in rows],
-                      "label": data.labels[rows].tolist(), "score": oof[rows].tolist(),
-                      "query": [data.records[i].query for i in rows], "target": [data.records[i].target for i in rows],
-                      "action": [options.action] * len(rows)}, "self_validation/flagged_rows.json")
+    mlflow.log_table(
+        {
+            "id": [data.records[i].id for i in rows],
+            "language": [data.languages[i] for i in rows],
+            "label": data.labels[rows].tolist(),
+            "score": oof[rows].tolist(),
+            "query": [data.records[i].query for i in rows],
+            "target": [data.records[i].target for i in rows],
+            "action": [options.action] * len(rows),
+        },
+        "self_validation/flagged_rows.json",
+    )
     log.info("self-validation: %d of %d rows flagged (%s)", len(rows), len(data.records), options.action)
     return counts

@@ -27,25 +27,34 @@ def _logged_tapt_adapter(run_id: str, scratch: Path, tracking_uri: str) -> Path:
     candidates = [run_id]
     try:
         experiment = client.get_run(run_id).info.experiment_id
-        children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run_id}' and "
-                                                    f"tags.`relevance.stage` = 'tapt'")
+        children = client.search_runs(
+            [experiment], f"tags.mlflow.parentRunId = '{run_id}' and tags.`relevance.stage` = 'tapt'"
+        )
         candidates += [child.info.run_id for child in children]
     except mlflow.exceptions.MlflowException:
-        raise ConfigError(f"tapt.from_run={run_id} is not a run in this tracking store; give the id of a run trained "
-                          f"with tapt=from_other_task, or leave tapt.from_run null.") from None
+        raise ConfigError(
+            f"tapt.from_run={run_id} is not a run in this tracking store; give the id of a run trained "
+            f"with tapt=from_other_task, or leave tapt.from_run null."
+        ) from None
     for candidate in candidates:
         try:
-            return Path(mlflow.artifacts.download_artifacts(run_id=candidate, artifact_path="tapt_adapter",
-                                                            dst_path=str(scratch / "tapt_download"),
-                                                            tracking_uri=tracking_uri))
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=candidate,
+                    artifact_path="tapt_adapter",
+                    dst_path=str(scratch / "tapt_download"),
+                    tracking_uri=tracking_uri,
+                )
+            )
         except (mlflow.exceptions.MlflowException, OSError):
             continue
-    raise ConfigError(f"tapt.from_run={run_id}: that run has no tapt_adapter artifact; give the id of a run trained "
-                      f"with tapt=from_other_task, or leave tapt.from_run null.")
+    raise ConfigError(
+        f"tapt.from_run={run_id}: that run has no tapt_adapter artifact; give the id of a run trained "
+        f"with tapt=from_other_task, or leave tapt.from_run null."
+    )
 
 
-def tapt_stage(cfg, runtime, source: ModelSource, preprocessor: Preprocessor, scratch: Path,
-               tracking_uri: str) -> Path:
+def tapt_stage(cfg, runtime, source: ModelSource, preprocessor: Preprocessor, scratch: Path, tracking_uri: str) -> Path:
     """Stage 1 of task-adaptive pre-training: the adapter trained on the other task (a child run, its adapter
     logged as `tapt_adapter`), or downloaded from the run named by tapt.from_run."""
     if cfg.tapt.from_run:
@@ -56,12 +65,26 @@ def tapt_stage(cfg, runtime, source: ModelSource, preprocessor: Preprocessor, sc
     records = preprocessor.rewrite(records)  # the same text rewrites as stage 2
     inputs = preprocessor.format(records, prompt_template(other_task, cfg.head, cfg.backbone))
     adapter = scratch / "tapt_adapter"
-    with mlflow.start_run(run_name=f"tapt-stage1-{other.lower()}", nested=True,
-                          tags={"relevance.level": "stage", "relevance.stage": "tapt"}):
+    with mlflow.start_run(
+        run_name=f"tapt-stage1-{other.lower()}",
+        nested=True,
+        tags={"relevance.level": "stage", "relevance.stage": "tapt"},
+    ):
         log.info("TAPT stage 1: training on %d %s rows", len(inputs), other)
         started = time.perf_counter()
-        train_fold(cfg, runtime, source, inputs, np.array([r.label for r in records]), [], -1, adapter,
-                   epochs=cfg.tapt.epochs, lr=cfg.tapt.lr, name="TAPT stage 1")
+        train_fold(
+            cfg,
+            runtime,
+            source,
+            inputs,
+            np.array([r.label for r in records]),
+            [],
+            -1,
+            adapter,
+            epochs=cfg.tapt.epochs,
+            lr=cfg.tapt.lr,
+            name="TAPT stage 1",
+        )
         mlflow.log_metrics({"rows_trained": len(inputs), "stage_seconds": time.perf_counter() - started})
         mlflow.log_artifacts(str(adapter), "tapt_adapter")
     return adapter
