@@ -12,12 +12,11 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from relevance import tracking
 from relevance.checks import check_config
-from relevance.evaluation.reporting import refit_report, report
+from relevance.evaluation.reporting import log_report, refit_report, report
 from relevance.model.backbones import load_tokenizer, resolve_source
 from relevance.model.heads import build_head
 from relevance.runtime import global_rank, resolve_runtime
@@ -27,8 +26,8 @@ from relevance.sweep import trial as sweep_trial
 from relevance.tasks import is_joint, metric_prefix
 from relevance.text.formatting import fixed_prompt_tokens
 from relevance.text.preprocess import Preprocessor
-from relevance.training.cross_validation import cross_validate
-from relevance.training.fold import ModelSource, train_fold
+from relevance.training.cross_validation import cross_validate, refit
+from relevance.training.fold import ModelSource
 from relevance.training.rows import make_preprocessor, prepare_data
 from relevance.training.self_validation import self_validation_stage
 from relevance.training.tapt import tapt_stage
@@ -79,6 +78,17 @@ def _bundle(
     )
 
 
+def _model_source(cfg, preprocessor: Preprocessor) -> ModelSource:
+    """The base weights' location, the tokenizer and the length limit with the prompt's own tokens added."""
+    location = resolve_source(cfg.backbone, cfg.paths.cache)
+    tokenizer = load_tokenizer(cfg.backbone, location)
+    build_head(cfg.head, tokenizer)  # answer words that tokenise badly fail here, before any training
+    prompt_tokens = max(
+        fixed_prompt_tokens(tokenizer, template, preprocessor.encoder) for template in preprocessor.templates.values()
+    )
+    return ModelSource(location, tokenizer, cfg.train.max_length + prompt_tokens)
+
+
 def run(cfg: DictConfig) -> dict:
     """Train K folds (after TAPT and self-validation when chosen), log everything to MLflow, and return the
     headline metrics and the run and model ids."""
@@ -91,13 +101,7 @@ def run(cfg: DictConfig) -> dict:
     translations = preprocessor.translations
     data, clean_report, dev, extra_counts = prepare_data(cfg, preprocessor)
     dev_inputs = preprocessor.format(dev) if dev else None
-    location = resolve_source(cfg.backbone, cfg.paths.cache)
-    tokenizer = load_tokenizer(cfg.backbone, location)
-    build_head(cfg.head, tokenizer)  # answer words that tokenise badly fail here, before any training
-    prompt_tokens = max(
-        fixed_prompt_tokens(tokenizer, template, preprocessor.encoder) for template in preprocessor.templates.values()
-    )
-    source = ModelSource(location, tokenizer, cfg.train.max_length + prompt_tokens)
+    source = _model_source(cfg, preprocessor)
 
     tracking_uri, artifact_root = tracking.store_of(cfg)
     with tempfile.TemporaryDirectory() as scratch:
@@ -133,24 +137,7 @@ def run(cfg: DictConfig) -> dict:
                 cfg.sweep.metric, data.labels, np.array([r.task for r in data.records]), parent.info.run_id
             )
             oof, dev_scores = cross_validate(cfg, runtime, source, data, dev_inputs, adapters, observers=(after_fold,))
-            refit_scores = None
-            if cfg.train.refit:
-                inputs, labels = data.training_rows(None)
-                with mlflow.start_run(
-                    run_name="refit", nested=True, tags={"relevance.level": "fold", "relevance.stage": "refit"}
-                ):
-                    log.info("refit: training on all %d rows", len(inputs))
-                    refit_scores, _ = train_fold(
-                        cfg,
-                        runtime,
-                        source,
-                        inputs,
-                        labels,
-                        [data.inputs] + ([dev_inputs] if dev_inputs else []),
-                        cfg.split.n_folds,
-                        adapters / "refit",
-                        name="refit",
-                    )
+            refit_scores = refit(cfg, runtime, source, data, dev_inputs, adapters) if cfg.train.refit else None
             mlflow.log_metrics(
                 {"translations_computed": translations.computed, "translations_reused": translations.reused}
             )
@@ -159,23 +146,7 @@ def run(cfg: DictConfig) -> dict:
             if refit_scores is not None:
                 refit_summary, refit_decision = refit_report(cfg, data, summary, refit_scores, dev)
                 summary |= refit_summary
-            mlflow.log_metrics(summary)
-            mlflow.log_table(
-                pd.DataFrame([dict(row, scored=name) for name, rows in by_language.items() for row in rows]),
-                "language_f1.json",
-            )
-            mlflow.log_artifacts(str(scratch / "plots"), "plots")
-            mlflow.log_table(
-                {
-                    "id": [r.id for r in data.records],
-                    "task": [r.task for r in data.records],
-                    "language": data.languages,
-                    "fold": data.folds.tolist(),
-                    "label": data.labels.tolist(),
-                    "score": oof.tolist(),
-                },
-                "oof_scores.json",
-            )
+            log_report(summary, by_language, data, oof, scratch / "plots")
             model_uri = None
             if cfg.tracking.log_model and global_rank() == 0:  # only rank 0 saved the adapters
                 bundle = _bundle(

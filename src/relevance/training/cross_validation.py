@@ -98,3 +98,22 @@ def cross_validate(
     if cfg.train.get("require_learning", True):
         health.check_run(folds_health)
     return oof, dev_scores
+
+
+def refit(cfg, runtime, source: ModelSource, data: TrainingData, dev_inputs, adapters: Path) -> list[np.ndarray]:
+    """One more model on every training row (a child run "refit"); its scores of the training rows and of dev."""
+    inputs, labels = data.training_rows(None)
+    with mlflow.start_run(run_name="refit", nested=True, tags={"relevance.level": "fold", "relevance.stage": "refit"}):
+        log.info("refit: training on all %d rows", len(inputs))
+        scores, _ = train_fold(
+            cfg,
+            runtime,
+            source,
+            inputs,
+            labels,
+            [data.inputs] + ([dev_inputs] if dev_inputs else []),
+            cfg.split.n_folds,
+            adapters / "refit",
+            name="refit",
+        )
+    return scores
