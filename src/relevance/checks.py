@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from relevance.data.sources import GENERATED, data_file
+from relevance.data.sources import data_file, generated
 from relevance.data.splits import check_split_for_task
 from relevance.errors import ConfigError
 from relevance.evaluation import thresholds
@@ -15,6 +15,7 @@ from relevance.model.heads import head_class, prompt_template
 from relevance.model.hub import hub_model_available
 from relevance.tasks import OTHER_TASK, is_joint, task_parts
 from relevance.text.formatting import check_template
+from relevance.text.translation import MODEL_TRANSLATORS
 
 
 def _check_number(cfg: DictConfig, key: str, integer: bool, minimum: float, strict: bool = False) -> None:
@@ -132,7 +133,7 @@ def check_methods(cfg: DictConfig) -> None:
 def check_translator(cfg: DictConfig) -> None:
     translator = cfg.translator
     if translator.kind == "file":
-        if not translator.path and cfg.data.name not in GENERATED:
+        if not translator.path and not generated(cfg.data):
             raise ConfigError(
                 "augmentation=translate with translator=file needs translator.path=<JSON Lines file of "
                 "translations> (only data=demo and data=taxonomy bring their own); or pick a model, e.g. "
@@ -142,11 +143,13 @@ def check_translator(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"translator.path={translator.path} is not a file; point it at the JSON Lines translations file."
             )
-    elif translator.kind in ("seq2seq", "causal"):
+    elif translator.kind in MODEL_TRANSLATORS:
         if translator.source == "hub" and not hub_model_available(translator.hub_id):
             raise ConfigError(
                 f"translator={translator.name} ({translator.hub_id}) is not on this machine and the hub "
                 f"cannot be reached; use translator=file with a translations file offline."
             )
     else:
-        raise ConfigError(f"translator.kind={translator.kind!r} is not known; use file, seq2seq or causal.")
+        raise ConfigError(
+            f"translator.kind={translator.kind!r} is not known; use file or {' or '.join(MODEL_TRANSLATORS)}."
+        )

@@ -62,7 +62,7 @@ def build_strategy(strategy, accelerator: str):
         return "auto"
     from hydra.utils import instantiate
 
-    return instantiate(lightning)
+    return instantiate(lightning, _execution_whitelist_=("lightning.pytorch.strategies.*",))
 
 
 def distributed(strategy) -> bool:

@@ -12,18 +12,25 @@ from relevance.errors import ConfigError
 FILE_SPLITS = ("train", "dev", "test")
 
 
-def data_folder(data_cfg, cache: str | Path) -> Path:
-    if data_cfg.name == "demo":
-        spec = DemoSpec(**data_cfg.demo)
-        return generate_demo(Path(cache) / "demo" / spec.folder_name(), spec)
-    if data_cfg.name == "taxonomy":
-        if not data_cfg.get("dir"):
-            raise ConfigError(
-                "data=taxonomy needs data.dir=<folder holding taxonomy-with-ids.<locale>.txt> (the "
-                "Google Product Taxonomy files), or RELEVANCE_TAXONOMY_DIR set to it."
-            )
-        spec = TaxonomySpec(**data_cfg.taxonomy)
-        return generate_taxonomy(Path(data_cfg.dir), Path(cache) / "taxonomy" / spec.folder_name(), spec)
+def demo_folder(data_cfg, cache: str | Path) -> Path:
+    """The synthetic demo, generated once into the cache."""
+    spec = DemoSpec(**data_cfg.demo)
+    return generate_demo(Path(cache) / "demo" / spec.folder_name(), spec)
+
+
+def taxonomy_folder(data_cfg, cache: str | Path) -> Path:
+    """The set built from the Google Product Taxonomy files in data.dir, once into the cache."""
+    if not data_cfg.get("dir"):
+        raise ConfigError(
+            "data=taxonomy needs data.dir=<folder holding taxonomy-with-ids.<locale>.txt> (the "
+            "Google Product Taxonomy files), or RELEVANCE_TAXONOMY_DIR set to it."
+        )
+    spec = TaxonomySpec(**data_cfg.taxonomy)
+    return generate_taxonomy(Path(data_cfg.dir), Path(cache) / "taxonomy" / spec.folder_name(), spec)
+
+
+def competition_folder(data_cfg, cache: str | Path) -> Path:
+    """The user's folder of competition files, as it is."""
     if not data_cfg.get("dir"):
         raise ConfigError(
             "data=competition needs data.dir=<folder holding train_QC.txt, dev_QC.txt, ...>; or use data=demo."
@@ -36,6 +43,15 @@ def data_folder(data_cfg, cache: str | Path) -> Path:
     return folder
 
 
+def data_folder(data_cfg, cache: str | Path) -> Path:
+    """The folder a data config's `folder` function (`_target_`) gives; the user's own folder when it names none."""
+    if not data_cfg.get("folder"):
+        return competition_folder(data_cfg, cache)
+    from hydra.utils import instantiate
+
+    return instantiate(data_cfg.folder, _partial_=True, _execution_whitelist_=("relevance.data.*",))(data_cfg, cache)
+
+
 def data_file(data_cfg, cache: str | Path, task: str, which: str) -> Path:
     """`<folder>/<which>_<TASK>.txt`, the competition's naming (which: train, dev or test)."""
     if which not in FILE_SPLITS:
@@ -43,9 +59,11 @@ def data_file(data_cfg, cache: str | Path, task: str, which: str) -> Path:
     return data_folder(data_cfg, cache) / f"{which}_{task.upper()}.txt"
 
 
-GENERATED = ("demo", "taxonomy")  # data sources that write their own translations file
+def generated(data_cfg) -> bool:
+    """Data the harness writes itself (demo, taxonomy), with its own translations file."""
+    return bool(data_cfg.get("generated"))
 
 
 def own_translations(data_cfg, cache: str | Path) -> Path | None:
     """The generated data's own translations file (what translator=file reads by default); None for other data."""
-    return data_folder(data_cfg, cache) / TRANSLATIONS_FILE if data_cfg.name in GENERATED else None
+    return data_folder(data_cfg, cache) / TRANSLATIONS_FILE if generated(data_cfg) else None

@@ -63,9 +63,21 @@ def _tiny_translator(kind: str, cache: Path) -> Path:
     )
 
 
+MODEL_TRANSLATORS: dict[str, type] = {}  # translator.kind -> class; "file" is read by Translations itself
+
+
+def model_kind(cls):
+    """Register a model translator under the `translator.kind` its config files carry."""
+    MODEL_TRANSLATORS[cls.kind] = cls
+    return cls
+
+
 class ModelTranslator:
-    """A seq2seq or causal LM from the hub (or `source: tiny`, a random model for tests), loaded on first use;
-    greedy decoding, batched per language pair."""
+    """A model from the hub (or `source: tiny`, a random model for tests), loaded on first use; greedy decoding,
+    batched per language pair. A kind says which Auto class loads it and how its output is read."""
+
+    kind = ""
+    causal = False  # a causal LM continues the prompt: pad on the left, keep only the new tokens
 
     def __init__(self, cfg, cache: str | Path):
         self.cfg, self.cache = cfg, Path(cache)
@@ -87,10 +99,10 @@ class ModelTranslator:
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
         if self.cfg.source == "tiny":
-            location = str(_tiny_translator(self.cfg.kind, self.cache))
+            location = str(_tiny_translator(self.kind, self.cache))
         else:
             location = self.cfg.hub_id
-        auto = AutoModelForSeq2SeqLM if self.cfg.kind == "seq2seq" else AutoModelForCausalLM
+        auto = AutoModelForCausalLM if self.causal else AutoModelForSeq2SeqLM
         from relevance.runtime import inference_device
 
         device = inference_device()
@@ -104,7 +116,7 @@ class ModelTranslator:
                 f"{str(error).splitlines()[0]}; check translator.hub_id and your network, or use "
                 f"translator=file with a translations file."
             ) from None
-        if self.cfg.kind == "causal":
+        if self.causal:
             tokenizer.padding_side = "left"  # generation continues from the last token of every row
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -151,11 +163,22 @@ class ModelTranslator:
                     pad_token_id=tokenizer.pad_token_id,
                     **extra,
                 )
-            if self.cfg.kind == "causal":
+            if self.causal:
                 generated = generated[:, batch["input_ids"].shape[1] :]
             for i, text in zip(rows, tokenizer.batch_decode(generated, skip_special_tokens=True)):
                 out[i] = " ".join(text.strip().splitlines()[:1]) if text.strip() else ""
         return [out[i] for i in range(len(requests))]
+
+
+@model_kind
+class Seq2SeqTranslator(ModelTranslator):
+    kind = "seq2seq"  # MADLAD-400, NLLB
+
+
+@model_kind
+class CausalTranslator(ModelTranslator):
+    kind = "causal"  # Seed-X, Qwen3, Gemma-3 with a prompt
+    causal = True
 
 
 @dataclass
@@ -179,7 +202,7 @@ class Translations:
         if self.cfg.kind == "file":
             return self._from_file(wanted)
         if self._model is None:  # loaded once per run, however many calls (synthesis, concat, dev) need it
-            self._model = ModelTranslator(self.cfg, self.cache_dir)
+            self._model = MODEL_TRANSLATORS[self.cfg.kind](self.cfg, self.cache_dir)
             self._cache = TranslationCache(self.cache_dir / "translations.sqlite")
         model, cache = self._model, self._cache
         found = cache.get(model.key, wanted)
