@@ -13,6 +13,13 @@ from mlflow.tracking import MlflowClient
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _without_rendezvous(environ) -> dict:
+    """The environment minus an earlier in-process DDP run's rendezvous (MASTER_PORT is still bound by this pytest
+    process when tests/model ran a one-device DDP run first), so Lightning picks a free port for the new ranks."""
+    names = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
+    return {key: value for key, value in environ.items() if key not in names}
+
+
 def test_two_ranks_train_and_score_one_run_and_only_rank_zero_logs(tmp_path, cache_dir):
     result = subprocess.run(
         [
@@ -33,7 +40,7 @@ def test_two_ranks_train_and_score_one_run_and_only_rank_zero_logs(tmp_path, cac
         capture_output=True,
         text=True,
         timeout=900,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**_without_rendezvous(os.environ), "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-4000:]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
