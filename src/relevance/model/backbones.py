@@ -127,41 +127,31 @@ def load_encoder(backbone, location: str, dtype: torch.dtype):
     """The encoder's bare transformer (no pooler: heads pool it themselves)."""
     from transformers import AutoModel
 
-    return _loaded(
-        backbone,
-        location,
-        lambda: AutoModel.from_pretrained(
-            location,
-            dtype=dtype,
-            trust_remote_code=backbone.trust_remote_code,
-            attn_implementation=attention_implementation(backbone, dtype),
-            add_pooling_layer=False,
-        ),
-    )
+    return _from_pretrained(AutoModel, backbone, location, dtype, add_pooling_layer=False)
 
 
 def load_decoder(backbone, location: str, tokenizer, dtype: torch.dtype, causal_lm: bool):
     """A decoder as a causal LM (its own LM head scores an answer) or with a fresh one-logit sequence-classification
     head on the last non-pad token (which needs pad_token_id)."""
-    auto, extra = (AutoModelForCausalLM, {}) if causal_lm else (AutoModelForSequenceClassification, {"num_labels": 1})
-    model = _loaded(
-        backbone,
-        location,
-        lambda: auto.from_pretrained(
+    if causal_lm:
+        model = _from_pretrained(AutoModelForCausalLM, backbone, location, dtype)
+    else:
+        model = _from_pretrained(AutoModelForSequenceClassification, backbone, location, dtype, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def _from_pretrained(auto, backbone, location: str, dtype: torch.dtype, **extra):
+    """`auto.from_pretrained` with the backbone's dtype, remote-code and attention settings; a failed load is one
+    sentence naming the backbone and the fix."""
+    try:
+        return auto.from_pretrained(
             location,
             dtype=dtype,
             trust_remote_code=backbone.trust_remote_code,
             attn_implementation=attention_implementation(backbone, dtype),
             **extra,
-        ),
-    )
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return model
-
-
-def _loaded(backbone, location: str, load):
-    try:
-        return load()
+        )
     except OSError as error:
         raise RelevanceError(
             f"could not load backbone {backbone.name} from {location!r} "
