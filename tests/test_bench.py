@@ -45,3 +45,35 @@ def test_threshold_bench_finds_the_exact_optimum_first(tmp_path):
     f1 = {row.split("|")[2].strip(): float(row.split("|")[4]) for row in rows}
     exact = f1.pop("exact (every distinct score)")
     assert all(value <= exact for value in f1.values())
+
+
+def test_gpu_throughput_bench_runs_its_scaled_down_variant_on_cpu(tmp_path):
+    out = tmp_path / "rows.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "gpu_throughput.py"),
+            "--tiny",
+            "--steps",
+            "3",
+            "--warmup",
+            "1",
+            "--length",
+            "32",
+            "--score-batch",
+            "8",
+            "--json",
+            str(out),
+            "--no-write",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = __import__("json").loads(out.read_text())
+    train, score = result["rows"]
+    assert result["dimensions"] == "tiny" and train["what"] == "train, auto"
+    assert train["tokens_per_s"] > 0 and score["pairs_per_s"] > 0 and train["tflops"] > 0
+    assert 0 < train["trainable_m"] < 1  # LoRA r16 plus the score head, not the whole model
+    assert "| train, auto |" in done.stdout and "tiny dimensions" in done.stdout

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from relevance.data.records import TASKS
 from relevance.data.sources import data_file, generated
 from relevance.data.splits import check_split_for_task
 from relevance.errors import ConfigError
@@ -13,7 +14,7 @@ from relevance.evaluation import thresholds
 from relevance.model import finetune, packaged_e5
 from relevance.model.heads import head_class, prompt_template
 from relevance.model.hub import hub_model_available
-from relevance.tasks import OTHER_TASK, is_joint, task_parts
+from relevance.tasks import is_joint, task_parts
 from relevance.text.formatting import check_template
 from relevance.text.translation import MODEL_TRANSLATORS
 
@@ -120,12 +121,12 @@ def check_methods(cfg: DictConfig) -> None:
     if cfg.tapt.name not in ("none", "from_other_task"):
         raise ConfigError(f"tapt={cfg.tapt.name} is not known; use tapt=none or tapt=from_other_task.")
     if cfg.tapt.name == "from_other_task" and not cfg.tapt.from_run:
-        other = OTHER_TASK[cfg.task.code]
+        other = TASKS[cfg.task.code].other
         path = data_file(cfg.data, cfg.paths.cache, other, "train")
         if not path.is_file():
             raise ConfigError(
                 f"tapt=from_other_task trains first on the other task's data, but {path} does not "
-                f"exist; add train_{other}.txt to data.dir, give tapt.from_run=<run id>, or use "
+                f"exist; add {TASKS[other].file_name('train')} to data.dir, give tapt.from_run=<run id>, or use "
                 f"tapt=none."
             )
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 JOINT = "JOINT"
-OTHER_TASK = {"QC": "QI", "QI": "QC"}  # TAPT stage 1 trains on the other task
 
 
 def is_joint(code: str) -> bool:

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from relevance.augment.hard_negatives import hard_negatives, ranked_neighbours
 from relevance.augment.self_validation import flag_contradictions, lexical_similarity, removal_counts
 from relevance.augment.translate import concat_pivot, synthesize
-from relevance.data.records import UNSEEN_LANGUAGES, Record
+from relevance.data.records import TASKS, Record
 from relevance.data.translations_file import read_translations, write_translations
 from relevance.errors import ConfigError, DataError
 from relevance.text.translation import Translations
@@ -70,12 +70,12 @@ def test_a_missing_translation_names_the_file_and_the_text(tmp_path):
 
 def test_synthesis_copies_rows_into_the_missing_languages_keeping_target_and_label(tmp_path):
     records = _records()
-    table = {(r.query, r.language, lang): f"{r.query}@{lang}" for r in records for lang in UNSEEN_LANGUAGES["QC"]}
+    table = {(r.query, r.language, lang): f"{r.query}@{lang}" for r in records for lang in TASKS["QC"].unseen_languages}
     options = OmegaConf.create({"languages": None, "rows_per_language": 2})
     extras, source = synthesize(records, options, _file_translations(tmp_path, table), seed=0)
-    assert len(extras) == 2 * len(UNSEEN_LANGUAGES["QC"])
+    assert len(extras) == 2 * len(TASKS["QC"].unseen_languages)
     for extra, i in zip(extras, source):
-        assert extra.language in UNSEEN_LANGUAGES["QC"]
+        assert extra.language in TASKS["QC"].unseen_languages
         assert extra.query == f"{records[i].query}@{extra.language}"
         assert (extra.target, extra.label) == (records[i].target, records[i].label) and extra.id < 0
 

@@ -3,7 +3,7 @@ import collections
 from relevance.data.demo import DemoSpec, generate_demo
 from relevance.data.lexicon import concepts
 from relevance.data.reader import read_records
-from relevance.data.records import ALL_LANGUAGES, SEEN_LANGUAGES, UNSEEN_LANGUAGES, category_levels
+from relevance.data.records import ALL_LANGUAGES, TASKS, category_levels
 
 SPEC = DemoSpec(train_rows=700, dev_rows=260, test_rows=130, seed=5)
 
@@ -25,8 +25,8 @@ def test_languages_split_like_the_competition(tmp_path):
         train = read_records(folder / f"train_{task}.txt", task, require_label=True)
         dev = read_records(folder / f"dev_{task}.txt", task, require_label=True)
         test = read_records(folder / f"test_{task}.txt", task)
-        assert {r.language for r in train} == set(SEEN_LANGUAGES[task])
-        languages = set(SEEN_LANGUAGES[task] + UNSEEN_LANGUAGES[task])
+        assert {r.language for r in train} == set(TASKS[task].seen_languages)
+        languages = set(TASKS[task].seen_languages + TASKS[task].unseen_languages)
         assert {r.language for r in dev} == {r.language for r in test} == languages
         assert all(r.label is None for r in test)
         assert [r.id for r in train] == list(range(1, len(train) + 1))

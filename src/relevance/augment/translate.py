@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from relevance.data.records import UNSEEN_LANGUAGES, Record
+from relevance.data.records import TASKS, Record
 
 
 def concat_pivot(records: list[Record], options, translations) -> list[Record]:
@@ -26,7 +26,7 @@ def concat_pivot(records: list[Record], options, translations) -> list[Record]:
 
 
 def synthesis_languages(options, task: str) -> list[str]:
-    return list(options.languages) if options.get("languages") else list(UNSEEN_LANGUAGES[task])
+    return list(options.languages) if options.get("languages") else list(TASKS[task].unseen_languages)
 
 
 def synthesize(records: list[Record], options, translations, seed: int) -> tuple[list[Record], np.ndarray]:

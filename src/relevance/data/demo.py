@@ -16,7 +16,7 @@ from pathlib import Path
 from relevance.atomic import build_folder
 from relevance.data.lexicon import BRANDS, COLORS, concepts
 from relevance.data.reader import write_records
-from relevance.data.records import ALL_LANGUAGES, SEEN_LANGUAGES, UNSEEN_LANGUAGES, Record, category_levels
+from relevance.data.records import ALL_LANGUAGES, TASKS, Record, category_levels
 from relevance.data.translations_file import write_translations
 
 GENERATOR_VERSION = 3  # bump whenever the files a spec produces change, so stale caches are not reused
@@ -179,7 +179,7 @@ def generate_demo(folder: str | Path, spec: DemoSpec = DemoSpec()) -> Path:
     def build(staging: Path) -> None:
         generator = _Generator(spec)
         for t, task in enumerate(("QC", "QI")):
-            seen, unseen = SEEN_LANGUAGES[task], UNSEEN_LANGUAGES[task]
+            seen, unseen = TASKS[task].seen_languages, TASKS[task].unseen_languages
             sizes = {
                 "train": (seen, spec.train_rows, True),
                 "dev": (seen + unseen, spec.dev_rows, True),
@@ -187,7 +187,7 @@ def generate_demo(folder: str | Path, spec: DemoSpec = DemoSpec()) -> Path:
             }
             for s, (split, (languages, n_rows, labelled)) in enumerate(sizes.items()):
                 records = generator.rows(task, languages, n_rows, seed=spec.seed * 100 + t * 10 + s, labelled=labelled)
-                write_records(staging / f"{split}_{task}.txt", records)
+                write_records(staging / TASKS[task].file_name(split), records)
         write_translations(staging / TRANSLATIONS_FILE, generator.translations())
 
     return build_folder(Path(folder), build)

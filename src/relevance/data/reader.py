@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from relevance.data.records import TARGET_FIELD, TASKS, Record
+from relevance.data.records import TASKS, Record
 from relevance.errors import DataError
 
 _REQUIRED = ("id", "task", "language", "origin_query")
@@ -27,7 +27,7 @@ def parse_row(row, task: str, path, line: int, require_label: bool) -> Record:
         raise DataError(
             path, line, f"expected a JSON object, found {type(row).__name__}; each line must be one object."
         )
-    target_field = TARGET_FIELD[task]
+    target_field = TASKS[task].target_field
     for field in (*_REQUIRED, target_field):
         if field not in row:
             raise DataError(
@@ -121,7 +121,7 @@ def write_records(path: str | Path, records: list[Record]) -> None:
                 "task": record.task,
                 "language": record.language,
                 "origin_query": record.query,
-                TARGET_FIELD[record.task]: record.target,
+                TASKS[record.task].target_field: record.target,
             }
             if record.label is not None:
                 row["label"] = record.label

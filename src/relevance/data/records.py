@@ -4,19 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-TASKS = ("QC", "QI")
-# Which field holds the candidate text for each task.
-TARGET_FIELD = {"QC": "category_path", "QI": "item_title"}
 
-# Languages with labelled training rows in the competition, per task; the rest appear only in dev/test.
-SEEN_LANGUAGES = {
-    "QC": ("en", "es", "fr", "ja", "ko", "pt"),
-    "QI": ("en", "es", "fr", "ja", "ko", "pt", "th"),
+@dataclass(frozen=True)
+class Task:
+    """One competition task: the field its candidate text is in, its files, its languages, and the other task
+    (TAPT's first stage trains on it). Joint is not a Task: it is a config made of both (see relevance.tasks)."""
+
+    code: str
+    target_field: str
+    seen_languages: tuple[str, ...]  # labelled training rows exist in these
+    unseen_languages: tuple[str, ...]  # only in dev/test
+    other: str
+
+    def file_name(self, which: str) -> str:
+        """The competition's naming: train_QC.txt, dev_QI.txt, submit_QC.txt, ..."""
+        return f"{which}_{self.code}.txt"
+
+
+TASKS = {
+    "QC": Task("QC", "category_path", ("en", "es", "fr", "ja", "ko", "pt"), ("ar", "de", "it", "pl"), other="QI"),
+    "QI": Task(
+        "QI", "item_title", ("en", "es", "fr", "ja", "ko", "pt", "th"), ("ar", "de", "it", "pl", "id", "vn"), other="QC"
+    ),
 }
-UNSEEN_LANGUAGES = {
-    "QC": ("ar", "de", "it", "pl"),
-    "QI": ("ar", "de", "it", "pl", "id", "vn"),
-}
+
 ALL_LANGUAGES = ("en", "es", "fr", "ja", "ko", "pt", "th", "ar", "de", "it", "pl", "id", "vn")
 # English names, for translation prompts.
 LANGUAGE_NAMES = {

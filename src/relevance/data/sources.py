@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from relevance.data.demo import TRANSLATIONS_FILE, DemoSpec, generate_demo
+from relevance.data.records import TASKS
 from relevance.data.taxonomy import TaxonomySpec, generate_taxonomy
 from relevance.errors import ConfigError
 
@@ -56,7 +57,7 @@ def data_file(data_cfg, cache: str | Path, task: str, which: str) -> Path:
     """`<folder>/<which>_<TASK>.txt`, the competition's naming (which: train, dev or test)."""
     if which not in FILE_SPLITS:
         raise ConfigError(f"file={which!r} is not a data file; use one of {', '.join(FILE_SPLITS)}.")
-    return data_folder(data_cfg, cache) / f"{which}_{task.upper()}.txt"
+    return data_folder(data_cfg, cache) / TASKS[task.upper()].file_name(which)
 
 
 def generated(data_cfg) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 from relevance.atomic import build_folder
 from relevance.data.demo import TRANSLATIONS_FILE
 from relevance.data.reader import write_records
-from relevance.data.records import Record
+from relevance.data.records import TASKS, Record
 from relevance.data.translations_file import write_translations
 from relevance.errors import ConfigError, DataError
 
@@ -171,9 +171,11 @@ def generate_taxonomy(source: Path, folder: Path, spec: TaxonomySpec) -> Path:
             "QC", taxonomy.dev_ids, spec.languages, spec.dev_rows_per_language * len(spec.languages) // 3, spec.seed + 1
         )
         qi = taxonomy.rows("QI", taxonomy.train_ids, spec.train_languages, spec.qi_rows // 3, spec.seed + 2)
-        write_records(staging / "train_QC.txt", train)
-        write_records(staging / "dev_QC.txt", dev)
-        write_records(staging / "test_QC.txt", [Record(r.id, r.task, r.language, r.query, r.target) for r in dev])
+        write_records(staging / TASKS["QC"].file_name("train"), train)
+        write_records(staging / TASKS["QC"].file_name("dev"), dev)
+        write_records(
+            staging / TASKS["QC"].file_name("test"), [Record(r.id, r.task, r.language, r.query, r.target) for r in dev]
+        )
         write_records(staging / "train_QI.txt", qi)
         write_translations(staging / TRANSLATIONS_FILE, taxonomy.translations)
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from relevance import tracking
 from relevance.data.reader import read_records
+from relevance.data.records import TASKS
 from relevance.data.sources import data_file
 from relevance.errors import ConfigError, RelevanceError
 from relevance.evaluation.metrics import all_positive_f1, scores_at
@@ -53,7 +54,7 @@ def predict_file(cfg, scorer, task: str) -> Path:
     )
     predictions = (scores >= threshold).astype(int)
     ids = [r.id for r in records]
-    output = write_submission(Path(cfg.output_dir) / f"submit_{task}.txt", ids, predictions, ids)
+    output = write_submission(Path(cfg.output_dir) / TASKS[task].file_name("submit"), ids, predictions, ids)
     scored_by = "the full-data refit" if scorer.ensemble == "refit" else f"the mean of {len(scorer.folds)} fold models"
     print(
         f"wrote {output}: {len(ids)} rows, {int(predictions.sum())} predicted relevant "

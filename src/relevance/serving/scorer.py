@@ -14,7 +14,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from omegaconf import OmegaConf
 
-from relevance.data.records import TARGET_FIELD, Record
+from relevance.data.records import TASKS, Record
 from relevance.errors import RelevanceError
 from relevance.model import finetune
 from relevance.runtime import inference_device, weights_dtype
@@ -118,12 +118,12 @@ class RelevanceScorer:
         return self.preprocessor.translations
 
     def _make_translations(self):
-        from relevance.text.translation import Translations
+        from relevance.text.translation import make_translations
 
-        translator = self.bundle.translator or {"name": "file", "kind": "file", "path": None}
-        if self.translations_file:
+        translator = self.bundle.translator
+        if self.translations_file:  # new queries need their own translations
             translator = {"name": "file", "kind": "file", "path": str(self.translations_file)}
-        return Translations(OmegaConf.create(translator), self.cache, self.bundle.lowercase)
+        return make_translations(translator, self.cache, self.bundle.lowercase)
 
     @property
     def task(self) -> str:
@@ -161,7 +161,7 @@ class RelevanceScorer:
         unknown = sorted(set(tasks) - set(self.templates))
         if unknown:
             raise ValueError(f"task {unknown[0]!r} is not one this model scores ({', '.join(self.tasks)}).")
-        needed = ["origin_query", *sorted({TARGET_FIELD[t] for t in tasks})]
+        needed = ["origin_query", *sorted({TASKS[t].target_field for t in tasks})]
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise ValueError(
@@ -177,7 +177,7 @@ class RelevanceScorer:
                 task=task,
                 language=str(languages[i]),
                 query=str(columns["origin_query"][i]),
-                target=str(columns[TARGET_FIELD[task]][i]),
+                target=str(columns[TASKS[task].target_field][i]),
             )
             for i, task in enumerate(tasks)
         ]
@@ -186,23 +186,24 @@ class RelevanceScorer:
         """Each row's threshold: its language's when the run tuned one (threshold.per_language), else its task's.
         With threshold.unseen=matched_rate and the rows' scores, a language unseen in training that has enough
         rows here gets its own score quantile (thresholds.matched_rate)."""
-        own = {task: dict(by_language) for task, by_language in self.language_thresholds.items()}
-        if scores is not None and self.bundle.unseen_threshold == "matched_rate":
-            from relevance.evaluation.thresholds import matched_rate
+        from relevance.evaluation.thresholds import matched_rate, row_thresholds
 
-            scores = np.asarray(scores)
-            for task in {r.task for r in records}:
-                rows = np.array([r.task == task for r in records])
-                own.setdefault(task, {}).update(
-                    matched_rate(
-                        [r.language for r, keep in zip(records, rows) if keep],
-                        scores[rows],
-                        set(self.bundle.seen_languages),
-                        self.bundle.positive_rates[task],
-                        self.bundle.min_language_rows,
-                    )
+        tasks = np.array([r.task for r in records])
+        languages = np.array([r.language for r in records])
+        decided = np.empty(len(records), dtype=float)
+        for task in sorted(set(tasks.tolist())):
+            rows = tasks == task
+            own = dict(self.language_thresholds.get(task, {}))
+            if scores is not None and self.bundle.unseen_threshold == "matched_rate":
+                own |= matched_rate(
+                    languages[rows],
+                    np.asarray(scores)[rows],
+                    set(self.bundle.seen_languages),
+                    self.bundle.positive_rates[task],
+                    self.bundle.min_language_rows,
                 )
-        return np.array([own.get(r.task, {}).get(r.language, self.thresholds[r.task]) for r in records], dtype=float)
+            decided[rows] = row_thresholds(languages[rows].tolist(), self.thresholds[task], own)
+        return decided
 
     def decide(self, records: list[Record], scores: np.ndarray) -> np.ndarray:
         """0/1 per row at its threshold."""
@@ -283,7 +284,7 @@ def signature(task: str) -> ModelSignature:
         [
             ColSpec("string", "language", required=False),
             ColSpec("string", "origin_query"),
-            ColSpec("string", TARGET_FIELD[task]),
+            ColSpec("string", TASKS[task].target_field),
         ]
     )
     outputs = Schema([ColSpec("double", "score"), ColSpec("long", "prediction")])

@@ -7,6 +7,7 @@ import os
 import zipfile
 from pathlib import Path
 
+from relevance.data.records import TASKS
 from relevance.errors import DataError
 
 
@@ -58,7 +59,7 @@ def write_submission(path: str | Path, ids: list[int], predictions, expected_ids
 def zip_submissions(folder: str | Path) -> Path | None:
     """`submission.zip` with both task files, once both exist (the organisers' upload format)."""
     folder = Path(folder)
-    files = [folder / "submit_QC.txt", folder / "submit_QI.txt"]
+    files = [folder / task.file_name("submit") for task in TASKS.values()]
     if not all(f.is_file() for f in files):
         return None
     target = folder / "submission.zip"

@@ -51,18 +51,6 @@ class TranslationCache:
             )
 
 
-def _tiny_translator(kind: str, cache: Path) -> Path:
-    """A random tiny causal LM or encoder-decoder saved once in the cache (tests: real generate, noise out)."""
-    from relevance.model.tiny import build_tiny, build_tiny_seq2seq, cached_tiny
-
-    return cached_tiny(
-        cache,
-        "translators",
-        f"tiny-{kind}-seed7",
-        lambda: build_tiny_seq2seq(7) if kind == "seq2seq" else build_tiny("qwen3", 7),
-    )
-
-
 MODEL_TRANSLATORS: dict[str, type] = {}  # translator.kind -> class; "file" is read by Translations itself
 
 
@@ -99,7 +87,9 @@ class ModelTranslator:
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
         if self.cfg.source == "tiny":
-            location = str(_tiny_translator(self.kind, self.cache))
+            from relevance.model.tiny import cached_tiny
+
+            location = str(cached_tiny(self.cache, "translators", f"tiny-{self.kind}-seed7", self.build_tiny))
         else:
             location = self.cfg.hub_id
         auto = AutoModelForCausalLM if self.causal else AutoModelForSeq2SeqLM
@@ -121,6 +111,11 @@ class ModelTranslator:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self._model = (tokenizer, model, device)
+
+    @staticmethod
+    def build_tiny():
+        """A random model of this kind (`source: tiny`, for tests: real generate, noise out)."""
+        raise NotImplementedError
 
     def _code(self, language: str) -> str:
         return (self.cfg.get("codes") or {}).get(language, language)
@@ -174,11 +169,23 @@ class ModelTranslator:
 class Seq2SeqTranslator(ModelTranslator):
     kind = "seq2seq"  # MADLAD-400, NLLB
 
+    @staticmethod
+    def build_tiny():
+        from relevance.model.tiny import build_tiny_seq2seq
+
+        return build_tiny_seq2seq(7)
+
 
 @model_kind
 class CausalTranslator(ModelTranslator):
     kind = "causal"  # Seed-X, Qwen3, Gemma-3 with a prompt
     causal = True
+
+    @staticmethod
+    def build_tiny():
+        from relevance.model.tiny import build_tiny
+
+        return build_tiny("qwen3", 7)
 
 
 @dataclass
@@ -236,3 +243,16 @@ class Translations:
             )
         self.reused += len(wanted)
         return {r: self._table[r] for r in wanted}
+
+
+def make_translations(
+    translator: dict | None, cache: str | Path, lowercase: bool, default_file: Path | None = None, progress=False
+) -> Translations:
+    """The one way a run and a served model get their translator: `translator` as configured (None: a file
+    translator), a file translator with no `path` reading `default_file` (generated data's own file)."""
+    from omegaconf import OmegaConf
+
+    translator = dict(translator or {"name": "file", "kind": "file", "path": None})
+    if translator["kind"] == "file" and not translator.get("path") and default_file:
+        translator["path"] = str(default_file)
+    return Translations(OmegaConf.create(translator), Path(cache), lowercase, progress)

@@ -18,23 +18,21 @@ from relevance.data.splits import assign_folds
 from relevance.model.heads import prompt_template
 from relevance.tasks import task_parts
 from relevance.text.preprocess import Preprocessor
-from relevance.text.translation import Translations
-
-
-def make_translations(cfg) -> Translations:
-    """The translator of this run; with generated data (demo, taxonomy) and no file given, the data's own file."""
-    translator = OmegaConf.to_container(cfg.translator, resolve=True)
-    if translator["kind"] == "file" and not translator.get("path"):
-        own_file = own_translations(cfg.data, cfg.paths.cache)
-        translator["path"] = str(own_file) if own_file else None
-    return Translations(OmegaConf.create(translator), Path(cfg.paths.cache), cfg.clean.lowercase, cfg.progress)
+from relevance.text.translation import make_translations
 
 
 def make_preprocessor(cfg) -> Preprocessor:
     """The run's one path from raw rows to model inputs (the logged model replays it from its bundle)."""
     templates = {task: prompt_template(part, cfg.head, cfg.backbone) for task, part in task_parts(cfg).items()}
+    translations = make_translations(
+        OmegaConf.to_container(cfg.translator, resolve=True),
+        cfg.paths.cache,
+        cfg.clean.lowercase,
+        own_translations(cfg.data, cfg.paths.cache),
+        cfg.progress,
+    )
     return Preprocessor(
-        templates, cfg.backbone.kind == "encoder", cfg.clean.lowercase, cfg.get("augmentation"), make_translations(cfg)
+        templates, cfg.backbone.kind == "encoder", cfg.clean.lowercase, cfg.get("augmentation"), translations
     )
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
+from relevance.data.records import TASKS
 from relevance.errors import ConfigError
 from relevance.model.heads import prompt_template
-from relevance.tasks import OTHER_TASK
 from relevance.text.preprocess import Preprocessor
 from relevance.training.fold import ModelSource, train_fold
 from relevance.training.rows import read_task_rows
@@ -59,7 +59,7 @@ def tapt_stage(cfg, runtime, source: ModelSource, preprocessor: Preprocessor, sc
     logged as `tapt_adapter`), or downloaded from the run named by tapt.from_run."""
     if cfg.tapt.from_run:
         return _logged_tapt_adapter(str(cfg.tapt.from_run), scratch, tracking_uri)
-    other = OTHER_TASK[cfg.task.code]
+    other = TASKS[cfg.task.code].other
     other_task = cfg.tapt.tasks[other.lower()]
     records, _ = read_task_rows(cfg, other, cfg.tapt.max_rows, preprocessor)
     records = preprocessor.rewrite(records)  # the same text rewrites as stage 2
