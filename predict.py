@@ -10,7 +10,7 @@ from relevance.cli import user_errors_exit
 def main(cfg: DictConfig) -> None:
     from relevance.serving.predict import run
 
-    with user_errors_exit():
+    with user_errors_exit(doing="prediction"):
         run(cfg)
 
 

@@ -16,7 +16,7 @@ def main(cfg: DictConfig) -> float:
     from relevance.pipeline import run
 
     in_sweep = cfg.sweep.trial is not None  # a sweep records a failed trial and goes on; a single run exits
-    with user_errors_exit(reraise=in_sweep):
+    with user_errors_exit(reraise=in_sweep, doing="training", tracked=True):
         summary = run(cfg)
         if in_sweep:
             print(f"trial {cfg.sweep.trial}, run {summary['run_id']}:\n{headline(summary)}")

@@ -48,10 +48,17 @@ HARNESS_ROWS = {  # key: (row name, overrides)
         "Gemma-3-270M + LoRA, yes/no head (vocabulary loss), 1 epoch",
         [*GEMMA, "head=yes_no", "head.loss=vocab"],
     ),
-    "e5_best": ("experiment=offline_best: multilingual-e5-small bi-encoder, full fine-tune, 2 epochs", BEST),
+    "e5_best": (
+        "experiment=offline_best: multilingual-e5-small bi-encoder, full fine-tune, 2 epochs, leaf-first paths",
+        BEST,
+    ),
+    "e5_root_first": (
+        "multilingual-e5-small bi-encoder, full fine-tune, 2 epochs (paths root first)",
+        [*BEST, "clean.category_order=root_first"],
+    ),
     "e5_cross_encoder": (
-        "multilingual-e5-small cross-encoder (classifier head), full fine-tune, 3 epochs",
-        [*BEST, "head=classifier", "train.epochs=3", "train.head_lr=5e-3"],
+        "multilingual-e5-small cross-encoder (classifier head), full fine-tune, 3 epochs (paths root first)",
+        [*BEST, "head=classifier", "train.epochs=3", "train.head_lr=5e-3", "clean.category_order=root_first"],
     ),
     "e5_translate": (
         "offline_best + translation concat (taxonomy's English names)",
@@ -61,7 +68,10 @@ HARNESS_ROWS = {  # key: (row name, overrides)
         "offline_best + hard negatives (TF-IDF neighbours)",
         [*BEST, "augmentation=[hard_negatives]"],
     ),
-    "e5_tags": ("offline_best + tags (language, category levels)", [*BEST, "augmentation=[tags]"]),
+    "e5_tags": (
+        "offline_best + tags (language, category levels; paths root first)",
+        [*BEST, "augmentation=[tags]", "clean.category_order=root_first"],
+    ),
     "e5_self_validation": (
         "offline_best + self-validation (drop contradicted rows)",
         [*BEST, "augmentation=[self_validation]"],

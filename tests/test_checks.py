@@ -78,9 +78,20 @@ def test_strategies_share_one_base_file():
         ("train.batch_size=0", "train.batch_size=0 must be an integer >= 1"),
         ("split.n_folds=1", "split.n_folds=1 must be an integer >= 2"),
         ("train.scheduler=stepwise", "train.scheduler='stepwise' is not known"),
+        ("clean.category_order=middle_out", "clean.category_order='middle_out' is not known"),
+        ("seed=abc", "seed='abc' must be an integer >= 0"),
+        ("tracking.experiment=''", "tracking.experiment='' must be a non-empty name"),
+        ("data.max_rows=-5", "data.max_rows=-5 must be an integer >= 1"),
+        ("data.max_rows=0", "data.max_rows=0 must be an integer >= 1"),
+        ("lora.dropout=2", "lora.dropout=2 must be at most 0.99"),
+        ("train.warmup_ratio=5", "train.warmup_ratio=5 must be at most 1.0"),
+        ("tracking.uri=nonsense://x", "nonsense:// is not a tracking store"),
+        ("tracking.uri=http://127.0.0.1:9", "tracking.uri=http://127.0.0.1:9 does not answer"),
+        ("+augmentation=[tags]", "use one of the two (augmentation.tags.hierarchy=false)"),
     ],
 )
 def test_bad_option_values_are_named(tmp_path, cache_dir, override, words):
+    leaf_first = ["clean.category_order=leaf_first"] if "tags" in override else []
     with pytest.raises(ConfigError) as caught:
-        checks.check_config(compose_train(["backbone=tiny", override], tmp_path, cache_dir))
+        checks.check_config(compose_train(["backbone=tiny", *leaf_first, override], tmp_path, cache_dir))
     assert words in str(caught.value)

@@ -53,14 +53,55 @@ def test_train_names_the_bad_line_of_a_users_file(tmp_path):
     assert f"{folder / 'train_QC.txt'}, line 2: label is 7" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("rows", "words"),
+    [
+        ([("baking", 1), ("flour", 1), ("cake", 1)], "every training row is labelled 1; a relevance model needs"),
+        ([("baking", 0), ("flour", 0), ("cake", 0)], "every training row is labelled 0"),
+        ([("  ", 1), (" ", 0)], "every row's query is empty after cleaning"),
+    ],
+)
+def test_training_data_with_nothing_to_learn_is_refused_before_any_run(tmp_path, rows, words):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    lines = [
+        {"id": i, "task": "QC", "language": "en", "origin_query": q, "category_path": "food", "label": label}
+        for i, (q, label) in enumerate(rows)
+    ]
+    (folder / "train_QC.txt").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = run_cli("train.py", "data=competition", f"data.dir={folder}", "backbone=tiny", tmp_path=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"{folder / 'train_QC.txt'}: {words}" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "mlruns" / "artifacts").exists() or not any((tmp_path / "mlruns" / "artifacts").iterdir())
+
+
 def test_predict_without_model_or_with_unknown_model(tmp_path):
     result = run_cli("predict.py", tmp_path=tmp_path)
     assert result.returncode == 2 and "needs model=" in result.stderr
     result = run_cli(
         "predict.py", "model=models:/nobody@champion", f"tracking_uri=sqlite:///{tmp_path}/m.db", tmp_path=tmp_path
     )
+    assert result.returncode == 2 and f"there is no tracking store at {tmp_path}/m.db" in result.stderr
+    assert not (tmp_path / "m.db").exists()  # a wrong path is named, not made into an empty store
+    with_store(tmp_path / "m.db")
+    result = run_cli(
+        "predict.py", "model=models:/nobody@champion", f"tracking_uri=sqlite:///{tmp_path}/m.db", tmp_path=tmp_path
+    )
     assert result.returncode == 2 and "model=models:/nobody@champion" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def with_store(database):
+    """A real, empty sqlite tracking store at `database`."""
+    from relevance import tracking
+
+    tracking.setup(f"sqlite:///{database}", "other", database.parent / "artifacts")
+
+
+def test_predict_checks_its_output_folder_before_loading_the_model(tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    result = run_cli("predict.py", "model=models:/nobody@champion", "output_dir=taken", tmp_path=tmp_path)
+    assert result.returncode == 2 and "output_dir=taken is a file; give a folder" in result.stderr
 
 
 def test_multirun_lands_as_comparable_runs_in_one_experiment(tmp_path):
@@ -109,9 +150,16 @@ def test_language_table_lists_seen_first_and_leaves_missing_cells_blank():
     assert ar.split()[:5] == ["ar", "no", "0.610", "(0.750)", "n=20"]  # no out-of-fold cell for an unseen language
 
 
-def test_register_best_names_a_missing_experiment(tmp_path, capsys):
+def test_register_best_names_a_missing_store_or_experiment(tmp_path, capsys, monkeypatch):
     from relevance.cli import main
 
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    with pytest.raises(SystemExit) as caught:
+        main(["register", "--best", "--name", "x"])
+    assert caught.value.code == 2 and "there is no tracking store at" in capsys.readouterr().err
+    assert list((tmp_path / "empty").iterdir()) == []  # nothing made where nothing was
+    with_store(tmp_path / "m.db")
     with pytest.raises(SystemExit) as caught:
         main(
             [
@@ -131,3 +179,20 @@ def test_register_best_names_a_missing_experiment(tmp_path, capsys):
 def test_predict_refuses_a_threshold_outside_0_1(tmp_path):
     result = run_cli("predict.py", "model=models:/x@champion", "threshold=1.5", tmp_path=tmp_path)
     assert result.returncode == 2 and "threshold=1.5 must be a number between 0 and 1" in result.stderr
+
+
+def test_register_a_run_without_a_model_leaves_no_registered_model(tmp_path, capsys):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from relevance.cli import main
+
+    with_store(tmp_path / "m.db")
+    uri = f"sqlite:///{tmp_path}/m.db"
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(experiment_id=MlflowClient().get_experiment_by_name("other").experiment_id) as run:
+        mlflow.log_metric("oof_best_f1", 0.5)  # a run, but no model (tracking.log_model=false)
+    with pytest.raises(SystemExit) as caught:
+        main(["register", "--run-id", run.info.run_id, "--name", "empty", "--tracking-uri", uri])
+    assert caught.value.code == 2 and f"run {run.info.run_id} logged no model" in capsys.readouterr().err
+    assert MlflowClient().search_registered_models("name = 'empty'") == []

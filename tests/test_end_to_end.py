@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -154,20 +155,33 @@ def test_mlflow_models_serve_answers_rest(trained, cache_dir):
             {"language": "fr", "origin_query": "casquette", "category_path": "apparel accessories,hats & caps"},
             {"language": "de", "origin_query": "Mehl", "category_path": "food,grocery,flour, baking and cooking,flour"},
         ]
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
-            data=json.dumps({"dataframe_records": rows}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
+        answer = post(port, rows)
         predictions = pd.DataFrame(answer["predictions"])
         assert len(predictions) == 2 and set(predictions["prediction"]) <= {0, 1}
         assert predictions["score"].between(0, 1).all()
         threshold = summary["oof_best_threshold"]
         assert ((predictions["score"] >= threshold).astype(int) == predictions["prediction"]).all()
+        assert post(port, [])["predictions"] == []
+        for bad, words in (
+            ([rows[0], {**rows[1], "origin_query": None}], "row 1: origin_query is null or missing"),
+            ([{"language": "fr", "origin_query": "casquette"}], "missing column(s) ['category_path']"),
+        ):
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                post(port, bad)
+            assert caught.value.code == 400
+            assert words in json.loads(caught.value.read())["message"]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def post(port: int, rows: list[dict]) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps({"dataframe_records": rows}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    return json.loads(urllib.request.urlopen(request, timeout=60).read())
 
 
 def test_scorer_api_matches_the_pyfunc(trained):

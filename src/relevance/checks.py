@@ -6,6 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from relevance import tracking
 from relevance.data.records import TASKS
 from relevance.data.sources import data_file, generated
 from relevance.data.splits import check_split_for_task
@@ -16,6 +17,7 @@ from relevance.model.heads import head_class, prompt_template
 from relevance.model.hub import hub_model_available
 from relevance.tasks import is_joint, task_parts
 from relevance.text.formatting import check_template
+from relevance.text.preprocess import CATEGORY_ORDERS
 from relevance.text.translation import MODEL_TRANSLATORS
 
 
@@ -46,6 +48,15 @@ def check_config(cfg: DictConfig) -> None:
         ("split.n_folds", 2),
     ):
         _check_number(cfg, key, integer=True, minimum=minimum)
+    _check_number(cfg, "seed", integer=True, minimum=0)
+    for key, maximum in (("lora.dropout", 0.99), ("train.warmup_ratio", 1.0)):
+        if OmegaConf.select(cfg, key) > maximum:
+            raise ConfigError(f"{key}={OmegaConf.select(cfg, key)!r} must be at most {maximum} (a fraction).")
+    if cfg.data.get("max_rows") is not None:
+        _check_number(cfg, "data.max_rows", integer=True, minimum=1)
+    if not isinstance(cfg.tracking.experiment, str) or not cfg.tracking.experiment.strip():
+        raise ConfigError(f"tracking.experiment={cfg.tracking.experiment!r} must be a non-empty name.")
+    tracking.check_store(tracking.store_of(cfg)[0])
     if cfg.train.scheduler not in ("linear", "cosine", "constant_with_warmup"):
         raise ConfigError(
             f"train.scheduler={cfg.train.scheduler!r} is not known; use linear, cosine or constant_with_warmup."
@@ -77,6 +88,7 @@ def check_config(cfg: DictConfig) -> None:
             f"padding (left padding shifts every row's positions by its pad count); set it to right."
         )
     check_split_for_task(cfg.split.name, cfg.task.code)
+    check_category_order(cfg)
     if cfg.register.name and not cfg.tracking.log_model:
         raise ConfigError("register.name needs a logged model; drop tracking.log_model=false.")
     check_methods(cfg)
@@ -153,4 +165,16 @@ def check_translator(cfg: DictConfig) -> None:
     else:
         raise ConfigError(
             f"translator.kind={translator.kind!r} is not known; use file or {' or '.join(MODEL_TRANSLATORS)}."
+        )
+
+
+def check_category_order(cfg) -> None:
+    order = cfg.clean.get("category_order", "root_first")
+    if order not in CATEGORY_ORDERS:
+        raise ConfigError(f"clean.category_order={order!r} is not known; use {' or '.join(CATEGORY_ORDERS)}.")
+    tags = (cfg.get("augmentation") or {}).get("tags") or {}
+    if order == "leaf_first" and tags.get("hierarchy"):
+        raise ConfigError(
+            "clean.category_order=leaf_first rewrites the category path that augmentation.tags.hierarchy has "
+            "already tagged level by level; use one of the two (augmentation.tags.hierarchy=false)."
         )

@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 
+from relevance import interrupts
 from relevance.errors import RelevanceError
 
 
@@ -48,17 +49,32 @@ def quiet_libraries() -> None:
 
 
 @contextlib.contextmanager
-def user_errors_exit(reraise: bool = False):
+def user_errors_exit(reraise: bool = False, doing: str = "the command", tracked: bool = False):
     """A user's mistake ends the program with one line; `reraise` hands it on instead (to a sweeper, which
-    records the trial as failed with that line as its reason)."""
+    records the trial as failed with that line as its reason). SIGTERM or Ctrl-C ends it with one line and exit
+    code 128 + signal (143, 130), whatever Lightning made of it; a sweep gets it as KeyboardInterrupt."""
     quiet_libraries()
-    try:
-        yield
-    except RelevanceError as error:
-        if reraise:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    with interrupts.handled():
+        try:
+            yield
+        except RelevanceError as error:
+            if reraise:
+                raise
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+        except (KeyboardInterrupt, SystemExit) as error:
+            if not interrupts.was_interrupted(error):
+                raise
+            if reraise:
+                raise interrupts.Interrupted(interrupts.signal_name()) from None
+            again = (
+                "; its MLflow runs are marked KILLED. Run the same command again to resume it (finished folds are "
+                "reused)."
+                if tracked
+                else ". Run the same command again to start it over."
+            )
+            print(f"interrupted by {interrupts.signal_name()} during {doing}{again}", file=sys.stderr)
+            sys.exit(interrupts.exit_code())
 
 
 def language_table(by_language: dict[str, list[dict]]) -> str:
@@ -120,10 +136,10 @@ def main(argv: list[str] | None = None) -> None:
     reg.add_argument("--metric", default="oof_best_f1")
     reg.add_argument("--tracking-uri", default=None, help="default: sqlite:///./mlruns/mlflow.db")
     args = parser.parse_args(argv)
-    with user_errors_exit():
+    with user_errors_exit(doing="registration"):
         import mlflow
 
-        mlflow.set_tracking_uri(args.tracking_uri or tracking.default_tracking_uri("."))
+        mlflow.set_tracking_uri(tracking.existing_store(args.tracking_uri or tracking.default_tracking_uri(".")))
         run_id = tracking.best_run(args.experiment, args.metric) if args.best else args.run_id
         version = tracking.register(tracking.model_uri(run_id), args.name, args.alias)
         print(f"registered run {run_id} as models:/{args.name}/{version} (alias @{args.alias})")

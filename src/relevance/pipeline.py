@@ -26,6 +26,7 @@ from relevance.sweep import trial as sweep_trial
 from relevance.tasks import is_joint, metric_prefix
 from relevance.text.formatting import fixed_prompt_tokens
 from relevance.text.preprocess import Preprocessor
+from relevance.training import resume
 from relevance.training.cross_validation import cross_validate, refit
 from relevance.training.fold import ModelSource
 from relevance.training.rows import make_preprocessor, prepare_data
@@ -59,6 +60,7 @@ def _bundle(
         templates=preprocessor.templates,
         encoder=preprocessor.encoder,
         lowercase=preprocessor.lowercase,
+        category_order=preprocessor.category_order,
         augmentation=OmegaConf.to_container(cfg.augmentation, resolve=True) if cfg.get("augmentation") else {},
         translator=OmegaConf.to_container(preprocessor.translations.cfg, resolve=True),
         max_length=source.max_length,
@@ -108,19 +110,26 @@ def run(cfg: DictConfig) -> dict:
         scratch = Path(scratch)
         if global_rank() == 0:
             tracking.setup(tracking_uri, cfg.tracking.experiment, artifact_root)
+            abandoned = tracking.fail_abandoned_runs(cfg.tracking.experiment)
+            if abandoned:
+                log.warning("marked %d run(s) FAILED whose process died while running: %s", len(abandoned), abandoned)
         else:  # the other ranks train and score beside rank 0; what they would log goes to a throwaway store
             tracking.setup(
                 f"sqlite:///{scratch / 'rank_store.db'}", cfg.tracking.experiment, scratch / "rank_artifacts"
             )
-        tags = {"relevance.level": "parent"}
+        alone = trial.number is None and runtime.world_size == 1  # sweeps and multi-rank runs start afresh
+        resumed = resume.run_to_resume(cfg, cfg.tracking.experiment) if alone else None
+        if resumed:
+            log.warning("resuming run %s (interrupted, same config): its finished folds are reused", resumed)
+        tags = {"relevance.level": "parent", resume.FINGERPRINT_TAG: resume.fingerprint(cfg)}
         if trial.number is not None:
             tags |= {"relevance.study": cfg.sweep.study, "relevance.trial": str(trial.number)}
-        with mlflow.start_run(
-            run_name=_run_name(cfg, trial.number), tags=tags, parent_run_id=cfg.sweep.parent_run
-        ) as parent:
+        opened = {"run_id": resumed} if resumed else {"run_name": _run_name(cfg, trial.number)}
+        with tracking.start_run(**opened, tags=tags, parent_run_id=cfg.sweep.parent_run) as parent:
             trial.started(parent.info.run_id)
-            mlflow.log_params(tracking.flatten(cfg))
-            mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            if not resumed:  # a resumed run has them already (and MLflow refuses a param logged twice)
+                mlflow.log_params(tracking.flatten(cfg))
+                mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             mlflow.log_metrics(
                 {
                     "rows_train": len(data.records),

@@ -11,11 +11,57 @@ from filelock import FileLock
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from relevance.errors import RelevanceError
+from relevance import interrupts
+from relevance.errors import ConfigError, RelevanceError
 
 
 def default_tracking_uri(root: str | Path) -> str:
     return f"sqlite:///{Path(root).resolve() / 'mlruns' / 'mlflow.db'}"
+
+
+STORE_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def check_store(uri: str, timeout: float = 3.0) -> None:
+    """Before any data is read: the tracking URI's scheme is one MLflow serves, a sqlite store's folder can be
+    written, a tracking server answers within `timeout` seconds (MLflow itself retries for minutes)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    scheme = urllib.parse.urlparse(uri).scheme.split("+")[0] if "://" in uri else "file"
+    if scheme not in STORE_SCHEMES:
+        raise ConfigError(
+            f"tracking.uri={uri}: {scheme}:// is not a tracking store; use sqlite:///<file>, http://<host>:<port> "
+            f"or a database URL (postgresql://, mysql://)."
+        )
+    if scheme == "sqlite":
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
+        if not os.access(existing, os.W_OK):
+            raise ConfigError(f"tracking.uri={uri}: {existing} is not writable; put the store in a folder you own.")
+    if scheme in ("http", "https"):
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout)
+        except urllib.error.HTTPError:
+            pass  # it answered: a server (perhaps behind a proxy without /health)
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise ConfigError(
+                f"tracking.uri={uri} does not answer ({reason}); start the server (mlflow server ...) or fix the "
+                f"address."
+            ) from None
+
+
+def existing_store(uri: str) -> str:
+    """For commands that only read a store (register, predict): a sqlite store must already exist, so a wrong
+    folder is named instead of an empty store being made there."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise RelevanceError(
+            f"there is no tracking store at {uri.removeprefix('sqlite:///')}; run train.py here first, or give "
+            f"the store that holds your runs (--tracking-uri / tracking_uri=)."
+        )
+    return uri
 
 
 def store_of(cfg: DictConfig) -> tuple[str, Path]:
@@ -53,6 +99,53 @@ def setup(tracking_uri: str, experiment: str, artifact_root: str | Path | None) 
     return experiment
 
 
+@contextlib.contextmanager
+def start_run(**kwargs):
+    """`mlflow.start_run`, except that an interrupted run (SIGTERM, Ctrl-C) ends KILLED rather than FAILED, and
+    the run says which process owns it (a run whose process was killed -9 is found by `fail_abandoned_runs`)."""
+    kwargs["tags"] = {**owner_tags(), **(kwargs.get("tags") or {})}
+    with mlflow.start_run(**kwargs) as run:
+        try:
+            yield run
+        except BaseException as error:
+            if interrupts.was_interrupted(error):
+                mlflow.end_run("KILLED")
+            raise
+
+
+def owner_tags() -> dict[str, str]:
+    """Which process on which machine a run belongs to, so a later start can tell a dead run from a live one."""
+    import socket
+
+    return {"relevance.host": socket.gethostname(), "relevance.pid": str(os.getpid())}
+
+
+def fail_abandoned_runs(experiment: str) -> list[str]:
+    """Runs of `experiment` left RUNNING by a process of this machine that no longer exists (kill -9, the OOM
+    killer) are marked FAILED; returns their ids. Runs of other machines, or of live processes, are left alone."""
+    import socket
+
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    host = socket.gethostname()
+    abandoned = []
+    for run in client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        if tags.get("relevance.host") != host or not tags.get("relevance.pid", "").isdigit():
+            continue
+        try:
+            os.kill(int(tags["relevance.pid"]), 0)
+        except ProcessLookupError:
+            client.set_tag(run.info.run_id, "relevance.abandoned", "true")
+            client.set_terminated(run.info.run_id, "FAILED")
+            abandoned.append(run.info.run_id)
+        except PermissionError:
+            pass  # alive, another user's
+    return abandoned
+
+
 def flatten(cfg: DictConfig) -> dict[str, str]:
     """`a.b.c` -> value, with lists as strings: MLflow params are flat key/value text."""
     flat: dict[str, str] = {}
@@ -76,14 +169,25 @@ def model_uri(run_id: str) -> str:
         raise RelevanceError(
             f"there is no run {run_id} in {mlflow.get_tracking_uri()}; check the run id and --tracking-uri."
         ) from None
-    return tags.get("relevance.model_uri", f"runs:/{run_id}/model")
+    if "relevance.model_uri" in tags:
+        return tags["relevance.model_uri"]
+    if not MlflowClient().list_artifacts(run_id, "model"):  # a run from before the tag, or one with no model
+        raise RelevanceError(
+            f"run {run_id} logged no model (it ran with tracking.log_model=false, or did not finish); "
+            f"register a finished training run."
+        )
+    return f"runs:/{run_id}/model"
 
 
 def register(model_uri: str, name: str, alias: str | None) -> int:
     """Register `runs:/<run>/model` (or any model URI) under `name`; point `alias` at the new version."""
+    client = MlflowClient()
+    new_name = not client.search_registered_models(f"name = '{name}'")
     try:
         version = mlflow.register_model(model_uri, name)
     except mlflow.exceptions.MlflowException as error:
+        if new_name and client.search_registered_models(f"name = '{name}'"):
+            client.delete_registered_model(name)  # no empty registered model left behind
         raise RelevanceError(f"could not register {model_uri} as {name!r}: {error.message}") from None
     if alias:
         MlflowClient().set_registered_model_alias(name, alias, version.version)

@@ -9,11 +9,13 @@ import pytest
 
 from relevance import pipeline
 from relevance.data.reader import read_records
+from relevance.data.records import Record
 from relevance.data.sources import data_file
 from relevance.errors import RelevanceError
 from relevance.model import batches
 from relevance.serving.bundle import BUNDLE_FILE, BUNDLE_VERSION, ModelBundle
 from relevance.serving.scorer import RelevanceScorer
+from relevance.text.preprocess import Preprocessor
 from tests.conftest import compose_train
 
 
@@ -85,6 +87,27 @@ def test_the_bundle_is_typed_and_a_foreign_version_gets_one_sentence(tagged, tmp
         (tmp_path / BUNDLE_FILE).write_text(json.dumps(values | {"version": version}))
         with pytest.raises(RelevanceError, match=f"version {version} model bundle .* {fix}"):
             ModelBundle.load(tmp_path)
+    without_order = {k: v for k, v in values.items() if k != "category_order"}  # written before the option
+    (tmp_path / BUNDLE_FILE).write_text(json.dumps(without_order))
+    assert ModelBundle.load(tmp_path).category_order == "root_first"
     (tmp_path / BUNDLE_FILE).write_text(json.dumps({k: v for k, v in values.items() if k != "thresholds"}))
     with pytest.raises(RelevanceError, match="missing thresholds"):
         ModelBundle.load(tmp_path)
+
+
+def test_leaf_first_writes_a_category_path_leaf_first_for_qc_rows_only():
+    rows = [
+        Record(1, "QC", "de", "oboe", "arts,instruments,woodwind, reeds,oboe"),
+        Record(2, "QI", "de", "oboe", "yamaha oboe, grenadilla"),
+    ]
+    leaf_first = Preprocessor(
+        {"QC": "{query} | {target}", "QI": "{query} | {target}"}, False, True, None, None, None, "leaf_first"
+    )
+    assert leaf_first.format(rows) == [
+        "oboe | oboe < woodwind, reeds < instruments < arts",
+        "oboe | yamaha oboe, grenadilla",
+    ]
+    encoder = Preprocessor({"QC": ""}, True, True, None, category_order="leaf_first")
+    assert encoder.format(rows[:1]) == [("oboe", "oboe < woodwind, reeds < instruments < arts")]
+    as_data = Preprocessor({"QC": ""}, True, True, None)
+    assert as_data.format(rows[:1]) == [("oboe", "arts,instruments,woodwind, reeds,oboe")]

@@ -39,6 +39,7 @@ class ModelBundle:
     refit: str | None = None  # the full-data refit's weight folder, if trained
     refit_thresholds: dict[str, float] = field(default_factory=dict)
     run_id: str | None = None
+    category_order: str = "root_first"  # clean.category_order (bundles written before it had none: root_first)
     version: int = BUNDLE_VERSION
 
     def save(self, folder: Path) -> Path:

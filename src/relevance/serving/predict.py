@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -24,14 +26,25 @@ def model_uri(reference: str) -> str:
     return reference
 
 
-def load_scorer(reference: str, ensemble: str = "auto", translations_file: str | None = None, cache: str | None = None):
+def load_scorer(
+    reference: str,
+    ensemble: str = "auto",
+    translations_file: str | None = None,
+    cache: str | None = None,
+    download_to: str | Path | None = None,
+    trust_remote_code: bool = False,
+):
     """The model's scorer; `ensemble` picks the fold average or the full-data refit; `translations_file` gives
-    the new queries' translations to a model trained with translator=file."""
+    the new queries' translations to a model trained with translator=file; `download_to` is the folder the model
+    is copied into (the caller removes it; None: MLflow's own temporary folder)."""
     from relevance.serving.bundle import BUNDLE_FILE
     from relevance.serving.scorer import RelevanceScorer
 
     try:
-        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri(reference))) / "artifacts" / "bundle"
+        downloaded = mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri(reference), dst_path=str(download_to) if download_to else None
+        )
+        folder = Path(downloaded) / "artifacts" / "bundle"
     except mlflow.exceptions.MlflowException as error:
         raise RelevanceError(
             f"model={reference}: {error.message.splitlines()[0]}; give models:/<name>@<alias>, "
@@ -41,7 +54,9 @@ def load_scorer(reference: str, ensemble: str = "auto", translations_file: str |
         raise RelevanceError(
             f"model={reference} is not a relevance model (no {BUNDLE_FILE} in it); give a model logged by train.py."
         )
-    return RelevanceScorer(folder, cache=cache, ensemble=ensemble, translations_file=translations_file)
+    return RelevanceScorer(
+        folder, cache=cache, ensemble=ensemble, translations_file=translations_file, trust_remote_code=trust_remote_code
+    )
 
 
 def predict_file(cfg, scorer, task: str) -> Path:
@@ -78,6 +93,21 @@ def _describe(threshold: np.ndarray) -> str:
     )
 
 
+def check_output_dir(folder: str) -> None:
+    """Before any scoring: `output_dir` is (or can be made) a folder this process can write in."""
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output_dir={folder} is a file; give a folder for the submission files.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"output_dir={folder} cannot be made ({error.strerror}); give a folder you can write in."
+        ) from None
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"output_dir={folder} is not writable; give a folder you can write in.")
+
+
 def run(cfg) -> Path | list[Path]:
     if not cfg.model:
         raise ConfigError("predict.py needs model=<models:/name@alias | models:/name/version | run id>.")
@@ -85,13 +115,19 @@ def run(cfg) -> Path | list[Path]:
         raise ConfigError(
             f"threshold={cfg.threshold!r} must be a number between 0 and 1 (or null for the model's own)."
         )
-    mlflow.set_tracking_uri(cfg.tracking_uri or tracking.default_tracking_uri(cfg.paths.root))
+    check_output_dir(cfg.output_dir)
+    store = cfg.tracking_uri or tracking.default_tracking_uri(cfg.paths.root)
+    from_store = model_uri(cfg.model).startswith(("models:/", "runs:/"))  # not a folder or file:// URI
+    mlflow.set_tracking_uri(tracking.existing_store(store) if from_store else store)
     if cfg.translations and not Path(cfg.translations).is_file():
         raise ConfigError(
             f"translations={cfg.translations} is not a file; give the JSON Lines translations of the queries to score."
         )
-    scorer = load_scorer(cfg.model, cfg.ensemble, cfg.translations, cfg.paths.cache)
-    outputs = [predict_file(cfg, scorer, task) for task in scorer.tasks]  # a joint model writes both tasks
+    with tempfile.TemporaryDirectory(prefix="relevance-model-") as download:  # no model copy left behind
+        scorer = load_scorer(
+            cfg.model, cfg.ensemble, cfg.translations, cfg.paths.cache, download, bool(cfg.trust_remote_code)
+        )
+        outputs = [predict_file(cfg, scorer, task) for task in scorer.tasks]  # a joint model writes both tasks
     archive = zip_submissions(cfg.output_dir)
     if archive:
         print(f"both tasks present: {archive} is ready to upload")

@@ -38,6 +38,9 @@ class RelevanceScorer:
 
     `RelevanceScorer(bundle).predict([("casquette", "apparel accessories,hats & caps")])` -> array of scores.
 
+    `trust_remote_code` must be given by the caller: a bundle asking for it is refused otherwise, so a tampered
+    model file cannot make prediction run code from wherever its backbone points.
+
     `merge=True` adds each fold's LoRA product into the base weights while that fold scores (one matmul per layer
     instead of three); it is skipped for fold ensembles on bf16/fp16 weights, where adding and removing an adapter
     again and again would round the base weights a little further each time."""
@@ -50,6 +53,7 @@ class RelevanceScorer:
         ensemble: str = "auto",
         translations_file: str | Path | None = None,
         merge: bool = True,
+        trust_remote_code: bool = False,
     ):
         from peft import PeftModel
 
@@ -69,6 +73,12 @@ class RelevanceScorer:
             )
         self.cache = Path(cache or default_cache())
         backbone = OmegaConf.create(self.bundle.backbone)
+        if backbone.get("trust_remote_code") and not trust_remote_code:
+            raise RelevanceError(
+                f"this model's backbone {backbone.get('hub_id') or backbone.name} would run code from its own "
+                f"repository (trust_remote_code); a model file never turns that on by itself: add "
+                f"trust_remote_code=true to the predict command if you trust that code."
+            )
         self.device = torch.device(device or inference_device())
         dtype = weights_dtype(backbone.dtype, self.device.type == "cuda")
         location = resolve_source(backbone, self.cache)
@@ -109,6 +119,7 @@ class RelevanceScorer:
             self.bundle.lowercase,
             OmegaConf.create(self.bundle.augmentation),
             make_translations=self._make_translations,
+            category_order=self.bundle.category_order,
         )
 
     @property
@@ -168,7 +179,11 @@ class RelevanceScorer:
                 f"input is missing column(s) {missing}; rows need origin_query and the task's target "
                 f"(category_path for QC, item_title for QI)."
             )
-        frame = frame.astype(object).where(frame.notna(), "")  # JSON null arrives as None or NaN: empty text, scored
+        for column in needed:
+            for i, (value, task) in enumerate(zip(frame[column].tolist(), tasks)):
+                if column in ("origin_query", TASKS[task].target_field) and (value is None or pd.isna(value)):
+                    raise ValueError(f"row {i}: {column} is null or missing; every row needs it as text.")
+        frame = frame.astype(object).where(frame.notna(), "")  # a null language is only unknown
         columns = {c: frame[c].tolist() for c in frame.columns}
         languages = columns.get("language", [""] * len(frame))
         return [
@@ -261,18 +276,29 @@ class RelevancePyfunc(mlflow.pyfunc.PythonModel):
         self.scorer = RelevanceScorer(context.artifacts["bundle"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        records = self.scorer.records_from_frame(model_input)
+        """Bad rows answer 400 with the row and the field (MlflowException); an empty list answers []."""
+        if len(model_input) == 0:
+            return pd.DataFrame({"score": pd.Series(dtype=float), "prediction": pd.Series(dtype=int)})
+        try:
+            records = self.scorer.records_from_frame(model_input)
+        except ValueError as error:
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
         scores = self.scorer.predict_records(records)
         return pd.DataFrame({"score": scores, "prediction": self.scorer.decide(records, scores)})
 
 
 def signature(task: str) -> ModelSignature:
+    """Every column optional to MLflow's own check, so an empty list can answer [] and a missing field is named
+    by row and field in `records_from_frame` (MLflow's check says only "Model is missing inputs")."""
     if is_joint(task):
         inputs = Schema(
             [
-                ColSpec("string", "task"),
+                ColSpec("string", "task", required=False),
                 ColSpec("string", "language", required=False),
-                ColSpec("string", "origin_query"),
+                ColSpec("string", "origin_query", required=False),
                 ColSpec("string", "category_path", required=False),
                 ColSpec("string", "item_title", required=False),
             ]
@@ -283,8 +309,8 @@ def signature(task: str) -> ModelSignature:
     inputs = Schema(
         [
             ColSpec("string", "language", required=False),
-            ColSpec("string", "origin_query"),
-            ColSpec("string", TASKS[task].target_field),
+            ColSpec("string", "origin_query", required=False),
+            ColSpec("string", TASKS[task].target_field, required=False),
         ]
     )
     outputs = Schema([ColSpec("double", "score"), ColSpec("long", "prediction")])

@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 from relevance.augment import concat_mode, rewrite_text
 from relevance.data.clean import CleanReport, clean_records
-from relevance.data.records import Record
+from relevance.data.records import Record, category_levels
+
+CATEGORY_ORDERS = ("root_first", "leaf_first")
 
 
 class Preprocessor:
@@ -26,8 +28,10 @@ class Preprocessor:
         augmentation,
         translations=None,
         make_translations: Callable | None = None,
+        category_order: str = "root_first",
     ):
         self.templates, self.encoder, self.lowercase = dict(templates), encoder, lowercase
+        self.category_order = category_order
         self.augmentation = augmentation
         self._translations, self._make_translations = translations, make_translations
 
@@ -49,11 +53,18 @@ class Preprocessor:
     def format(self, records: list[Record], template: str | None = None) -> list:
         """One model input per record: its task's prompt (or `template` for all), or an encoder pair."""
         if self.encoder:
-            return [(r.query, r.target) for r in records]
+            return [(r.query, self.target(r)) for r in records]
         return [
-            (template or self.templates[r.task]).format(query=r.query, target=r.target, language=r.language)
+            (template or self.templates[r.task]).format(query=r.query, target=self.target(r), language=r.language)
             for r in records
         ]
+
+    def target(self, record: Record) -> str:
+        """The candidate as the model reads it: a category path leaf first when `category_order` says so (the
+        query usually names the leaf; a mean-pooled encoder then weighs it most)."""
+        if self.category_order == "leaf_first" and record.task == "QC":
+            return " < ".join(reversed(category_levels(record.target)))
+        return record.target
 
     def inputs(self, records: list[Record], template: str | None = None) -> list:
         """Raw rows to model inputs in one call (every row kept: each id gets a score)."""

@@ -11,8 +11,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
+from relevance import tracking
 from relevance.evaluation.reporting import evaluate
-from relevance.training import health
+from relevance.training import health, resume
 from relevance.training.fold import ModelSource, train_fold
 from relevance.training.rows import TrainingData
 
@@ -41,58 +42,18 @@ def cross_validate(
     seen = set(data.languages)
     for fold in range(cfg.split.n_folds):
         held_out = np.flatnonzero(data.folds == fold)
-        train_inputs, train_labels = data.training_rows(fold)
-        with mlflow.start_run(
-            run_name=f"{stage}fold-{fold}",
-            nested=True,
-            tags={"relevance.level": "fold", "relevance.stage": stage.rstrip("/") or "final"},
-        ):
-            log.info(
-                "%sfold %d/%d: training on %d rows, scoring %d",
-                stage,
-                fold + 1,
-                cfg.split.n_folds,
-                len(train_inputs),
-                len(held_out),
-            )
-            to_score = [[data.inputs[i] for i in held_out]] + ([dev_inputs] if dev_inputs else [])
-            started = time.perf_counter()
-            scored, learned = train_fold(
-                cfg,
-                runtime,
-                source,
-                train_inputs,
-                train_labels,
-                to_score,
-                fold,
-                adapters / f"fold_{fold}" if adapters else None,
-                epochs,
-                name=f"{stage}fold {fold}",
-                heldout_labels=data.labels[held_out],
-            )
-            folds_health.append(learned)
-            mlflow.log_metrics(
-                {
-                    "fold_seconds": time.perf_counter() - started,
-                    "train_loss_final": learned.final_loss,
-                    "train_loss_constant_guess": learned.guess_loss,
-                    "score_std": learned.score_std,
-                    "heldout_gain_over_floor": learned.heldout_gain,
-                }
-            )
-            mlflow.set_tag("relevance.learned", str(not learned.degenerate).lower())
-            oof[held_out] = scored[0]
-            dev_scores += scored[1:]
-            result = evaluate(data.labels[held_out], scored[0], [data.languages[i] for i in held_out], seen)
-            mlflow.log_metrics(
-                {
-                    "f1_at_0.5": result["at_half"].f1,
-                    "best_f1": result["best"].f1,
-                    "best_threshold": result["best"].threshold,
-                    "rows_validation": len(held_out),
-                    "rows_trained": len(train_inputs),
-                }
-            )
+        name = f"{stage}fold-{fold}"
+        weights = adapters / f"fold_{fold}" if adapters else None
+        reused = resume.load_fold(name, weights)
+        if reused:
+            scored, learned = reused
+            log.info("%sfold %d/%d: finished before the interruption; reused", stage, fold + 1, cfg.split.n_folds)
+        else:
+            scored, learned = _train_fold_run(cfg, runtime, source, data, dev_inputs, fold, stage, epochs, weights)
+        folds_health.append(learned)
+        oof[held_out] = scored[0]
+        dev_scores += scored[1:]
+        result = evaluate(data.labels[held_out], scored[0], [data.languages[i] for i in held_out], seen)
         for observer in observers:
             observer(fold, oof, result)
     if cfg.train.get("require_learning", True):
@@ -100,12 +61,74 @@ def cross_validate(
     return oof, dev_scores
 
 
+def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: int, stage: str, epochs, weights):
+    """One fold in its own child run: train, score its held-out rows (and dev), log, keep a checkpoint."""
+    held_out = np.flatnonzero(data.folds == fold)
+    train_inputs, train_labels = data.training_rows(fold)
+    with tracking.start_run(
+        run_name=f"{stage}fold-{fold}",
+        nested=True,
+        tags={"relevance.level": "fold", "relevance.stage": stage.rstrip("/") or "final"},
+    ):
+        log.info(
+            "%sfold %d/%d: training on %d rows, scoring %d",
+            stage,
+            fold + 1,
+            cfg.split.n_folds,
+            len(train_inputs),
+            len(held_out),
+        )
+        to_score = [[data.inputs[i] for i in held_out]] + ([dev_inputs] if dev_inputs else [])
+        started = time.perf_counter()
+        scored, learned = train_fold(
+            cfg,
+            runtime,
+            source,
+            train_inputs,
+            train_labels,
+            to_score,
+            fold,
+            weights,
+            epochs,
+            name=f"{stage}fold {fold}",
+            heldout_labels=data.labels[held_out],
+        )
+        mlflow.log_metrics(
+            {
+                "fold_seconds": time.perf_counter() - started,
+                "train_loss_final": learned.final_loss,
+                "train_loss_constant_guess": learned.guess_loss,
+                "score_std": learned.score_std,
+                "heldout_gain_over_floor": learned.heldout_gain,
+            }
+        )
+        mlflow.set_tag("relevance.learned", str(not learned.degenerate).lower())
+        result = evaluate(data.labels[held_out], scored[0], [data.languages[i] for i in held_out], set(data.languages))
+        mlflow.log_metrics(
+            {
+                "f1_at_0.5": result["at_half"].f1,
+                "best_f1": result["best"].f1,
+                "best_threshold": result["best"].threshold,
+                "rows_validation": len(held_out),
+                "rows_trained": len(train_inputs),
+            }
+        )
+        resume.save_fold(scored, learned, weights)
+    return scored, learned
+
+
 def refit(cfg, runtime, source: ModelSource, data: TrainingData, dev_inputs, adapters: Path) -> list[np.ndarray]:
     """One more model on every training row (a child run "refit"); its scores of the training rows and of dev."""
     inputs, labels = data.training_rows(None)
-    with mlflow.start_run(run_name="refit", nested=True, tags={"relevance.level": "fold", "relevance.stage": "refit"}):
+    reused = resume.load_fold("refit", adapters / "refit")
+    if reused:
+        log.info("refit: finished before the interruption; reused")
+        return reused[0]
+    with tracking.start_run(
+        run_name="refit", nested=True, tags={"relevance.level": "fold", "relevance.stage": "refit"}
+    ):
         log.info("refit: training on all %d rows", len(inputs))
-        scores, _ = train_fold(
+        scores, learned = train_fold(
             cfg,
             runtime,
             source,
@@ -116,4 +139,5 @@ def refit(cfg, runtime, source: ModelSource, data: TrainingData, dev_inputs, ada
             adapters / "refit",
             name="refit",
         )
+        resume.save_fold(scores, learned, adapters / "refit")
     return scores

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,10 +16,13 @@ from relevance.data.reader import read_records
 from relevance.data.records import Record
 from relevance.data.sources import data_file, own_translations
 from relevance.data.splits import assign_folds
+from relevance.errors import ConfigError, DataError
 from relevance.model.heads import prompt_template
 from relevance.tasks import task_parts
 from relevance.text.preprocess import Preprocessor
 from relevance.text.translation import make_translations
+
+log = logging.getLogger(__name__)
 
 
 def make_preprocessor(cfg) -> Preprocessor:
@@ -32,7 +36,12 @@ def make_preprocessor(cfg) -> Preprocessor:
         cfg.progress,
     )
     return Preprocessor(
-        templates, cfg.backbone.kind == "encoder", cfg.clean.lowercase, cfg.get("augmentation"), translations
+        templates,
+        cfg.backbone.kind == "encoder",
+        cfg.clean.lowercase,
+        cfg.get("augmentation"),
+        translations,
+        category_order=cfg.clean.category_order,
     )
 
 
@@ -74,13 +83,49 @@ class TrainingData:
 
 
 def read_task_rows(cfg, task: str, max_rows: int | None, preprocessor: Preprocessor):
-    """Cleaned training rows of one task, optionally a random subset."""
-    records = read_records(data_file(cfg.data, cfg.paths.cache, task, "train"), task, require_label=True)
-    records, report = preprocessor.clean(records)
+    """Cleaned training rows of one task, optionally a random subset; refused when nothing is left to learn from."""
+    path = data_file(cfg.data, cfg.paths.cache, task, "train")
+    records, report = preprocessor.clean(read_records(path, task, require_label=True))
+    check_learnable(records, path)
     if max_rows and len(records) > max_rows:
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(records), max_rows, replace=False))
         records = [records[i] for i in keep]
     return records, report
+
+
+def check_learnable(records: list[Record], path: Path) -> None:
+    """Rows a classifier can learn from: some left after cleaning, both labels present; a language with one label
+    is only worth a warning (its own threshold and F1 are then meaningless)."""
+    if not records:
+        raise DataError(path, None, "every row's query is empty after cleaning; fill origin_query.")
+    labels = {r.label for r in records}
+    if len(labels) == 1:
+        raise DataError(
+            path,
+            None,
+            f"every training row is labelled {labels.pop()}; a relevance model needs rows of both labels (0 and 1) "
+            f"to learn to tell them apart.",
+        )
+    by_language: dict[str, set] = {}
+    for r in records:
+        by_language.setdefault(r.language, set()).add(r.label)
+    for language, found in sorted(by_language.items()):
+        if len(found) == 1:
+            log.warning(
+                "%s: every %s row is labelled %s; its per-language figures will mean little.", path, language, *found
+            )
+
+
+def check_folds(labels: np.ndarray, folds: np.ndarray, n_folds: int, split: str) -> None:
+    """Every fold trains on both labels and holds out rows to score (else its model or its F1 is meaningless)."""
+    for fold in range(n_folds):
+        trained, held_out = labels[folds != fold], labels[folds == fold]
+        if len(held_out) == 0 or len(set(trained.tolist())) < 2:
+            raise ConfigError(
+                f"with split={split} and split.n_folds={n_folds}, fold {fold + 1} "
+                f"{'holds out no rows' if len(held_out) == 0 else 'trains on rows of one label only'}; "
+                f"use fewer folds or another split."
+            )
 
 
 def _task_rows(cfg, task: str, preprocessor: Preprocessor, counts: dict):
@@ -123,6 +168,7 @@ def prepare_data(cfg, preprocessor: Preprocessor):
         dropped += report.dropped_empty_query
     report.dropped_empty_query = dropped
     folds = assign_folds(records, cfg.split.name, cfg.split.n_folds, cfg.seed, cfg.split.get("category_depth", 2))
+    check_folds(np.array([r.label for r in records]), folds, cfg.split.n_folds, cfg.split.name)
     data = TrainingData(
         records,
         preprocessor.format(records),

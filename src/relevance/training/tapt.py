@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
+from relevance import tracking
 from relevance.data.records import TASKS
 from relevance.errors import ConfigError
 from relevance.model.heads import prompt_template
@@ -65,7 +66,7 @@ def tapt_stage(cfg, runtime, source: ModelSource, preprocessor: Preprocessor, sc
     records = preprocessor.rewrite(records)  # the same text rewrites as stage 2
     inputs = preprocessor.format(records, prompt_template(other_task, cfg.head, cfg.backbone))
     adapter = scratch / "tapt_adapter"
-    with mlflow.start_run(
+    with tracking.start_run(
         run_name=f"tapt-stage1-{other.lower()}",
         nested=True,
         tags={"relevance.level": "stage", "relevance.stage": "tapt"},

@@ -1,0 +1,108 @@
+"""Finished folds survive their process: each fold run keeps its scores, health and weights as MLflow artifacts,
+and a rerun of an interrupted run (same config: same fingerprint) reopens its parent run and trains only the folds
+that did not finish. Granularity is the fold: a fold interrupted half-way is trained again from its start."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from relevance.errors import ConfigError
+from relevance.training.health import FoldHealth
+
+CHECKPOINT = "checkpoint"  # artifact folder of a fold run: scores.npz, health.json, weights/
+FINGERPRINT_TAG = "relevance.fingerprint"
+NOT_PART_OF_THE_RESULT = ("resume", "progress", "sweep")  # may differ between a run and its resumption
+
+
+def fingerprint(cfg) -> str:
+    """Hash of everything that decides the run's results."""
+    values = OmegaConf.to_container(cfg, resolve=True)
+    kept = {k: v for k, v in values.items() if k not in NOT_PART_OF_THE_RESULT}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_to_resume(cfg, experiment: str) -> str | None:
+    """`resume=auto` (default): the newest FAILED or KILLED parent run of this experiment with this config's
+    fingerprint; `resume=<run id>`: that run (refused when its config differs); `resume=never`: none."""
+    mode = str(cfg.get("resume") or "never")
+    if mode == "never":
+        return None
+    client = MlflowClient()
+    if mode != "auto":
+        try:
+            run = client.get_run(mode)
+        except mlflow.exceptions.MlflowException:
+            raise ConfigError(f"resume={mode}: there is no such run in {mlflow.get_tracking_uri()}.") from None
+        if run.data.tags.get(FINGERPRINT_TAG) != fingerprint(cfg):
+            raise ConfigError(
+                f"resume={mode}: that run was trained with another config; rerun its own command (its config.yaml "
+                f"artifact), or leave resume unset to start afresh."
+            )
+        return mode
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id],
+        f"tags.`{FINGERPRINT_TAG}` = '{fingerprint(cfg)}' and tags.`relevance.level` = 'parent' "
+        f"and attributes.status != 'FINISHED' and attributes.status != 'RUNNING'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def save_fold(scored: list[np.ndarray], health: FoldHealth, weights: Path | None) -> None:
+    """Into the active fold run: what a resumed run needs instead of training this fold again."""
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        np.savez(folder / "scores.npz", *scored)
+        (folder / "health.json").write_text(json.dumps(dataclasses.asdict(health)))
+        if weights is not None and weights.is_dir():
+            shutil.copytree(weights, folder / "weights")
+        mlflow.log_artifacts(str(folder), CHECKPOINT)
+
+
+def load_fold(run_name: str, weights: Path | None) -> tuple[list[np.ndarray], FoldHealth] | None:
+    """A FINISHED fold run named `run_name` under the active (resumed) parent run: its scores and health, its
+    weights copied to `weights`. None when the fold has to be trained."""
+    parent = mlflow.active_run()
+    if parent is None:
+        return None
+    client = MlflowClient()
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.run_name = '{run_name}' "
+        f"and attributes.status = 'FINISHED'",
+        max_results=1,
+    )
+    if not runs:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            saved = Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=runs[0].info.run_id, artifact_path=CHECKPOINT, dst_path=folder
+                )
+            )
+        except (mlflow.exceptions.MlflowException, OSError):
+            return None  # a fold from before checkpoints: train it again
+        with np.load(saved / "scores.npz") as arrays:
+            scored = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+        health = FoldHealth(**json.loads((saved / "health.json").read_text()))
+        if weights is not None:
+            if not (saved / "weights").is_dir():
+                return None
+            shutil.rmtree(weights, ignore_errors=True)
+            shutil.copytree(saved / "weights", weights)
+    return scored, health

@@ -1,0 +1,135 @@
+"""What clusters do to a run: SIGTERM (timeout, docker stop, SLURM preemption) and Ctrl-C mid-fold end it with
+128 + signal, one line and no traceback, and leave its MLflow runs KILLED rather than RUNNING or FAILED."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import PLUMBING, ROOT
+
+
+def start_training(tmp_path, cache_dir):
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "RELEVANCE_CACHE": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            f"paths.root={tmp_path}",
+            *PLUMBING,
+            "backbone=tiny",
+            "train.epochs=200",  # long enough to be interrupted mid-fold
+            "progress=false",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+
+
+def wait_for_fold(process, limit: float = 240.0) -> None:
+    """Read the run's log until its first fold is training."""
+    started = time.monotonic()
+    for line in process.stdout:
+        if "fold 1/" in line and "training on" in line:
+            time.sleep(2)  # inside Trainer.fit
+            return
+        assert time.monotonic() - started < limit, "the first fold never started"
+    pytest.fail(f"training ended before its first fold: {process.stderr.read()[-2000:]}")
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_fold_ends_the_run_with_its_code_one_line_and_killed_runs(tmp_path, cache_dir, signum, code):
+    process = start_training(tmp_path, cache_dir)
+    try:
+        wait_for_fold(process)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == code, stderr[-2000:]
+    assert "Traceback" not in stderr
+    name = signal.Signals(signum).name
+    assert f"interrupted by {name} during training; its MLflow runs are marked KILLED." in stderr
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("relevance").experiment_id])
+    statuses = {run.data.tags.get("relevance.level", "parent"): run.info.status for run in runs}
+    assert statuses == {"parent": "KILLED", "fold": "KILLED"}, statuses
+
+
+def test_a_run_whose_process_was_killed_9_is_marked_failed_at_the_next_start(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from relevance import tracking
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    dies = (
+        "import os, signal, sys; from relevance import tracking; "
+        f"tracking.setup({uri!r}, 'relevance', {str(tmp_path / 'a')!r}); "
+        "opened = tracking.start_run(run_name='doomed'); run = opened.__enter__(); print(run.info.run_id, flush=True); "
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    done = subprocess.run([sys.executable, "-c", dies], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    run_id = done.stdout.split()[0]
+    tracking.setup(uri, "relevance", tmp_path / "a")
+    assert MlflowClient().get_run(run_id).info.status == "RUNNING"  # what kill -9 leaves
+    with tracking.start_run(run_name="alive"):  # a live run of this process is never touched
+        assert tracking.fail_abandoned_runs("relevance") == [run_id]
+    run = MlflowClient().get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["relevance.abandoned"] == "true"
+
+
+RESUMABLE = ["backbone=tiny", "split.n_folds=3", "train.epochs=20", "data.demo.train_rows=240", "progress=false"]
+
+
+def train(tmp_path, cache_dir, *extra, wait_for: str | None = None):
+    """`python train.py` in `tmp_path`; with `wait_for`, killed with SIGKILL once that text is logged."""
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "RELEVANCE_CACHE": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, str(ROOT / "train.py"), f"paths.root={tmp_path}", *PLUMBING, *RESUMABLE, *extra]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
+    )
+    log = []
+    for line in process.stdout:
+        log.append(line)
+        if wait_for and wait_for in line:
+            time.sleep(2)
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=600)
+    return process.returncode, "".join(log)
+
+
+def parent_metrics(tmp_path) -> list:
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("relevance").experiment_id
+    return client.search_runs([experiment], "tags.`relevance.level` = 'parent'")
+
+
+def test_a_run_killed_9_in_fold_2_of_3_resumes_with_the_same_scores_and_fold_1_not_retrained(tmp_path, cache_dir):
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    code, _ = train(reference, cache_dir)
+    assert code == 0
+    (expected,) = parent_metrics(reference)
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    code, _ = train(killed, cache_dir, wait_for="fold 2/3: training")
+    assert code == -signal.SIGKILL
+    code, log = train(killed, cache_dir)  # the same command again
+    assert code == 0, log[-3000:]
+    assert "resuming run" in log and "fold 1/3: finished before the interruption; reused" in log
+    assert "fold 1/3: training" not in log and "fold 2/3: training" in log
+    (resumed,) = parent_metrics(killed)  # the same parent run, now finished
+    assert resumed.info.status == "FINISHED"
+    scores = [k for k in expected.data.metrics if k.startswith(("oof_", "dev_"))]
+    assert "oof_best_f1" in scores
+    assert {k: resumed.data.metrics[k] for k in scores} == {k: expected.data.metrics[k] for k in scores}
