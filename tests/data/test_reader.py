@@ -59,7 +59,15 @@ def test_unlabelled_dev_rows_are_accepted(tmp_path):
 @pytest.mark.parametrize(
     "rows, line, words",
     [
-        ([QC, '{"id": 2, "task": "QC",'], 2, "not valid JSON"),
+        ([QC, '{"id": 2, "task": "QC",'], 2, "the line ends before its object does"),
+        ([QC, "{'id': 2}"], 2, "not valid JSON (Expecting property name enclosed in double quotes at column 2)"),
+        (["[", "  " + json.dumps(QC) + ","], 1, "the file holds a JSON array; write one JSON object per line"),
+        (["{", '  "id": 1,'], 1, "an object spread over several lines (pretty-printed JSON)"),
+        (
+            [{k: v for k, v in QC.items() if k != "category_path"} | {"task": "QI", "item_title": "flour 1kg"}],
+            1,
+            "this is a QI file (its rows have item_title, not category_path); give it as <split>_QI.txt",
+        ),
         ([{k: v for k, v in QC.items() if k != "origin_query"}], 1, "missing field 'origin_query'"),
         ([QC | {"label": 2}], 1, "must be 0 or 1"),
         ([QC | {"label": "yes"}], 1, "must be 0 or 1"),
@@ -94,3 +102,12 @@ def test_non_utf8_line_is_named(tmp_path):
         read_records(path, "QC")
     path.write_bytes(b"\xef\xbb\xbf" + good + b"\n")  # a byte-order mark is fine
     assert read_records(path, "QC")[0].query == "baking"
+
+
+def test_a_gzip_file_is_named_as_one(tmp_path):
+    import gzip
+
+    path = tmp_path / "train_QC.txt"
+    path.write_bytes(gzip.compress((json.dumps(QC) + "\n").encode()))
+    with pytest.raises(DataError, match=r"train_QC.txt: this is a gzip archive; decompress it"):
+        read_records(path, "QC")

@@ -9,6 +9,7 @@ from relevance.data.records import TASKS, Record
 from relevance.errors import DataError
 
 _REQUIRED = ("id", "task", "language", "origin_query")
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _label(value, path, line: int) -> int:
@@ -28,6 +29,14 @@ def parse_row(row, task: str, path, line: int, require_label: bool) -> Record:
             path, line, f"expected a JSON object, found {type(row).__name__}; each line must be one object."
         )
     target_field = TASKS[task].target_field
+    other = TASKS[TASKS[task].other]
+    if target_field not in row and other.target_field in row:
+        raise DataError(
+            path,
+            line,
+            f"this is a {other.code} file (its rows have {other.target_field}, not {target_field}); "
+            f"give it as {other.file_name('train').replace('train', '<split>')} or use task={other.code.lower()}.",
+        )
     for field in (*_REQUIRED, target_field):
         if field not in row:
             raise DataError(
@@ -68,6 +77,9 @@ def parse_row(row, task: str, path, line: int, require_label: bool) -> Record:
 def json_lines(path: Path):
     """(line number, decoded object) for each non-blank line; UTF-8 and JSON mistakes name the file and line."""
     with path.open("rb") as handle:
+        if handle.read(2) == GZIP_MAGIC:
+            raise DataError(path, None, "this is a gzip archive; decompress it (gunzip) and give the text file.")
+        handle.seek(0)
         for line_number, raw in enumerate(handle, start=1):
             try:
                 text = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
@@ -78,11 +90,22 @@ def json_lines(path: Path):
             try:
                 yield line_number, json.loads(text)
             except json.JSONDecodeError as error:
-                raise DataError(
-                    path,
-                    line_number,
-                    f"not valid JSON ({error.msg} at column {error.colno}); each line must be one JSON object.",
-                ) from None
+                raise DataError(path, line_number, _json_mistake(text, error)) from None
+
+
+def _json_mistake(text: str, error: json.JSONDecodeError) -> str:
+    """What a line that is not one JSON object most likely is, and the fix."""
+    stripped = text.strip()
+    if stripped in ("[", "]") or stripped.startswith("[{"):
+        return "the file holds a JSON array; write one JSON object per line (JSON Lines), e.g. with jq -c '.[]'."
+    if stripped in ("{", "}") or stripped.startswith('"'):
+        return "an object spread over several lines (pretty-printed JSON); write one JSON object per line."
+    if stripped.startswith("{") and not stripped.endswith("}"):
+        return (
+            f"the line ends before its object does ({error.msg} at column {error.colno}): it is cut off, or an "
+            f"object spread over several lines; each line must be one whole JSON object."
+        )
+    return f"not valid JSON ({error.msg} at column {error.colno}); each line must be one JSON object."
 
 
 def read_records(path: str | Path, task: str, require_label: bool = False) -> list[Record]:
