@@ -100,7 +100,7 @@ def _json_mistake(text: str, error: json.JSONDecodeError) -> str:
         return "the file holds a JSON array; write one JSON object per line (JSON Lines), e.g. with jq -c '.[]'."
     if stripped in ("{", "}") or stripped.startswith('"'):
         return "an object spread over several lines (pretty-printed JSON); write one JSON object per line."
-    if stripped.startswith("{") and not stripped.endswith("}"):
+    if stripped.startswith("{") and error.pos >= len(text.rstrip()):  # the text ran out inside the object
         return (
             f"the line ends before its object does ({error.msg} at column {error.colno}): it is cut off, or an "
             f"object spread over several lines; each line must be one whole JSON object."
