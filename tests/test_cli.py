@@ -196,3 +196,15 @@ def test_register_a_run_without_a_model_leaves_no_registered_model(tmp_path, cap
         main(["register", "--run-id", run.info.run_id, "--name", "empty", "--tracking-uri", uri])
     assert caught.value.code == 2 and f"run {run.info.run_id} logged no model" in capsys.readouterr().err
     assert MlflowClient().search_registered_models("name = 'empty'") == []
+
+
+def test_relevance_says_what_it_is_and_its_version(capsys):
+    from relevance import __version__
+    from relevance.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"relevance {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "Model registry commands of the relevance harness" in capsys.readouterr().out

@@ -97,12 +97,14 @@ def test_registered_champion_predicts_a_valid_submission(trained, cache_dir):
     assert output.name == "submit_QC.txt" and len(output.read_text().splitlines()) == 52
 
 
-def test_relevance_register_best_picks_the_run(trained):
+def test_relevance_register_best_picks_the_run_and_says_why(trained, capsys):
     tmp_path, _, summary = trained
     from relevance.cli import main
 
     main(["register", "--best", "--name", "relevance-best", "--tracking-uri", mlflow.get_tracking_uri()])
     assert MlflowClient().get_model_version_by_alias("relevance-best", "champion").run_id == summary["run_id"]
+    said = f"best run in experiment 'relevance' by oof_best_f1: {summary['run_id']} ({summary['oof_best_f1']:.4f})"
+    assert said in capsys.readouterr().out
 
 
 def free_port() -> int:

@@ -122,9 +122,16 @@ def headline(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """`relevance register ...`: put a run's model (or the best run's) into the model registry."""
-    from relevance import tracking
+    from relevance import __version__, tracking
 
-    parser = argparse.ArgumentParser(prog="relevance")
+    parser = argparse.ArgumentParser(
+        prog="relevance",
+        description="Model registry commands of the relevance harness (train with `python train.py`, predict with "
+        "`python predict.py`).",
+        epilog="example: relevance register --best --name relevance-qc   (the finished run with the highest "
+        "oof_best_f1 becomes models:/relevance-qc@champion)",
+    )
+    parser.add_argument("--version", action="version", version=f"relevance {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     reg = commands.add_parser("register", help="register a run's model under a name and alias")
     which = reg.add_mutually_exclusive_group(required=True)
@@ -132,8 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     which.add_argument("--best", action="store_true", help="the run with the highest --metric in --experiment")
     reg.add_argument("--name", required=True, help="registered model name, e.g. relevance-qc")
     reg.add_argument("--alias", default="champion", help="alias to point at the new version (default: champion)")
-    reg.add_argument("--experiment", default="relevance")
-    reg.add_argument("--metric", default="oof_best_f1")
+    reg.add_argument("--experiment", default="relevance", help="MLflow experiment searched by --best")
+    reg.add_argument("--metric", default="oof_best_f1", help="metric --best maximises (default: oof_best_f1)")
     reg.add_argument("--tracking-uri", default=None, help="default: sqlite:///./mlruns/mlflow.db")
     args = parser.parse_args(argv)
     with user_errors_exit(doing="registration"):
@@ -141,5 +148,8 @@ def main(argv: list[str] | None = None) -> None:
 
         mlflow.set_tracking_uri(tracking.existing_store(args.tracking_uri or tracking.default_tracking_uri(".")))
         run_id = tracking.best_run(args.experiment, args.metric) if args.best else args.run_id
+        if args.best:
+            value = mlflow.tracking.MlflowClient().get_run(run_id).data.metrics[args.metric]
+            print(f"best run in experiment {args.experiment!r} by {args.metric}: {run_id} ({value:.4f})")
         version = tracking.register(tracking.model_uri(run_id), args.name, args.alias)
         print(f"registered run {run_id} as models:/{args.name}/{version} (alias @{args.alias})")
