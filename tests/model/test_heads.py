@@ -83,18 +83,16 @@ def test_answer_logits_equal_a_full_forward_at_each_rows_last_token(tiny_lm):
     assert torch.allclose(torch.sigmoid(logit), p_yes, atol=1e-6) and loss is None
 
 
+def yes_no_with_lora(cfg, location, tokenizer):
+    """The tiny LM with the yes/no head's LoRA (r4 on every linear layer, the LM head frozen)."""
+    model = load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head)
+    return apply_lora(model, "all-linear", "score", r=4, alpha=8, dropout=0.0, head=YesNoHead)
+
+
 def test_training_on_the_answer_token_learns_and_keeps_the_lm_head_frozen(tiny_lm):
     cfg, location, tokenizer = tiny_lm
     L.seed_everything(0)
-    model = apply_lora(
-        load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head),
-        "all-linear",
-        "score",
-        r=4,
-        alpha=8,
-        dropout=0.0,
-        head=YesNoHead,
-    )
+    model = yes_no_with_lora(cfg, location, tokenizer)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     module = RelevanceModule(model, build_head(cfg.head, tokenizer), 1e-2, 0.0, 0.1, "linear")
@@ -201,15 +199,7 @@ def test_both_losses_train_the_yes_no_margin(tiny_lm):
     ids = answer_token_ids(tokenizer, cfg.head.answers)
     for loss in ("pair", "vocab"):
         L.seed_everything(0)
-        model = apply_lora(
-            load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head),
-            "all-linear",
-            "score",
-            r=4,
-            alpha=8,
-            dropout=0.0,
-            head=YesNoHead,
-        )
+        model = yes_no_with_lora(cfg, location, tokenizer)
         head = YesNoHead(yes_id=ids[0], no_id=ids[1], loss=loss)
         module = RelevanceModule(model, head, 5e-3, 0.0, 0.0, "linear")
         data = PairDataModule(tokenizer, texts, labels, texts, 8, 8, 32, seed=0)

@@ -47,13 +47,15 @@ def cross_validate(
         reused = resume.load_fold(name, weights)
         if reused:
             scored, learned = reused
+            result = evaluate(data.labels[held_out], scored[0], [data.languages[i] for i in held_out], seen)
             log.info("%sfold %d/%d: finished before the interruption; reused", stage, fold + 1, cfg.split.n_folds)
         else:
-            scored, learned = _train_fold_run(cfg, runtime, source, data, dev_inputs, fold, stage, epochs, weights)
+            scored, learned, result = _train_fold_run(
+                cfg, runtime, source, data, dev_inputs, fold, stage, epochs, weights
+            )
         folds_health.append(learned)
         oof[held_out] = scored[0]
         dev_scores += scored[1:]
-        result = evaluate(data.labels[held_out], scored[0], [data.languages[i] for i in held_out], seen)
         for observer in observers:
             observer(fold, oof, result)
     if cfg.train.get("require_learning", True):
@@ -62,7 +64,8 @@ def cross_validate(
 
 
 def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: int, stage: str, epochs, weights):
-    """One fold in its own child run: train, score its held-out rows (and dev), log, keep a checkpoint."""
+    """One fold in its own child run: train, score its held-out rows (and dev), log, keep a checkpoint. Returns
+    the scores, the fold's health and its held-out evaluation."""
     held_out = np.flatnonzero(data.folds == fold)
     train_inputs, train_labels = data.training_rows(fold)
     with tracking.start_run(
@@ -114,7 +117,7 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
             }
         )
         resume.save_fold(scored, learned, weights)
-    return scored, learned
+    return scored, learned, result
 
 
 def refit(cfg, runtime, source: ModelSource, data: TrainingData, dev_inputs, adapters: Path) -> list[np.ndarray]:
