@@ -2,6 +2,7 @@
 128 + signal, one line and no traceback, and leave its MLflow runs KILLED rather than RUNNING or FAILED."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,11 +87,19 @@ def test_a_run_whose_process_was_killed_9_is_marked_failed_at_the_next_start(tmp
     assert run.info.status == "FAILED" and run.data.tags["relevance.abandoned"] == "true"
 
 
-RESUMABLE = ["backbone=tiny", "split.n_folds=3", "train.epochs=20", "data.demo.train_rows=240", "progress=false"]
+RESUMABLE = [
+    "backbone=tiny",
+    "split.n_folds=3",
+    "train.epochs=20",
+    "data.demo.train_rows=240",
+    "progress=false",
+    "train.checkpoint_minutes=0.001",  # a fold's progress saved after (nearly) every step
+]
 
 
-def train(tmp_path, cache_dir, *extra, wait_for: str | None = None):
-    """`python train.py` in `tmp_path`; with `wait_for`, killed with SIGKILL once that text is logged."""
+def train(tmp_path, cache_dir, *extra, wait_for: str | None = None, and_file: str | None = None):
+    """`python train.py` in `tmp_path`; with `wait_for`, killed with SIGKILL once that text is logged (and a
+    file matching the glob `and_file` exists under `tmp_path`)."""
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "RELEVANCE_CACHE": str(cache_dir), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, str(ROOT / "train.py"), f"paths.root={tmp_path}", *PLUMBING, *RESUMABLE, *extra]
     process = subprocess.Popen(
@@ -100,7 +109,11 @@ def train(tmp_path, cache_dir, *extra, wait_for: str | None = None):
     for line in process.stdout:
         log.append(line)
         if wait_for and wait_for in line:
-            time.sleep(2)
+            started = time.monotonic()
+            while and_file and not list(tmp_path.glob(and_file)):
+                assert time.monotonic() - started < 240, f"no {and_file} was written"
+                time.sleep(0.05)
+            time.sleep(1)
             process.send_signal(signal.SIGKILL)
             break
     process.wait(timeout=600)
@@ -113,7 +126,10 @@ def parent_metrics(tmp_path) -> list:
     return client.search_runs([experiment], "tags.`relevance.level` = 'parent'")
 
 
-def test_a_run_killed_9_in_fold_2_of_3_resumes_with_the_same_scores_and_fold_1_not_retrained(tmp_path, cache_dir):
+def test_a_run_killed_9_in_fold_2_of_3_resumes_fold_2_from_its_checkpoint_with_the_same_scores(tmp_path, cache_dir):
+    """Fold 1 is reused, fold 2 continues from the step its progress file holds (mid-epoch: the optimizer, the
+    scheduler, the losses and the position in the epoch restored), and the out-of-fold and dev metrics equal an
+    uninterrupted run's to the last digit."""
     reference = tmp_path / "reference"
     reference.mkdir()
     code, _ = train(reference, cache_dir)
@@ -122,14 +138,17 @@ def test_a_run_killed_9_in_fold_2_of_3_resumes_with_the_same_scores_and_fold_1_n
 
     killed = tmp_path / "killed"
     killed.mkdir()
-    code, _ = train(killed, cache_dir, wait_for="fold 2/3: training")
+    code, _ = train(killed, cache_dir, wait_for="fold 2/3: training", and_file="checkpoints/*/fold-1/last.ckpt")
     assert code == -signal.SIGKILL
     code, log = train(killed, cache_dir)  # the same command again
     assert code == 0, log[-3000:]
     assert "resuming run" in log and "fold 1/3: finished before the interruption; reused" in log
     assert "fold 1/3: training" not in log and "fold 2/3: training" in log
+    step = re.search(r"fold 1: continuing from its checkpoint at step (\d+)", log)
+    assert step and int(step.group(1)) > 0, log[-3000:]
     (resumed,) = parent_metrics(killed)  # the same parent run, now finished
     assert resumed.info.status == "FINISHED"
     scores = [k for k in expected.data.metrics if k.startswith(("oof_", "dev_"))]
     assert "oof_best_f1" in scores
     assert {k: resumed.data.metrics[k] for k in scores} == {k: expected.data.metrics[k] for k in scores}
+    assert not (killed / "checkpoints").exists()  # a finished run keeps no progress files

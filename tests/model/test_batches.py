@@ -1,8 +1,10 @@
-"""Length-grouped batches under several ranks: every row scored once, every rank stepping equally often."""
+"""Length-grouped batches under several ranks: every row scored once, every rank stepping equally often; a loader
+resumed mid-epoch yields what an uninterrupted one would have."""
 
 import numpy as np
+import pytest
 
-from relevance.model.batches import LengthGroupedBatches
+from relevance.model.batches import LengthGroupedBatches, ResumableLoader
 
 
 def test_ranks_share_the_batches_without_overlap():
@@ -19,3 +21,29 @@ def test_ranks_share_the_batches_without_overlap():
         assert [len(LengthGroupedBatches(lengths, 8, shuffle, rank=r, world_size=3)) for r in range(3)] == [
             len(b) for b in per_rank
         ]
+
+
+def _loader(lengths):
+    sampler = LengthGroupedBatches(lengths, 8, shuffle=True, seed=3)
+    return ResumableLoader(list(range(len(lengths))), batch_sampler=sampler, collate_fn=lambda rows: rows)
+
+
+def _epochs(loader, n: int) -> list[list[int]]:
+    return [batch for _ in range(n) for batch in loader]
+
+
+@pytest.mark.parametrize("trained", [0, 3, 13, 14, 20])  # 13 batches an epoch: 13 and 14 straddle its end
+def test_a_loader_resumed_at_its_saved_position_goes_on_as_an_uninterrupted_one(trained):
+    lengths = np.random.default_rng(0).integers(5, 60, size=103)
+    uninterrupted = _epochs(_loader(lengths), 3)
+    first = _loader(lengths)
+    taken, batches = [], iter(first)
+    for _ in range(trained):
+        if len(taken) and len(taken) % len(first) == 0:
+            batches = iter(first)  # Lightning starts each epoch with a fresh iterator
+        taken.append(next(batches))
+    state = first.state_dict()
+    resumed = _loader(lengths)
+    resumed.load_state_dict(state)
+    rest = [batch for _ in range(3 - trained // len(first)) for batch in resumed]
+    assert taken + rest == uninterrupted

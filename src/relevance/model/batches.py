@@ -16,7 +16,9 @@ class LengthGroupedBatches(Sampler[list[int]]):
 
     Under several ranks each takes every `world_size`-th batch (the same seed on every rank, so together they
     cover every batch once); in training the last batches are repeated so that every rank steps equally often,
-    which DDP's gradient all-reduce needs."""
+    which DDP's gradient all-reduce needs.
+
+    A training run interrupted mid-epoch resumes where it stopped (`resume_at`)."""
 
     def __init__(
         self,
@@ -35,6 +37,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
         self.megabatch = batch_size * megabatch_batches
         self.epoch = 0
         self.rank, self.world_size = rank, world_size
+        self.skip = 0  # batches of the next epoch drawn that were trained on before an interruption
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -56,7 +59,14 @@ class LengthGroupedBatches(Sampler[list[int]]):
                 per_rank = len(self)
                 batches = [batches[i % len(batches)] for i in range(per_rank * self.world_size)]  # repeat the first
             batches = batches[self.rank :: self.world_size]
-        yield from batches
+        skip, self.skip = self.skip, 0
+        yield from batches[skip:]
+
+    def resume_at(self, epoch: int, batches_trained: int) -> None:
+        """The next epoch drawn is `epoch`, without its first `batches_trained` batches."""
+        finished = batches_trained >= len(self)
+        self.epoch = epoch + 1 if finished else epoch
+        self.skip = 0 if finished else batches_trained
 
     def _batches(self) -> list[list[int]]:
         if not self.shuffle:
@@ -163,6 +173,30 @@ def make_collate(tokenizer):
     return collate
 
 
+class ResumableLoader(DataLoader):
+    """A DataLoader whose position Lightning saves in its checkpoints and restores (its `_Stateful` protocol):
+    which epoch is being drawn and how many of its batches were trained on. Counted here, after any worker
+    prefetching, rather than in the sampler; Lightning fetches no batch ahead from a loader with a length, so
+    every batch yielded when a checkpoint is taken has been trained on."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._drawing, self._yielded = 0, 0
+
+    def __iter__(self):
+        sampler = self.batch_sampler
+        self._drawing, self._yielded = sampler.epoch, sampler.skip
+        for batch in super().__iter__():
+            self._yielded += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self._drawing, "batches_trained": self._yielded}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batch_sampler.resume_at(state["epoch"], state["batches_trained"])
+
+
 def dataloader(
     tokenizer,
     inputs: list,
@@ -178,4 +212,4 @@ def dataloader(
     dataset = _Encoded(encode(tokenizer, inputs, max_length), labels)
     lengths = [len(ids) for ids in dataset.input_ids]
     sampler = LengthGroupedBatches(lengths, batch_size, shuffle, seed, rank=rank, world_size=world_size)
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=make_collate(tokenizer), num_workers=num_workers)
+    return ResumableLoader(dataset, batch_sampler=sampler, collate_fn=make_collate(tokenizer), num_workers=num_workers)

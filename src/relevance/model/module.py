@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import lightning as L
 import numpy as np
 import torch
@@ -54,6 +56,7 @@ class RelevanceModule(L.LightningModule):
         self.losses: list[float] = []  # every step's training loss, for the learned-or-not check
         # Checkpoints hold only the trainable (adapter + head) tensors, so loading them is never strict.
         self.strict_loading = False
+        self._data_position: dict | None = None  # where a resumed fold's epoch continues (on_load_checkpoint)
 
     def forward(self, batch: dict) -> torch.Tensor:
         """The relevance logit of each row (its sigmoid is the score)."""
@@ -93,8 +96,45 @@ class RelevanceModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Only what trains (never the base weights), and what a resumed fold needs to go on exactly as an
+        uninterrupted one would: the losses so far and the random number generators' states."""
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        loader = self.trainer.train_dataloader
+        checkpoint["relevance"] = {
+            "losses": list(self.losses),
+            "rng": _rng_states(),
+            "data": loader.state_dict() if hasattr(loader, "state_dict") else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("relevance") or {}
+        self.losses = list(saved.get("losses", []))
+        self._data_position = saved.get("data")
+        if "rng" in saved:
+            _set_rng_states(saved["rng"])
+
+    def on_train_start(self) -> None:
+        # Lightning restores a loader's position only when it builds the loader after the restore; here
+        # `estimated_stepping_batches` built it before, so the position is put back by hand (idempotent).
+        if self._data_position:
+            self.trainer.train_dataloader.load_state_dict(self._data_position)
+            self._data_position = None
+
+
+def _rng_states() -> dict:
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def all_ranks(outputs: list[dict]) -> list[dict]:

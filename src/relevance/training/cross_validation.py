@@ -68,6 +68,7 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
     the scores, the fold's health and its held-out evaluation."""
     held_out = np.flatnonzero(data.folds == fold)
     train_inputs, train_labels = data.training_rows(fold)
+    progress = resume.progress_folder(cfg, runtime, f"{stage}fold-{fold}")  # keyed by the parent run
     with tracking.start_run(
         run_name=f"{stage}fold-{fold}",
         nested=True,
@@ -95,6 +96,7 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
             epochs,
             name=f"{stage}fold {fold}",
             heldout_labels=data.labels[held_out],
+            progress=progress,
         )
         mlflow.log_metrics(
             {
@@ -117,6 +119,7 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
             }
         )
         resume.save_fold(scored, learned, weights)
+        resume.forget_progress(progress)
     return scored, learned, result
 
 
@@ -127,6 +130,7 @@ def refit(cfg, runtime, source: ModelSource, data: TrainingData, dev_inputs, ada
     if reused:
         log.info("refit: finished before the interruption; reused")
         return reused[0]
+    progress = resume.progress_folder(cfg, runtime, "refit")
     with tracking.start_run(
         run_name="refit", nested=True, tags={"relevance.level": "fold", "relevance.stage": "refit"}
     ):
@@ -141,6 +145,8 @@ def refit(cfg, runtime, source: ModelSource, data: TrainingData, dev_inputs, ada
             cfg.split.n_folds,
             adapters / "refit",
             name="refit",
+            progress=progress,
         )
         resume.save_fold(scores, learned, adapters / "refit")
+        resume.forget_progress(progress)
     return scores

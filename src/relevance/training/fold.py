@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
 import numpy as np
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from relevance.model import finetune
 from relevance.model.datamodule import PairDataModule
 from relevance.model.heads import build_head
 from relevance.model.module import RelevanceModule, all_ranks, gather_scores
-from relevance.training import health
+from relevance.training import health, resume
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,30 @@ class ModelSource:
     init_adapter: Path | None = None
 
 
-def make_trainer(cfg, runtime, epochs: int) -> L.Trainer:
+class ProgressCheckpoint(ModelCheckpoint):
+    """Lightning's checkpoint on a time interval, never between the micro-batches of one accumulated step (their
+    summed gradients are not part of a checkpoint, so a resumed fold would lose them)."""
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        if trainer.fit_loop.epoch_loop._should_accumulate():
+            return
+        super().on_train_batch_end(trainer, *args, **kwargs)
+
+
+def make_trainer(cfg, runtime, epochs: int, progress: Path | None = None) -> L.Trainer:
+    """Lightning's Trainer for one fold; with `progress`, it saves the fold's progress there every
+    `train.checkpoint_minutes` (and at each epoch's end) for a rerun to continue from."""
+    callbacks = []
+    if progress is not None:
+        callbacks.append(
+            ProgressCheckpoint(
+                dirpath=progress,
+                filename=resume.LAST,
+                train_time_interval=timedelta(minutes=float(cfg.train.checkpoint_minutes)),
+                save_top_k=1,
+                enable_version_counter=False,
+            )
+        )
     return L.Trainer(
         accelerator=runtime.accelerator,
         devices=runtime.devices,
@@ -43,7 +68,8 @@ def make_trainer(cfg, runtime, epochs: int) -> L.Trainer:
         limit_train_batches=cfg.train.limit_train_batches,
         deterministic=runtime.accelerator == "cpu",
         logger=False,
-        enable_checkpointing=False,
+        callbacks=callbacks,
+        enable_checkpointing=bool(callbacks),
         enable_model_summary=False,
         enable_progress_bar=cfg.progress,
         num_sanity_val_steps=0,
@@ -64,10 +90,12 @@ def train_fold(
     lr: float | None = None,
     name: str | None = None,
     heldout_labels: np.ndarray | None = None,
+    progress: Path | None = None,
 ) -> tuple[list[np.ndarray], health.FoldHealth]:
     """Fresh base + LoRA or full fine-tuning (or the TAPT stage-1 weights), trained on the given rows; returns the
     scores of each list in `score_inputs` and whether the fold learned (judged on the first list against
-    `heldout_labels` when given), and saves what trained to `adapter_dir`."""
+    `heldout_labels` when given), and saves what trained to `adapter_dir`. With `progress`, training keeps its
+    progress in that folder and continues from what an interrupted attempt left there."""
     L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
     tokenizer, max_length = source.tokenizer, source.max_length
     head = build_head(cfg.head, tokenizer)
@@ -89,7 +117,10 @@ def train_fold(
         head_lr=head_lr if isinstance(head_lr, (int, float)) else None,
         head_module=cfg.backbone.head_module,
     )
-    trainer = make_trainer(cfg, runtime, epochs or cfg.train.epochs)
+    trainer = make_trainer(cfg, runtime, epochs or cfg.train.epochs, progress)
+    saved = resume.saved_progress(progress)
+    if saved:
+        log.info("%s: continuing from its checkpoint at step %d", name or f"fold {fold}", saved[1])
     common = dict(
         batch_size=cfg.train.batch_size,
         eval_batch_size=cfg.train.eval_batch_size,
@@ -97,7 +128,12 @@ def train_fold(
         seed=cfg.seed + fold,
         num_workers=cfg.train.num_workers,
     )
-    trainer.fit(module, datamodule=PairDataModule(tokenizer, train_inputs, train_labels, None, **common))
+    trainer.fit(
+        module,
+        datamodule=PairDataModule(tokenizer, train_inputs, train_labels, None, **common),
+        ckpt_path=saved[0] if saved else None,
+        weights_only=False,  # our own file: it also holds the losses so far and the RNG states
+    )
     results = []
     for inputs in score_inputs:
         outputs = trainer.predict(module, datamodule=PairDataModule(tokenizer, None, None, inputs, **common))

@@ -1,18 +1,22 @@
 """Finished folds survive their process: each fold run keeps its scores, health and weights as MLflow artifacts,
 and a rerun of an interrupted run (same config: same fingerprint) reopens its parent run and trains only the folds
-that did not finish. Granularity is the fold: a fold interrupted half-way is trained again from its start."""
+that did not finish. A fold that was training keeps its progress (trainable weights, optimizer, step, position in
+the epoch) in a local folder every `train.checkpoint_minutes`; the rerun continues it from there."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import torch
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
@@ -22,6 +26,8 @@ from relevance.training.health import FoldHealth
 CHECKPOINT = "checkpoint"  # artifact folder of a fold run: scores.npz, health.json, weights/
 FINGERPRINT_TAG = "relevance.fingerprint"
 NOT_PART_OF_THE_RESULT = ("resume", "progress", "sweep")  # may differ between a run and its resumption
+
+log = logging.getLogger(__name__)
 
 
 def fingerprint(cfg) -> str:
@@ -60,6 +66,46 @@ def run_to_resume(cfg, experiment: str) -> str | None:
         max_results=1,
     )
     return runs[0].info.run_id if runs else None
+
+
+LAST = "last"  # the progress file of a training fold: last.ckpt
+
+
+def progress_folder(cfg, runtime, name: str) -> Path | None:
+    """Where the training fold `name` of the active parent run keeps its progress; None when it is not kept: no
+    interval set, a sweep trial or several ranks (those start afresh), or DeepSpeed (its checkpoints are its own)."""
+    parent = mlflow.active_run()
+    minutes = cfg.train.get("checkpoint_minutes")
+    if not minutes or parent is None or cfg.sweep.get("trial") is not None or runtime.world_size > 1:
+        return None
+    if "deepspeed" in str(cfg.strategy.get("name", "")):
+        return None
+    return Path(cfg.paths.checkpoints) / parent.info.run_id / name.replace("/", "_")
+
+
+def saved_progress(folder: Path | None) -> tuple[Path, int] | None:
+    """The progress file in `folder` and its step, when there is one that loads; an unreadable one is removed."""
+    path = folder / f"{LAST}.ckpt" if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        step = int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+    except Exception as error:  # noqa: BLE001 - any unreadable file means: start the fold afresh
+        log.warning("%s cannot be read (%s); the fold starts from its beginning", path, error)
+        path.unlink(missing_ok=True)
+        return None
+    return path, step
+
+
+def forget_progress(folder: Path | None) -> None:
+    """A finished fold's progress folder (its checkpoint artifact replaces it), and the folders above it that
+    it leaves empty."""
+    if folder is None:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()
+        folder.parent.parent.rmdir()
 
 
 def save_fold(scored: list[np.ndarray], health: FoldHealth, weights: Path | None) -> None:
