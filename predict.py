@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from relevance.cli import user_errors_exit
+from relevance.cli import config_errors_exit, user_errors_exit
 
 
 @hydra.main(config_path="conf", config_name="predict")
@@ -15,4 +15,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with config_errors_exit():  # a value of the wrong type or an unknown key: one line, exit code 2
+        main()

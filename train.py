@@ -5,7 +5,7 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
-from relevance.cli import headline, language_table, user_errors_exit
+from relevance.cli import config_errors_exit, headline, language_table, user_errors_exit
 
 # Hydra 1.4 asks call sites to whitelist instantiated targets; the sweep callbacks it instantiates are our own.
 warnings.filterwarnings("ignore", message=r".*_target_='relevance\.sweep\..*", category=UserWarning)
@@ -32,4 +32,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    with config_errors_exit():  # a value of the wrong type or an unknown key: one line, exit code 2
+        main()

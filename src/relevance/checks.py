@@ -52,6 +52,8 @@ def check_config(cfg: DictConfig) -> None:
     for key, maximum in (("lora.dropout", 0.99), ("train.warmup_ratio", 1.0)):
         if OmegaConf.select(cfg, key) > maximum:
             raise ConfigError(f"{key}={OmegaConf.select(cfg, key)!r} must be at most {maximum} (a fraction).")
+    if cfg.train.get("checkpoint_minutes") is not None:
+        _check_number(cfg, "train.checkpoint_minutes", integer=False, minimum=0)
     if cfg.data.get("max_rows") is not None:
         _check_number(cfg, "data.max_rows", integer=True, minimum=1)
     if not isinstance(cfg.tracking.experiment, str) or not cfg.tracking.experiment.strip():
@@ -60,11 +62,6 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.train.scheduler not in ("linear", "cosine", "constant_with_warmup"):
         raise ConfigError(
             f"train.scheduler={cfg.train.scheduler!r} is not known; use linear, cosine or constant_with_warmup."
-        )
-    if not isinstance(cfg.get("threshold"), DictConfig):
-        raise ConfigError(
-            f"threshold={cfg.get('threshold')!r}: the threshold is now a group of settings; fix one "
-            f"with threshold.method=fixed threshold.value=0.4 (or leave the default, exact)."
         )
     thresholds.check(cfg.threshold)
     parts = task_parts(cfg)

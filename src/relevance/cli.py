@@ -77,6 +77,37 @@ def user_errors_exit(reraise: bool = False, doing: str = "the command", tracked:
             sys.exit(interrupts.exit_code())
 
 
+@contextlib.contextmanager
+def config_errors_exit():
+    """Hydra's own composition errors (a value of the wrong type, an unknown key or group option, an override it
+    cannot parse) as one line and exit code 2, like every other user mistake, instead of its several-line report."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises the error here instead of printing and exiting itself
+    try:
+        yield
+    except (HydraException, OmegaConfBaseException) as error:
+        print(f"error: {config_error_line(error)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def config_error_line(error: Exception) -> str:
+    """One line from a Hydra or OmegaConf error: what was asked, why it cannot be, and the hint Hydra gives."""
+    lines = [line.strip() for line in str(error).split("Config search path:")[0].splitlines() if line.strip()]
+    cause = error.__cause__
+    reason = (getattr(cause, "msg", None) or str(cause)).splitlines()[0] if cause is not None else ""
+    first = lines[0].removeprefix("Error merging override ").removeprefix("In 'train': ").removeprefix("In 'predict': ")
+    if "is not a subclass of" in reason:  # a value given to a group of settings, e.g. threshold=0.4
+        key = first.split("=")[0]
+        reason = f"{key} is a group of settings, not one value; set its keys ({key}.<key>=<value>)"
+    if len(lines) > 2 and lines[1].startswith("Available options"):
+        return f"{first}; {lines[1].rstrip(':').lower()}: {', '.join(lines[2:])}."  # an unknown group option
+    hints = " ".join(lines[1:])
+    line = " ".join(part for part in (f"{first.rstrip('.')}: {reason}" if reason else first, hints) if part)
+    return line if line.endswith(".") else line + "."
+
+
 def language_table(by_language: dict[str, list[dict]]) -> str:
     """Per-language F1 beside its floor, seen and unseen languages marked, one column per scored set."""
     names = list(by_language)

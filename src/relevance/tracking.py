@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -38,8 +39,13 @@ def check_store(uri: str, timeout: float = 3.0) -> None:
     if scheme == "sqlite":
         folder = Path(uri.removeprefix("sqlite:///")).parent
         existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
-        if not os.access(existing, os.W_OK):
-            raise ConfigError(f"tracking.uri={uri}: {existing} is not writable; put the store in a folder you own.")
+        try:  # a file made and removed at once: os.access says yes to root even where nothing can be written
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as error:
+            raise ConfigError(
+                f"tracking.uri={uri}: {existing} is not writable ({error.strerror}); put the store in a folder you own."
+            ) from None
     if scheme in ("http", "https"):
         try:
             urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout)

@@ -70,7 +70,8 @@ def parse_row(row, task: str, path, line: int, require_label: bool) -> Record:
     if row.get("label") is not None:
         label = _label(row["label"], path, line)
     elif require_label:
-        raise DataError(path, line, "missing field 'label'; training files need a 0/1 label on every row.")
+        said = "label is null" if "label" in row else "missing field 'label'"
+        raise DataError(path, line, f"{said}; training files need a 0/1 label on every row.")
     return Record(id=row_id, task=task, language=language.strip().lower(), query=query, target=target, label=label)
 
 

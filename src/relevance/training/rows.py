@@ -167,6 +167,8 @@ def prepare_data(cfg, preprocessor: Preprocessor):
         dev = dev + task_dev if (dev is not None and task_dev) else None
         dropped += report.dropped_empty_query
     report.dropped_empty_query = dropped
+    if dropped:
+        log.warning("dropped %d training row(s) whose query is empty (or null) after cleaning", dropped)
     folds = assign_folds(records, cfg.split.name, cfg.split.n_folds, cfg.seed, cfg.split.get("category_depth", 2))
     check_folds(np.array([r.label for r in records]), folds, cfg.split.n_folds, cfg.split.name)
     data = TrainingData(
