@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo lint format test test-fast ui clean
+.PHONY: setup demo lint format test test-fast ui dashboard clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,11 @@ test-fast: lint
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlruns)/mlflow.db --workers 1
+
+# Optuna's own dashboard on the studies of `python train.py -m +hparams_search=...` (history, importances, slices).
+dashboard: setup
+	$(BIN)/pip install -q -e ".[dashboard]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	$(BIN)/optuna-dashboard sqlite:///$(abspath sweeps)/optuna.db --host 127.0.0.1 --port 8080
 
 clean:
 	rm -rf $(VENV) sweeps mlruns

@@ -5,7 +5,7 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
-from relevance.cli import config_errors_exit, headline, language_table, user_errors_exit
+from relevance.cli import config_errors_exit, language_table, user_errors_exit
 
 # Hydra 1.4 asks call sites to whitelist instantiated targets; the sweep callbacks it instantiates are our own.
 warnings.filterwarnings("ignore", message=r".*_target_='relevance\.sweep\..*", category=UserWarning)
@@ -13,6 +13,7 @@ warnings.filterwarnings("ignore", message=r".*_target_='relevance\.sweep\..*", c
 
 @hydra.main(config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    from relevance.evaluation.reporting import headline
     from relevance.pipeline import run
 
     in_sweep = cfg.sweep.trial is not None  # a sweep records a failed trial and goes on; a single run exits

@@ -148,6 +148,10 @@ def test_language_table_lists_seen_first_and_leaves_missing_cells_blank():
     assert "out-of-fold F1 (floor)" in header and "dev F1 (floor)" in header
     assert ja.split()[:5] == ["ja", "yes", "0.900", "(0.800)", "n=50"] and "0.850 (0.800)" in ja
     assert ar.split()[:5] == ["ar", "no", "0.610", "(0.750)", "n=20"]  # no out-of-fold cell for an unseen language
+    one = language_table(
+        {"dev": [{"language": "pl", "f1": float("nan"), "floor": 1.0, "rows": 9, "seen": False, "one_label": True}]}
+    )
+    assert one.splitlines()[2].split() == ["pl", "no", "one", "label", "n=9"]  # no F1 against a floor of 1
 
 
 def test_register_best_names_a_missing_store_or_experiment(tmp_path, capsys, monkeypatch):
@@ -208,3 +212,12 @@ def test_relevance_says_what_it_is_and_its_version(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "Model registry commands of the relevance harness" in capsys.readouterr().out
+
+
+def test_train_and_predict_help_describe_the_command_with_examples(tmp_path):
+    train = run_cli("train.py", "--help", tmp_path=tmp_path)
+    assert train.returncode == 0 and train.stdout.startswith("train.py: cross-validated training")
+    assert "python train.py -m backbone=gemma3_12b,qwen3_14b" in train.stdout and "backbone: gemma2_9b" in train.stdout
+    predict = run_cli("predict.py", "--help", tmp_path=tmp_path)
+    assert predict.returncode == 0 and "model= is required" in predict.stdout
+    assert "experiment:" not in predict.stdout  # training-only groups are not offered for prediction

@@ -78,7 +78,7 @@ def test_logged_model_holds_adapters_not_base_weights(trained):
     assert meta["folds"] == ["fold_0", "fold_1"] and meta["backbone"]["name"] == "tiny"
     assert meta["thresholds"] == {"QC": pytest.approx(summary["oof_best_threshold"])}
     files = sorted(p.name for p in (bundle / "adapters" / "fold_0").iterdir())
-    assert files == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+    assert files == ["adapter_config.json", "adapter_model.safetensors"]  # PEFT's placeholder README removed
 
 
 def test_registered_champion_predicts_a_valid_submission(trained, cache_dir):

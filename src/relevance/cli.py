@@ -117,38 +117,15 @@ def language_table(by_language: dict[str, list[dict]]) -> str:
     header = "language  seen  " + "  ".join(f"{name + ' F1 (floor)':>22}" for name in names)
     lines = [header, "-" * len(header)]
     for language in languages:
-        values = [
-            f"{cells[n][language]['f1']:.3f} ({cells[n][language]['floor']:.3f}) n={cells[n][language]['rows']:<4}"
-            if language in cells[n]
-            else ""
-            for n in names
-        ]
+        values = [_cell(cells[n][language]) if language in cells[n] else "" for n in names]
         lines.append(f"{language:<8}  {'yes' if seen[language] else 'no':<4}  " + "  ".join(f"{v:>22}" for v in values))
     return "\n".join(lines)
 
 
-def headline(summary: dict) -> str:
-    """The run's F1 lines: one per task (task=joint adds the competition score, their mean)."""
-    lines = []
-    for prefix in ("", "qc_", "qi_"):
-        if f"{prefix}oof_best_f1" not in summary or (not prefix and "qc_oof_best_f1" in summary):
-            continue
-        name = prefix.rstrip("_").upper() + " " if prefix else ""
-        lines.append(
-            f"{name}out-of-fold F1 {summary[prefix + 'oof_best_f1']:.4f} at threshold "
-            f"{summary[prefix + 'oof_best_threshold']:.3f} ({summary[prefix + 'oof_at_0.5_f1']:.4f} at 0.5; "
-            f"all-positive floor {summary[prefix + 'oof_all_positive_f1']:.4f}); decision threshold "
-            f"{summary[prefix + 'decision_threshold']:.3f}"
-        )
-        if f"{prefix}dev_f1_at_oof_threshold" in summary:
-            lines.append(
-                f"{name}dev F1 (fold ensemble, decision threshold): "
-                f"{summary[prefix + 'dev_f1_at_oof_threshold']:.4f} "
-                f"(floor {summary[prefix + 'dev_all_positive_f1']:.4f})"
-            )
-    if "qc_oof_best_f1" in summary:
-        lines.append(f"competition score (mean of QC and QI out-of-fold F1): {summary['oof_best_f1']:.4f}")
-    return "\n".join(lines)
+def _cell(row: dict) -> str:
+    if row.get("one_label"):
+        return f"one label n={row['rows']:<4}"
+    return f"{row['f1']:.3f} ({row['floor']:.3f}) n={row['rows']:<4}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,12 +16,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from relevance import tracking
 from relevance.checks import check_config
-from relevance.evaluation.reporting import log_report, refit_report, report
+from relevance.data.sources import data_file
+from relevance.evaluation.reporting import headline, log_report, refit_report, report
 from relevance.model.backbones import load_tokenizer, resolve_source
 from relevance.model.heads import build_head
 from relevance.runtime import global_rank, resolve_runtime
 from relevance.serving.bundle import ModelBundle
-from relevance.serving.scorer import log_model
+from relevance.serving.logged_model import log_model
+from relevance.serving.model_card import model_card
 from relevance.sweep import trial as sweep_trial
 from relevance.tasks import is_joint, metric_prefix
 from relevance.text.formatting import fixed_prompt_tokens
@@ -130,6 +132,13 @@ def run(cfg: DictConfig) -> dict:
             if not resumed:  # a resumed run has them already (and MLflow refuses a param logged twice)
                 mlflow.log_params(tracking.flatten(cfg))
                 mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+                tracking.log_datasets(
+                    {
+                        (task, which): data_file(cfg.data, cfg.paths.cache, task, which)
+                        for task in preprocessor.templates
+                        for which in ("train", "dev")
+                    }
+                )
             mlflow.log_metrics(
                 {
                     "rows_train": len(data.records),
@@ -156,12 +165,17 @@ def run(cfg: DictConfig) -> dict:
                 refit_summary, refit_decision = refit_report(cfg, data, summary, refit_scores, dev)
                 summary |= refit_summary
             log_report(summary, by_language, data, oof, scratch / "plots")
+            card = model_card(cfg, summary, sorted(set(data.languages)), [r.language for r in dev or []])
+            mlflow.log_text(card, tracking.CARD_FILE)
+            mlflow.set_tag("mlflow.note.content", headline(summary))  # the run's description in the UI
             model_uri = None
             if cfg.tracking.log_model and global_rank() == 0:  # only rank 0 saved the adapters
                 bundle = _bundle(
                     cfg, preprocessor, source, data, summary, decision, per_language, refit_decision, parent.info.run_id
                 )
-                model_uri = log_model(bundle.save(scratch / "bundle"), cfg.task.code)
+                (bundle.save(scratch / "bundle") / "README.md").write_text(card)
+                name = f"{cfg.task.name}-{cfg.backbone.name}"
+                model_uri = log_model(scratch / "bundle", cfg.task.code, bundle.backbone, name)
                 mlflow.set_tag("relevance.model_uri", model_uri)
             if cfg.register.name and model_uri:
                 version = tracking.register(model_uri, cfg.register.name, cfg.register.alias)

@@ -185,8 +185,28 @@ def model_uri(run_id: str) -> str:
     return f"runs:/{run_id}/model"
 
 
+CARD_FILE = "model_card.md"  # the parent run's model card (relevance.serving.model_card)
+
+
+def log_datasets(files: dict[tuple[str, str], Path]) -> None:
+    """Each data file the run reads, as an MLflow dataset of the active run (its path as source, a digest of its
+    bytes, so runs on different data are told apart in the UI); `files` maps (task, train|dev) to a path."""
+    import hashlib
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    for (task, which), path in files.items():
+        if not Path(path).is_file():
+            continue
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
+        dataset = MetaDataset(resolve_dataset_source(str(Path(path).resolve())), name=Path(path).name, digest=digest)
+        mlflow.log_input(dataset, context="training" if which == "train" else "evaluation", tags={"task": task})
+
+
 def register(model_uri: str, name: str, alias: str | None) -> int:
-    """Register `runs:/<run>/model` (or any model URI) under `name`; point `alias` at the new version."""
+    """Register `runs:/<run>/model` (or any model URI) under `name`; point `alias` at the new version, whose
+    description is the training run's model card."""
     client = MlflowClient()
     new_name = not client.search_registered_models(f"name = '{name}'")
     try:
@@ -196,7 +216,11 @@ def register(model_uri: str, name: str, alias: str | None) -> int:
             client.delete_registered_model(name)  # no empty registered model left behind
         raise RelevanceError(f"could not register {model_uri} as {name!r}: {error.message}") from None
     if alias:
-        MlflowClient().set_registered_model_alias(name, alias, version.version)
+        client.set_registered_model_alias(name, alias, version.version)
+    if version.run_id:
+        with contextlib.suppress(mlflow.exceptions.MlflowException, OSError):  # a run from before model cards
+            card = mlflow.artifacts.load_text(f"runs:/{version.run_id}/{CARD_FILE}")
+            client.update_model_version(name, version.version, description=card)
     return int(version.version)
 
 

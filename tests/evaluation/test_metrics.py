@@ -31,11 +31,16 @@ def test_scores_at_and_floor():
     assert scores_at(labels, np.zeros(5), 0.5).f1 == 0.0
 
 
-def test_per_language_marks_unseen():
+def test_per_language_marks_unseen_and_reports_no_f1_for_a_language_with_one_label():
     rows = per_language(
-        ["en", "de", "en", "de"], np.array([1, 1, 0, 1]), np.array([0.9, 0.2, 0.1, 0.8]), 0.5, seen={"en"}
+        ["en", "de", "en", "de", "de", "it", "it"],
+        np.array([1, 1, 0, 1, 0, 1, 1]),
+        np.array([0.9, 0.2, 0.1, 0.8, 0.3, 0.9, 0.1]),
+        0.5,
+        seen={"en"},
     )
     by = {r["language"]: r for r in rows}
     assert by["en"]["seen"] and not by["de"]["seen"]
     assert by["en"]["f1"] == 1.0 and by["de"]["f1"] == pytest.approx(2 / 3)
-    assert by["de"]["rows"] == 2 and by["de"]["floor"] == 1.0
+    assert by["de"]["rows"] == 3 and by["de"]["floor"] == pytest.approx(0.8)
+    assert by["it"]["one_label"] and np.isnan(by["it"]["f1"]) and not by["de"]["one_label"]  # floor 1: no result

@@ -59,16 +59,19 @@ def all_positive_f1(labels: np.ndarray) -> float:
 
 def per_language(languages: list[str], labels: np.ndarray, scores: np.ndarray, threshold, seen: set[str]) -> list[dict]:
     """One row per language: F1 at the threshold (one, or one per row), the language's floor, its size, seen
-    in training or not."""
+    in training or not. A language whose rows carry one label has no F1 worth reporting (its floor is 0 or 1):
+    its row says `one_label` and its F1 is NaN."""
     languages = np.asarray(languages)
     rows = []
     for language in sorted(set(languages.tolist())):
         mask = languages == language
         result = scores_at(labels[mask], scores[mask], threshold if np.ndim(threshold) == 0 else threshold[mask])
+        one_label = len(set(labels[mask].tolist())) == 1
         rows.append(
             {
                 "language": language,
-                "f1": result.f1,
+                "f1": float("nan") if one_label else result.f1,
+                "one_label": one_label,
                 "floor": all_positive_f1(labels[mask]),
                 "rows": int(mask.sum()),
                 "seen": language in seen,

@@ -37,7 +37,8 @@ def _metric_dict(result: dict, prefix: str) -> dict[str, float]:
     }
     values.pop(f"{prefix}at_0.5_threshold")
     for row in result["languages"]:
-        values[f"{prefix}f1_{row['language']}"] = row["f1"]
+        if not row["one_label"]:
+            values[f"{prefix}f1_{row['language']}"] = row["f1"]
     return values
 
 
@@ -81,11 +82,14 @@ def _task_report(
         *metrics.threshold_curve(labels, oof),
         result["best"],
         result["floor"],
-        f"{title}: out-of-fold F1",
+        f"{title}: out-of-fold F1 ({len(labels)} rows)",
         plots_dir / f"{prefix}threshold_f1.png",
     )
+    at = f"at the decision threshold {threshold:.3f}" + (
+        " (languages with enough rows: their own)" if by_language_thresholds else ""
+    )
     plots.language_plot(
-        result["languages"], f"{title}: out-of-fold F1 per language", plots_dir / f"{prefix}language_f1.png"
+        result["languages"], f"{title}: out-of-fold F1 per language", at, plots_dir / f"{prefix}language_f1.png"
     )
     by_language = {f"{prefix}out-of-fold": result["languages"]}
     if dev_scores is not None:
@@ -105,9 +109,11 @@ def _task_report(
         summary.update(_metric_dict(dev_result, f"{prefix}dev_"))
         summary[f"{prefix}dev_f1_at_oof_threshold"] = dev_result["at_threshold"].f1
         summary |= _seen_unseen(dev_labels, dev_scores, dev_languages, seen, dev_thresholds, f"{prefix}dev_")
+        dev_at = at + (" (unseen: matched positive rate)" if cfg.threshold.unseen == "matched_rate" and matched else "")
         plots.language_plot(
             dev_result["languages"],
             f"{title}: dev F1 per language (fold ensemble)",
+            dev_at,
             plots_dir / f"{prefix}dev_language_f1.png",
         )
         by_language[f"{prefix}dev"] = dev_result["languages"]
@@ -219,3 +225,27 @@ def log_report(summary: dict, by_language: dict, data: TrainingData, oof: np.nda
         },
         "oof_scores.json",
     )
+
+
+def headline(summary: dict) -> str:
+    """The run's F1 lines: one per task (task=joint adds the competition score, their mean)."""
+    lines = []
+    for prefix in ("", "qc_", "qi_"):
+        if f"{prefix}oof_best_f1" not in summary or (not prefix and "qc_oof_best_f1" in summary):
+            continue
+        name = prefix.rstrip("_").upper() + " " if prefix else ""
+        lines.append(
+            f"{name}out-of-fold F1 {summary[prefix + 'oof_best_f1']:.4f} at threshold "
+            f"{summary[prefix + 'oof_best_threshold']:.3f} ({summary[prefix + 'oof_at_0.5_f1']:.4f} at 0.5; "
+            f"all-positive floor {summary[prefix + 'oof_all_positive_f1']:.4f}); decision threshold "
+            f"{summary[prefix + 'decision_threshold']:.3f}"
+        )
+        if f"{prefix}dev_f1_at_oof_threshold" in summary:
+            lines.append(
+                f"{name}dev F1 (fold ensemble, decision threshold): "
+                f"{summary[prefix + 'dev_f1_at_oof_threshold']:.4f} "
+                f"(floor {summary[prefix + 'dev_all_positive_f1']:.4f})"
+            )
+    if "qc_oof_best_f1" in summary:
+        lines.append(f"competition score (mean of QC and QI out-of-fold F1): {summary['oof_best_f1']:.4f}")
+    return "\n".join(lines)

@@ -7,6 +7,7 @@ full: every weight but the input embeddings (small encoders are normally trained
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -53,11 +54,23 @@ def save(model, folder: Path, backbone) -> None:
     folder = Path(folder)
     if method(backbone) == "lora":
         model.save_pretrained(folder)
+        _portable_adapter(folder, backbone)
         return
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     save_file(trainable_state(model), str(folder / FULL_FILE))
+
+
+def _portable_adapter(folder: Path, backbone) -> None:
+    """PEFT records the base as the folder it was loaded from (a path under this machine's cache) and writes a
+    README of placeholders; the adapter names its base by hub id instead, and the logged model's card replaces
+    the README."""
+    config_path = folder / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = backbone.get("hub_id") or backbone.name
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+    (folder / "README.md").unlink(missing_ok=True)
 
 
 def read_trainable(folder: Path) -> dict[str, torch.Tensor]:

