@@ -1,13 +1,7 @@
 """The whole path on the tiny backbone: train 2 folds -> MLflow -> registry -> predict -> submission -> REST."""
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,6 +17,7 @@ from relevance.data.reader import read_records
 from relevance.serving import predict
 from relevance.serving.submission import validate_submission
 from tests.conftest import compose_predict, compose_train
+from tests.serving.rest import free_port, post, served
 
 DEMO = ["data.demo.train_rows=240", "data.demo.dev_rows=78", "data.demo.test_rows=52"]
 
@@ -107,52 +102,11 @@ def test_relevance_register_best_picks_the_run_and_says_why(trained, capsys):
     assert said in capsys.readouterr().out
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_mlflow_models_serve_answers_rest(trained, cache_dir):
-    tmp_path, _, summary = trained
+    _, _, summary = trained
     port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(),
-        "RELEVANCE_CACHE": str(cache_dir),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            "models:/relevance-qc@champion",
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).status == 200:
-                    break
-            except OSError:
-                if server.poll() is not None:
-                    pytest.fail(server.stdout.read().decode()[-2000:])
-                time.sleep(1)
+    env = {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(), "RELEVANCE_CACHE": str(cache_dir)}
+    with served("models:/relevance-qc@champion", "local", env, port):
         rows = [
             {"language": "fr", "origin_query": "casquette", "category_path": "apparel accessories,hats & caps"},
             {"language": "de", "origin_query": "Mehl", "category_path": "food,grocery,flour, baking and cooking,flour"},
@@ -172,18 +126,6 @@ def test_mlflow_models_serve_answers_rest(trained, cache_dir):
                 post(port, bad)
             assert caught.value.code == 400
             assert words in json.loads(caught.value.read())["message"]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-
-
-def post(port: int, rows: list[dict]) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations",
-        data=json.dumps({"dataframe_records": rows}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    return json.loads(urllib.request.urlopen(request, timeout=60).read())
 
 
 def test_scorer_api_matches_the_pyfunc(trained):

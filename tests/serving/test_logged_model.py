@@ -8,8 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from importlib.metadata import distribution
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from packaging.requirements import Requirement
 from relevance import pipeline
 from relevance.serving.logged_model import SERVING_PACKAGES
 from tests.conftest import compose_train
+from tests.serving.rest import free_port, post, served
 
 DEMO = ["data.demo.train_rows=120", "data.demo.dev_rows=40", "data.demo.test_rows=20"]
 
@@ -149,69 +148,13 @@ def test_mlflow_serves_the_model_from_a_fresh_virtualenv(logged, tmp_path, cache
     if shutil.which("pyenv") is None:
         pytest.fail("pyenv is needed by MLflow's virtualenv env manager (it is on the project's machines)")
     folder, _ = logged
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": "",
-        "RELEVANCE_CACHE": str(cache_dir),
-        "MLFLOW_ENV_ROOT": str(tmp_path / "envs"),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            str(folder),
-            "--env-manager",
-            "virtualenv",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 900
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).status == 200:
-                    break
-            except OSError:
-                if server.poll() is not None:
-                    pytest.fail(server.stdout.read().decode()[-3000:])
-                time.sleep(2)
-        else:
-            pytest.fail("the server did not start in 15 minutes")
+    port = free_port()
+    env = {"PYTHONPATH": "", "RELEVANCE_CACHE": str(cache_dir), "MLFLOW_ENV_ROOT": str(tmp_path / "envs")}
+    with served(str(folder), "virtualenv", env, port, cwd=tmp_path, seconds=900):
         rows = [{"language": "fr", "origin_query": "casquette", "category_path": "apparel accessories,hats & caps"}]
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
-            data=json.dumps({"dataframe_records": rows}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
+        answer = post(port, rows)
         assert len(answer["predictions"]) == 1 and 0 <= answer["predictions"][0]["score"] <= 1
-        environments = list((tmp_path / "envs").glob("*"))
-        assert environments, "MLflow served from a virtualenv of its own"
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    assert list((tmp_path / "envs").glob("*")), "MLflow served from a virtualenv of its own"
 
 
 def test_the_run_tells_its_story_card_description_and_datasets(logged):
