@@ -54,7 +54,7 @@ def main() -> None:
         ("OOF F1 (best threshold)", "oof_best_f1"),
         ("OOF F1 at 0.5", "oof_at_0.5_f1"),
         ("OOF all-positive floor", "oof_all_positive_f1"),
-        ("best threshold", "oof_best_threshold"),
+        ("decision threshold", "decision_threshold"),
         ("dev F1 at OOF threshold", "dev_f1_at_oof_threshold"),
         ("dev F1 at 0.5", "dev_at_0.5_f1"),
         ("dev all-positive floor", "dev_all_positive_f1"),

@@ -130,6 +130,14 @@ def test_multirun_lands_as_comparable_runs_in_one_experiment(tmp_path):
     assert sorted(runs["params.lora.r"]) == ["2", "4"]
     assert runs["metrics.oof_best_f1"].notna().all()
     assert len(list((tmp_path / "sweeps" / "multirun").glob("*/*/.hydra/config.yaml"))) == 2
+    client = mlflow.tracking.MlflowClient()
+    for run_id in runs["run_id"]:  # Hydra's record of each job travels with its run
+        logged = {a.path for a in client.list_artifacts(run_id, "hydra")}
+        assert {"hydra/overrides.yaml", "hydra/config.yaml", "hydra/train.log"} <= logged
+        overrides = mlflow.artifacts.load_text(f"runs:/{run_id}/hydra/overrides.yaml")
+        assert "lora.r=" in overrides
+    folds = mlflow.search_runs(experiment_names=["relevance"], filter_string="params.`lora.r` = '2'")
+    assert len(folds) == 3  # the parent and its two folds: fold runs carry the params too
 
 
 def test_language_table_lists_seen_first_and_leaves_missing_cells_blank():

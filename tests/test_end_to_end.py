@@ -26,7 +26,15 @@ DEMO = ["data.demo.train_rows=240", "data.demo.dev_rows=78", "data.demo.test_row
 def trained(tmp_path_factory, cache_dir):
     tmp_path = tmp_path_factory.mktemp("e2e")
     cfg = compose_train(
-        ["backbone=tiny", "split.n_folds=2", "train.epochs=2", "train.lr=1e-3", "register.name=relevance-qc", *DEMO],
+        [
+            "backbone=tiny",
+            "split.n_folds=2",
+            "train.epochs=2",
+            "train.lr=1e-3",
+            "register.name=relevance-qc",
+            "train.log_every_n_steps=2",
+            *DEMO,
+        ],
         tmp_path,
         cache_dir,
     )
@@ -45,7 +53,7 @@ def test_training_logs_parent_and_fold_runs_with_metrics_and_artifacts(trained):
         "oof_best_f1",
         "oof_at_0.5_f1",
         "oof_all_positive_f1",
-        "oof_best_threshold",
+        "decision_threshold",
         "oof_f1_ja",
         "dev_f1_de",
         "dev_f1_at_oof_threshold",
@@ -53,6 +61,8 @@ def test_training_logs_parent_and_fold_runs_with_metrics_and_artifacts(trained):
     ):
         assert key in metrics, key
     assert metrics["oof_best_f1"] >= metrics["oof_at_0.5_f1"]
+    # each value once: the exact search's threshold is the decision threshold, its F1 the best F1
+    assert not {"oof_best_threshold", "threshold_exact", "threshold_exact_f1"} & set(metrics)
     assert parent.data.params["backbone.name"] == "tiny" and parent.data.params["split.n_folds"] == "2"
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
     assert {"config.yaml", "plots", "oof_scores.json", "language_f1.json"} <= artifacts
@@ -63,6 +73,23 @@ def test_training_logs_parent_and_fold_runs_with_metrics_and_artifacts(trained):
     )
     assert oof["columns"] == ["id", "task", "language", "fold", "label", "score"]
     assert len(oof["data"]) == 240 and not any(np.isnan(row[-1]) for row in oof["data"])
+
+
+def test_each_fold_run_has_its_training_curves(trained):
+    """Lightning's MLflow logger writes the loss, learning rate and gradient norm per step into each fold run (the
+    UI's charts of a fold are curves, not single bars), and leaves the fold run's status to the harness."""
+    _, _, summary = trained
+    client = MlflowClient()
+    parent = client.get_run(summary["run_id"])
+    folds = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{summary['run_id']}'")
+    for fold in folds:
+        assert fold.info.status == "FINISHED"
+        assert {"lr-AdamW/backbone", "lr-AdamW/head"} <= set(fold.data.metrics)  # the rate of each parameter group
+        for name in ("train_loss", "grad_norm", "lr-AdamW/backbone"):
+            history = client.get_metric_history(fold.info.run_id, name)
+            steps = [m.step for m in history]
+            assert len(history) >= 2 and steps == sorted(steps), (name, steps)
+        assert fold.data.params["backbone.name"] == "tiny"  # fold runs carry the run's params
 
 
 def test_logged_model_holds_adapters_not_base_weights(trained):

@@ -52,6 +52,8 @@ def check_config(cfg: DictConfig) -> None:
     for key, maximum in (("lora.dropout", 0.99), ("train.warmup_ratio", 1.0)):
         if OmegaConf.select(cfg, key) > maximum:
             raise ConfigError(f"{key}={OmegaConf.select(cfg, key)!r} must be at most {maximum} (a fraction).")
+    if cfg.train.get("log_every_n_steps") is not None:
+        _check_number(cfg, "train.log_every_n_steps", integer=True, minimum=1)
     if cfg.train.get("checkpoint_minutes") is not None:
         _check_number(cfg, "train.checkpoint_minutes", integer=False, minimum=0)
     if cfg.data.get("max_rows") is not None:

@@ -127,7 +127,9 @@ def run(cfg: DictConfig) -> dict:
         if trial.number is not None:
             tags |= {"relevance.study": cfg.sweep.study, "relevance.trial": str(trial.number)}
         opened = {"run_id": resumed} if resumed else {"run_name": _run_name(cfg, trial.number)}
-        with tracking.start_run(**opened, tags=tags, parent_run_id=cfg.sweep.parent_run) as parent:
+        with tracking.start_run(
+            **opened, tags=tags, parent_run_id=cfg.sweep.parent_run, log_system_metrics=cfg.tracking.system_metrics
+        ) as parent:
             trial.started(parent.info.run_id)
             if not resumed:  # a resumed run has them already (and MLflow refuses a param logged twice)
                 mlflow.log_params(tracking.flatten(cfg))
@@ -177,6 +179,7 @@ def run(cfg: DictConfig) -> dict:
                 name = f"{cfg.task.name}-{cfg.backbone.name}"
                 model_uri = log_model(scratch / "bundle", cfg.task.code, bundle.backbone, name)
                 mlflow.set_tag("relevance.model_uri", model_uri)
+            tracking.log_hydra_output()
             if cfg.register.name and model_uri:
                 version = tracking.register(model_uri, cfg.register.name, cfg.register.alias)
                 mlflow.set_tag("relevance.registered", f"{cfg.register.name}/{version}")

@@ -60,6 +60,7 @@ class Train:
     limit_train_batches: Any = None  # Lightning's: a number of batches (int) or a fraction (float)
     num_workers: int = 0
     checkpoint_minutes: Optional[float] = 10.0
+    log_every_n_steps: Optional[int] = 10
     require_learning: bool = True
     refit: bool = False
 
@@ -71,6 +72,7 @@ class Tracking:
     experiment: str = "relevance"
     run_name: str = MISSING
     log_model: bool = True
+    system_metrics: bool = False
 
 
 @dataclass

@@ -185,6 +185,23 @@ def model_uri(run_id: str) -> str:
     return f"runs:/{run_id}/model"
 
 
+def log_hydra_output() -> None:
+    """Hydra's record of this job (the composed config, its overrides, Hydra's own settings) and its log file, into
+    the active run's `hydra/` folder; nothing when the config was composed in code rather than by Hydra's main."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra = HydraConfig.get()
+    except ValueError:
+        return
+    output = Path(hydra.runtime.output_dir)
+    if hydra.output_subdir and (output / hydra.output_subdir).is_dir():
+        mlflow.log_artifacts(str(output / hydra.output_subdir), "hydra")
+    log_file = output / f"{hydra.job.name}.log"
+    if log_file.is_file():
+        mlflow.log_artifact(str(log_file), "hydra")
+
+
 CARD_FILE = "model_card.md"  # the parent run's model card (relevance.serving.model_card)
 
 

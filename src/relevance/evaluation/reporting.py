@@ -204,13 +204,34 @@ def refit_report(
     return values, decision
 
 
+# A metric that would only repeat another under a second name is logged once, under the name people look for: with
+# the exact threshold search the decision threshold is the best out-of-fold threshold, and the F1 at it the best F1.
+REPEATS = {
+    "threshold_exact": "decision_threshold",
+    "oof_best_threshold": "decision_threshold",
+    "threshold_exact_f1": "oof_best_f1",
+    "oof_f1_at_decision_thresholds": "oof_best_f1",
+}
+
+
+def distinct_metrics(summary: dict) -> dict:
+    """`summary` without the metrics that repeat another's value (REPEATS, per task prefix)."""
+    kept = {}
+    for key, value in summary.items():
+        prefix = next((p for p in ("qc_", "qi_") if key.startswith(p)), "")
+        twin = REPEATS.get(key.removeprefix(prefix))
+        if twin is None or summary.get(prefix + twin) != value:
+            kept[key] = value
+    return kept
+
+
 def log_report(summary: dict, by_language: dict, data: TrainingData, oof: np.ndarray, plots_dir: Path) -> None:
-    """The run's metrics, its per-language table, its plots and every training row's out-of-fold score, to the
-    active MLflow run."""
+    """The run's metrics (each value once), its per-language table, its plots and every training row's out-of-fold
+    score, to the active MLflow run."""
     import mlflow
     import pandas as pd
 
-    mlflow.log_metrics(summary)
+    mlflow.log_metrics(distinct_metrics(summary))
     table = [dict(row, scored=name) for name, rows in by_language.items() for row in rows]
     mlflow.log_table(pd.DataFrame(table), "language_f1.json")
     mlflow.log_artifacts(str(plots_dir), "plots")

@@ -73,6 +73,12 @@ class RelevanceModule(L.LightningModule):
         self.losses.append(float(loss.detach()))
         return loss
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """The gradient's global L2 norm before clipping, for the fold run's curves."""
+        norms = [p.grad.detach().norm(2) for p in self.parameters() if p.grad is not None]
+        if norms:
+            self.log("grad_norm", torch.linalg.vector_norm(torch.stack(norms)), on_step=True, on_epoch=False)
+
     def final_loss(self) -> float:
         """Mean training loss over the last tenth of the steps (at least 5): where training ended."""
         if not self.losses:
@@ -85,9 +91,9 @@ class RelevanceModule(L.LightningModule):
     def configure_optimizers(self):
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         head = [p for n, p in named if is_head_parameter(n, self.head_module)]
-        groups = [{"params": [p for n, p in named if not is_head_parameter(n, self.head_module)]}]
+        groups = [{"params": [p for n, p in named if not is_head_parameter(n, self.head_module)], "name": "backbone"}]
         if head:  # a fresh head may learn at its own rate (train.head_lr)
-            groups.append({"params": head, "lr": self.head_lr or self.lr})
+            groups.append({"params": head, "lr": self.head_lr or self.lr, "name": "head"})
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.lr, weight_decay=self.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         scheduler = get_scheduler(

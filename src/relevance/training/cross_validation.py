@@ -74,6 +74,7 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
         nested=True,
         tags={"relevance.level": "fold", "relevance.stage": stage.rstrip("/") or "final"},
     ):
+        mlflow.log_params(tracking.flatten(cfg))  # so that filtering runs by a param keeps their folds
         log.info(
             "%sfold %d/%d: training on %d rows, scoring %d",
             stage,
@@ -134,6 +135,7 @@ def refit(cfg, runtime, source: ModelSource, data: TrainingData, dev_inputs, ada
     with tracking.start_run(
         run_name="refit", nested=True, tags={"relevance.level": "fold", "relevance.stage": "refit"}
     ):
+        mlflow.log_params(tracking.flatten(cfg))
         log.info("refit: training on all %d rows", len(inputs))
         scores, learned = train_fold(
             cfg,

@@ -9,8 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
+import mlflow
 import numpy as np
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import MLFlowLogger
 
 from relevance.model import finetune
 from relevance.model.datamodule import PairDataModule
@@ -42,10 +44,29 @@ class ProgressCheckpoint(ModelCheckpoint):
         super().on_train_batch_end(trainer, *args, **kwargs)
 
 
+class FoldRunLogger(MLFlowLogger):
+    """Lightning's MLflow logger, writing a fold's step curves (loss, learning rate, gradient norm) into the fold's
+    own run; that run was opened by tracking.start_run, which also ends it, so `finalize` leaves its status alone
+    (Lightning's would mark it FINISHED before the fold is scored and saved, and resume would take it as done)."""
+
+    def finalize(self, status: str = "success") -> None:
+        return
+
+
+def fold_logger(cfg):
+    """A logger into the active fold run, or none when no fold run is active (a stage that trains outside one)."""
+    run = mlflow.active_run()
+    if run is None or run.data.tags.get("relevance.level") != "fold" or not cfg.train.get("log_every_n_steps"):
+        return False
+    return FoldRunLogger(tracking_uri=mlflow.get_tracking_uri(), run_id=run.info.run_id)
+
+
 def make_trainer(cfg, runtime, epochs: int, progress: Path | None = None) -> L.Trainer:
     """Lightning's Trainer for one fold; with `progress`, it saves the fold's progress there every
-    `train.checkpoint_minutes` (and at each epoch's end) for a rerun to continue from."""
-    callbacks = []
+    `train.checkpoint_minutes` (and at each epoch's end) for a rerun to continue from. Step curves go to the
+    fold's MLflow run every `train.log_every_n_steps` steps."""
+    logger = fold_logger(cfg)
+    callbacks = [LearningRateMonitor(logging_interval="step")] if logger else []
     if progress is not None:
         callbacks.append(
             ProgressCheckpoint(
@@ -67,9 +88,10 @@ def make_trainer(cfg, runtime, epochs: int, progress: Path | None = None) -> L.T
         gradient_clip_val=cfg.train.gradient_clip,
         limit_train_batches=cfg.train.limit_train_batches,
         deterministic=runtime.accelerator == "cpu",
-        logger=False,
+        logger=logger,
+        log_every_n_steps=cfg.train.get("log_every_n_steps") or 50,
         callbacks=callbacks,
-        enable_checkpointing=bool(callbacks),
+        enable_checkpointing=progress is not None,
         enable_model_summary=False,
         enable_progress_bar=cfg.progress,
         num_sanity_val_steps=0,
