@@ -61,6 +61,7 @@ def test_the_input_example_is_logged_and_scores(logged):
     folder, _ = logged
     model = mlflow.models.Model.load(folder / "MLmodel")
     assert model.saved_input_example_info is not None
+    assert model.signature.inputs.input_names() == ["task", "language", "origin_query", "category_path"]
     example = model.load_input_example(str(folder))
     scored = mlflow.pyfunc.load_model(str(folder)).predict(example)
     assert list(scored.columns) == ["score", "prediction"] and len(scored) == len(example)

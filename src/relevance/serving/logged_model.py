@@ -64,9 +64,9 @@ def requirements(backbone: dict) -> list[str]:
 
 def signature(task: str) -> ModelSignature:
     """Every column optional to MLflow's own check, so an empty list can answer [] and a missing field is named
-    by row and field in `records_from_frame` (MLflow's check says only "Model is missing inputs")."""
-    columns = ["task"] if is_joint(task) else []
-    columns += ["language", "origin_query"]
+    by row and field in `records_from_frame` (MLflow's check says only "Model is missing inputs"). `task` (QC or
+    QI) is read by a joint model and accepted, unused, by a single-task one, so one client serves both."""
+    columns = ["task", "language", "origin_query"]
     columns += [TASKS[t].target_field for t in TASKS] if is_joint(task) else [TASKS[task].target_field]
     return ModelSignature(
         inputs=Schema([ColSpec("string", name, required=False) for name in columns]),
@@ -80,7 +80,7 @@ def input_example(task: str) -> pd.DataFrame:
     qi = {"language": "fr", "origin_query": "farine de blé", "item_title": "Farine de blé T55 1 kg"}
     if is_joint(task):
         return pd.DataFrame([{"task": "QC", **qc, "item_title": None}, {"task": "QI", **qi, "category_path": None}])
-    row, other = (qc, "garden hose") if task == "QC" else (qi, "vélo")
+    row, other = ({"task": "QC", **qc}, "garden hose") if task == "QC" else ({"task": "QI", **qi}, "vélo")
     return pd.DataFrame([row, row | {"origin_query": other}])
 
 

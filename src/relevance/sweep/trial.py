@@ -32,15 +32,16 @@ class TrialReporter:
         pass
 
     def fold_observer(self, metric: str, labels: np.ndarray, tasks: np.ndarray, parent_run_id: str):
-        """A cross-validation observer: after each fold, the objective on the folds done so far goes to the
-        parent MLflow run (a curve per run) and to the trial, whose pruner may stop the run."""
+        """A cross-validation observer: in a sweep, after each fold, the objective on the folds done so far goes to
+        the trial's MLflow run (the curve its pruner judged; each fold's own F1 is on its fold run) and to the trial,
+        whose pruner may stop the run. A run outside a sweep logs nothing per fold on its parent."""
         import mlflow
 
         def after_fold(fold: int, oof: np.ndarray, result: dict) -> None:
+            if self.number is None:
+                return
             so_far = objective_so_far(metric, labels, oof, tasks)
-            mlflow.log_metrics(
-                {"fold_f1_at_0.5": result["at_half"].f1, "oof_best_f1_so_far": so_far}, step=fold, run_id=parent_run_id
-            )
+            mlflow.log_metric("oof_best_f1_so_far", so_far, step=fold, run_id=parent_run_id)
             self.report(so_far, fold)
 
         return after_fold
