@@ -108,6 +108,21 @@ def config_error_line(error: Exception) -> str:
     return line if line.endswith(".") else line + "."
 
 
+def run_plan(overrides: list[str], rows: int, mfu: float) -> str:
+    """Compose the training config as train.py would (Hydra's compose API; types checked there) and plan it. Data
+    and hub access are not checked: the plan is for the machine that will have them."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from relevance import plan
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    with initialize_config_dir(config_dir=str(conf)):
+        cfg = compose("train", overrides=["paths.root=.", *overrides])
+    return plan.report(cfg, plan.make_plan(cfg, rows), mfu)
+
+
 def language_table(by_language: dict[str, list[dict]]) -> str:
     """Per-language F1 beside its floor, seen and unseen languages marked, one column per scored set."""
     names = list(by_language)
@@ -150,7 +165,22 @@ def main(argv: list[str] | None = None) -> None:
     reg.add_argument("--experiment", default="relevance", help="MLflow experiment searched by --best")
     reg.add_argument("--metric", default="oof_best_f1", help="metric --best maximises (default: oof_best_f1)")
     reg.add_argument("--tracking-uri", default=None, help="default: sqlite:///./mlruns/mlflow.db")
+    plan = commands.add_parser(
+        "plan",
+        help="check a training config before renting a GPU: parameters, LoRA targets, memory per GPU, time",
+        description="Builds the configured backbone on PyTorch's meta device (no download, no memory) with its head "
+        "and LoRA, and says what matched, the memory per GPU with and without gradient checkpointing, and the time "
+        "per epoch on A100/H100/H200.",
+        epilog="example: relevance plan experiment=dcuragons strategy.devices=4",
+    )
+    plan.add_argument("overrides", nargs="*", help="the overrides you would give train.py (key=value)")
+    plan.add_argument("--rows", type=int, default=300_000, help="training rows per epoch (default: QC train, 300,000)")
+    plan.add_argument("--mfu", type=float, default=0.3, help="model FLOPs utilisation assumed (default 0.3)")
     args = parser.parse_args(argv)
+    if args.command == "plan":
+        with config_errors_exit(), user_errors_exit(doing="planning"):
+            print(run_plan(args.overrides, args.rows, args.mfu))
+        return
     with user_errors_exit(doing="registration"):
         import mlflow
 

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, PretrainedConfig
 
 from relevance.atomic import build_folder
 from relevance.errors import ConfigError, RelevanceError
@@ -143,7 +143,12 @@ def load_decoder(backbone, location: str, tokenizer, dtype: torch.dtype, causal_
 
 def _from_pretrained(auto, backbone, location: str, dtype: torch.dtype, **extra):
     """`auto.from_pretrained` with the backbone's dtype, remote-code and attention settings; a failed load is one
-    sentence naming the backbone and the fix."""
+    sentence naming the backbone and the fix. Given a transformers config instead of a location, the architecture
+    is built from it with no weights (relevance.plan does so on the meta device)."""
+    if isinstance(location, PretrainedConfig):
+        if "num_labels" in extra:
+            location.num_labels = extra.pop("num_labels")
+        return auto.from_config(location, dtype=dtype, **extra)
     try:
         return auto.from_pretrained(
             location,

@@ -1,0 +1,190 @@
+"""`relevance plan <overrides>`: the run a config describes, checked before a GPU hour is spent. The backbone's real
+architecture is built on PyTorch's meta device from its published dimensions (`architecture:` in its file; no
+download, no memory), the configured head and LoRA are applied exactly as training applies them, and the plan
+says what matched, how much memory each GPU needs under the chosen strategy, the FLOPs of a step and the time of
+an epoch at a stated model-FLOPs utilisation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from omegaconf import OmegaConf
+
+from relevance.errors import ConfigError
+
+GPUS = {"A100-80G": (80, 312e12), "H100-80G": (80, 989e12), "H200-141G": (141, 989e12)}  # memory GB, bf16 dense peak
+BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+
+
+@dataclass
+class Plan:
+    total: int  # parameters
+    trainable: int
+    targets: dict[str, int]  # LoRA target name -> modules it wrapped
+    layers: int
+    hidden: int
+    intermediate: int
+    kv_dim: int
+    weight_bytes: int  # the frozen weights in their dtype (what trains is counted at 16 bytes apart)
+    tokens_per_step: int
+    rows_per_epoch: int
+    steps_per_epoch: int
+    devices: int
+    stage: int  # ZeRO stage: 0 (none/DDP), 2 or 3
+    checkpointing: bool
+
+    def memory_gb(self, checkpointing: bool | None = None) -> dict[str, float]:
+        """Per GPU: weights in their dtype, what trains (fp32 weights, grads, AdamW's two moments: 16 bytes each),
+        activations kept for the backward pass (bf16; every layer's, or only layer inputs plus one layer's with
+        gradient checkpointing), sharded as the ZeRO stage says."""
+        checkpointing = self.checkpointing if checkpointing is None else checkpointing
+        weights = self.weight_bytes / (self.devices if self.stage == 3 else 1)
+        trainable = 4 * self.trainable + 12 * self.trainable / (self.devices if self.stage >= 2 else 1)
+        per_layer = 2 * self.tokens_per_step * (8 * self.hidden + 2 * self.kv_dim + 4 * self.intermediate)
+        kept = (
+            2 * self.tokens_per_step * self.hidden * self.layers + per_layer
+            if checkpointing
+            else per_layer * self.layers
+        )
+        parts = {"weights": weights, "trainable + AdamW": trainable, "activations": kept}
+        return {name: value / 1e9 for name, value in parts.items()}
+
+    def flops_per_step(self, full: bool) -> float:
+        """2 N per token forward; backward 2 N for the activations' gradients, plus 2 N for the weights' when every
+        weight trains (LoRA's own are negligible); recomputation adds a forward with gradient checkpointing."""
+        passes = (6 if full else 4) + (2 if self.checkpointing else 0)
+        return passes * self.total * self.tokens_per_step
+
+
+def architecture(backbone, cache):
+    """The backbone's transformers config, from the dimensions in its file (or, for the tiny test backbone, from
+    the folder it builds in `cache`)."""
+    from transformers import AutoConfig
+
+    dims = backbone.get("architecture")
+    if dims is None:
+        if backbone.get("source") != "tiny":
+            raise ConfigError(
+                f"backbone {backbone.name} has no `architecture:` dimensions in its file; add them from its hub "
+                f"config.json (model_type, hidden_size, num_hidden_layers, ...) to plan it."
+            )
+        from relevance.model.backbones import resolve_source
+
+        return AutoConfig.from_pretrained(resolve_source(backbone, cache))
+    values = OmegaConf.to_container(dims, resolve=True)
+    return AutoConfig.for_model(values.pop("model_type"), **values)
+
+
+class _NoTokenizer:
+    """What heads read of a tokenizer when they are built (special token ids, prefix tokens); shapes do not
+    depend on it, so a plan needs no download of the real one."""
+
+    pad_token_id, cls_token_id, sep_token_id = 0, 1, 2
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict:
+        return {"input_ids": []}
+
+
+def build_on_meta(cfg):
+    """The model training would build (head and LoRA included), on the meta device: shapes without memory."""
+    from relevance.model import finetune
+    from relevance.model.heads import head_class
+
+    config = architecture(cfg.backbone, cfg.paths.cache)
+    config.pad_token_id = 0
+    dtype = getattr(torch, cfg.backbone.dtype)
+    head = head_class(cfg.head.name)
+    with torch.device("meta"):
+        base = head.load(cfg.backbone, config, _NoTokenizer(), dtype, cfg.head)
+    module = cfg.backbone.head_module
+    if head.fresh and not any(name.split(".")[-1] == module for name, _ in base.named_modules()):
+        raise ConfigError(
+            f"backbone.head_module={module} is not a module of {type(base).__name__}; name its classification head "
+            f"(e.g. score for decoders, classifier for encoders)."
+        )
+    try:
+        with torch.device("meta"):
+            model = finetune.prepare(base, cfg.backbone, cfg.lora, head)
+    except ValueError as error:  # PEFT: a target that matches no module
+        targets = cfg.backbone.lora_targets
+        targets = OmegaConf.to_container(targets) if OmegaConf.is_config(targets) else targets
+        raise ConfigError(
+            f"backbone.lora_targets={targets} does not fit {type(base).__name__}: {str(error).splitlines()[0]}"
+        ) from None
+    return model, config
+
+
+def matched_targets(model) -> dict[str, int]:
+    """LoRA-wrapped modules counted by their last name (q_proj: 40, ...)."""
+    counts: dict[str, int] = {}
+    for name, module in model.named_modules():
+        if hasattr(module, "lora_A") and len(getattr(module, "lora_A", {})):
+            last = name.split(".")[-1]
+            counts[last] = counts.get(last, 0) + 1
+    return counts
+
+
+def make_plan(cfg, rows: int) -> Plan:
+    model, config = build_on_meta(cfg)
+    parameters = list(model.parameters())
+    total = sum(p.numel() for p in parameters)
+    trainable = sum(p.numel() for p in parameters if p.requires_grad)
+    hidden = config.hidden_size
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    kv_dim = (getattr(config, "num_key_value_heads", None) or heads) * head_dim
+    devices = int(cfg.strategy.get("devices") or 1) * int(cfg.strategy.get("num_nodes") or 1)
+    name = str(cfg.strategy.get("name", ""))
+    stage = 3 if "stage_3" in name else 2 if "stage_2" in name else 0
+    per_device_batch = int(cfg.train.batch_size)
+    tokens = per_device_batch * int(cfg.train.max_length)
+    steps = math.ceil(rows / (per_device_batch * devices * int(cfg.train.accumulate_grad_batches)))
+    return Plan(
+        total=total,
+        trainable=trainable,
+        targets=matched_targets(model),
+        layers=config.num_hidden_layers,
+        hidden=hidden,
+        intermediate=getattr(config, "intermediate_size", 4 * hidden),
+        kv_dim=kv_dim,
+        weight_bytes=sum(p.numel() * BYTES[cfg.backbone.dtype] for p in parameters if not p.requires_grad),
+        tokens_per_step=tokens,
+        rows_per_epoch=rows,
+        steps_per_epoch=steps * int(cfg.train.accumulate_grad_batches),
+        devices=devices,
+        stage=stage,
+        checkpointing=bool(cfg.train.get("gradient_checkpointing", False)),
+    )
+
+
+def report(cfg, plan: Plan, mfu: float) -> str:
+    """The plan as a person reads it: what was built, what matched, memory per GPU, FLOPs and time, and whether
+    it fits each GPU."""
+    full = cfg.backbone.get("finetune", "lora") == "full"
+    lines = [
+        f"backbone {cfg.backbone.name} ({cfg.backbone.get('hub_id')}), head={cfg.head.name}, "
+        f"{'full fine-tuning' if full else f'LoRA r={cfg.lora.r}'}, strategy={cfg.strategy.name} on "
+        f"{plan.devices} GPU(s)",
+        f"parameters: {plan.total / 1e9:.2f} B, trainable {plan.trainable / 1e6:.1f} M "
+        f"({100 * plan.trainable / plan.total:.2f}%)",
+        "LoRA targets matched: " + (", ".join(f"{k} x{v}" for k, v in sorted(plan.targets.items())) or "none (full)"),
+        f"per GPU step: batch {cfg.train.batch_size} x {cfg.train.max_length} tokens (every row at train.max_length; "
+        f"a prompt template's own tokens come on top), accumulation {cfg.train.accumulate_grad_batches}",
+    ]
+    for checkpointing in (False, True):
+        memory = plan.memory_gb(checkpointing)
+        total = sum(memory.values())
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in memory.items())
+        fits = ", ".join(f"{gpu} {'fits' if total <= size * 0.9 else 'NO'}" for gpu, (size, _) in GPUS.items())
+        label = "with gradient checkpointing" if checkpointing else "without gradient checkpointing"
+        lines.append(f"memory per GPU {label}: {total:.1f} GB ({parts}); {fits}")
+    flops = plan.flops_per_step(full) * int(cfg.train.accumulate_grad_batches)
+    lines.append(
+        f"FLOPs per optimizer step (all GPUs): {flops * plan.devices:.3g}; {plan.rows_per_epoch:,} rows per epoch"
+    )
+    for gpu, (_, peak) in GPUS.items():
+        seconds = plan.flops_per_step(full) * plan.steps_per_epoch / (peak * mfu)
+        lines.append(f"  {gpu}: {seconds / 3600:.2f} h per epoch per fold at {mfu:.0%} MFU")
+    return "\n".join(lines)
