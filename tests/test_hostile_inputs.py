@@ -243,6 +243,9 @@ CASES = [
         ["task=joint", "backbone=multilingual_e5_small"],
         "task=joint tells QC from QI rows",
     ),
+    Case("config: 4-bit on CPU", "train.py", ["backbone.quantization=4bit"], "QLoRA) needs a CUDA GPU"),
+    Case("config: 8-bit", "train.py", ["backbone.quantization=8bit"], "backbone.quantization='8bit' is not known"),
+    Case("config: checkpointing=maybe", "train.py", ["train.gradient_checkpointing=maybe"], "is not a valid bool"),
     Case(
         "config: register without a model",
         "train.py",

@@ -77,3 +77,11 @@ def test_relevance_plan_prints_the_plan_and_refuses_a_wrong_key(tmp_path, cache_
     assert "parameters: 14.05 B, trainable 64.2 M" in result.stdout and "H100-80G: " in result.stdout
     wrong = entry_points.run("relevance", "plan", "lora.rank=16", cwd=tmp_path, env=env)
     assert wrong.returncode == 2 and "Key 'rank' not in 'Lora'" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_4bit_weights_take_about_a_quarter_of_bf16(tmp_path, cache_dir):
+    bf16 = plan.make_plan(compose_train(["backbone=gemma3_12b"], tmp_path, cache_dir), rows=1000)
+    nf4 = plan.make_plan(
+        compose_train(["backbone=gemma3_12b", "backbone.quantization=4bit"], tmp_path, cache_dir), 1000
+    )
+    assert nf4.memory_gb()["weights"] == pytest.approx(bf16.memory_gb()["weights"] * 0.55 / 2)

@@ -69,6 +69,7 @@ def check_config(cfg: DictConfig) -> None:
     parts = task_parts(cfg)
     for part in parts.values():
         check_template(part.template)
+    check_quantization(cfg.backbone)
     head_class(cfg.head.name).check(cfg.backbone)
     for part in parts.values():
         prompt_template(part, cfg.head, cfg.backbone)
@@ -164,6 +165,30 @@ def check_translator(cfg: DictConfig) -> None:
     else:
         raise ConfigError(
             f"translator.kind={translator.kind!r} is not known; use file or {' or '.join(MODEL_TRANSLATORS)}."
+        )
+
+
+def check_quantization(backbone) -> None:
+    """backbone.quantization=4bit (QLoRA, as Tredence ran Gemma-3-12B): NF4 weights through bitsandbytes, which
+    needs a CUDA GPU; LoRA only (a full fine-tune cannot train 4-bit weights)."""
+    quantization = backbone.get("quantization")
+    if quantization in (None, "none"):
+        return
+    if quantization != "4bit":
+        raise ConfigError(f"backbone.quantization={quantization!r} is not known; use 4bit or null.")
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "backbone.quantization=4bit (QLoRA) needs a CUDA GPU and this machine has none; set it to null."
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("backbone.quantization=4bit needs bitsandbytes: pip install -e .[qlora]")
+    if finetune.method(backbone) == "full":
+        raise ConfigError(
+            "backbone.quantization=4bit trains LoRA adapters on frozen 4-bit weights; set backbone.finetune=lora."
         )
 
 

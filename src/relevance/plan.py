@@ -27,7 +27,7 @@ class Plan:
     hidden: int
     intermediate: int
     kv_dim: int
-    weight_bytes: int  # the frozen weights in their dtype (what trains is counted at 16 bytes apart)
+    weight_bytes: float  # the frozen weights in their dtype (what trains is counted at 16 bytes apart)
     tokens_per_step: int
     rows_per_epoch: int
     steps_per_epoch: int
@@ -126,6 +126,11 @@ def matched_targets(model) -> dict[str, int]:
     return counts
 
 
+def _weight_bytes(backbone) -> float:
+    """Bytes per frozen weight: its dtype's, or about 0.55 for NF4 with double quantisation (QLoRA)."""
+    return 0.55 if backbone.get("quantization") == "4bit" else BYTES[backbone.dtype]
+
+
 def make_plan(cfg, rows: int) -> Plan:
     model, config = build_on_meta(cfg)
     parameters = list(model.parameters())
@@ -149,7 +154,7 @@ def make_plan(cfg, rows: int) -> Plan:
         hidden=hidden,
         intermediate=getattr(config, "intermediate_size", 4 * hidden),
         kv_dim=kv_dim,
-        weight_bytes=sum(p.numel() * BYTES[cfg.backbone.dtype] for p in parameters if not p.requires_grad),
+        weight_bytes=sum(p.numel() for p in parameters if not p.requires_grad) * _weight_bytes(cfg.backbone),
         tokens_per_step=tokens,
         rows_per_epoch=rows,
         steps_per_epoch=steps * int(cfg.train.accumulate_grad_batches),

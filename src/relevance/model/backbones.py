@@ -149,6 +149,12 @@ def _from_pretrained(auto, backbone, location: str, dtype: torch.dtype, **extra)
         if "num_labels" in extra:
             location.num_labels = extra.pop("num_labels")
         return auto.from_config(location, dtype=dtype, **extra)
+    if backbone.get("quantization") == "4bit":  # QLoRA: NF4 weights, bf16 compute (checks.py refuses it on CPU)
+        from transformers import BitsAndBytesConfig
+
+        extra["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True
+        )
     try:
         return auto.from_pretrained(
             location,

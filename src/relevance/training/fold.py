@@ -124,6 +124,8 @@ def train_fold(
     base = head.load(cfg.backbone, source.location, tokenizer, runtime.load_dtype, cfg.head)
     head.start(base, cfg.backbone.head_module)
     model = finetune.prepare(base, cfg.backbone, cfg.lora, head, source.init_adapter)
+    if cfg.train.get("gradient_checkpointing"):
+        finetune.enable_gradient_checkpointing(model)
     head_lr = cfg.train.get("head_lr")
     if head_lr == "auto":
         head_lr = head.auto_lr(model, cfg.backbone.head_module, tokenizer, train_inputs, max_length)
