@@ -272,3 +272,46 @@ def test_joint_model_trains_both_tasks_with_a_threshold_each_and_predicts_both_f
 def test_combinations_that_cannot_work_fail_at_start_with_one_sentence(overrides, message, tmp_path, cache_dir):
     with pytest.raises(ConfigError, match=message):
         checks.check_config(compose_train(["backbone=tiny", *overrides], tmp_path, cache_dir))
+
+
+@pytest.mark.parametrize(
+    ("recipe", "expected"),
+    [
+        (
+            "dcuragons",  # nhtlongcs/e-commerce-product-search: config/QC/train_14b.json, data_fold0.json
+            {
+                "backbone.hub_id": "google/gemma-3-12b-pt",
+                "train.epochs": 2,
+                "train.lr": 1e-5,
+                "train.batch_size": 4,
+                "train.accumulate_grad_batches": 2,
+                "train.scheduler": "constant_with_warmup",
+                "train.warmup_ratio": 0.01,
+                "train.weight_decay": 1e-4,
+                "train.max_length": 2048,
+            },
+        ),
+        (
+            "dilab",  # 2noweyh/DILAB-Alibaba-Ecommerce-Search: script/train.sh
+            {
+                "backbone.hub_id": "Qwen/Qwen2.5-14B-Instruct",
+                "backbone.prompt_style": "alpaca",
+                "lora.r": 16,
+                "lora.alpha": 16,
+                "lora.dropout": 0.05,
+                "train.lr": 1e-4,
+                "train.scheduler": "cosine",
+                "train.warmup_ratio": 0.05,
+                "train.batch_size": 2,
+                "train.accumulate_grad_batches": 4,
+                "train.max_length": 1024,
+                "train.epochs": 2,
+            },
+        ),
+    ],
+)
+def test_each_recipe_resolves_to_its_teams_code(recipe, expected, tmp_path, cache_dir):
+    from omegaconf import OmegaConf
+
+    cfg = compose_train([f"experiment={recipe}"], tmp_path, cache_dir)
+    assert {key: OmegaConf.select(cfg, key) for key in expected} == expected

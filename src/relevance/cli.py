@@ -108,7 +108,7 @@ def config_error_line(error: Exception) -> str:
     return line if line.endswith(".") else line + "."
 
 
-def run_plan(overrides: list[str], rows: int, mfu: float) -> str:
+def run_plan(overrides: list[str], rows: int, mfu: float, row_tokens: int = 64) -> str:
     """Compose the training config as train.py would (Hydra's compose API; types checked there) and plan it. Data
     and hub access are not checked: the plan is for the machine that will have them."""
     from pathlib import Path
@@ -120,7 +120,7 @@ def run_plan(overrides: list[str], rows: int, mfu: float) -> str:
     conf = Path(__file__).resolve().parents[2] / "conf"
     with initialize_config_dir(config_dir=str(conf)):
         cfg = compose("train", overrides=["paths.root=.", *overrides])
-    return plan.report(cfg, plan.make_plan(cfg, rows), mfu)
+    return plan.report(cfg, plan.make_plan(cfg, rows, row_tokens), mfu)
 
 
 def language_table(by_language: dict[str, list[dict]]) -> str:
@@ -176,10 +176,13 @@ def main(argv: list[str] | None = None) -> None:
     plan.add_argument("overrides", nargs="*", help="the overrides you would give train.py (key=value)")
     plan.add_argument("--rows", type=int, default=300_000, help="training rows per epoch (default: QC train, 300,000)")
     plan.add_argument("--mfu", type=float, default=0.3, help="model FLOPs utilisation assumed (default 0.3)")
+    plan.add_argument(
+        "--row-tokens", type=int, default=64, help="mean tokens of a row, for the time (default 64: a QC row)"
+    )
     args = parser.parse_args(argv)
     if args.command == "plan":
         with config_errors_exit(), user_errors_exit(doing="planning"):
-            print(run_plan(args.overrides, args.rows, args.mfu))
+            print(run_plan(args.overrides, args.rows, args.mfu, args.row_tokens))
         return
     with user_errors_exit(doing="registration"):
         import mlflow

@@ -28,7 +28,10 @@ class Plan:
     intermediate: int
     kv_dim: int
     weight_bytes: float  # the frozen weights in their dtype (what trains is counted at 16 bytes apart)
-    tokens_per_step: int
+    tokens_per_step: int  # at train.max_length: the longest batch, which sets peak memory
+    mean_tokens_per_step: (
+        int  # at the rows' mean length: what sets the time (batches are length-grouped, padded per batch)
+    )
     rows_per_epoch: int
     steps_per_epoch: int
     devices: int
@@ -55,7 +58,7 @@ class Plan:
         """2 N per token forward; backward 2 N for the activations' gradients, plus 2 N for the weights' when every
         weight trains (LoRA's own are negligible); recomputation adds a forward with gradient checkpointing."""
         passes = (6 if full else 4) + (2 if self.checkpointing else 0)
-        return passes * self.total * self.tokens_per_step
+        return passes * self.total * self.mean_tokens_per_step
 
 
 def architecture(backbone, cache):
@@ -131,7 +134,7 @@ def _weight_bytes(backbone) -> float:
     return 0.55 if backbone.get("quantization") == "4bit" else BYTES[backbone.dtype]
 
 
-def make_plan(cfg, rows: int) -> Plan:
+def make_plan(cfg, rows: int, row_tokens: int = 64) -> Plan:
     model, config = build_on_meta(cfg)
     parameters = list(model.parameters())
     total = sum(p.numel() for p in parameters)
@@ -156,6 +159,7 @@ def make_plan(cfg, rows: int) -> Plan:
         kv_dim=kv_dim,
         weight_bytes=sum(p.numel() for p in parameters if not p.requires_grad) * _weight_bytes(cfg.backbone),
         tokens_per_step=tokens,
+        mean_tokens_per_step=per_device_batch * min(row_tokens, int(cfg.train.max_length)),
         rows_per_epoch=rows,
         steps_per_epoch=steps * int(cfg.train.accumulate_grad_batches),
         devices=devices,
@@ -168,6 +172,7 @@ def report(cfg, plan: Plan, mfu: float) -> str:
     """The plan as a person reads it: what was built, what matched, memory per GPU, FLOPs and time, and whether
     it fits each GPU."""
     full = cfg.backbone.get("finetune", "lora") == "full"
+    row_tokens = plan.mean_tokens_per_step // int(cfg.train.batch_size)
     lines = [
         f"backbone {cfg.backbone.name} ({cfg.backbone.get('hub_id')}), head={cfg.head.name}, "
         f"{'full fine-tuning' if full else f'LoRA r={cfg.lora.r}'}, strategy={cfg.strategy.name} on "
@@ -175,8 +180,9 @@ def report(cfg, plan: Plan, mfu: float) -> str:
         f"parameters: {plan.total / 1e9:.2f} B, trainable {plan.trainable / 1e6:.1f} M "
         f"({100 * plan.trainable / plan.total:.2f}%)",
         "LoRA targets matched: " + (", ".join(f"{k} x{v}" for k, v in sorted(plan.targets.items())) or "none (full)"),
-        f"per GPU step: batch {cfg.train.batch_size} x {cfg.train.max_length} tokens (every row at train.max_length; "
-        f"a prompt template's own tokens come on top), accumulation {cfg.train.accumulate_grad_batches}",
+        f"per GPU step: batch {cfg.train.batch_size}, accumulation {cfg.train.accumulate_grad_batches}; memory at "
+        f"the longest batch ({cfg.train.max_length} tokens a row), time at {row_tokens} tokens a row "
+        f"(--row-tokens; a prompt template's own tokens come on top of both)",
     ]
     for checkpointing in (False, True):
         memory = plan.memory_gb(checkpointing)
