@@ -85,3 +85,29 @@ def test_4bit_weights_take_about_a_quarter_of_bf16(tmp_path, cache_dir):
         compose_train(["backbone=gemma3_12b", "backbone.quantization=4bit"], tmp_path, cache_dir), 1000
     )
     assert nf4.memory_gb()["weights"] == pytest.approx(bf16.memory_gb()["weights"] * 0.55 / 2)
+
+
+class _FakeGpu:
+    """A GPU's reported size: no CUDA device exists on these machines, so its properties are stood in for."""
+
+    def __init__(self, gigabytes: float):
+        self.total_memory = gigabytes * 1e9
+
+
+@pytest.mark.parametrize(("gigabytes", "refused"), [(24, True), (80, False)])
+def test_a_run_that_cannot_fit_the_visible_gpu_is_refused_at_start(
+    gigabytes, refused, tmp_path, cache_dir, monkeypatch
+):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: _FakeGpu(gigabytes))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"a {gigabytes} GB GPU")
+    cfg = compose_train(["backbone=qwen3_14b"], tmp_path, cache_dir)  # about 38 GB at the defaults
+    if not refused:
+        plan.check_fits(cfg)
+        return
+    with pytest.raises(ConfigError) as caught:
+        plan.check_fits(cfg)
+    assert "needs about 38 GB per GPU and a 24 GB GPU has 24 GB" in str(caught.value)
+    assert "backbone.quantization=4bit" in str(caught.value)  # checkpointing alone (29 GB) would not fit either

@@ -92,6 +92,9 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.register.name and not cfg.tracking.log_model:
         raise ConfigError("register.name needs a logged model; drop tracking.log_model=false.")
     check_methods(cfg)
+    from relevance.plan import check_fits  # builds the backbone on the meta device: only on a GPU machine
+
+    check_fits(cfg)
 
 
 def check_methods(cfg: DictConfig) -> None:

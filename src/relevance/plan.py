@@ -199,3 +199,28 @@ def report(cfg, plan: Plan, mfu: float) -> str:
         seconds = plan.flops_per_step(full) * plan.steps_per_epoch / (peak * mfu)
         lines.append(f"  {gpu}: {seconds / 3600:.2f} h per epoch per fold at {mfu:.0%} MFU")
     return "\n".join(lines)
+
+
+def check_fits(cfg) -> None:
+    """At the start of a GPU run (train.py): a hub backbone whose planned memory per GPU exceeds what the visible
+    GPU holds is refused before any weight is loaded, with what would make it fit. Nothing to check on CPU, or for a
+    backbone without published dimensions."""
+    if not torch.cuda.is_available() or cfg.backbone.get("architecture") is None:
+        return
+    planned = make_plan(cfg, rows=1)
+    have = torch.cuda.get_device_properties(0).total_memory / 1e9
+    need = sum(planned.memory_gb().values())
+    if need <= 0.95 * have:
+        return
+    with_checkpointing = sum(planned.memory_gb(checkpointing=True).values())
+    fix = (
+        f"set train.gradient_checkpointing=true (about {with_checkpointing:.0f} GB)"
+        if not planned.checkpointing and with_checkpointing <= 0.95 * have
+        else "lower train.batch_size or train.max_length, use backbone.quantization=4bit, or shard over more GPUs "
+        "(strategy=deepspeed_stage_3 strategy.devices=N)"
+    )
+    raise ConfigError(
+        f"backbone={cfg.backbone.name} at batch {cfg.train.batch_size} x {cfg.train.max_length} tokens needs about "
+        f"{need:.0f} GB per GPU and {torch.cuda.get_device_name(0)} has {have:.0f} GB; {fix}. "
+        f"`relevance plan` shows the options."
+    )
