@@ -77,3 +77,30 @@ def test_gpu_throughput_bench_runs_its_scaled_down_variant_on_cpu(tmp_path):
     assert train["tokens_per_s"] > 0 and score["pairs_per_s"] > 0 and train["tflops"] > 0
     assert 0 < train["trainable_m"] < 1  # LoRA r16 plus the score head, not the whole model
     assert "| train, auto |" in done.stdout and "tiny dimensions" in done.stdout
+
+
+def test_plan_memory_bench_measures_a_peak_beside_the_plan(tmp_path, cache_dir):
+    import json
+    import os
+
+    out = tmp_path / "memory.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "plan_memory.py"), "--backbones", "tiny", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "RELEVANCE_CACHE": str(cache_dir)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = json.loads(out.read_text())
+    assert (
+        row["measured_gb"] > 0
+        and row["planned_gb"] > 0
+        and set(row["planned_parts"])
+        == {
+            "weights",
+            "trainable + AdamW",
+            "activations",
+        }
+    )
+    assert "| tiny | 16 x 64 |" in done.stdout

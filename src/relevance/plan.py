@@ -37,6 +37,7 @@ class Plan:
     devices: int
     stage: int  # ZeRO stage: 0 (none/DDP), 2 or 3
     checkpointing: bool
+    activation_bytes: int = 2  # bf16 under mixed precision on a GPU; 4 for a float32 run (CPU)
 
     def memory_gb(self, checkpointing: bool | None = None) -> dict[str, float]:
         """Per GPU: weights in their dtype, what trains (fp32 weights, grads, AdamW's two moments: 16 bytes each),
@@ -129,12 +130,17 @@ def matched_targets(model) -> dict[str, int]:
     return counts
 
 
-def _weight_bytes(backbone) -> float:
-    """Bytes per frozen weight: its dtype's, or about 0.55 for NF4 with double quantisation (QLoRA)."""
+def _weight_bytes(backbone, cpu: bool) -> float:
+    """Bytes per frozen weight: its dtype's (float32 on a CPU, which loads every backbone so), or about 0.55 for
+    NF4 with double quantisation (QLoRA)."""
+    if cpu:
+        return 4
     return 0.55 if backbone.get("quantization") == "4bit" else BYTES[backbone.dtype]
 
 
-def make_plan(cfg, rows: int, row_tokens: int = 64) -> Plan:
+def make_plan(cfg, rows: int, row_tokens: int = 64, cpu: bool = False) -> Plan:
+    """The plan of `cfg` on GPUs (bf16 weights and activations), or with `cpu` as this machine runs it (float32),
+    which is how the memory model is checked against measured peaks (bench/plan_memory.py)."""
     model, config = build_on_meta(cfg)
     parameters = list(model.parameters())
     total = sum(p.numel() for p in parameters)
@@ -157,7 +163,7 @@ def make_plan(cfg, rows: int, row_tokens: int = 64) -> Plan:
         hidden=hidden,
         intermediate=getattr(config, "intermediate_size", 4 * hidden),
         kv_dim=kv_dim,
-        weight_bytes=sum(p.numel() for p in parameters if not p.requires_grad) * _weight_bytes(cfg.backbone),
+        weight_bytes=sum(p.numel() for p in parameters if not p.requires_grad) * _weight_bytes(cfg.backbone, cpu),
         tokens_per_step=tokens,
         mean_tokens_per_step=per_device_batch * min(row_tokens, int(cfg.train.max_length)),
         rows_per_epoch=rows,
@@ -165,6 +171,7 @@ def make_plan(cfg, rows: int, row_tokens: int = 64) -> Plan:
         devices=devices,
         stage=stage,
         checkpointing=bool(cfg.train.get("gradient_checkpointing", False)),
+        activation_bytes=4 if cpu else 2,
     )
 
 
