@@ -150,8 +150,8 @@ def make_plan(cfg, rows: int, row_tokens: int = 64, cpu: bool = False) -> Plan:
     head_dim = getattr(config, "head_dim", None) or hidden // heads
     kv_dim = (getattr(config, "num_key_value_heads", None) or heads) * head_dim
     devices = int(cfg.strategy.get("devices") or 1) * int(cfg.strategy.get("num_nodes") or 1)
-    name = str(cfg.strategy.get("name", ""))
-    stage = 3 if "stage_3" in name else 2 if "stage_2" in name else 0
+    lightning = cfg.strategy.get("lightning")
+    stage = int(lightning.get("stage", 0)) if OmegaConf.is_config(lightning) else 0  # the strategy file's ZeRO stage
     per_device_batch = int(cfg.train.batch_size)
     tokens = per_device_batch * int(cfg.train.max_length)
     steps = math.ceil(rows / (per_device_batch * devices * int(cfg.train.accumulate_grad_batches)))

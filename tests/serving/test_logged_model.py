@@ -4,7 +4,6 @@ fresh environment built only from what was logged."""
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from relevance import pipeline
 from relevance.serving.logged_model import SERVING_PACKAGES
@@ -84,18 +84,14 @@ def test_what_the_served_model_imports_is_covered_by_its_requirements(logged, tm
         ).stdout.splitlines()[-1]
     )
     covered = _closure({r.name for r in _requirements(folder)})
-    missing = {d for d in imported if _canonical(d) not in covered} - {"relevance"}
+    missing = {d for d in imported if canonicalize_name(d) not in covered} - {"relevance"}
     assert not missing, f"imported but not required: {sorted(missing)}"
-    assert set(map(_canonical, SERVING_PACKAGES)) <= covered
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+    assert set(map(canonicalize_name, SERVING_PACKAGES)) <= covered
 
 
 def _closure(names: set[str]) -> set[str]:
     """The requirements and everything they depend on (as installed here; extras ignored)."""
-    seen, todo = set(), [_canonical(n) for n in names]
+    seen, todo = set(), [canonicalize_name(n) for n in names]
     while todo:
         name = todo.pop()
         if name in seen:
@@ -108,7 +104,7 @@ def _closure(names: set[str]) -> set[str]:
         for line in requires:
             requirement = Requirement(line)
             if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(_canonical(requirement.name))
+                todo.append(canonicalize_name(requirement.name))
     return seen
 
 

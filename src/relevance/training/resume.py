@@ -78,7 +78,7 @@ def progress_folder(cfg, runtime, name: str) -> Path | None:
     minutes = cfg.train.get("checkpoint_minutes")
     if not minutes or parent is None or cfg.sweep.get("trial") is not None or runtime.world_size > 1:
         return None
-    if "deepspeed" in str(cfg.strategy.get("name", "")):
+    if "deepspeed" in (cfg.strategy.get("needs") or []):
         return None
     return Path(cfg.paths.checkpoints) / parent.info.run_id / name.replace("/", "_")
 
