@@ -36,7 +36,7 @@ def _children(summary) -> dict[str, object]:
 @pytest.mark.parametrize(
     "recipe, extra",
     [
-        ("dcuragons", []),
+        ("dcuragons", ["train.folds_trained=null"]),  # SMALL has 2 folds
         (
             "yin_qc",
             [
@@ -289,6 +289,8 @@ def test_combinations_that_cannot_work_fail_at_start_with_one_sentence(overrides
                 "train.warmup_ratio": 0.01,
                 "train.weight_decay": 1e-4,
                 "train.max_length": 2048,
+                "split.n_folds": 5,
+                "train.folds_trained": 3,
             },
         ),
         (
@@ -296,6 +298,16 @@ def test_combinations_that_cannot_work_fail_at_start_with_one_sentence(overrides
             {
                 "backbone.hub_id": "Qwen/Qwen2.5-14B-Instruct",
                 "backbone.prompt_style": "alpaca",
+                "backbone.lora_targets": [
+                    "q_proj",
+                    "k_proj",
+                    "v_proj",
+                    "o_proj",
+                    "gate_proj",
+                    "up_proj",
+                    "down_proj",
+                    "lm_head",
+                ],
                 "lora.r": 16,
                 "lora.alpha": 16,
                 "lora.dropout": 0.05,
@@ -315,3 +327,23 @@ def test_each_recipe_resolves_to_its_teams_code(recipe, expected, tmp_path, cach
 
     cfg = compose_train([f"experiment={recipe}"], tmp_path, cache_dir)
     assert {key: OmegaConf.select(cfg, key) for key in expected} == expected
+
+
+def test_training_3_of_5_folds_trains_three_models_and_scores_only_their_held_out_rows(tmp_path, cache_dir):
+    """DcuRAGONS trained 3 of their 5 folds (train.folds_trained=3): three fold runs, a three-model ensemble, and
+    out-of-fold F1 and thresholds from the rows those three held out (the other rows only trained)."""
+    overrides = [*SMALL, "data.demo.train_rows=200", "split.n_folds=5", "train.folds_trained=3"]
+    summary = pipeline.run(compose_train(overrides, tmp_path, cache_dir))
+    assert sorted(_children(summary)) == ["fold-0", "fold-1", "fold-2"]
+    oof = pd.DataFrame(mlflow.load_table("oof_scores.json", run_ids=[summary["run_id"]]))
+    held_out = oof["fold"] < 3
+    assert oof.loc[held_out, "score"].notna().all() and oof.loc[~held_out, "score"].isna().all()
+    scored = oof[held_out]
+    predicted = scored["score"] >= summary["decision_threshold"]
+    true_positives = (predicted & (scored["label"] == 1)).sum()
+    f1 = 2 * true_positives / (predicted.sum() + (scored["label"] == 1).sum())
+    assert summary["oof_best_f1"] == pytest.approx(f1)  # judged on the three folds' held-out rows alone
+    scorer = predict.load_scorer(summary["run_id"])
+    assert scorer.folds == ["fold_0", "fold_1", "fold_2"] and 0 < scorer.threshold < 1
+    with pytest.raises(ConfigError, match="train.folds_trained=6 is more than split.n_folds=5"):
+        checks.check_config(compose_train([*overrides, "train.folds_trained=6"], tmp_path, cache_dir))

@@ -56,6 +56,13 @@ def check_config(cfg: DictConfig) -> None:
         _check_number(cfg, "train.log_every_n_steps", integer=True, minimum=1)
     if cfg.train.get("checkpoint_minutes") is not None:
         _check_number(cfg, "train.checkpoint_minutes", integer=False, minimum=0)
+    if cfg.train.get("folds_trained") is not None:
+        _check_number(cfg, "train.folds_trained", integer=True, minimum=1)
+        if cfg.train.folds_trained > cfg.split.n_folds:
+            raise ConfigError(
+                f"train.folds_trained={cfg.train.folds_trained} is more than split.n_folds={cfg.split.n_folds}; "
+                f"use at most {cfg.split.n_folds} (or null for every fold)."
+            )
     if cfg.data.get("max_rows") is not None:
         _check_number(cfg, "data.max_rows", integer=True, minimum=1)
     if not isinstance(cfg.tracking.experiment, str) or not cfg.tracking.experiment.strip():

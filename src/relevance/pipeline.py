@@ -67,7 +67,7 @@ def _bundle(
         translator=OmegaConf.to_container(preprocessor.translations.cfg, resolve=True),
         max_length=source.max_length,
         eval_batch_size=cfg.train.eval_batch_size,
-        folds=[f"fold_{k}" for k in range(cfg.split.n_folds)],
+        folds=[f"fold_{k}" for k in range(cfg.train.folds_trained or cfg.split.n_folds)],
         thresholds=decision,
         language_thresholds=per_language,
         unseen_threshold=cfg.threshold.unseen,
@@ -156,7 +156,9 @@ def run(cfg: DictConfig) -> dict:
             after_fold = trial.fold_observer(
                 cfg.sweep.metric, data.labels, np.array([r.task for r in data.records]), parent.info.run_id
             )
-            oof, dev_scores = cross_validate(cfg, runtime, source, data, dev_inputs, adapters, observers=(after_fold,))
+            oof, dev_scores = cross_validate(
+                cfg, runtime, source, data, dev_inputs, adapters, observers=(after_fold,), folds=cfg.train.folds_trained
+            )
             refit_scores = refit(cfg, runtime, source, data, dev_inputs, adapters) if cfg.train.refit else None
             mlflow.log_metrics(
                 {"translations_computed": translations.computed, "translations_reused": translations.reused}

@@ -26,9 +26,11 @@ class Plan:
     layers: int
     hidden: int
     intermediate: int
+    q_dim: int  # attention heads x head size (not always the hidden size: Gemma-3)
     kv_dim: int
     weight_bytes: float  # the frozen weights in their dtype (what trains is counted at 16 bytes apart)
-    tokens_per_step: int  # at train.max_length: the longest batch, which sets peak memory
+    batch: int  # rows per GPU step
+    max_length: int  # tokens a row at the longest batch, which sets peak memory
     mean_tokens_per_step: (
         int  # at the rows' mean length: what sets the time (batches are length-grouped, padded per batch)
     )
@@ -38,20 +40,38 @@ class Plan:
     stage: int  # ZeRO stage: 0 (none/DDP), 2 or 3
     checkpointing: bool
     activation_bytes: int = 2  # bf16 under mixed precision on a GPU; 4 for a float32 run (CPU)
+    dropout_inputs: int = 0  # per layer: input features of the LoRA-wrapped modules when LoRA dropout copies them
+    eager_heads: int = 0  # attention heads whose probabilities are kept (eager attention), else 0 (SDPA, flash)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch * self.max_length
+
+    def layer_activation_bytes(self) -> float:
+        """What one decoder layer keeps for the backward pass, per GPU step. The per-token count, in activation
+        values, is 8.5 h + 3 q + 2 kv + 4 i: the layer's input, norms and residuals (about 8.5 h, with RMSNorm's
+        float32 upcasts under bf16), queries, attention output and rotary copies (3 q), keys and values (2 kv), and
+        the gated MLP's four intermediate tensors (4 i). Fitted on an H100's measured peaks at Qwen3-1.7B
+        dimensions (bench/results/gpu_throughput_h100_*.json) and checked on CPU against the tensors autograd
+        saves (tests/test_plan.py). LoRA dropout keeps a copy and a one-byte mask of each adapted input; eager
+        attention keeps every head's T x T probabilities (float32 softmax beside the bf16 copy)."""
+        h, q, kv, i = self.hidden, self.q_dim, self.kv_dim, self.intermediate
+        values = 8.5 * h + 3 * q + 2 * kv + 4 * i
+        per_token = values * self.activation_bytes + self.dropout_inputs * (self.activation_bytes + 1)
+        probability_bytes = self.activation_bytes + (4 if self.activation_bytes < 4 else 0)
+        attention = self.batch * self.eager_heads * self.max_length**2 * probability_bytes
+        return self.tokens_per_step * per_token + attention
 
     def memory_gb(self, checkpointing: bool | None = None) -> dict[str, float]:
         """Per GPU: weights in their dtype, what trains (fp32 weights, grads, AdamW's two moments: 16 bytes each),
-        activations kept for the backward pass (bf16; every layer's, or only layer inputs plus one layer's with
-        gradient checkpointing), sharded as the ZeRO stage says."""
+        activations kept for the backward pass (every layer's, or with gradient checkpointing each layer's input
+        plus one layer's recomputed), sharded as the ZeRO stage says."""
         checkpointing = self.checkpointing if checkpointing is None else checkpointing
         weights = self.weight_bytes / (self.devices if self.stage == 3 else 1)
         trainable = 4 * self.trainable + 12 * self.trainable / (self.devices if self.stage >= 2 else 1)
-        per_layer = 2 * self.tokens_per_step * (8 * self.hidden + 2 * self.kv_dim + 4 * self.intermediate)
-        kept = (
-            2 * self.tokens_per_step * self.hidden * self.layers + per_layer
-            if checkpointing
-            else per_layer * self.layers
-        )
+        layer = self.layer_activation_bytes()
+        layer_inputs = self.tokens_per_step * self.hidden * self.activation_bytes * self.layers
+        kept = layer_inputs + layer if checkpointing else layer * self.layers
         parts = {"weights": weights, "trainable + AdamW": trainable, "activations": kept}
         return {name: value / 1e9 for name, value in parts.items()}
 
@@ -120,6 +140,22 @@ def build_on_meta(cfg):
     return model, config
 
 
+def _dropout_inputs(model, lora, layers: int) -> int:
+    """Input features, per layer, of the modules whose LoRA input is copied by dropout (0 without dropout)."""
+    if not lora or not float(lora.get("dropout") or 0):
+        return 0
+    wrapped = (m for m in model.modules() if hasattr(m, "lora_A") and len(getattr(m, "lora_A", {})))
+    return sum(getattr(m, "in_features", 0) for m in wrapped) // max(layers, 1)
+
+
+def _eager_heads(backbone, config) -> int:
+    """Attention heads whose T x T probabilities training keeps: all with eager attention (chosen, or the
+    soft-capped families' default without flash-attn), none with SDPA or FlashAttention."""
+    from relevance.model.backbones import attention_implementation
+
+    return config.num_attention_heads if attention_implementation(backbone) == "eager" else 0
+
+
 def matched_targets(model) -> dict[str, int]:
     """LoRA-wrapped modules counted by their last name (q_proj: 40, ...)."""
     counts: dict[str, int] = {}
@@ -149,22 +185,24 @@ def make_plan(cfg, rows: int, row_tokens: int = 64, cpu: bool = False) -> Plan:
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or hidden // heads
     kv_dim = (getattr(config, "num_key_value_heads", None) or heads) * head_dim
+    layers = config.num_hidden_layers
     devices = int(cfg.strategy.get("devices") or 1) * int(cfg.strategy.get("num_nodes") or 1)
     lightning = cfg.strategy.get("lightning")
     stage = int(lightning.get("stage", 0)) if OmegaConf.is_config(lightning) else 0  # the strategy file's ZeRO stage
     per_device_batch = int(cfg.train.batch_size)
-    tokens = per_device_batch * int(cfg.train.max_length)
     steps = math.ceil(rows / (per_device_batch * devices * int(cfg.train.accumulate_grad_batches)))
     return Plan(
         total=total,
         trainable=trainable,
         targets=matched_targets(model),
-        layers=config.num_hidden_layers,
+        layers=layers,
         hidden=hidden,
         intermediate=getattr(config, "intermediate_size", 4 * hidden),
+        q_dim=heads * head_dim,
         kv_dim=kv_dim,
         weight_bytes=sum(p.numel() for p in parameters if not p.requires_grad) * _weight_bytes(cfg.backbone, cpu),
-        tokens_per_step=tokens,
+        batch=per_device_batch,
+        max_length=int(cfg.train.max_length),
         mean_tokens_per_step=per_device_batch * min(row_tokens, int(cfg.train.max_length)),
         rows_per_epoch=rows,
         steps_per_epoch=steps * int(cfg.train.accumulate_grad_batches),
@@ -172,6 +210,8 @@ def make_plan(cfg, rows: int, row_tokens: int = 64, cpu: bool = False) -> Plan:
         stage=stage,
         checkpointing=bool(cfg.train.get("gradient_checkpointing", False)),
         activation_bytes=4 if cpu else 2,
+        dropout_inputs=_dropout_inputs(model, cfg.get("lora"), layers),
+        eager_heads=_eager_heads(cfg.backbone, config),
     )
 
 
@@ -231,3 +271,21 @@ def check_fits(cfg) -> None:
         f"{need:.0f} GB per GPU and {torch.cuda.get_device_name(0)} has {have:.0f} GB; {fix}. "
         f"`relevance plan` shows the options."
     )
+
+
+def kept_for_backward(model, forward) -> int:
+    """Bytes of the tensors autograd keeps while `forward()` runs, the model's weights (and views of them)
+    excluded and shared storage counted once: the activations the plan's memory model estimates, measured
+    without the allocator's noise."""
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+
+    def keep(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        forward()
+    return sum(storages.values())

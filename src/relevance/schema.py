@@ -64,6 +64,7 @@ class Train:
     log_every_n_steps: Optional[int] = 10
     require_learning: bool = True
     refit: bool = False
+    folds_trained: Optional[int] = None
 
 
 @dataclass

@@ -221,3 +221,38 @@ def test_both_losses_train_the_yes_no_margin(tiny_lm):
         )
         margins[loss] = float((logit * signs).mean())
     assert margins["pair"] > 0.1 and margins["vocab"] > 0.1
+
+
+def test_a_lora_adapter_on_the_lm_head_moves_the_two_answer_rows_as_it_moves_the_full_head(tiny_lm):
+    """DILAB's LoRA also targets lm_head: the pair loss reads two rows of it, so it must read them through the
+    adapter, giving the same logits as the full head's forward, and train the adapter."""
+    cfg, location, tokenizer = tiny_lm
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
+    torch.manual_seed(0)
+    model = apply_lora(
+        load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head),
+        targets,
+        "score",
+        r=4,
+        alpha=8,
+        dropout=0.0,
+        head=YesNoHead,
+    )
+    lm_head = model.get_base_model().get_output_embeddings()
+    assert hasattr(lm_head, "lora_B")
+    with torch.no_grad():
+        lm_head.lora_B["default"].weight.normal_(std=0.5)  # a trained adapter: its delta is not zero
+    head = build_head(cfg.head, tokenizer)
+    texts = ["query: a\nanswer:", "query: a much longer query about phone cases\nanswer:"]
+    batch = dict(tokenizer(texts, padding=True, return_tensors="pt"), labels=torch.tensor([1, 0]))
+    model.eval()
+    with torch.no_grad():
+        full = head.answer_logits(model, batch)[:, [head.yes_id, head.no_id]]
+        two = head.pair_logits(model, batch)
+        with model.disable_adapter():
+            bypassed = head.pair_logits(model, batch)
+    assert torch.allclose(two, full, atol=1e-5)
+    assert not torch.allclose(two, bypassed, atol=1e-3)  # the adapter is read, not bypassed
+    model.train()
+    head(model, batch)[1].backward()
+    assert lm_head.lora_A["default"].weight.grad.abs().sum() > 0

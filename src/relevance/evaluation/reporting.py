@@ -131,7 +131,7 @@ def report(cfg, data: TrainingData, oof, dev, dev_scores, plots_dir: Path) -> tu
     joint = is_joint(cfg.task.code)
     summary, decision, per_language, by_language = {}, {}, {}, {}
     for task in task_parts(cfg):
-        rows = np.flatnonzero(tasks == task)
+        rows = np.flatnonzero((tasks == task) & np.isfinite(oof))  # held out by a trained fold
         dev_rows = np.flatnonzero(dev_tasks == task) if dev_mean is not None else None
         part, decision[task], per_language[task], languages = _task_report(
             cfg,

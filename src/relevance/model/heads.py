@@ -122,7 +122,7 @@ class BiEncoderHead(Head):
 class YesNoHead(Head):
     name = "yes_no"
     lora_task_type = TaskType.CAUSAL_LM
-    fresh = False  # the pretrained LM head scores; it stays frozen ("all-linear" LoRA never targets it)
+    fresh = False  # the pretrained LM head scores; frozen unless lora_targets names lm_head (an adapter on it)
     LOSSES = ("pair", "vocab")
 
     def __init__(
@@ -198,12 +198,17 @@ class YesNoHead(Head):
         return self._softcap(base, base.get_output_embeddings()(hidden).float())
 
     def pair_logits(self, model, batch: dict) -> torch.Tensor:
-        """The logits of the two answer tokens only: two rows of the LM head instead of the whole vocabulary."""
+        """The logits of the two answer tokens only: two rows of the LM head instead of the whole vocabulary,
+        with the same two rows of a LoRA adapter on the LM head when one is there (DILAB targets lm_head)."""
         base, hidden = self._answer_hidden(model, batch)
         head = base.get_output_embeddings()
         rows = torch.tensor([self.yes_id, self.no_id], device=hidden.device)
         bias = head.bias[rows] if getattr(head, "bias", None) is not None else None
-        return self._softcap(base, F.linear(hidden, head.weight[rows], bias).float())
+        logits = F.linear(hidden, head.weight[rows], bias)
+        for name in _active_lora(head):
+            adapted = head.lora_A[name](head.lora_dropout[name](hidden.to(head.lora_A[name].weight.dtype)))
+            logits = logits + F.linear(adapted, head.lora_B[name].weight[rows]).to(logits.dtype) * head.scaling[name]
+        return self._softcap(base, logits.float())
 
     def __call__(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.loss == "vocab" and "labels" in batch:
@@ -214,6 +219,13 @@ class YesNoHead(Head):
         logit = pair[:, 0] - pair[:, 1]
         loss = F.binary_cross_entropy_with_logits(logit, batch["labels"].float()) if "labels" in batch else None
         return logit, loss
+
+
+def _active_lora(module) -> list[str]:
+    """The LoRA adapters active on `module` (a PEFT LoRA layer), none for a plain layer or merged adapters."""
+    if not hasattr(module, "lora_A") or getattr(module, "merged", False) or getattr(module, "disable_adapters", False):
+        return []
+    return [name for name in module.active_adapters if name in module.lora_A]
 
 
 def answer_token_ids(tokenizer, answers) -> tuple[int, int]:

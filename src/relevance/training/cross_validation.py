@@ -33,14 +33,16 @@ def cross_validate(
     stage: str = "",
     epochs: int | None = None,
     observers: tuple[FoldObserver, ...] = (),
+    folds: int | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Train one model per fold (a child MLflow run each); out-of-fold scores and each fold's dev scores. Each
-    observer hears of every finished fold (the sweep's pruning is one; it may stop the run by raising)."""
+    """Train one model per fold (a child MLflow run each), or for the first `folds` folds only; out-of-fold
+    scores (NaN for rows of folds not trained) and each fold's dev scores. Each observer hears of every finished
+    fold (the sweep's pruning is one; it may stop the run by raising)."""
     oof = np.full(len(data.records), np.nan)
     dev_scores = []
     folds_health: list[health.FoldHealth] = []
     seen = set(data.languages)
-    for fold in range(cfg.split.n_folds):
+    for fold in range(folds or cfg.split.n_folds):
         held_out = np.flatnonzero(data.folds == fold)
         name = f"{stage}fold-{fold}"
         weights = adapters / f"fold_{fold}" if adapters else None
