@@ -184,3 +184,26 @@ def test_plan_matches_the_peak_memory_an_h100_measured(result, tmp_path, cache_d
     )
     peak = next(r["peak_gb"] for r in measured["rows"] if r["what"] == "train, auto") * 2**30 / 1e9
     assert sum(plan.make_plan(cfg, rows=1).memory_gb().values()) == pytest.approx(peak, rel=0.05)
+
+
+def test_a_plan_from_the_data_uses_its_rows_real_token_lengths(tmp_path, cache_dir):
+    """--data: the training file's rows, written as training writes them and counted in the backbone's own tokens
+    where this machine has its tokenizer (tiny), estimated from their bytes where it does not (a hub backbone)."""
+    from relevance.data.reader import read_records
+    from relevance.data.sources import data_file
+    from relevance.model.backbones import load_tokenizer, resolve_source
+    from relevance.training.rows import make_preprocessor
+
+    cfg = compose_train(["backbone=tiny", "data.demo.train_rows=120", "train.max_length=24"], tmp_path, cache_dir)
+    lengths = plan.data_lengths(cfg)
+    tokenizer = load_tokenizer(cfg.backbone, resolve_source(cfg.backbone, cache_dir))
+    preprocessor = make_preprocessor(cfg)
+    texts = preprocessor.format(read_records(data_file(cfg.data, cache_dir, "QC", "train"), "QC"))
+    prompt = len(tokenizer(preprocessor.templates["QC"].format(query="", target="", language=""))["input_ids"])
+    counts = [min(len(tokenizer(t)["input_ids"]), 24 + prompt) for t in texts]
+    assert lengths.rows == 120 and lengths.longest == max(counts) and lengths.mean == pytest.approx(sum(counts) / 120)
+    assert "tokenized with" in lengths.how
+    planned = plan.make_plan(cfg, rows=1, lengths=lengths)
+    assert planned.max_length == max(counts) and planned.rows_per_epoch == 120
+    hub = plan.data_lengths(compose_train(["backbone=qwen3_14b", "data.demo.train_rows=120"], tmp_path, cache_dir))
+    assert "estimated at 3.5 UTF-8 bytes a token" in hub.how and hub.rows == 120

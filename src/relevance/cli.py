@@ -108,9 +108,10 @@ def config_error_line(error: Exception) -> str:
     return line if line.endswith(".") else line + "."
 
 
-def run_plan(overrides: list[str], rows: int, mfu: float, row_tokens: int = 64) -> str:
-    """Compose the training config as train.py would (Hydra's compose API; types checked there) and plan it. Data
-    and hub access are not checked: the plan is for the machine that will have them."""
+def run_plan(overrides: list[str], rows: int, mfu: float, row_tokens: int = 64, data: bool = False) -> str:
+    """Compose the training config as train.py would (Hydra's compose API; types checked there) and plan it, at
+    the training file's own row lengths with `data`. Hub access is not needed: the plan is for the machine that
+    will have it."""
     from pathlib import Path
 
     from hydra import compose, initialize_config_dir
@@ -120,7 +121,8 @@ def run_plan(overrides: list[str], rows: int, mfu: float, row_tokens: int = 64) 
     conf = Path(__file__).resolve().parents[2] / "conf"
     with initialize_config_dir(config_dir=str(conf)):
         cfg = compose("train", overrides=["paths.root=.", *overrides])
-    return plan.report(cfg, plan.make_plan(cfg, rows, row_tokens), mfu)
+    lengths = plan.data_lengths(cfg) if data else None
+    return plan.report(cfg, plan.make_plan(cfg, rows, row_tokens, lengths=lengths), mfu, lengths)
 
 
 def language_table(by_language: dict[str, list[dict]]) -> str:
@@ -179,10 +181,16 @@ def main(argv: list[str] | None = None) -> None:
     plan.add_argument(
         "--row-tokens", type=int, default=64, help="mean tokens of a row, for the time (default 64: a QC row)"
     )
+    plan.add_argument(
+        "--data",
+        action="store_true",
+        help="read the config's training file(s) and plan at their rows' real token lengths (replaces --rows and "
+        "--row-tokens)",
+    )
     args = parser.parse_args(argv)
     if args.command == "plan":
         with config_errors_exit(), user_errors_exit(doing="planning"):
-            print(run_plan(args.overrides, args.rows, args.mfu, args.row_tokens))
+            print(run_plan(args.overrides, args.rows, args.mfu, args.row_tokens, args.data))
         return
     with user_errors_exit(doing="registration"):
         import mlflow

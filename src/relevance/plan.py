@@ -174,9 +174,73 @@ def _weight_bytes(backbone, cpu: bool) -> float:
     return 0.55 if backbone.get("quantization") == "4bit" else BYTES[backbone.dtype]
 
 
-def make_plan(cfg, rows: int, row_tokens: int = 64, cpu: bool = False) -> Plan:
+BYTES_PER_TOKEN = 3.5  # UTF-8 bytes per token where the tokenizer is not on this machine (see data_lengths)
+
+
+@dataclass
+class Lengths:
+    """Token lengths of the training rows as the model reads them (prompt included, cut where training cuts)."""
+
+    longest: int  # the longest batch's rows: what sets peak memory (batches are length-grouped)
+    mean: float  # what sets the time
+    rows: int
+    how: str  # "tokenized with <tokenizer>" or "estimated at N bytes a token"
+
+
+def _local_tokenizer(cfg):
+    """The backbone's tokenizer if this machine has it (tiny, packaged, or a hub snapshot on disk), else None:
+    a plan never downloads."""
+    from transformers import AutoTokenizer
+
+    from relevance.model.backbones import load_tokenizer, resolve_source
+
+    backbone = cfg.backbone
+    try:
+        location = resolve_source(backbone, cfg.paths.cache)  # the hub id only where training would download
+        if location != backbone.get("hub_id"):
+            return load_tokenizer(backbone, location)
+        return AutoTokenizer.from_pretrained(location, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not on this machine, in whatever way the hub or the package says so
+        return None
+
+
+def data_lengths(cfg) -> Lengths:
+    """Read the configured training file(s), write each row as training does (task prompt, category order) and
+    measure it in the backbone's tokens, cut at train.max_length plus the prompt's own tokens. Without the
+    tokenizer on this machine the length is estimated from UTF-8 bytes: Gemma-3's tokenizer reads 3.9-4.8 bytes a
+    token on the demo's and the taxonomy's queries and paths (ar, de, en, es, fr, it, ja, ko, pl, pt); 3.5 errs
+    towards more tokens, so towards more memory."""
+    import numpy as np
+
+    from relevance.data.reader import read_records
+    from relevance.data.sources import data_file
+    from relevance.training.rows import make_preprocessor
+
+    preprocessor = make_preprocessor(cfg)
+    texts, prompts = [], []
+    for task in preprocessor.templates:
+        records = read_records(data_file(cfg.data, cfg.paths.cache, task, "train"), task)
+        texts += [" ".join(t) if isinstance(t, tuple) else t for t in preprocessor.format(records)]
+        prompts.append(preprocessor.templates[task].format(query="", target="", language=""))
+    tokenizer = _local_tokenizer(cfg)
+    if tokenizer is not None:
+        count = lambda text: len(tokenizer(text)["input_ids"])  # noqa: E731
+        how = f"tokenized with {getattr(tokenizer, 'name_or_path', 'its tokenizer')}"
+    else:
+        count = lambda text: round(len(text.encode()) / BYTES_PER_TOKEN)  # noqa: E731
+        how = f"estimated at {BYTES_PER_TOKEN:g} UTF-8 bytes a token (the tokenizer is not on this machine)"
+    cap = int(cfg.train.max_length) + max(count(prompt) for prompt in prompts)
+    lengths = np.minimum([count(text) for text in texts], cap)
+    return Lengths(longest=int(lengths.max()), mean=float(lengths.mean()), rows=len(lengths), how=how)
+
+
+def make_plan(cfg, rows: int, row_tokens: float = 64, cpu: bool = False, lengths: Lengths | None = None) -> Plan:
     """The plan of `cfg` on GPUs (bf16 weights and activations), or with `cpu` as this machine runs it (float32),
-    which is how the memory model is checked against measured peaks (bench/plan_memory.py)."""
+    which is how the memory model is checked against measured peaks (bench/plan_memory.py). With the data's
+    `lengths`, memory is planned at its longest rows and time at its mean row, over its rows; without, at
+    train.max_length and `row_tokens` over `rows`."""
+    if lengths is not None:
+        rows, row_tokens = lengths.rows, lengths.mean
     model, config = build_on_meta(cfg)
     parameters = list(model.parameters())
     total = sum(p.numel() for p in parameters)
@@ -202,8 +266,10 @@ def make_plan(cfg, rows: int, row_tokens: int = 64, cpu: bool = False) -> Plan:
         kv_dim=kv_dim,
         weight_bytes=sum(p.numel() for p in parameters if not p.requires_grad) * _weight_bytes(cfg.backbone, cpu),
         batch=per_device_batch,
-        max_length=int(cfg.train.max_length),
-        mean_tokens_per_step=per_device_batch * min(row_tokens, int(cfg.train.max_length)),
+        max_length=lengths.longest if lengths else int(cfg.train.max_length),
+        mean_tokens_per_step=round(
+            per_device_batch * (row_tokens if lengths else min(row_tokens, cfg.train.max_length))
+        ),
         rows_per_epoch=rows,
         steps_per_epoch=steps * int(cfg.train.accumulate_grad_batches),
         devices=devices,
@@ -215,11 +281,18 @@ def make_plan(cfg, rows: int, row_tokens: int = 64, cpu: bool = False) -> Plan:
     )
 
 
-def report(cfg, plan: Plan, mfu: float) -> str:
+def report(cfg, plan: Plan, mfu: float, lengths: Lengths | None = None) -> str:
     """The plan as a person reads it: what was built, what matched, memory per GPU, FLOPs and time, and whether
     it fits each GPU."""
     full = cfg.backbone.get("finetune", "lora") == "full"
-    row_tokens = plan.mean_tokens_per_step // int(cfg.train.batch_size)
+    row_tokens = plan.mean_tokens_per_step / int(cfg.train.batch_size)
+    where = (
+        f"the data's {lengths.rows:,} training rows ({lengths.how}): memory at its longest rows "
+        f"({plan.max_length} tokens, prompt included), time at its mean row ({row_tokens:.0f} tokens)"
+        if lengths
+        else f"memory at the longest batch ({plan.max_length} tokens a row), time at {row_tokens:.0f} tokens a row "
+        f"(--row-tokens, or --data to measure the training file; a prompt's own tokens come on top of both)"
+    )
     lines = [
         f"backbone {cfg.backbone.name} ({cfg.backbone.get('hub_id')}), head={cfg.head.name}, "
         f"{'full fine-tuning' if full else f'LoRA r={cfg.lora.r}'}, strategy={cfg.strategy.name} on "
@@ -227,9 +300,7 @@ def report(cfg, plan: Plan, mfu: float) -> str:
         f"parameters: {plan.total / 1e9:.2f} B, trainable {plan.trainable / 1e6:.1f} M "
         f"({100 * plan.trainable / plan.total:.2f}%)",
         "LoRA targets matched: " + (", ".join(f"{k} x{v}" for k, v in sorted(plan.targets.items())) or "none (full)"),
-        f"per GPU step: batch {cfg.train.batch_size}, accumulation {cfg.train.accumulate_grad_batches}; memory at "
-        f"the longest batch ({cfg.train.max_length} tokens a row), time at {row_tokens} tokens a row "
-        f"(--row-tokens; a prompt template's own tokens come on top of both)",
+        f"per GPU step: batch {cfg.train.batch_size}, accumulation {cfg.train.accumulate_grad_batches}; {where}",
     ]
     for checkpointing in (False, True):
         memory = plan.memory_gb(checkpointing)
