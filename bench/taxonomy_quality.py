@@ -52,6 +52,10 @@ HARNESS_ROWS = {  # key: (row name, overrides)
         "experiment=offline_best: multilingual-e5-small bi-encoder, full fine-tune, 2 epochs, leaf-first paths",
         BEST,
     ),
+    "e5_frozen6": (
+        "offline_best with its lowest 6 of 12 blocks frozen (backbone.frozen_layers=6)",
+        [*BEST, "backbone.frozen_layers=6"],
+    ),
     "e5_root_first": (
         "multilingual-e5-small bi-encoder, full fine-tune, 2 epochs (paths root first)",
         [*BEST, "clean.category_order=root_first"],

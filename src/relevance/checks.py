@@ -56,6 +56,13 @@ def check_config(cfg: DictConfig) -> None:
         _check_number(cfg, "train.log_every_n_steps", integer=True, minimum=1)
     if cfg.train.get("checkpoint_minutes") is not None:
         _check_number(cfg, "train.checkpoint_minutes", integer=False, minimum=0)
+    if cfg.backbone.get("frozen_layers"):
+        _check_number(cfg, "backbone.frozen_layers", integer=True, minimum=0)
+        if finetune.method(cfg.backbone) != "full":
+            raise ConfigError(
+                f"backbone.frozen_layers={cfg.backbone.frozen_layers} applies to backbone.finetune=full; with LoRA "
+                f"choose the layers through backbone.lora_targets, or set it to 0."
+            )
     if cfg.train.get("folds_trained") is not None:
         _check_number(cfg, "train.folds_trained", integer=True, minimum=1)
         if cfg.train.folds_trained > cfg.split.n_folds:

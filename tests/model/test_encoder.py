@@ -69,6 +69,25 @@ def test_full_fine_tuning_trains_all_but_the_embeddings(e5):
     assert trainable and all("lora_" in name or "classifier" in name for name in trainable)
 
 
+def test_frozen_layers_keep_the_lowest_blocks_as_pre_trained(e5, tmp_path, cache_dir):
+    from omegaconf import OmegaConf
+
+    cfg, location, tokenizer = e5
+    backbone = OmegaConf.merge(cfg.backbone, {"finetune": "full", "frozen_layers": 4})
+    model = finetune.prepare(
+        load_model(backbone, location, tokenizer, torch.float32), backbone, cfg.lora, ClassifierHead
+    )
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    frozen_blocks = {name.split(".")[3] for name in frozen if ".layer." in name}
+    assert frozen_blocks == {"0", "1", "2", "3"} and "encoder.embeddings.word_embeddings.weight" in frozen
+    assert all(p.requires_grad for name, p in model.named_parameters() if ".layer.4." in name)
+    lora = compose_train(
+        ["backbone=multilingual_e5_small", "backbone.finetune=lora", "backbone.frozen_layers=2"], tmp_path, cache_dir
+    )
+    with pytest.raises(ConfigError, match="backbone.frozen_layers=2 applies to backbone.finetune=full"):
+        checks.check_config(lora)
+
+
 def test_a_full_fine_tune_logs_only_what_trained_and_serves_folds_and_refit(tmp_path, cache_dir):
     cfg = compose_train(
         [*SMALL, "train.lr=5e-5", "train.head_lr=auto", "threshold.refit=matched_rate"], tmp_path, cache_dir

@@ -3,7 +3,7 @@
 lora: LoRA adapters on the backbone's target layers, the fresh head trained in full (decoders, 270M-14B).
 full: every weight but the input embeddings (small encoders are normally trained in full; the embedding table is
     most of their weights, and leaving it alone keeps the tokens of languages unseen in training where
-    pre-training put them). A fold saves only what trained, never the frozen embeddings."""
+    pre-training put them), and but the lowest `backbone.frozen_layers` blocks. A fold saves only what trained."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ def prepare(model, backbone, lora, head, init: Path | None = None):
             parameter.requires_grad = True
         for parameter in model.get_input_embeddings().parameters():
             parameter.requires_grad = False
+        for block in blocks(model)[: int(backbone.get("frozen_layers") or 0)]:
+            for parameter in block.parameters():
+                parameter.requires_grad = False
         if init is not None:
             load_trainable(model, init)
         return model
@@ -47,6 +50,15 @@ def prepare(model, backbone, lora, head, init: Path | None = None):
     from relevance.model.module import apply_lora
 
     return apply_lora(model, backbone.lora_targets, backbone.head_module, lora.r, lora.alpha, lora.dropout, head)
+
+
+def blocks(model) -> torch.nn.ModuleList:
+    """The backbone's transformer blocks, lowest first: the module list as long as its configured layer count."""
+    count = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return module
+    raise ConfigError(f"{type(model).__name__} has no list of {count} transformer blocks; set backbone.frozen_layers=0.")
 
 
 def enable_gradient_checkpointing(model) -> None:
