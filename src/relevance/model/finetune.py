@@ -58,7 +58,9 @@ def blocks(model) -> torch.nn.ModuleList:
     for module in model.modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == count:
             return module
-    raise ConfigError(f"{type(model).__name__} has no list of {count} transformer blocks; set backbone.frozen_layers=0.")
+    raise ConfigError(
+        f"{type(model).__name__} has no list of {count} transformer blocks to freeze; set backbone.frozen_layers=0."
+    )
 
 
 def enable_gradient_checkpointing(model) -> None:
