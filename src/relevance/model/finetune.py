@@ -3,7 +3,7 @@
 lora: LoRA adapters on the backbone's target layers, the fresh head trained in full (decoders, 270M-14B).
 full: every weight but the input embeddings (small encoders are normally trained in full; the embedding table is
     most of their weights, and leaving it alone keeps the tokens of languages unseen in training where
-    pre-training put them), and but the lowest `backbone.frozen_layers` blocks. A fold saves only what trained."""
+    pre-training put them) and the lowest `backbone.frozen_layers` blocks. A fold saves only what trained."""
 
 from __future__ import annotations
 
