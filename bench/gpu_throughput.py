@@ -32,22 +32,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
 from common import table, write_section  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from relevance.model.heads import ClassifierHead  # noqa: E402
 from relevance.model.module import RelevanceModule, apply_lora  # noqa: E402
 
-# Qwen3-1.7B's published dimensions (its config.json); tiny is the CPU stand-in.
+# Qwen3-1.7B's published dimensions come from its backbone file (conf/backbone/qwen3_1_7b.yaml, `architecture`,
+# the same the plan reads); tiny is the CPU stand-in.
 DIMENSIONS = {
-    "qwen3-1.7b": dict(
-        hidden_size=2048,
-        intermediate_size=6144,
-        num_hidden_layers=28,
-        num_attention_heads=16,
-        num_key_value_heads=8,
-        head_dim=128,
-        vocab_size=151936,
-        tie_word_embeddings=True,
-    ),
+    "qwen3-1.7b": {
+        key: value
+        for key, value in OmegaConf.to_container(
+            OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "backbone" / "qwen3_1_7b.yaml").architecture
+        ).items()
+        if key != "model_type"
+    },
     "tiny": dict(
         hidden_size=64,
         intermediate_size=128,

@@ -30,10 +30,6 @@ CPU_ROWS = [
     ("tiny", ["train.batch_size=16", "train.max_length=256", "backbone.attention=eager"]),
     ("gemma3_270m", ["train.batch_size=16", "train.max_length=64"]),
 ]
-QWEN3_1_7B = (
-    "{model_type: qwen3, hidden_size: 2048, num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8, "
-    "head_dim: 128, intermediate_size: 6144, vocab_size: 151936, tie_word_embeddings: true}"
-)
 
 
 def _compose(overrides: list[str]):
@@ -111,8 +107,7 @@ def gpu_rows() -> list[dict]:
         measured = json.loads(path.read_text())
         cfg = _compose(
             [
-                "backbone=qwen3_8b",
-                f"backbone.architecture={QWEN3_1_7B}",
+                "backbone=qwen3_1_7b",
                 f"lora.r={measured['rank']}",
                 f"lora.alpha={2 * measured['rank']}",
                 "lora.dropout=0",

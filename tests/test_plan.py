@@ -117,17 +117,12 @@ def _kept_and_planned(overrides, tmp_path, cache_dir) -> tuple[float, float]:
     """(bytes autograd keeps in one training forward of the real model on CPU, the plan's activations in float32)."""
     import torch
 
-    from relevance.model import finetune
-    from relevance.model.heads import build_head
     from relevance.pipeline import _model_source
+    from relevance.training.fold import fresh_model
     from relevance.training.rows import make_preprocessor
 
     cfg = compose_train(["train.precision=32-true", *overrides], tmp_path, cache_dir)
-    source = _model_source(cfg, make_preprocessor(cfg))
-    head = build_head(cfg.head, source.tokenizer)
-    base = head.load(cfg.backbone, source.location, source.tokenizer, torch.float32, cfg.head)
-    head.start(base, cfg.backbone.head_module)
-    model = finetune.prepare(base, cfg.backbone, cfg.lora, head)
+    model, head = fresh_model(cfg, _model_source(cfg, make_preprocessor(cfg)), torch.float32)
     ids = torch.randint(
         5, 500, (cfg.train.batch_size, cfg.train.max_length), generator=torch.Generator().manual_seed(0)
     )
@@ -166,14 +161,9 @@ def test_plan_matches_the_peak_memory_an_h100_measured(result, tmp_path, cache_d
     import json
 
     measured = json.loads(result.read_text())
-    dims = (
-        "{model_type: qwen3, hidden_size: 2048, num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8,"
-        " head_dim: 128, intermediate_size: 6144, vocab_size: 151936, tie_word_embeddings: true}"
-    )
     cfg = compose_train(
         [
-            "backbone=qwen3_8b",
-            f"backbone.architecture={dims}",
+            "backbone=qwen3_1_7b",
             f"lora.r={measured['rank']}",
             "lora.dropout=0",
             f"train.batch_size={measured['batch']}",

@@ -99,6 +99,15 @@ def make_trainer(cfg, runtime, epochs: int, progress: Path | None = None) -> L.T
     )  # batches are length-grouped by our own sampler
 
 
+def fresh_model(cfg, source: ModelSource, dtype):
+    """The model a fold starts from, and its head: the base loaded afresh, the head started, LoRA or full
+    fine-tuning prepared (from the TAPT stage-1 weights once trained)."""
+    head = build_head(cfg.head, source.tokenizer)
+    base = head.load(cfg.backbone, source.location, source.tokenizer, dtype, cfg.head)
+    head.start(base, cfg.backbone.head_module)
+    return finetune.prepare(base, cfg.backbone, cfg.lora, head, source.init_adapter), head
+
+
 def train_fold(
     cfg,
     runtime,
@@ -120,10 +129,7 @@ def train_fold(
     progress in that folder and continues from what an interrupted attempt left there."""
     L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
     tokenizer, max_length = source.tokenizer, source.max_length
-    head = build_head(cfg.head, tokenizer)
-    base = head.load(cfg.backbone, source.location, tokenizer, runtime.load_dtype, cfg.head)
-    head.start(base, cfg.backbone.head_module)
-    model = finetune.prepare(base, cfg.backbone, cfg.lora, head, source.init_adapter)
+    model, head = fresh_model(cfg, source, runtime.load_dtype)
     if cfg.train.get("gradient_checkpointing"):
         finetune.enable_gradient_checkpointing(model)
     head_lr = cfg.train.get("head_lr")
