@@ -56,6 +56,10 @@ HARNESS_ROWS = {  # key: (row name, overrides)
         "offline_best with its lowest 6 of 12 blocks frozen (backbone.frozen_layers=6)",
         [*BEST, "backbone.frozen_layers=6"],
     ),
+    "e5_rows12k": (
+        "offline_best on 12,000 training rows, 1 epoch (as many steps as 6,000 rows x 2 epochs)",
+        [*BEST, "data.taxonomy.train_rows=12000", "train.epochs=1"],
+    ),
     "e5_root_first": (
         "multilingual-e5-small bi-encoder, full fine-tune, 2 epochs (paths root first)",
         [*BEST, "clean.category_order=root_first"],
