@@ -31,11 +31,13 @@ def command_line() -> str:
     return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
 
 
-def write_section(key: str, title: str, body: str, path: Path = BENCHMARKS) -> None:
+def write_section(key: str, title: str, body: str, path: Path = BENCHMARKS, command: str | None = None) -> None:
     """Replace (or append) the block between `<!-- bench:key -->` markers in BENCHMARKS.md with the title, the
-    command that produced it and `body`; prose outside the markers is left alone."""
+    command that produced it (or `command`, for a table gathered over several runs) and `body`; prose outside the
+    markers is left alone."""
     block = (
-        f"<!-- bench:{key} -->\n### {title}\n\n```bash\n{command_line()}\n```\n\n{body.strip()}\n<!-- /bench:{key} -->"
+        f"<!-- bench:{key} -->\n### {title}\n\n```bash\n{command or command_line()}\n```\n\n{body.strip()}\n"
+        f"<!-- /bench:{key} -->"
     )
     text = path.read_text() if path.is_file() else "# Measured figures\n"
     pattern = re.compile(rf"<!-- bench:{re.escape(key)} -->.*?<!-- /bench:{re.escape(key)} -->", re.S)

@@ -10,8 +10,8 @@ wall time and peak memory.
     python bench/taxonomy_quality.py --table-from quality.json     # the table of an earlier (or unfinished) run
 
 Every row's threshold is tuned on out-of-fold scores of the training rows (query-grouped folds), never on dev.
-Figures are kept in --json after each run, so an interrupted run loses one run at most; rerunning skips the
-(row, seed) pairs already there.
+Figures are kept in --json after each run (bench/results/taxonomy_quality.json, committed with the table it
+renders), so an interrupted run loses one run at most; rerunning skips the (row, seed) pairs already there.
 """
 
 from __future__ import annotations
@@ -92,6 +92,12 @@ KEYS = {
     "zero_shot_e5": "zero-shot: multilingual-e5-small cosine",
     "zero_shot": "zero-shot: Gemma-3-270M mean-pooled cosine",
 }
+# The table gathers rows run at different times (each row's own command is in BENCHMARKS.md's prose), so its header
+# shows how to add a row or seed and how to redraw it, not the last `--only` run.
+GATHERED_COMMAND = (
+    "python bench/taxonomy_quality.py --only <row> --seeds 42 0   # adds a row's missing seeds, redraws the table\n"
+    "python bench/taxonomy_quality.py --table-from bench/results/taxonomy_quality.json   # redraws it only"
+)
 FIGURES = [
     "oof_best_f1",
     "dev_seen_f1_at_oof_threshold",
@@ -301,7 +307,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", help=f"rows: {', '.join([*KEYS, *HARNESS_ROWS])}")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of the harness rows")
-    parser.add_argument("--json", type=Path, default=ROOT / "sweeps" / "taxonomy_quality.json")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "taxonomy_quality.json")
     parser.add_argument("--table-from", type=Path)
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args()
@@ -342,7 +348,12 @@ def main() -> None:
     print()
     print(text)
     if not args.no_write:
-        write_section("taxonomy-quality", "Quality on real multilingual data: the taxonomy benchmark", text)
+        write_section(
+            "taxonomy-quality",
+            "Quality on real multilingual data: the taxonomy benchmark",
+            text,
+            command=GATHERED_COMMAND,
+        )
 
 
 if __name__ == "__main__":
