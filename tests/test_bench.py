@@ -22,6 +22,24 @@ def test_a_bench_section_is_replaced_in_place_and_new_ones_are_appended(tmp_path
     assert "```bash\npython " in text  # the command that produced it
 
 
+def test_a_section_gathered_over_several_runs_shows_the_given_command(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    write_section("quality", "Quality", "| a |\n|---|\n| 1 |", path, command="python bench/q.py --only <row>")
+    assert "```bash\npython bench/q.py --only <row>\n```" in path.read_text()
+
+
+def test_the_taxonomy_table_is_redrawn_exactly_from_its_committed_figures():
+    import json
+
+    import taxonomy_quality
+
+    figures = json.loads((ROOT / "bench" / "results" / "taxonomy_quality.json").read_text())
+    drawn = [line for line in taxonomy_quality.render(figures).splitlines() if line.startswith("|")]
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    section = text[text.index("<!-- bench:taxonomy-quality -->") : text.index("<!-- /bench:taxonomy-quality -->")]
+    assert drawn == [line for line in section.splitlines() if line.startswith("|")]
+
+
 def test_threshold_bench_finds_the_exact_optimum_first(tmp_path):
     done = subprocess.run(
         [
