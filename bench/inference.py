@@ -41,7 +41,7 @@ METHODS = {
 WARM_UP = 8  # rows every method scores once, untimed, before the clock starts (first-call set-up)
 
 
-def compose(backbone: str, cache: Path):
+def compose(backbone: str, cache: Path, *overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -53,6 +53,7 @@ def compose(backbone: str, cache: Path):
                 f"paths.cache={cache}",
                 "paths.root=.",
                 "tracking.uri=sqlite:///unused.db",
+                *overrides,
             ],
         )
 

@@ -11,7 +11,9 @@ steps and the end of the last step, so data loading and padding are inside the c
 - plain HF Trainer, `train_sampling_strategy="group_by_length"`: Transformers' own length grouping;
 - plain HF Trainer, fixed-length padding: every row padded to the length limit (as the teams' scripts did);
 - the harness: `RelevanceModule` under the same Lightning Trainer `train.py` builds, length-grouped batches with
-  dynamic padding.
+  dynamic padding; then the same with `head=yes_no` (its instruction prompt, scored at the answer token) under
+  each of its two losses: `pair` (BCE on logit(yes) - logit(no), two rows of the LM head) and `vocab`
+  (cross-entropy over the whole vocabulary, the teams' SFT).
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ METHODS = {
     "plain HF Trainer + PEFT, group_by_length sampler": "hf_grouped",
     "plain HF Trainer + PEFT, fixed-length padding": "hf_fixed",
     "harness (Lightning, length-grouped batches, dynamic padding)": "harness",
+    "harness, head=yes_no (pair loss: the yes and no rows of the LM head)": "harness_yes_no_pair",
+    "harness, head=yes_no head.loss=vocab (cross-entropy over the whole vocabulary)": "harness_yes_no_vocab",
+}
+HEAD_OVERRIDES = {  # the harness rows' heads; the plain Trainer rows are classifiers
+    "harness_yes_no_pair": ["head=yes_no", "head.loss=pair"],
+    "harness_yes_no_vocab": ["head=yes_no", "head.loss=vocab"],
 }
 WARM_UP_STEPS = 3
 
@@ -47,10 +55,10 @@ def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
     import torch
 
     from relevance.model.backbones import load_tokenizer, resolve_source
-    from relevance.model.heads import load_model, prompt_template
+    from relevance.model.heads import prompt_template
     from relevance.text.formatting import fixed_prompt_tokens
 
-    cfg = compose(backbone, cache)
+    cfg = compose(backbone, cache, *HEAD_OVERRIDES.get(method, []))
     rows = json.loads(rows_file.read_text())
     template = prompt_template(cfg.task, cfg.head, cfg.backbone)
     from relevance.data.records import Record
@@ -66,31 +74,23 @@ def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
     max_length = cfg.train.max_length + fixed_prompt_tokens(tokenizer, template, False)
     torch.manual_seed(0)
     step_ends: list[float] = []
-    if method == "harness":
+    if method.startswith("harness"):
         import lightning as L
 
         from relevance.model.datamodule import PairDataModule
-        from relevance.model.heads import build_head
-        from relevance.model.module import RelevanceModule, apply_lora
+        from relevance.model.module import RelevanceModule
         from relevance.runtime import resolve_runtime
-        from relevance.training.fold import make_trainer
+        from relevance.training.fold import ModelSource, fresh_model, make_trainer
 
         class StepClock(L.Callback):
             def on_train_batch_end(self, *args, **kwargs):
                 step_ends.append(time.perf_counter())
 
         runtime = resolve_runtime(cfg.strategy, cfg.train.precision, cfg.backbone.dtype, 1, 1)
-        model = apply_lora(
-            load_model(cfg.backbone, location, tokenizer, runtime.load_dtype),
-            cfg.backbone.lora_targets,
-            cfg.backbone.head_module,
-            cfg.lora.r,
-            cfg.lora.alpha,
-            cfg.lora.dropout,
-        )
+        model, head = fresh_model(cfg, ModelSource(location, tokenizer, max_length), runtime.load_dtype)
         module = RelevanceModule(
             model,
-            build_head(cfg.head, tokenizer),
+            head,
             cfg.train.lr,
             cfg.train.weight_decay,
             cfg.train.warmup_ratio,
@@ -218,16 +218,18 @@ def main() -> None:
             f"{r['samples_per_second']:.1f}",
             f"{r['samples_per_second'] / baseline:.2f}x",
             r["steps"],
+            r["max_length"],
             f"{r['peak_mb']:.0f}",
         ]
         for label, r in results.items()
     ]
-    text = table(["method", "samples/s", "vs plain Trainer", "steps", "peak RSS MB"], body)
-    any_result = next(iter(results.values()))
+    text = table(
+        ["method", "samples/s", "vs plain Trainer", "steps", "length limit (prompt included)", "peak RSS MB"], body
+    )
     text += (
-        f"\n\n{args.rows} taxonomy QC rows, backbone {args.backbone}, batch 16, length limit "
-        f"{any_result['max_length']} tokens (prompt included), LoRA r8 alpha 16 on all linear layers + the score "
-        f"head, AdamW, clipping 1.0, fp32 on CPU; the first {WARM_UP_STEPS} steps are warm-up."
+        f"\n\n{args.rows} taxonomy QC rows, backbone {args.backbone}, batch 16, LoRA r8 alpha 16 on all linear "
+        f"layers + the score head (the yes/no rows score with the pre-trained LM head, frozen), AdamW, clipping "
+        f"1.0, fp32 on CPU; the first {WARM_UP_STEPS} steps are warm-up."
     )
     print()
     print(text)
