@@ -127,7 +127,8 @@ def train_fold(
     scores of each list in `score_inputs` and whether the fold learned (judged on the first list against
     `heldout_labels` when given), and saves what trained to `adapter_dir`. With `progress`, training keeps its
     progress in that folder and continues from what an interrupted attempt left there."""
-    L.seed_everything(cfg.seed + fold, workers=True, verbose=False)
+    seed = (cfg.seed + fold) % 2**32  # TAPT's stage 1 is fold -1: seed=0 must not ask numpy for seed -1
+    L.seed_everything(seed, workers=True, verbose=False)
     tokenizer, max_length = source.tokenizer, source.max_length
     model, head = fresh_model(cfg, source, runtime.load_dtype)
     if cfg.train.get("gradient_checkpointing"):
@@ -155,7 +156,7 @@ def train_fold(
         batch_size=cfg.train.batch_size,
         eval_batch_size=cfg.train.eval_batch_size,
         max_length=max_length,
-        seed=cfg.seed + fold,
+        seed=seed,
         num_workers=cfg.train.num_workers,
     )
     trainer.fit(
