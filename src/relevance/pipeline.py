@@ -79,6 +79,7 @@ def _bundle(
         refit="refit" if cfg.train.refit else None,
         refit_thresholds=refit_decision,
         run_id=run_id,
+        catalogue=data.catalogue,
     )
 
 
@@ -106,6 +107,7 @@ def run(cfg: DictConfig) -> dict:
     data, clean_report, dev, extra_counts = prepare_data(cfg, preprocessor)
     dev_inputs = preprocessor.format(dev) if dev else None
     source = _model_source(cfg, preprocessor)
+    data.catalogue = build_head(cfg.head, source.tokenizer).catalogue(data.inputs + (dev_inputs or []))
 
     tracking_uri, artifact_root = tracking.store_of(cfg)
     with tempfile.TemporaryDirectory() as scratch:

@@ -150,6 +150,60 @@ def test_a_bi_encoder_trains_logs_and_serves(tmp_path, cache_dir):
     assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
 
 
+def test_the_catalogue_margin_scores_a_target_against_every_other_category(tmp_path, cache_dir):
+    cfg = compose_train(["backbone=multilingual_e5_small", "head=bi_encoder"], tmp_path, cache_dir)
+    location = resolve_source(cfg.backbone, cache_dir)
+    tokenizer = load_tokenizer(cfg.backbone, location)
+    model = load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head).eval()
+    catalogue = ["apparel accessories,hats & caps", "food,grocery", "electronics,computers,laptops"]
+    queries, targets = ["casquette de baseball", "mehl", "mehl"], [catalogue[0], catalogue[1], "food,bakery"]
+    pairs = tokenizer(queries, targets, padding=True, return_tensors="pt")
+    with torch.no_grad():
+
+        def alone(texts, prefix):
+            batch = tokenizer([prefix + t for t in texts], padding=True, return_tensors="pt")
+            return model.embed(batch["input_ids"], batch["attention_mask"])
+
+        query, target, known = alone(queries, "query: "), alone(targets, "passage: "), alone(catalogue, "passage: ")
+        cosine = (query * target).sum(-1)
+        best_other = torch.tensor(
+            [max(float(q @ c) for c, text in zip(known, catalogue) if text != t) for q, t in zip(query, targets)]
+        )  # the target itself never counts as another category; "food,bakery" is not in the catalogue at all
+        plain = model(**pairs).logits.squeeze(-1)
+        model.index_catalogue(tokenizer, catalogue, max_length=64, batch_size=2)
+        assert model.catalogue.shape == (3, model.config.hidden_size)
+        margin = model(**pairs).logits.squeeze(-1)
+        assert torch.allclose(margin, model.classifier.scale * (cosine - best_other), atol=1e-4)
+        model.index_catalogue(tokenizer, [], max_length=64, batch_size=2)  # no catalogue: the cosine again
+        assert torch.allclose(model(**pairs).logits.squeeze(-1), plain)
+
+
+def test_a_catalogue_margin_model_keeps_its_catalogue_and_serves_as_it_was_judged(tmp_path, cache_dir):
+    from relevance.data.clean import clean_records
+    from relevance.data.reader import read_records
+    from relevance.data.sources import data_file
+    from relevance.evaluation import metrics
+
+    cfg = compose_train([*SMALL, "head=bi_encoder", "head.catalogue_margin=true", "train.lr=5e-5"], tmp_path, cache_dir)
+    summary = pipeline.run(cfg)
+    bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
+    meta = json.loads((bundle / "relevance.json").read_text())
+    rows = {
+        which: clean_records(read_records(data_file(cfg.data, cache_dir, "QC", which), "QC", require_label=True))[0]
+        for which in ("train", "dev")
+    }
+    assert meta["catalogue"] == sorted({r.target for r in rows["train"] + rows["dev"]})
+    refit = RelevanceScorer(bundle, cache=cache_dir)
+    scores = refit.predict_records(rows["dev"])
+    labels = np.array([r.label for r in rows["dev"]])
+    for threshold in ("oof_threshold", "0.5"):  # the served model's dev scores are the ones training judged
+        at = summary["decision_threshold"] if threshold == "oof_threshold" else 0.5
+        assert metrics.scores_at(labels, scores, at).f1 == pytest.approx(summary[f"dev_refit_f1_at_{threshold}"])
+    plain = RelevanceScorer(bundle, cache=cache_dir)
+    plain.head.cfg.catalogue_margin = False  # the same weights read by plain cosine score otherwise
+    assert not np.allclose(plain.predict_records(rows["dev"]), scores)
+
+
 def test_the_bi_encoder_needs_an_encoder(tmp_path, cache_dir):
     cfg = compose_train(["backbone=tiny", "head=bi_encoder"], tmp_path, cache_dir)
     with pytest.raises(ConfigError, match="head=bi_encoder encodes the query and the target apart"):

@@ -36,7 +36,8 @@ class MeanPooledClassifier(torch.nn.Module):
 
 class CosineScore(torch.nn.Module):
     """logit = scale * cosine + bias, both learned. E5-style encoders put most cosines between about 0.7 and 1.0,
-    so the start (scale 20, bias -16) centres the first logits near 0 instead of far on the positive side."""
+    so the start (scale 20, bias -16) centres the first logits near 0 instead of far on the positive side.
+    A catalogue margin (a cosine minus the best other category's) is scored as scale * margin: 0.5 is a tie."""
 
     LEARNING_RATE = 1e-2  # train.head_lr=auto for these two numbers: a step moves a logit by about 0.01-0.02
 
@@ -47,6 +48,9 @@ class CosineScore(torch.nn.Module):
 
     def forward(self, cosine: torch.Tensor) -> torch.Tensor:
         return (self.scale * cosine + self.bias).unsqueeze(-1)
+
+    def margin(self, margin: torch.Tensor) -> torch.Tensor:
+        return (self.scale * margin).unsqueeze(-1)
 
 
 def split_pairs(
@@ -73,12 +77,16 @@ def split_pairs(
                 [cls_id] + target_prefix + ids[start : len(ids) - 1] + [sep_id],
             )
         )
-    rows = [query for query, _ in sides] + [target for _, target in sides]
+    return _padded([query for query, _ in sides] + [target for _, target in sides], pad_id, input_ids.device)
+
+
+def _padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows as one right-padded batch and its attention mask."""
     width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=input_ids.device)
-    mask = torch.zeros((len(rows), width), dtype=torch.long, device=input_ids.device)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
     for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row, device=input_ids.device)
+        ids[i, : len(row)] = torch.tensor(row, device=device)
         mask[i, : len(row)] = 1
     return ids, mask
 
@@ -94,7 +102,15 @@ class MeanPooledBiEncoder(torch.nn.Module):
     "query: " / "passage: " prefixes) and scored by their cosine: training moves the two texts in the encoder's
     shared multilingual space, so a query in a language never seen in training still lands near its category.
     It reads the same tokenised pairs as the cross-encoder and splits them itself, so data, caching and serving
-    are shared by both."""
+    are shared by both.
+
+    With a catalogue indexed (`index_catalogue`: every category the run knows), a pair is scored by its margin
+    over the catalogue instead: cosine(query, target) minus the query's best cosine with any other category. How
+    close a query's right category comes in raw cosine varies from query to query (more in languages unseen in
+    training); whether the target beats every other category does not, so one threshold fits more queries. Training
+    never sees the catalogue: it trains on the cosine, and scoring alone reads the margin."""
+
+    SAME_TEXT = 1e-3  # catalogue entries within this of cosine 1 with the target are the target itself
 
     def __init__(self, encoder, head_module: str, tokenizer, query_prefix: str, target_prefix: str):
         super().__init__()
@@ -105,6 +121,7 @@ class MeanPooledBiEncoder(torch.nn.Module):
         self.sep_id, self.cls_id, self.pad_id = tokenizer.sep_token_id, tokenizer.cls_token_id, tokenizer.pad_token_id
         self.query_prefix = _prefix_ids(tokenizer, query_prefix)
         self.target_prefix = _prefix_ids(tokenizer, target_prefix)
+        self.catalogue: torch.Tensor | None = None  # unit vectors of the indexed categories (not a weight)
 
     def get_input_embeddings(self):
         return self.encoder.get_input_embeddings()
@@ -119,4 +136,30 @@ class MeanPooledBiEncoder(torch.nn.Module):
         )
         embedded = self.embed(ids, mask)
         query, target = embedded[: len(input_ids)], embedded[len(input_ids) :]
-        return SequenceClassifierOutput(logits=getattr(self, self.head_module)((query * target).sum(dim=-1)))
+        score = getattr(self, self.head_module)
+        cosine = (query * target).sum(dim=-1)
+        if self.catalogue is None:
+            return SequenceClassifierOutput(logits=score(cosine))
+        catalogue = self.catalogue.to(query.device)
+        others = query @ catalogue.T
+        others = others.masked_fill(target @ catalogue.T > 1 - self.SAME_TEXT, float("-inf"))  # the target itself
+        best_other = others.max(dim=-1).values.clamp(min=-1.0)  # a catalogue of the target alone: margin from -1
+        return SequenceClassifierOutput(logits=score.margin(cosine - best_other))
+
+    @torch.no_grad()
+    def index_catalogue(self, tokenizer, texts: list[str], max_length: int, batch_size: int) -> None:
+        """Embed the categories that scoring compares each target with (texts as the model reads targets); an
+        empty list scores by plain cosine again."""
+        if not texts:
+            self.catalogue = None
+            return
+        device = next(self.encoder.parameters()).device
+        budget = max(max_length - 2 - len(self.target_prefix), 1)
+        training, vectors = self.training, []
+        self.eval()  # no dropout: the same vectors as scoring computes
+        for start in range(0, len(texts), batch_size):
+            tokens = tokenizer(texts[start : start + batch_size], add_special_tokens=False)["input_ids"]
+            rows = [[self.cls_id] + self.target_prefix + ids[:budget] + [self.sep_id] for ids in tokens]
+            vectors.append(self.embed(*_padded(rows, self.pad_id, device)))
+        self.train(training)
+        self.catalogue = torch.cat(vectors)

@@ -4,7 +4,8 @@ depends on it: which model class is loaded, the LoRA task type and what trains i
 against the backbone, how a fresh head starts and at what learning rate, and the logit and loss themselves.
 
 classifier: a fresh one-logit head (decoders: the last non-pad token; encoders: the mean-pooled pair), BCE loss.
-bi_encoder: encoders only; query and target encoded apart, logit = scale * cosine + bias (encoders.py), BCE loss.
+bi_encoder: encoders only; query and target encoded apart, logit = scale * cosine + bias (encoders.py), BCE loss;
+with `catalogue_margin`, scored by the cosine's margin over every other category the run knows.
 yes_no: the language-model head at the answer position; the logit is logit(yes) - logit(no), so its sigmoid is
 softmax([yes, no])[yes]. `loss: pair` (default) trains that logit with BCE, computing only the two answer rows of
 the LM head, as LLM rerankers do (Qwen3-Reranker, FlagEmbedding): every step goes into telling yes from no.
@@ -77,6 +78,16 @@ class Head:
         """train.head_lr=auto: see auto_head_lr."""
         return auto_head_lr(model, head_module, tokenizer, inputs, max_length)
 
+    def catalogue(self, inputs: list) -> list[str]:
+        """The texts scoring compares targets with (none: this head scores each pair alone)."""
+        return []
+
+    def prepare_scoring(
+        self, model, tokenizer, catalogue: list[str], max_length: int, batch_size: int, key: str | None = None
+    ) -> None:
+        """What a trained model needs before it scores (called after training, and by the served model each time
+        it switches to fold `key`: what was prepared for a key is kept)."""
+
     def __call__(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         logit = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1).float()
         loss = F.binary_cross_entropy_with_logits(logit, batch["labels"].float()) if "labels" in batch else None
@@ -91,6 +102,10 @@ class ClassifierHead(Head):
 @register
 class BiEncoderHead(Head):
     name = "bi_encoder"
+
+    def __init__(self, cfg=None, tokenizer=None):
+        super().__init__(cfg)
+        self.indexed: dict[str, object] = {}  # the served model's catalogue index per fold
 
     @classmethod
     def check(cls, backbone) -> None:
@@ -116,6 +131,28 @@ class BiEncoderHead(Head):
 
     def auto_lr(self, model, head_module: str, tokenizer, inputs: list, max_length: int) -> float:
         return CosineScore.LEARNING_RATE
+
+    def catalogue(self, inputs: list) -> list[str]:
+        """With head.catalogue_margin: every distinct target of these (query, target) pairs, as the model reads
+        targets (the run's training and dev rows: the categories it knows)."""
+        if not (self.cfg is not None and self.cfg.get("catalogue_margin")):
+            return []
+        return sorted({target for _, target in inputs})
+
+    def prepare_scoring(
+        self, model, tokenizer, catalogue: list[str], max_length: int, batch_size: int, key: str | None = None
+    ) -> None:
+        """Index the catalogue with the trained weights, so scoring reads each pair's margin over it (each fold's
+        index is kept by its key: a fold ensemble indexes once per fold, not once per call)."""
+        if not (self.cfg is not None and self.cfg.get("catalogue_margin")):
+            return
+        bi_encoder = model.get_base_model() if hasattr(model, "get_base_model") else model
+        if key is not None and key in self.indexed:
+            bi_encoder.catalogue = self.indexed[key]
+            return
+        bi_encoder.index_catalogue(tokenizer, catalogue, max_length, batch_size)
+        if key is not None:
+            self.indexed[key] = bi_encoder.catalogue
 
 
 @register

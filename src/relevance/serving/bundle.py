@@ -40,6 +40,7 @@ class ModelBundle:
     refit_thresholds: dict[str, float] = field(default_factory=dict)
     run_id: str | None = None
     category_order: str = "root_first"  # clean.category_order (bundles written before it had none: root_first)
+    catalogue: list[str] = field(default_factory=list)  # head.catalogue_margin: the categories scores compare with
     version: int = BUNDLE_VERSION
 
     def save(self, folder: Path) -> Path:

@@ -223,6 +223,13 @@ class RelevanceScorer:
         return (np.asarray(scores) >= self.row_thresholds(records, scores)).astype(int)
 
     def _activate(self, fold: str) -> None:
+        """Make `fold` the model that scores (and what its head needs to score, such as a catalogue's index)."""
+        self._swap_weights(fold)
+        self.head.prepare_scoring(
+            self.model, self.tokenizer, self.bundle.catalogue, self.bundle.max_length, self.bundle.eval_batch_size, fold
+        )
+
+    def _swap_weights(self, fold: str) -> None:
         """Make `fold` the adapter that scores, merged into the base weights when `self.merge`."""
         if self._merged == fold:
             return

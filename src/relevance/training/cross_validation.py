@@ -100,6 +100,7 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
             name=f"{stage}fold {fold}",
             heldout_labels=data.labels[held_out],
             progress=progress,
+            catalogue=data.catalogue,
         )
         mlflow.log_metrics(
             {
@@ -150,6 +151,7 @@ def refit(cfg, runtime, source: ModelSource, data: TrainingData, dev_inputs, ada
             adapters / "refit",
             name="refit",
             progress=progress,
+            catalogue=data.catalogue,
         )
         resume.save_fold(scores, learned, adapters / "refit")
         resume.forget_progress(progress)

@@ -122,11 +122,13 @@ def train_fold(
     name: str | None = None,
     heldout_labels: np.ndarray | None = None,
     progress: Path | None = None,
+    catalogue: list[str] | None = None,
 ) -> tuple[list[np.ndarray], health.FoldHealth]:
     """Fresh base + LoRA or full fine-tuning (or the TAPT stage-1 weights), trained on the given rows; returns the
     scores of each list in `score_inputs` and whether the fold learned (judged on the first list against
     `heldout_labels` when given), and saves what trained to `adapter_dir`. With `progress`, training keeps its
-    progress in that folder and continues from what an interrupted attempt left there."""
+    progress in that folder and continues from what an interrupted attempt left there. `catalogue`: the categories
+    a head that scores against them (bi_encoder with catalogue_margin) indexes once trained."""
     seed = (cfg.seed + fold) % 2**32  # TAPT's stage 1 is fold -1: seed=0 must not ask numpy for seed -1
     L.seed_everything(seed, workers=True, verbose=False)
     tokenizer, max_length = source.tokenizer, source.max_length
@@ -165,6 +167,7 @@ def train_fold(
         ckpt_path=saved[0] if saved else None,
         weights_only=False,  # our own file: it also holds the losses so far and the RNG states
     )
+    head.prepare_scoring(model, tokenizer, catalogue or [], max_length, cfg.train.eval_batch_size)
     results = []
     for inputs in score_inputs:
         outputs = trainer.predict(module, datamodule=PairDataModule(tokenizer, None, None, inputs, **common))

@@ -61,6 +61,7 @@ class TrainingData:
     extra_follows_source: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     keep: np.ndarray | None = None
     train_labels: np.ndarray | None = None
+    catalogue: list[str] = field(default_factory=list)  # the categories a margin-scoring head compares with
 
     def __post_init__(self):
         self.keep = np.ones(len(self.records), dtype=bool) if self.keep is None else self.keep
