@@ -40,6 +40,23 @@ def test_the_taxonomy_table_is_redrawn_exactly_from_its_committed_figures():
     assert drawn == [line for line in section.splitlines() if line.startswith("|")]
 
 
+def test_the_study_table_is_redrawn_exactly_from_its_committed_figures_and_names_the_best_trial():
+    import json
+
+    import taxonomy_study
+
+    figures = json.loads((ROOT / "bench" / "results" / "taxonomy_study.json").read_text())
+    drawn = [line for line in taxonomy_study.render(figures).splitlines() if line.startswith("|")]
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    section = text[text.index("<!-- bench:taxonomy-study -->") : text.index("<!-- /bench:taxonomy-study -->")]
+    assert drawn == [line for line in section.splitlines() if line.startswith("|")]
+    complete = [t for t in figures["trials"] if t["state"] == "complete"]
+    best = max(complete, key=lambda t: t["oof_best_f1"])
+    assert [line for line in drawn if "(best)" in line] == [
+        line for line in drawn if line.startswith(f"| {best['trial']} (best) |")
+    ]
+
+
 def test_threshold_bench_finds_the_exact_optimum_first(tmp_path):
     done = subprocess.run(
         [

@@ -229,6 +229,12 @@ CASES = [
         "clean.category_order='middle_out' is not known",
     ),
     Case(
+        "config: catalogue margin not a switch",
+        "train.py",
+        ["experiment=offline_best", "head.catalogue_margin=maybe"],
+        "head.catalogue_margin='maybe' must be true or false",
+    ),
+    Case(
         "config: leaf first + tagged levels",
         "train.py",
         ["clean.category_order=leaf_first", "+augmentation=[tags]"],

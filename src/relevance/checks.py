@@ -85,6 +85,8 @@ def check_config(cfg: DictConfig) -> None:
         check_template(part.template)
     check_quantization(cfg.backbone)
     head_class(cfg.head.name).check(cfg.backbone)
+    if not isinstance(cfg.head.get("catalogue_margin", False), bool):
+        raise ConfigError(f"head.catalogue_margin={cfg.head.catalogue_margin!r} must be true or false.")
     for part in parts.values():
         prompt_template(part, cfg.head, cfg.backbone)
     if is_joint(cfg.task.code) and cfg.backbone.kind == "encoder":
