@@ -1,5 +1,7 @@
 """The benchmark scripts' shared parts, and the cheapest script run as a user runs it."""
 
+import importlib
+import json
 import subprocess
 import sys
 
@@ -28,28 +30,24 @@ def test_a_section_gathered_over_several_runs_shows_the_given_command(tmp_path):
     assert "```bash\npython bench/q.py --only <row>\n```" in path.read_text()
 
 
-def test_the_taxonomy_table_is_redrawn_exactly_from_its_committed_figures():
-    import json
-
-    import taxonomy_quality
-
-    figures = json.loads((ROOT / "bench" / "results" / "taxonomy_quality.json").read_text())
-    drawn = [line for line in taxonomy_quality.render(figures).splitlines() if line.startswith("|")]
+def redrawn_and_committed(script: str, key: str) -> tuple[dict, list[str], list[str]]:
+    """A bench script's committed figures, the table rows its `render` draws from them, and the table rows of its
+    section in BENCHMARKS.md."""
+    figures = json.loads((ROOT / "bench" / "results" / f"{script}.json").read_text())
+    drawn = [line for line in importlib.import_module(script).render(figures).splitlines() if line.startswith("|")]
     text = (ROOT / "BENCHMARKS.md").read_text()
-    section = text[text.index("<!-- bench:taxonomy-quality -->") : text.index("<!-- /bench:taxonomy-quality -->")]
-    assert drawn == [line for line in section.splitlines() if line.startswith("|")]
+    section = text[text.index(f"<!-- bench:{key} -->") : text.index(f"<!-- /bench:{key} -->")]
+    return figures, drawn, [line for line in section.splitlines() if line.startswith("|")]
+
+
+def test_the_taxonomy_table_is_redrawn_exactly_from_its_committed_figures():
+    _, drawn, committed = redrawn_and_committed("taxonomy_quality", "taxonomy-quality")
+    assert drawn == committed
 
 
 def test_the_study_table_is_redrawn_exactly_from_its_committed_figures_and_names_the_best_trial():
-    import json
-
-    import taxonomy_study
-
-    figures = json.loads((ROOT / "bench" / "results" / "taxonomy_study.json").read_text())
-    drawn = [line for line in taxonomy_study.render(figures).splitlines() if line.startswith("|")]
-    text = (ROOT / "BENCHMARKS.md").read_text()
-    section = text[text.index("<!-- bench:taxonomy-study -->") : text.index("<!-- /bench:taxonomy-study -->")]
-    assert drawn == [line for line in section.splitlines() if line.startswith("|")]
+    figures, drawn, committed = redrawn_and_committed("taxonomy_study", "taxonomy-study")
+    assert drawn == committed
     complete = [t for t in figures["trials"] if t["state"] == "complete"]
     best = max(complete, key=lambda t: t["oof_best_f1"])
     assert [line for line in drawn if "(best)" in line] == [

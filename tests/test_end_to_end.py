@@ -61,8 +61,9 @@ def test_training_logs_parent_and_fold_runs_with_metrics_and_artifacts(trained):
     ):
         assert key in metrics, key
     assert metrics["oof_best_f1"] >= metrics["oof_at_0.5_f1"]
-    # each value once: the exact search's threshold is the decision threshold, its F1 the best F1
-    assert not {"oof_best_threshold", "threshold_exact", "threshold_exact_f1"} & set(metrics)
+    # each value once: the exact search's threshold is the decision threshold, its F1 the best F1, and with one
+    # threshold for every language dev F1 at the decisions is dev F1 at the out-of-fold threshold
+    assert not {"oof_best_threshold", "threshold_exact", "threshold_exact_f1", "dev_f1_at_decision"} & set(metrics)
     assert parent.data.params["backbone.name"] == "tiny" and parent.data.params["split.n_folds"] == "2"
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
     assert {"config.yaml", "plots", "oof_scores.json", "language_f1.json"} <= artifacts

@@ -235,6 +235,18 @@ CASES = [
         "head.catalogue_margin='maybe' must be true or false",
     ),
     Case(
+        "data: catalogue file missing",
+        "train.py",
+        ["experiment=offline_best", "head.catalogue_file=no/such/categories.txt"],
+        "categories.txt: file not found; set head.catalogue_file to a file of category paths",
+    ),
+    Case(
+        "config: catalogue margin under ZeRO-3",
+        "train.py",
+        ["experiment=offline_best", "strategy=deepspeed_stage_3"],
+        "head.catalogue_margin embeds the categories outside the training engine",
+    ),
+    Case(
         "config: leaf first + tagged levels",
         "train.py",
         ["clean.category_order=leaf_first", "+augmentation=[tags]"],

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from relevance import tracking
 from relevance.checks import check_config
+from relevance.data.reader import read_catalogue
 from relevance.data.sources import data_file
 from relevance.evaluation.reporting import headline, log_report, refit_report, report
 from relevance.model.backbones import load_tokenizer, resolve_source
@@ -94,6 +95,14 @@ def _model_source(cfg, preprocessor: Preprocessor) -> ModelSource:
     return ModelSource(location, tokenizer, cfg.train.max_length + prompt_tokens)
 
 
+def known_categories(cfg, preprocessor: Preprocessor, tokenizer, inputs: list) -> list[str]:
+    """What a margin-scoring head compares each pair with: the targets of the run's training and dev inputs, and
+    the paths of head.catalogue_file, cleaned and written as the model reads targets."""
+    if cfg.head.get("catalogue_file"):
+        inputs = inputs + preprocessor.inputs(read_catalogue(cfg.head.catalogue_file))
+    return build_head(cfg.head, tokenizer).catalogue(inputs)
+
+
 def run(cfg: DictConfig) -> dict:
     """Train K folds (after TAPT and self-validation when chosen), log everything to MLflow, and return the
     headline metrics and the run and model ids."""
@@ -107,7 +116,7 @@ def run(cfg: DictConfig) -> dict:
     data, clean_report, dev, extra_counts = prepare_data(cfg, preprocessor)
     dev_inputs = preprocessor.format(dev) if dev else None
     source = _model_source(cfg, preprocessor)
-    data.catalogue = build_head(cfg.head, source.tokenizer).catalogue(data.inputs + (dev_inputs or []))
+    data.catalogue = known_categories(cfg, preprocessor, source.tokenizer, data.inputs + (dev_inputs or []))
 
     tracking_uri, artifact_root = tracking.store_of(cfg)
     with tempfile.TemporaryDirectory() as scratch:

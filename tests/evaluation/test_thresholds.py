@@ -125,3 +125,27 @@ def test_a_matched_rate_model_thresholds_an_unseen_language_from_its_own_scores(
     assert len(set(own)) == 1 and own[0] < 0.2
     assert abs(scorer.decide(rows, scores).mean() - rate) <= 0.05 + 1e-9  # relevant as often as training rows were
     assert list(scorer.row_thresholds(rows[:4], scores[:4])) == [summary["decision_threshold"]] * 4  # too few rows
+
+
+def test_dev_f1_named_at_the_oof_threshold_is_at_it_when_unseen_languages_get_their_own(tmp_path, cache_dir):
+    from relevance.evaluation.reporting import _task_report
+
+    cfg = compose_train(["threshold.unseen=matched_rate", "threshold.min_language_rows=50"], tmp_path, cache_dir)
+    rng = np.random.default_rng(0)
+    labels, oof = scores_for(rng, 400, 0.0)
+    en_labels, en_scores = scores_for(rng, 200, 0.0)
+    de_labels, de_scores = scores_for(rng, 200, -0.3)  # an unseen language whose scores sit lower as a whole
+    dev_labels, dev_scores = np.concatenate([en_labels, de_labels]), np.concatenate([en_scores, de_scores])
+    dev = [
+        Record(id=i, task="QC", language="en" if i < 200 else "de", query="q", target="t", label=int(label))
+        for i, label in enumerate(dev_labels)
+    ]
+    summary, threshold, _, _ = _task_report(
+        cfg, "QC", labels, oof, ["en"] * 400, np.arange(400) % 2, dev, dev_scores, tmp_path, ""
+    )
+    at_oof = metrics.scores_at(de_labels, de_scores, threshold).f1
+    assert summary["dev_unseen_f1_at_oof_threshold"] == pytest.approx(at_oof)
+    assert summary["dev_unseen_f1_at_matched_rate"] > at_oof + 0.1  # its own quantile, not the task's threshold
+    everything = metrics.scores_at(dev_labels, dev_scores, threshold).f1
+    assert summary["dev_f1_at_oof_threshold"] == pytest.approx(everything)
+    assert summary["dev_f1_at_decision"] > everything  # the run decides de at its own quantile

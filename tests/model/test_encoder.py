@@ -204,6 +204,36 @@ def test_a_catalogue_margin_model_keeps_its_catalogue_and_serves_as_it_was_judge
     assert not np.allclose(plain.predict_records(rows["dev"]), scores)
 
 
+def test_a_catalogue_file_adds_its_paths_as_the_model_reads_targets(tmp_path, cache_dir):
+    from relevance.data.reader import write_records
+    from relevance.data.records import Record
+    from relevance.errors import DataError
+    from relevance.training.rows import make_preprocessor
+
+    listed = tmp_path / "categories.txt"
+    listed.write_text("Food,Bakery,Bread\n\n  Home,Garden  \n", encoding="utf-8")
+    competition = tmp_path / "test_QC.txt"
+    write_records(competition, [Record(id=1, task="QC", language="de", query="brot", target="Food,Bakery")])
+    known = [("mehl", "grocery < food")]  # a training pair, already as the model reads it (leaf first, lowercase)
+    for path, expected in (
+        (listed, ["bread < bakery < food", "garden < home", "grocery < food"]),
+        (competition, ["bakery < food", "grocery < food"]),
+    ):
+        cfg = compose_train(["experiment=offline_best", f"head.catalogue_file={path}"], tmp_path, cache_dir)
+        checks.check_config(cfg)
+        assert pipeline.known_categories(cfg, make_preprocessor(cfg), None, known) == expected
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n")
+    cfg = compose_train(["experiment=offline_best", f"head.catalogue_file={empty}"], tmp_path, cache_dir)
+    with pytest.raises(DataError, match="empty.txt: the file holds no category path"):
+        pipeline.known_categories(cfg, make_preprocessor(cfg), None, known)
+    cfg = compose_train(
+        ["backbone=multilingual_e5_small", "head=bi_encoder", f"head.catalogue_file={listed}"], tmp_path, cache_dir
+    )
+    with pytest.raises(ConfigError, match="it needs head.catalogue_margin=true"):
+        checks.check_config(cfg)
+
+
 def test_the_bi_encoder_needs_an_encoder(tmp_path, cache_dir):
     cfg = compose_train(["backbone=tiny", "head=bi_encoder"], tmp_path, cache_dir)
     with pytest.raises(ConfigError, match="head=bi_encoder encodes the query and the target apart"):

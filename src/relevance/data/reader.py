@@ -150,3 +150,24 @@ def write_records(path: str | Path, records: list[Record]) -> None:
             if record.label is not None:
                 row["label"] = record.label
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_catalogue(path: str | Path) -> list[Record]:
+    """Category paths to compare with (head.catalogue_file): a QC file in the competition's format (its
+    category_path values, such as test_QC.txt) or a UTF-8 text file with one path per line, written as the data
+    files write them. Returned as QC records with an empty query, so they are cleaned and read like targets."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, "file not found; set head.catalogue_file to a file of category paths.")
+    with path.open("rb") as handle:
+        first = next((line.strip() for line in handle if line.strip()), b"")
+    if first.startswith(b"{"):
+        paths = [record.target for record in read_records(path, "QC")]
+    else:
+        try:
+            paths = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as error:
+            raise DataError(path, None, f"not UTF-8 text ({error.reason}); save it as UTF-8.") from None
+    if not paths:
+        raise DataError(path, None, "the file holds no category path; write one path per line.")
+    return [Record(id=i, task="QC", language="", query="", target=target) for i, target in enumerate(paths)]

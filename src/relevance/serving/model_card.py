@@ -38,9 +38,10 @@ def model_card(cfg, summary: dict, seen_languages: list[str], dev_languages: lis
         for name, key, floor in (
             ("out-of-fold F1, best threshold", "oof_best_f1", "oof_all_positive_f1"),
             ("out-of-fold F1 at 0.5", "oof_at_0.5_f1", "oof_all_positive_f1"),
-            ("dev F1 at the decision threshold", "dev_f1_at_oof_threshold", "dev_all_positive_f1"),
+            ("dev F1 at the model's decisions", "dev_f1_at_decision", "dev_all_positive_f1"),
             ("dev F1, languages seen in training", "dev_seen_f1_at_oof_threshold", "dev_seen_all_positive_f1"),
             ("dev F1, unseen languages", "dev_unseen_f1_at_oof_threshold", "dev_unseen_all_positive_f1"),
+            ("dev F1, unseen languages, own quantiles", "dev_unseen_f1_at_matched_rate", "dev_unseen_all_positive_f1"),
         )
     )
     augmentation = ", ".join(cfg.get("augmentation") or {}) or "none"
