@@ -84,26 +84,7 @@ def check_config(cfg: DictConfig) -> None:
     for part in parts.values():
         check_template(part.template)
     check_quantization(cfg.backbone)
-    head_class(cfg.head.name).check(cfg.backbone)
-    if not isinstance(cfg.head.get("catalogue_margin", False), bool):
-        raise ConfigError(f"head.catalogue_margin={cfg.head.catalogue_margin!r} must be true or false.")
-    if cfg.head.get("catalogue_file") and not cfg.head.get("catalogue_margin"):
-        raise ConfigError(
-            "head.catalogue_file gives the catalogue margin more categories to compare with; it needs "
-            "head.catalogue_margin=true (or drop head.catalogue_file)."
-        )
-    if cfg.head.get("catalogue_file") and cfg.task.code != "QC":
-        raise ConfigError(
-            f"head.catalogue_file holds category paths, the targets of task=qc; task={cfg.task.name} scores "
-            f"{cfg.task.target_name}s, so drop head.catalogue_file."
-        )
-    engine = cfg.strategy.get("lightning")
-    if cfg.head.get("catalogue_margin") and OmegaConf.is_dict(engine) and engine.get("stage") == 3:
-        raise ConfigError(
-            f"head.catalogue_margin embeds the categories outside the training engine, where strategy="
-            f"{cfg.strategy.name} (ZeRO-3) leaves each device a shard of the weights; a bi-encoder fits on one "
-            f"device, so use strategy=ddp or strategy=deepspeed_stage_2."
-        )
+    head_class(cfg.head.name).check(cfg)
     for part in parts.values():
         prompt_template(part, cfg.head, cfg.backbone)
     if is_joint(cfg.task.code) and cfg.backbone.kind == "encoder":

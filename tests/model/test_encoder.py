@@ -232,6 +232,10 @@ def test_a_catalogue_file_adds_its_paths_as_the_model_reads_targets(tmp_path, ca
     )
     with pytest.raises(ConfigError, match="it needs head.catalogue_margin=true"):
         checks.check_config(cfg)
+    missing = tmp_path / "no" / "categories.txt"
+    cfg = compose_train(["experiment=offline_best", f"head.catalogue_file={missing}"], tmp_path, cache_dir)
+    with pytest.raises(DataError, match="categories.txt: file not found"):
+        checks.check_config(cfg)  # up front, before any data is read or model loaded
 
 
 def test_the_bi_encoder_needs_an_encoder(tmp_path, cache_dir):

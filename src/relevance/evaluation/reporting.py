@@ -97,17 +97,16 @@ def _task_report(
         dev_languages = [r.language for r in dev]
         rate = summary[f"{prefix}oof_positive_rate_at_decision"]
         matched = thresholds.matched_rate(dev_languages, dev_scores, seen, rate, cfg.threshold.min_language_rows)
-        if matched:
-            matched_rows = thresholds.row_thresholds(dev_languages, threshold, by_language_thresholds | matched)
-            unseen_rows = ~np.isin(dev_languages, sorted(seen))
-            summary[f"{prefix}dev_unseen_f1_at_matched_rate"] = metrics.scores_at(
-                dev_labels[unseen_rows], dev_scores[unseen_rows], matched_rows[unseen_rows]
-            ).f1
         # the out-of-fold thresholds (named so) beside the run's own decisions (which with
         # threshold.unseen=matched_rate give unseen languages their own quantile)
         at_oof = thresholds.row_thresholds(dev_languages, threshold, by_language_thresholds)
-        dev_own = by_language_thresholds | (matched if cfg.threshold.unseen == "matched_rate" else {})
-        dev_thresholds = thresholds.row_thresholds(dev_languages, threshold, dev_own)
+        at_matched = thresholds.row_thresholds(dev_languages, threshold, by_language_thresholds | matched)
+        if matched:
+            unseen_rows = ~np.isin(dev_languages, sorted(seen))
+            summary[f"{prefix}dev_unseen_f1_at_matched_rate"] = metrics.scores_at(
+                dev_labels[unseen_rows], dev_scores[unseen_rows], at_matched[unseen_rows]
+            ).f1
+        dev_thresholds = at_matched if cfg.threshold.unseen == "matched_rate" else at_oof
         dev_result = evaluate(dev_labels, dev_scores, dev_languages, seen, dev_thresholds)
         summary.update(_metric_dict(dev_result, f"{prefix}dev_"))
         summary[f"{prefix}dev_f1_at_decision"] = dev_result["at_threshold"].f1

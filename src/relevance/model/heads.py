@@ -1,7 +1,7 @@
 """How a model turns a row into one relevance logit (sigmoid gives the score) and its training loss: one class per
 head, registered by the name `conf/head/<name>.yaml` (and every logged bundle) carries. A head owns everything that
 depends on it: which model class is loaded, the LoRA task type and what trains in full, the prompt, the checks
-against the backbone, how a fresh head starts and at what learning rate, and the logit and loss themselves.
+against the run's config, how a fresh head starts and at what learning rate, and the logit and loss themselves.
 
 classifier: a fresh one-logit head (decoders: the last non-pad token; encoders: the mean-pooled pair), BCE loss.
 bi_encoder: encoders only; query and target encoded apart, logit = scale * cosine + bias (encoders.py), BCE loss;
@@ -15,12 +15,14 @@ vocabulary (262,144 logits per row for Gemma-3), whose first steps go into movin
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from peft import TaskType
 
-from relevance.errors import ConfigError
+from relevance.errors import ConfigError, DataError
 from relevance.model.backbones import load_decoder, load_encoder
 from relevance.model.encoders import CosineScore, MeanPooledBiEncoder, MeanPooledClassifier
 
@@ -50,8 +52,9 @@ class Head:
         self.cfg = cfg
 
     @classmethod
-    def check(cls, backbone) -> None:
-        """Refuse a backbone this head cannot read, with the key to change."""
+    def check(cls, cfg) -> None:
+        """Refuse a run config (backbone, task, strategy, the head's own keys) this head cannot work with, with the
+        key to change."""
 
     @classmethod
     def prompt(cls, task, head_cfg, backbone) -> str:
@@ -108,12 +111,37 @@ class BiEncoderHead(Head):
         self.indexed: dict[str, object] = {}  # the served model's catalogue index per fold
 
     @classmethod
-    def check(cls, backbone) -> None:
+    def check(cls, cfg) -> None:
+        backbone, head = cfg.backbone, cfg.head
         if backbone.kind != "encoder":
             raise ConfigError(
                 f"head=bi_encoder encodes the query and the target apart with an encoder; "
                 f"backbone={backbone.name} is a {backbone.kind}. Use an encoder backbone such as "
                 f"multilingual_e5_small, or head=classifier."
+            )
+        if not isinstance(head.get("catalogue_margin", False), bool):
+            raise ConfigError(f"head.catalogue_margin={head.catalogue_margin!r} must be true or false.")
+        if head.get("catalogue_file"):
+            if not head.get("catalogue_margin"):
+                raise ConfigError(
+                    "head.catalogue_file gives the catalogue margin more categories to compare with; it needs "
+                    "head.catalogue_margin=true (or drop head.catalogue_file)."
+                )
+            if cfg.task.code != "QC":
+                raise ConfigError(
+                    f"head.catalogue_file holds category paths, the targets of task=qc; task={cfg.task.name} "
+                    f"scores {cfg.task.target_name}s, so drop head.catalogue_file."
+                )
+            if not Path(head.catalogue_file).is_file():
+                raise DataError(
+                    head.catalogue_file, None, "file not found; set head.catalogue_file to a file of category paths."
+                )
+        engine = cfg.strategy.get("lightning")
+        if head.get("catalogue_margin") and OmegaConf.is_dict(engine) and engine.get("stage") == 3:
+            raise ConfigError(
+                f"head.catalogue_margin embeds the categories outside the training engine, where strategy="
+                f"{cfg.strategy.name} (ZeRO-3) leaves each device a shard of the weights; a bi-encoder fits on one "
+                f"device, so use strategy=ddp or strategy=deepspeed_stage_2."
             )
 
     @classmethod
@@ -178,7 +206,8 @@ class YesNoHead(Head):
         self.yes_id, self.no_id, self.loss = yes_id, no_id, loss
 
     @classmethod
-    def check(cls, backbone) -> None:
+    def check(cls, cfg) -> None:
+        backbone = cfg.backbone
         if backbone.kind == "encoder":
             raise ConfigError(
                 f"head=yes_no scores the answer with a language-model head, which the encoder "
