@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests import entry_points
+from tests.conftest import ROOT
 
 ROW = {"id": 0, "task": "QC", "language": "en", "origin_query": "baking flour", "category_path": "food,baking"}
 DATA = ["data=competition", "data.dir=data", "backbone=tiny", "progress=false", "train.epochs=1", "split=random"]
@@ -422,7 +424,17 @@ def test_a_hostile_input_is_refused_in_one_line_and_leaves_nothing(case, tmp_pat
     _nothing_left(tmp_path)
 
 
-def test_the_suite_counts_its_cases():
-    """The README quotes this number; a case added or removed shows up here."""
+def test_the_readme_counts_the_cases_there_are():
+    """The README quotes how many cases of each kind there are; a case added or removed must update it."""
     assert len({case.id for case in CASES}) == len(CASES)
-    print(f"{len(CASES)} hostile cases")
+    kinds = Counter(case.id.split(":")[0] for case in CASES)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for quoted in (
+        f"feeds {len(CASES)} hostile cases",
+        f"{kinds['data']} broken data files",
+        f"{kinds['config']} config mistakes",
+        f"{kinds['predict'] + kinds['register']} predict/register mistakes",
+        f"{kinds['accepted']} odd-but-valid files",
+        f"All {len(CASES)} pass",
+    ):
+        assert quoted in readme

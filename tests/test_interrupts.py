@@ -64,6 +64,39 @@ def test_a_signal_mid_fold_ends_the_run_with_its_code_one_line_and_killed_runs(t
     assert statuses == {"parent": "KILLED", "fold": "KILLED"}, statuses
 
 
+def test_a_sigterm_mid_fold_in_process_raises_interrupted_at_once_and_restores_the_handlers(
+    tmp_path, cache_dir, monkeypatch
+):
+    """pipeline.run called from Python (a notebook, a script): a real SIGTERM, sent to this process at the third
+    training step, stops the fold at once (Lightning alone would finish the epoch, then raise SystemExit), the runs
+    end KILLED, and the caller's signal handlers are back."""
+    from relevance import pipeline
+    from relevance.interrupts import Interrupted
+    from relevance.model.module import RelevanceModule
+    from tests.conftest import compose_train
+
+    steps = []
+    train_step = RelevanceModule.training_step
+
+    def step_then_signal(self, batch, batch_idx):
+        steps.append(batch_idx)
+        if len(steps) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return train_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(RelevanceModule, "training_step", step_then_signal)
+    cfg = compose_train(["backbone=tiny", "train.epochs=3", "train.batch_size=2"], tmp_path, cache_dir)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    with pytest.raises(Interrupted, match="SIGTERM"):
+        pipeline.run(cfg)
+    assert len(steps) <= 4, f"{len(steps)} training steps ran after the signal"  # of 3 epochs of many steps
+    assert {s: signal.getsignal(s) for s in before} == before
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("relevance").experiment_id])
+    statuses = {run.data.tags.get("relevance.level", "parent"): run.info.status for run in runs}
+    assert statuses == {"parent": "KILLED", "fold": "KILLED"}, statuses
+
+
 def test_a_run_whose_process_was_killed_9_is_marked_failed_at_the_next_start(tmp_path):
     from mlflow.tracking import MlflowClient
 

@@ -43,6 +43,20 @@ def handled():
             signal.signal(s, handler)
 
 
+@contextlib.contextmanager
+def interruptible():
+    """`handled` for an entry point called from Python (a notebook, a script, a test): an interruption leaves the
+    block as Interrupted, never as the SystemExit Lightning made of it. Without it, Lightning alone notes a SIGTERM
+    and stops only at the end of the epoch (as SystemExit), and leaves SIGINT ignored after a Ctrl-C in `fit`."""
+    with handled():
+        try:
+            yield
+        except SystemExit as error:
+            if not was_interrupted(error):
+                raise
+            raise Interrupted(signal_name()) from None
+
+
 def was_interrupted(error: BaseException) -> bool:
     """An interruption, whether it arrives as itself or as the SystemExit Lightning made of it."""
     return isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit) and received is not None)

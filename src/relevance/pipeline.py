@@ -14,7 +14,7 @@ import mlflow
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from relevance import tracking
+from relevance import interrupts, tracking
 from relevance.checks import check_config
 from relevance.data.reader import read_catalogue
 from relevance.data.sources import data_file
@@ -105,7 +105,13 @@ def known_categories(cfg, preprocessor: Preprocessor, tokenizer, inputs: list) -
 
 def run(cfg: DictConfig) -> dict:
     """Train K folds (after TAPT and self-validation when chosen), log everything to MLflow, and return the
-    headline metrics and the run and model ids."""
+    headline metrics and the run and model ids. SIGTERM or Ctrl-C raises Interrupted (a KeyboardInterrupt) at
+    once, wherever it is called from, with its MLflow runs marked KILLED and resumable."""
+    with interrupts.interruptible():
+        return _run(cfg)
+
+
+def _run(cfg: DictConfig) -> dict:
     check_config(cfg)
     trial = sweep_trial.connect(cfg)
     runtime = resolve_runtime(
