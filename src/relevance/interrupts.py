@@ -47,7 +47,8 @@ def handled():
 def interruptible():
     """`handled` for an entry point called from Python (a notebook, a script, a test): an interruption leaves the
     block as Interrupted, never as the SystemExit Lightning made of it. Without it, Lightning alone notes a SIGTERM
-    and stops only at the end of the epoch (as SystemExit), and leaves SIGINT ignored after a Ctrl-C in `fit`."""
+    and stops only at the end of the epoch, and turns a Ctrl-C inside `fit` into SystemExit(1); either way the
+    runs end FAILED."""
     with handled():
         try:
             yield
