@@ -89,7 +89,7 @@ def test_a_sigterm_mid_fold_in_process_raises_interrupted_at_once_and_restores_t
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     with pytest.raises(Interrupted, match="SIGTERM"):
         pipeline.run(cfg)
-    assert len(steps) <= 4, f"{len(steps)} training steps ran after the signal"  # of 3 epochs of many steps
+    assert len(steps) <= 4, f"{len(steps) - 3} training steps ran after the signal"  # of 3 epochs of many steps
     assert {s: signal.getsignal(s) for s in before} == before
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("relevance").experiment_id])
