@@ -96,3 +96,16 @@ def test_bad_option_values_are_named(tmp_path, cache_dir, override, words):
     with pytest.raises(ConfigError) as caught:
         checks.check_config(compose_train(["backbone=tiny", *leaf_first, override], tmp_path, cache_dir))
     assert words in str(caught.value)
+
+
+def test_head_keys_another_choice_set_are_named_as_ignored(tmp_path, cache_dir, caplog):
+    """experiment=offline_best sets head.catalogue_margin; with head=classifier that key reaches a head that never
+    reads it, which the run says (and a key the head does read is not named)."""
+    swapped = compose_train(["experiment=offline_best", "head=classifier"], tmp_path, cache_dir)
+    with caplog.at_level("WARNING", logger="relevance.checks"):
+        checks.warn_foreign_head_keys(swapped.head)
+    assert "head=classifier does not read head.catalogue_margin" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="relevance.checks"):
+        checks.warn_foreign_head_keys(compose_train(["experiment=offline_best"], tmp_path, cache_dir).head)
+    assert "does not read" not in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -19,6 +20,9 @@ from relevance.tasks import is_joint, task_parts
 from relevance.text.formatting import check_template
 from relevance.text.preprocess import CATEGORY_ORDERS
 from relevance.text.translation import MODEL_TRANSLATORS
+
+CONF = Path(__file__).resolve().parents[2] / "conf"  # the config groups train.py and predict.py compose
+log = logging.getLogger(__name__)
 
 
 def _check_number(cfg: DictConfig, key: str, integer: bool, minimum: float, strict: bool = False) -> None:
@@ -85,6 +89,7 @@ def check_config(cfg: DictConfig) -> None:
         check_template(part.template)
     check_quantization(cfg.backbone)
     head_class(cfg.head.name).check(cfg)
+    warn_foreign_head_keys(cfg.head)
     for part in parts.values():
         prompt_template(part, cfg.head, cfg.backbone)
     if is_joint(cfg.task.code) and cfg.backbone.kind == "encoder":
@@ -182,6 +187,22 @@ def check_translator(cfg: DictConfig) -> None:
     else:
         raise ConfigError(
             f"translator.kind={translator.kind!r} is not known; use file or {' or '.join(MODEL_TRANSLATORS)}."
+        )
+
+
+def warn_foreign_head_keys(head) -> None:
+    """Warn of head keys the chosen head's own YAML does not declare: another choice set them (an experiment
+    file's `head.catalogue_margin` kept after `head=classifier`), and this head ignores them."""
+    declared = CONF / "head" / f"{head.name}.yaml"
+    if not declared.is_file():  # a head composed from another config folder: its keys are its own
+        return
+    foreign = sorted(set(head) - set(OmegaConf.load(declared)))
+    if foreign:
+        log.warning(
+            "head=%s does not read %s (set by another choice, such as an experiment file); ignored. Drop them, "
+            "or choose the head that reads them.",
+            head.name,
+            ", ".join(f"head.{key}" for key in foreign),
         )
 
 

@@ -112,14 +112,12 @@ def run_plan(overrides: list[str], rows: int, mfu: float, row_tokens: int = 64, 
     """Compose the training config as train.py would (Hydra's compose API; types checked there) and plan it, at
     the training file's own row lengths with `data`. Hub access is not needed: the plan is for the machine that
     will have it."""
-    from pathlib import Path
-
     from hydra import compose, initialize_config_dir
 
     from relevance import plan
+    from relevance.checks import CONF
 
-    conf = Path(__file__).resolve().parents[2] / "conf"
-    with initialize_config_dir(config_dir=str(conf)):
+    with initialize_config_dir(config_dir=str(CONF)):
         cfg = compose("train", overrides=["paths.root=.", *overrides])
     lengths = plan.data_lengths(cfg) if data else None
     return plan.report(cfg, plan.make_plan(cfg, rows, row_tokens, lengths=lengths), mfu, lengths)
