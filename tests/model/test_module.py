@@ -83,3 +83,38 @@ def test_a_fold_is_reproducible_on_cpu(tmp_path, cache_dir):
     assert (runs[0] == runs[1]).all()
     assert not (runs[0] == different).all()
     assert (tmp_path / "a0" / "adapter_model.safetensors").is_file()
+
+
+def test_trainable_weights_are_float32_over_a_bf16_base_and_keep_small_steps(tmp_path, cache_dir):
+    """Item 5 of issue 28: a bf16 base (as on a GPU) keeps every trainable tensor in float32, so an AdamW step smaller
+    than bf16's resolution at the weight still moves it; the frozen base stays bf16."""
+    from relevance.training.fold import fresh_model
+    from relevance.training.fold import ModelSource
+
+    for head in ("classifier", "yes_no"):
+        cfg = compose_train(["backbone=tiny", f"head={head}"], tmp_path, cache_dir)
+        location = resolve_source(cfg.backbone, cache_dir)
+        tokenizer = load_tokenizer(cfg.backbone, location)
+        model, head_object = fresh_model(cfg, ModelSource(location, tokenizer, 32), torch.bfloat16)
+        trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        assert trainable and {p.dtype for p in trainable.values()} == {torch.float32}, head
+        assert any(p.dtype == torch.bfloat16 for p in model.parameters() if not p.requires_grad)
+        batch = next(
+            iter(
+                PairDataModule(
+                    tokenizer, None, None, ["query: a\ncategory: b"] * 4, 4, 4, max_length=32, seed=0
+                ).predict_dataloader()
+            )
+        )
+        batch["labels"] = torch.ones(4)  # one label: identical rows of both labels would cancel
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _, loss = head_object(model, batch)  # as Lightning's bf16-mixed runs it
+        loss.backward()
+        if head == "classifier":
+            score = next(p for n, p in trainable.items() if "score" in n)
+            with torch.no_grad():
+                score.fill_(1.0)  # at 1.0, bf16 cannot hold 1 + 1e-4: a bf16 weight would not move
+            before = score.detach().clone()
+            torch.optim.AdamW([score], lr=1e-4, weight_decay=0.0).step()
+            moved = (score.detach() - before).abs().max().item()
+            assert 0 < moved < torch.finfo(torch.bfloat16).eps

@@ -38,7 +38,7 @@ def prepare(model, backbone, lora, head, init: Path | None = None):
                 parameter.requires_grad = False
         if init is not None:
             load_trainable(model, init)
-        return model
+        return upcast_trainable(model)
     if backbone.get("quantization") == "4bit":
         from peft import prepare_model_for_kbit_training
 
@@ -46,10 +46,37 @@ def prepare(model, backbone, lora, head, init: Path | None = None):
     if init is not None:
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(model, init, is_trainable=True)
+        return upcast_trainable(PeftModel.from_pretrained(model, init, is_trainable=True))
     from relevance.model.module import apply_lora
 
-    return apply_lora(model, backbone.lora_targets, backbone.head_module, lora.r, lora.alpha, lora.dropout, head)
+    return upcast_trainable(
+        apply_lora(model, backbone.lora_targets, backbone.head_module, lora.r, lora.alpha, lora.dropout, head)
+    )
+
+
+def upcast_trainable(model):
+    """Every trainable tensor in float32, whatever dtype the base was loaded in: AdamW steps a bf16 tensor with no
+    float32 master copy, so an update under bf16's resolution (1/128 of the weight) rounds away. PEFT keeps LoRA's
+    own matrices in float32 but not its `modules_to_save` copy of a fresh head, nor a full fine-tune's weights.
+    An upcast module casts what it is given to float32 (under bf16 autocast its matmul still runs in bf16), so
+    it also works where no autocast is active (the head-lr probe, bf16-true). The frozen base keeps its dtype."""
+    for module in model.modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad and p.dtype in HALF]
+        for parameter in own:
+            parameter.data = parameter.data.float()
+        if own:
+            module.register_forward_pre_hook(_inputs_to_float32, with_kwargs=True)
+    return model
+
+
+HALF = (torch.bfloat16, torch.float16)
+
+
+def _inputs_to_float32(module, args, kwargs):
+    def cast(value):
+        return value.float() if isinstance(value, torch.Tensor) and value.dtype in HALF else value
+
+    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
 
 
 def blocks(model) -> torch.nn.ModuleList:
