@@ -88,8 +88,7 @@ def test_a_fold_is_reproducible_on_cpu(tmp_path, cache_dir):
 def test_trainable_weights_are_float32_over_a_bf16_base_and_keep_small_steps(tmp_path, cache_dir):
     """Item 5 of issue 28: a bf16 base (as on a GPU) keeps every trainable tensor in float32, so an AdamW step smaller
     than bf16's resolution at the weight still moves it; the frozen base stays bf16."""
-    from relevance.training.fold import fresh_model
-    from relevance.training.fold import ModelSource
+    from relevance.training.fold import ModelSource, fresh_model
 
     for head in ("classifier", "yes_no"):
         cfg = compose_train(["backbone=tiny", f"head={head}"], tmp_path, cache_dir)
