@@ -5,10 +5,12 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
+from relevance import multirun
 from relevance.cli import config_errors_exit, language_table, user_errors_exit
+from relevance.ranks import failure_ends_every_rank
 
 # Hydra 1.4 asks call sites to whitelist instantiated targets; the sweep callbacks it instantiates are our own.
-warnings.filterwarnings("ignore", message=r".*_target_='relevance\.sweep\..*", category=UserWarning)
+warnings.filterwarnings("ignore", message=r".*_target_='relevance\.(sweep|multirun)\..*", category=UserWarning)
 
 
 @hydra.main(config_path="conf", config_name="train")
@@ -17,8 +19,10 @@ def main(cfg: DictConfig) -> float:
     from relevance.pipeline import run
 
     in_sweep = cfg.sweep.trial is not None  # a sweep records a failed trial and goes on; a single run exits
-    with user_errors_exit(reraise=in_sweep, doing="training", tracked=True):
-        summary = run(cfg)
+    job = multirun.in_multirun() and not in_sweep  # a multirun's failed job is recorded and the next job runs
+    with user_errors_exit(reraise=in_sweep, errors_to_caller=job, doing="training", tracked=True):
+        with failure_ends_every_rank(multirun_job=multirun.in_multirun()), multirun.recording_run_id():
+            summary = run(cfg)
         if in_sweep:
             print(f"trial {cfg.sweep.trial}, run {summary['run_id']}:\n{headline(summary)}")
             return summary[cfg.sweep.metric]
@@ -33,5 +37,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    with config_errors_exit():  # a value of the wrong type or an unknown key: one line, exit code 2
+    with config_errors_exit(), multirun.failures_exit():  # a wrong type or unknown key: one line, exit code 2
         main()

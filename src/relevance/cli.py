@@ -49,16 +49,19 @@ def quiet_libraries() -> None:
 
 
 @contextlib.contextmanager
-def user_errors_exit(reraise: bool = False, doing: str = "the command", tracked: bool = False):
+def user_errors_exit(
+    reraise: bool = False, doing: str = "the command", tracked: bool = False, errors_to_caller: bool = False
+):
     """A user's mistake ends the program with one line; `reraise` hands it on instead (to a sweeper, which
-    records the trial as failed with that line as its reason). SIGTERM or Ctrl-C ends it with one line and exit
+    records the trial as failed with that line as its reason), as `errors_to_caller` does for mistakes only (a
+    multirun records the job as failed and runs the next). SIGTERM or Ctrl-C ends it with one line and exit
     code 128 + signal (143, 130), whatever Lightning made of it; a sweep gets it as KeyboardInterrupt."""
     quiet_libraries()
     with interrupts.handled():
         try:
             yield
         except RelevanceError as error:
-            if reraise:
+            if reraise or errors_to_caller:
                 raise
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)

@@ -4,10 +4,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import pytest
 from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,3 +55,45 @@ def test_two_ranks_train_and_score_one_run_and_only_rank_zero_logs(tmp_path, cac
     assert len(scores) == parent["metrics.rows_train"] and np.isfinite(scores).all()  # both ranks' shares gathered
     bundle = client.list_artifacts(parent["run_id"])
     assert parent["tags.relevance.model_uri"] and bundle
+
+
+@pytest.mark.parametrize("rank", ["1", "0"])
+def test_a_failure_on_one_rank_of_a_multirun_ends_every_rank_at_once(tmp_path, cache_dir, rank):
+    """Issue 28, item 3: two gloo ranks under `-m`, a fault raised on one rank only after fold 0's collectives. The
+    other rank waits in fold 1's collectives for it; it must end at once (Lightning's watcher polls every 5 s), not
+    at the collective timeout (30 minutes), and the multirun must not go on to job 1 with half its ranks."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "training" / "fault_on_one_rank.py"),
+            "-m",
+            "seed=1,2",
+            "backbone=tiny",
+            "strategy=ddp",
+            "strategy.devices=2",
+            "split.n_folds=2",
+            "data.demo.train_rows=120",
+            "data.demo.dev_rows=40",
+            "data.demo.test_rows=20",
+            "train.epochs=1",
+            "progress=false",
+            "train.require_learning=false",
+            f"paths.cache={cache_dir}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**_without_rendezvous(os.environ), "OMP_NUM_THREADS": "1", "RELEVANCE_TEST_FAULT_RANK": rank},
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0
+    assert f"injected fault on rank {rank}" in result.stderr, result.stderr[-3000:]
+    assert elapsed < 300, elapsed  # one job's start-up and first fold, not a collective timeout
+    assert "multirun: 2 job(s)" not in result.stderr  # job 1 never ran with half its ranks
+    if rank == "0":  # rank 0 ended the rank it started, recorded the job and printed the table
+        assert "error on rank 0; ended the 1 rank(s) it started still running" in result.stderr
+        assert "multirun: 1 job(s), 0 finished, 1 failed" in result.stderr and result.returncode == 1
+    else:  # rank 1 said why and exited; Lightning's watcher on rank 0 ended it
+        assert "error on rank 1: injected fault on rank 1; ending every rank" in result.stderr
