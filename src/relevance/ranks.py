@@ -1,4 +1,6 @@
-"""A failure on one rank of a multi-rank run ends every rank at once, never a hang until the collective timeout.
+"""What the ranks of one multi-rank run do together: share a folder only rank 0 wrote, and end at once when one fails.
+
+A failure on one rank ends every rank at once, never a hang until the collective timeout.
 
 The other ranks are waiting in a collective (a gradient all-reduce, the scores' all-gather) for the rank that
 failed; nothing reaches them from Python. Lightning starts ranks 1..N-1 by re-running the command and watches them
@@ -13,8 +15,39 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 
 from relevance.runtime import global_rank
+
+
+def share_folder(folder: Path) -> None:
+    """Give every rank the files rank 0 wrote into `folder` (rank 0 alone saves a trained adapter, and each rank
+    has its own scratch folder): rank 0 broadcasts them, the others write them. Nothing to do with one rank."""
+    import torch.distributed as dist
+
+    if not several_ranks():
+        return
+    folder = Path(folder)
+    files = None
+    if dist.get_rank() == 0:
+        files = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    box = [files]
+    dist.broadcast_object_list(box, src=0)
+    if dist.get_rank() != 0:
+        for name, content in box[0].items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(content)
+
+
+def folder_digest(folder: Path) -> str:
+    """sha256 over a folder's file names and contents: the same on every rank when they hold the same files."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class RanksEnded(BaseException):

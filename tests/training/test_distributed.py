@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -97,3 +98,39 @@ def test_a_failure_on_one_rank_of_a_multirun_ends_every_rank_at_once(tmp_path, c
         assert "multirun: 1 job(s), 0 finished, 1 failed" in result.stderr and result.returncode == 1
     else:  # rank 1 said why and exited; Lightning's watcher on rank 0 ended it
         assert "error on rank 1: injected fault on rank 1; ending every rank" in result.stderr
+
+
+def test_tapt_on_two_ranks_starts_every_rank_from_the_same_stage_one_adapter(tmp_path, cache_dir):
+    """Issue 28, item 1: rank 0 alone saves stage 1's adapter, in its own scratch folder; rank 1 must get the same
+    files (it used to point fold 0 at an empty folder and fail after the whole stage-1 epoch)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "backbone=tiny",
+            "strategy=ddp",
+            "strategy.devices=2",
+            "tapt=from_other_task",
+            "tapt.max_rows=60",
+            "split.n_folds=2",
+            "data.demo.train_rows=120",
+            "data.demo.dev_rows=40",
+            "data.demo.test_rows=20",
+            "train.epochs=1",
+            "progress=false",
+            "train.require_learning=false",
+            f"paths.cache={cache_dir}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**_without_rendezvous(os.environ), "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    digests = dict(
+        re.findall(
+            r"rank (\d): the folds start from TAPT stage 1's adapter, digest (\w+)", result.stdout + result.stderr
+        )
+    )
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], result.stderr[-3000:]

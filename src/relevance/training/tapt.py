@@ -14,6 +14,8 @@ from relevance import tracking
 from relevance.data.records import TASKS
 from relevance.errors import ConfigError
 from relevance.model.heads import prompt_template
+from relevance.ranks import folder_digest, share_folder
+from relevance.runtime import global_rank
 from relevance.text.preprocess import Preprocessor
 from relevance.training.fold import ModelSource, train_fold
 from relevance.training.rows import read_task_rows
@@ -86,6 +88,8 @@ def tapt_stage(cfg, runtime, source: ModelSource, preprocessor: Preprocessor, sc
             lr=cfg.tapt.lr,
             name="TAPT stage 1",
         )
+        share_folder(adapter)  # rank 0 saved it; every rank starts its folds from it
         mlflow.log_metrics({"rows_trained": len(inputs), "stage_seconds": time.perf_counter() - started})
         mlflow.log_artifacts(str(adapter), "tapt_adapter")
+    log.info("rank %d: the folds start from TAPT stage 1's adapter, digest %s", global_rank(), folder_digest(adapter))
     return adapter
