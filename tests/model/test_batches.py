@@ -14,13 +14,27 @@ def test_ranks_share_the_batches_without_overlap():
         single = list(LengthGroupedBatches(lengths, 8, shuffle, seed=3))
         rows = [i for batches in per_rank for batch in batches for i in batch]
         assert set(rows) == set(range(103))  # every row on some rank
-        if shuffle:  # training: every rank steps equally often; a repeated batch pads the last rank
-            assert [len(b) for b in per_rank] == [5, 5, 5] and len(rows) >= 103
-        else:  # scoring: each row exactly once, the batches exactly those of a single process
-            assert len(rows) == 103 and sorted(map(tuple, single)) == sorted(tuple(b) for bs in per_rank for b in bs)
+        # 13 batches on 3 ranks: every rank steps (or scores, as ZeRO-3 needs) equally often, repeated batches pad
+        assert [len(b) for b in per_rank] == [5, 5, 5] and len(rows) >= 103
+        if not shuffle:  # scoring: the batches exactly those of a single process, the padding its shortest ones
+            assert set(map(tuple, single)) == {tuple(b) for bs in per_rank for b in bs}
+            assert set(per_rank[1][-1]) | set(per_rank[2][-1]) <= set(single[-1]) | set(single[-2])
         assert [len(LengthGroupedBatches(lengths, 8, shuffle, rank=r, world_size=3)) for r in range(3)] == [
             len(b) for b in per_rank
         ]
+
+
+def test_scores_of_repeated_rows_are_kept_once():
+    import torch
+
+    from relevance.model.module import gather_scores
+
+    outputs = [
+        {"index": torch.tensor([2, 0]), "score": torch.tensor([0.2, 0.0])},
+        {"index": torch.tensor([1]), "score": torch.tensor([0.1])},
+        {"index": torch.tensor([1]), "score": torch.tensor([0.9])},  # a padding batch scored again
+    ]
+    assert gather_scores(outputs, 3).tolist() == pytest.approx([0.0, 0.1, 0.2])
 
 
 def _loader(lengths):

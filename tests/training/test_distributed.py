@@ -24,16 +24,20 @@ def _without_rendezvous(environ) -> dict:
 
 
 def test_two_ranks_train_and_score_one_run_and_only_rank_zero_logs(tmp_path, cache_dir):
+    """Issue 28, item 2a: odd batch counts to score, with a collective in every scoring forward as under ZeRO-3
+    (tests/training/collective_in_every_forward.py): every rank scores as many batches (it hung before), and every
+    row is scored once."""
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "train.py"),
+            str(ROOT / "tests" / "training" / "collective_in_every_forward.py"),
             "backbone=tiny",
             "strategy=ddp",
             "strategy.devices=2",
             "split.n_folds=2",
             "data.demo.train_rows=240",
             "data.demo.dev_rows=78",
+            "train.eval_batch_size=11",  # odd batch counts to score: ranks get equal counts by repeating batches
             "data.demo.test_rows=52",
             "progress=false",
             "train.require_learning=false",
@@ -42,7 +46,7 @@ def test_two_ranks_train_and_score_one_run_and_only_rank_zero_logs(tmp_path, cac
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=300,
         env={**_without_rendezvous(os.environ), "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-4000:]
@@ -54,6 +58,8 @@ def test_two_ranks_train_and_score_one_run_and_only_rank_zero_logs(tmp_path, cac
     oof = json.loads(Path(client.download_artifacts(parent["run_id"], "oof_scores.json", str(tmp_path))).read_text())
     scores = np.array([row[oof["columns"].index("score")] for row in oof["data"]], dtype=float)
     assert len(scores) == parent["metrics.rows_train"] and np.isfinite(scores).all()  # both ranks' shares gathered
+    folds = runs[runs["tags.relevance.level"] == "fold"]
+    assert any(-(-rows // 11) % 2 for rows in [*folds["metrics.rows_validation"], 78])  # some odd count was scored
     bundle = client.list_artifacts(parent["run_id"])
     assert parent["tags.relevance.model_uri"] and bundle
 

@@ -15,8 +15,10 @@ class LengthGroupedBatches(Sampler[list[int]]):
     batch order. With `shuffle=False` (inference) every batch is a contiguous run of the length-sorted rows.
 
     Under several ranks each takes every `world_size`-th batch (the same seed on every rank, so together they
-    cover every batch once); in training the last batches are repeated so that every rank steps equally often,
-    which DDP's gradient all-reduce needs.
+    cover every batch once), and every rank gets the same number of batches: training repeats its first batches
+    (DDP's gradient all-reduce needs equal steps), scoring repeats its last, shortest ones (under ZeRO-3 every
+    forward gathers the weights from all ranks, so a rank with one batch fewer leaves the others waiting forever);
+    a repeated row's second score is dropped when the ranks' scores are put together (module.gather_scores).
 
     A training run interrupted mid-epoch resumes where it stopped (`resume_at`)."""
 
@@ -46,18 +48,16 @@ class LengthGroupedBatches(Sampler[list[int]]):
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
     def __len__(self) -> int:
-        if self.world_size == 1:
-            return self._n_batches()
-        if self.shuffle:
-            return -(-self._n_batches() // self.world_size)
-        return len(range(self.rank, self._n_batches(), self.world_size))
+        return -(-self._n_batches() // self.world_size)
 
     def __iter__(self):
         batches = self._batches()
-        if self.world_size > 1:
-            if self.shuffle:
-                per_rank = len(self)
-                batches = [batches[i % len(batches)] for i in range(per_rank * self.world_size)]  # repeat the first
+        if self.world_size > 1 and batches:
+            extra = len(self) * self.world_size - len(batches)
+            if self.shuffle:  # repeat the first batches
+                batches = batches + [batches[i % len(batches)] for i in range(extra)]
+            else:  # repeat the last (shortest) ones
+                batches = batches + [batches[-1 - i % len(batches)] for i in range(extra)]
             batches = batches[self.rank :: self.world_size]
         skip, self.skip = self.skip, 0
         yield from batches[skip:]

@@ -153,8 +153,11 @@ def all_ranks(outputs: list[dict]) -> list[dict]:
 
 
 def gather_scores(outputs: list[dict], n_rows: int) -> np.ndarray:
-    """Put batch outputs (length-sorted order) back into row order."""
+    """Put batch outputs (length-sorted order) back into row order; a row scored twice (the batches repeated so
+    that every rank scores as many batches) keeps its first score."""
     scores = np.full(n_rows, np.nan, dtype=np.float64)
     for output in outputs:
-        scores[output["index"].numpy()] = output["score"].numpy()
+        index, score = output["index"].numpy(), output["score"].numpy()
+        first = np.isnan(scores[index])
+        scores[index[first]] = score[first]
     return scores
