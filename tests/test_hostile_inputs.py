@@ -249,6 +249,12 @@ CASES = [
         "head.catalogue_margin embeds the categories outside the training engine",
     ),
     Case(
+        "config: yes/no head under ZeRO-3",
+        "train.py",
+        ["backbone=tiny", "head=yes_no", "strategy=deepspeed_stage_3"],
+        "head=yes_no reads two rows of the LM head's weight directly",
+    ),
+    Case(
         "config: leaf first + tagged levels",
         "train.py",
         ["clean.category_order=leaf_first", "+augmentation=[tags]"],

@@ -109,8 +109,50 @@ def test_a_run_that_cannot_fit_the_visible_gpu_is_refused_at_start(
         return
     with pytest.raises(ConfigError) as caught:
         plan.check_fits(cfg)
-    assert "needs about 39 GB per GPU and a 24 GB GPU has 24 GB" in str(caught.value)
-    assert "backbone.quantization=4bit" in str(caught.value)  # checkpointing alone (29 GB) would not fit either
+    # planned at the demo file's longest rows (35 tokens), not train.max_length: the weights are the load, so
+    # checkpointing or a smaller batch would not do, 4-bit weights or ZeRO-3 over two GPUs would
+    assert "x its longest rows (35 tokens) needs about 34 GB per GPU and a 24 GB GPU has 24 GB" in str(caught.value)
+    assert "set backbone.quantization=4bit" in str(caught.value)
+    assert "set strategy=deepspeed_stage_3 strategy.devices=2" in str(caught.value)
+    assert "gradient_checkpointing" not in str(caught.value) and "batch_size" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["backbone=qwen3_14b", "train.max_length=2048"],
+        ["backbone=qwen3_1_7b", "train.batch_size=64", "train.max_length=4096"],  # activations are the load
+        ["backbone=gemma3_12b", "head=yes_no", "train.max_length=1024"],
+        ["experiment=dcuragons"],
+    ],
+)
+def test_every_way_to_fit_that_a_refusal_advises_fits_by_the_plan(overrides, tmp_path, cache_dir, monkeypatch):
+    """Issue 28, item 2d: the start-time refusal advises only what the planner itself shows fits (it used to advise
+    ZeRO-3 where activations, which ZeRO-3 does not shard, were what did not fit)."""
+    import re
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: _FakeGpu(24))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "a 24 GB GPU")
+    elsewhere = [*overrides, "data=competition", "data.dir=/nowhere"]
+    cfg = compose_train(elsewhere, tmp_path, cache_dir)
+    with pytest.raises(ConfigError) as caught:
+        plan.check_fits(cfg)  # no data here: planned at train.max_length
+    message = str(caught.value)
+    ways = re.findall(r"set ((?:[\w.]+=\S+ ?)+)", message)
+    assert ways or "no setting the planner knows makes it fit" in message
+    for way in ways:
+        changed = compose_train(
+            [*overrides, "data=competition", "data.dir=/nowhere", *way.split()], tmp_path, cache_dir
+        )
+        need = sum(plan.make_plan(changed, rows=1).memory_gb().values())
+        assert need <= plan.FITS * 24, (way, need)
+    if "qwen3_1_7b" in overrides[0]:
+        assert "deepspeed_stage_3" not in message  # sharding weights cannot help where activations do not fit
+    if "head=yes_no" in overrides:
+        assert "deepspeed_stage_3" not in message  # refused for the yes/no head
 
 
 def _kept_and_planned(overrides, tmp_path, cache_dir) -> tuple[float, float]:

@@ -21,3 +21,7 @@ class ConfigError(RelevanceError):
 
 class TrainingDiverged(RelevanceError):
     """The training loss stopped being a finite number (too high a learning rate, broken data)."""
+
+
+class TrainingError(RelevanceError):
+    """Training produced something that must not be kept (weights that hold nothing): says why and what to do."""

@@ -13,7 +13,11 @@ import torch
 from omegaconf import OmegaConf
 
 from relevance.errors import ConfigError
+from relevance.runtime import zero_stage
 
+# Model FLOPs utilisation assumed for time estimates: measured for LoRA training on an H100 at Qwen3-1.7B dimensions,
+# 6.8% at 512-token rows and 14.3% at 2,048 (BENCHMARKS.md "GPU"); the competition's rows are shorter still.
+DEFAULT_MFU = 0.07
 GPUS = {"A100-80G": (80, 312e12), "H100-80G": (80, 989e12), "H200-141G": (141, 989e12)}  # memory GB, bf16 dense peak
 BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 
@@ -251,8 +255,7 @@ def make_plan(cfg, rows: int, row_tokens: float = 64, cpu: bool = False, lengths
     kv_dim = (getattr(config, "num_key_value_heads", None) or heads) * head_dim
     layers = config.num_hidden_layers
     devices = int(cfg.strategy.get("devices") or 1) * int(cfg.strategy.get("num_nodes") or 1)
-    lightning = cfg.strategy.get("lightning")
-    stage = int(lightning.get("stage", 0)) if OmegaConf.is_config(lightning) else 0  # the strategy file's ZeRO stage
+    stage = zero_stage(cfg.strategy)
     per_device_batch = int(cfg.train.batch_size)
     steps = math.ceil(rows / (per_device_batch * devices * int(cfg.train.accumulate_grad_batches)))
     return Plan(
@@ -321,27 +324,90 @@ def report(cfg, plan: Plan, mfu: float, lengths: Lengths | None = None) -> str:
 
 def check_fits(cfg) -> None:
     """At the start of a GPU run (train.py): a hub backbone whose planned memory per GPU exceeds what the visible
-    GPU holds is refused before any weight is loaded, with what would make it fit. Nothing to check on CPU, or for a
-    backbone without published dimensions."""
+    GPU holds is refused before any weight is loaded, with only the changes the plan shows would fit. Planned at the
+    training file's longest rows when it can be read (the competition's rows are far shorter than train.max_length),
+    else at train.max_length. Nothing to check on CPU, or for a backbone without published dimensions."""
     if not torch.cuda.is_available() or cfg.backbone.get("architecture") is None:
         return
-    planned = make_plan(cfg, rows=1)
+    lengths = readable_lengths(cfg)
+    planned = make_plan(cfg, rows=1, lengths=lengths)
     have = torch.cuda.get_device_properties(0).total_memory / 1e9
     need = sum(planned.memory_gb().values())
-    if need <= 0.95 * have:
+    if need <= FITS * have:
         return
-    with_checkpointing = sum(planned.memory_gb(checkpointing=True).values())
+    ways = ways_to_fit(cfg, planned, have)
     fix = (
-        f"set train.gradient_checkpointing=true (about {with_checkpointing:.0f} GB)"
-        if not planned.checkpointing and with_checkpointing <= 0.95 * have
-        else "lower train.batch_size or train.max_length, use backbone.quantization=4bit, or shard over more GPUs "
-        "(strategy=deepspeed_stage_3 strategy.devices=N)"
+        "; or ".join(ways)
+        if ways
+        else "no setting the planner knows makes it fit: lower train.max_length (the longest batch sets the peak) or "
+        "use a GPU with more memory"
     )
+    at = f"its longest rows ({planned.max_length} tokens)" if lengths else f"{cfg.train.max_length} tokens"
     raise ConfigError(
-        f"backbone={cfg.backbone.name} at batch {cfg.train.batch_size} x {cfg.train.max_length} tokens needs about "
-        f"{need:.0f} GB per GPU and {torch.cuda.get_device_name(0)} has {have:.0f} GB; {fix}. "
-        f"`relevance plan` shows the options."
+        f"backbone={cfg.backbone.name} at batch {cfg.train.batch_size} x {at} needs about {need:.0f} GB per GPU and "
+        f"{torch.cuda.get_device_name(0)} has {have:.0f} GB; {fix}. `relevance plan --data` shows the options."
     )
+
+
+FITS = 0.95  # of a GPU's memory a run may plan to use at start (the report's "fits" keeps 10%)
+
+
+def readable_lengths(cfg) -> Lengths | None:
+    """The training rows' real lengths when the files can be read here, else None (planned at train.max_length)."""
+    from relevance.errors import RelevanceError
+
+    try:
+        return data_lengths(cfg)
+    except (RelevanceError, OSError):
+        return None
+
+
+def ways_to_fit(cfg, planned: Plan, have: float) -> list[str]:
+    """The changes that make `planned` fit `have` GB, each checked against the memory model (never advice the plan
+    itself shows does not fit): gradient checkpointing alone, else a smaller batch with more accumulation, 4-bit
+    weights, or ZeRO-3 over more GPUs (activations are not sharded, so ZeRO-3 helps only where weights are the
+    load), each without gradient checkpointing where that fits, else with it."""
+    from dataclasses import replace
+
+    def gb(plan: Plan) -> float:
+        return sum(plan.memory_gb().values())
+
+    checkpointed = replace(planned, checkpointing=True)
+    if not planned.checkpointing and gb(checkpointed) <= FITS * have:
+        return [f"set train.gradient_checkpointing=true (about {gb(checkpointed):.0f} GB)"]
+    bases = [(planned, "")] + ([] if planned.checkpointing else [(checkpointed, "train.gradient_checkpointing=true ")])
+
+    def first_fit(changes) -> str | None:
+        """The first (plan, overrides) of `changes(base)` that fits, over the bases; as advice."""
+        for base, switch in bases:
+            for changed, overrides in changes(base):
+                if gb(changed) <= FITS * have:
+                    return f"set {switch}{overrides} (about {gb(changed):.0f} GB per GPU)"
+        return None
+
+    accumulation = int(cfg.train.accumulate_grad_batches)
+    smaller = lambda base: (  # noqa: E731
+        (
+            replace(base, batch=b),
+            f"train.batch_size={b} train.accumulate_grad_batches={accumulation * planned.batch // b} (the same rows "
+            f"per step)",
+        )
+        for b in (planned.batch // 2**k for k in range(1, planned.batch.bit_length()))
+    )
+    ways = [first_fit(smaller)]
+    if cfg.backbone.get("finetune", "lora") == "lora" and cfg.backbone.get("quantization") != "4bit":
+        nf4 = planned.weight_bytes * 0.55 / BYTES[cfg.backbone.dtype]
+        ways.append(first_fit(lambda base: [(replace(base, weight_bytes=nf4), "backbone.quantization=4bit (QLoRA)")]))
+    if cfg.head.name == "classifier" and planned.stage != 3:  # the heads ZeRO-3 is not refused for
+        ways.append(
+            first_fit(
+                lambda base: (
+                    (replace(base, stage=3, devices=n), f"strategy=deepspeed_stage_3 strategy.devices={n}")
+                    for n in (2, 4, 8)
+                )
+            )
+        )
+    return [way for way in ways if way]
 
 
 def kept_for_backward(model, forward) -> int:

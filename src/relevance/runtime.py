@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from dataclasses import dataclass
 
 import torch
 
 from relevance.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def inference_device() -> str:
@@ -65,6 +68,14 @@ def build_strategy(strategy, accelerator: str):
     return instantiate(lightning, _execution_whitelist_=("lightning.pytorch.strategies.*",))
 
 
+def zero_stage(strategy) -> int:
+    """The DeepSpeed ZeRO stage a `strategy` config names (0: none)."""
+    from omegaconf import OmegaConf
+
+    lightning = strategy.get("lightning")
+    return int(lightning.get("stage", 0)) if OmegaConf.is_config(lightning) else 0
+
+
 def distributed(strategy) -> bool:
     """Whether the strategy runs one process per device (anything but Lightning's single-device auto)."""
     return strategy.get("lightning", "auto") not in (None, "auto")
@@ -102,6 +113,13 @@ def resolve_runtime(strategy, precision: str, backbone_dtype: str, devices: int 
         )
     if accelerator == "gpu" and devices > torch.cuda.device_count() and num_nodes == 1:
         raise ConfigError(f"strategy.devices={devices} but this machine has {torch.cuda.device_count()} GPU(s).")
+    if devices * num_nodes == 1 and "deepspeed" in (strategy.get("needs") or []):
+        log.warning(
+            "strategy=%s on one device shards nothing: it measured 15-24%% slower than strategy=auto on an H100 "
+            "(BENCHMARKS.md, GPU) and keeps no mid-fold progress; use strategy=auto on one GPU, and DeepSpeed with "
+            "strategy.devices >= 2.",
+            strategy.name,
+        )
     if precision == "auto":
         precision = "bf16-mixed" if accelerator == "gpu" and torch.cuda.is_bf16_supported() else "32-true"
     load_dtype = weights_dtype(backbone_dtype, accelerator == "gpu")

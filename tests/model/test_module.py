@@ -117,3 +117,25 @@ def test_trainable_weights_are_float32_over_a_bf16_base_and_keep_small_steps(tmp
             torch.optim.AdamW([score], lr=1e-4, weight_decay=0.0).step()
             moved = (score.detach() - before).abs().max().item()
             assert 0 < moved < torch.finfo(torch.bfloat16).eps
+
+
+def test_weights_that_hold_nothing_are_refused_when_saved_and_when_logged(tmp_path, cache_dir):
+    """Issue 28, item 2b: a ZeRO-3 rank that saves without gathering writes empty tensors (each parameter's `.data`
+    is its empty shard stand-in outside GatheredParameters); such weights are refused, never logged."""
+    import pytest
+
+    from relevance.errors import TrainingError
+    from relevance.model import finetune
+    from relevance.serving.logged_model import log_model
+
+    module, _ = tiny_module(tmp_path, cache_dir)
+    cfg = compose_train(["backbone=tiny"], tmp_path, cache_dir)
+    finetune.save(module.model, tmp_path / "whole", cfg.backbone)  # whole tensors: kept
+    lora = next(p for n, p in module.model.named_parameters() if "lora_A" in n)
+    lora.data = torch.empty(0)  # what a ZeRO-3 rank holds of a weight outside the gather
+    with pytest.raises(TrainingError, match="empty tensors .*lora_A.*ZeRO-3"):
+        finetune.save(module.model, tmp_path / "sharded", cfg.backbone)
+    (tmp_path / "bundle" / "adapters").mkdir(parents=True)
+    (tmp_path / "sharded").rename(tmp_path / "bundle" / "adapters" / "fold_0")
+    with pytest.raises(TrainingError, match="fold_0/adapter_model.safetensors holds empty tensors"):
+        log_model(tmp_path / "bundle", "QC", dict(cfg.backbone), "qc-tiny")

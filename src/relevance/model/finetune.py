@@ -7,12 +7,13 @@ full: every weight but the input embeddings (small encoders are normally trained
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import torch
 
-from relevance.errors import ConfigError
+from relevance.errors import ConfigError, TrainingError
 
 METHODS = ("lora", "full")
 FULL_FILE = "trainable.safetensors"
@@ -109,17 +110,55 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def gathered(model):
+    """A context in which every trainable tensor is whole on every rank: under ZeRO-3 each rank holds a shard of
+    each (its `.data` is empty outside this context), so saving there would write empty tensors. Every rank must
+    enter it (the gather is a collective); elsewhere it does nothing."""
+    partitioned = [p for p in model.parameters() if p.requires_grad and hasattr(p, "ds_id")]
+    if not partitioned:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(partitioned, modifier_rank=None)
+
+
 def save(model, folder: Path, backbone) -> None:
-    """The fold's trained weights only: a PEFT adapter folder, or the unfrozen tensors of a full fine-tune."""
+    """The fold's trained weights only: a PEFT adapter folder, or the unfrozen tensors of a full fine-tune (called
+    inside `gathered` under ZeRO-3). Refused if a saved tensor is empty."""
     folder = Path(folder)
     if method(backbone) == "lora":
         model.save_pretrained(folder)
         _portable_adapter(folder, backbone)
-        return
-    from safetensors.torch import save_file
+    else:
+        from safetensors.torch import save_file
 
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(trainable_state(model), str(folder / FULL_FILE))
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(trainable_state(model), str(folder / FULL_FILE))
+    check_saved(folder)
+
+
+WEIGHT_FILES = ("adapter_model.safetensors", FULL_FILE)
+
+
+def check_saved(folder: Path) -> None:
+    """Refuse trained weights that hold nothing: no weight file, no tensor, or an empty tensor (what a ZeRO-3 rank
+    saves of weights it did not gather). Such a model fails only when it is served, after the GPU hours are spent."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    files = [folder / name for name in WEIGHT_FILES if (folder / name).is_file()]
+    if not files:
+        raise TrainingError(f"{folder} holds no trained weights ({' or '.join(WEIGHT_FILES)}); nothing to serve.")
+    for path in files:
+        with safe_open(str(path), framework="pt") as weights:
+            names = list(weights.keys())
+            empty = [name for name in names if weights.get_slice(name).get_shape().count(0)]
+        if not names or empty:
+            raise TrainingError(
+                f"{path} holds {'no tensors' if not names else f'empty tensors (e.g. {empty[0]})'}: the trained "
+                f"weights were saved without being gathered from their shards (ZeRO-3); this model is not logged. "
+                f"Train with strategy=deepspeed_stage_2 or ddp, or report it with the command that gave it."
+            )
 
 
 def _portable_adapter(folder: Path, backbone) -> None:

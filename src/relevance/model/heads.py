@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from peft import TaskType
 
 from relevance.errors import ConfigError, DataError
 from relevance.model.backbones import load_decoder, load_encoder
 from relevance.model.encoders import CosineScore, MeanPooledBiEncoder, MeanPooledClassifier
+from relevance.runtime import zero_stage
 
 HEADS: dict[str, type[Head]] = {}
 
@@ -136,8 +136,7 @@ class BiEncoderHead(Head):
                 raise DataError(
                     head.catalogue_file, None, "file not found; set head.catalogue_file to a file of category paths."
                 )
-        engine = cfg.strategy.get("lightning")
-        if head.get("catalogue_margin") and OmegaConf.is_dict(engine) and engine.get("stage") == 3:
+        if head.get("catalogue_margin") and zero_stage(cfg.strategy) == 3:
             raise ConfigError(
                 f"head.catalogue_margin embeds the categories outside the training engine, where strategy="
                 f"{cfg.strategy.name} (ZeRO-3) leaves each device a shard of the weights; a bi-encoder fits on one "
@@ -212,6 +211,12 @@ class YesNoHead(Head):
             raise ConfigError(
                 f"head=yes_no scores the answer with a language-model head, which the encoder "
                 f"backbone={backbone.name} does not have; use head=classifier or a decoder backbone."
+            )
+        if zero_stage(cfg.strategy) == 3:  # not provable without a GPU: refused rather than shipped untested
+            raise ConfigError(
+                f"head=yes_no reads two rows of the LM head's weight directly, which strategy={cfg.strategy.name} "
+                f"(ZeRO-3) leaves as a shard on each device; use strategy=deepspeed_stage_2 (or ddp) with "
+                f"train.gradient_checkpointing=true, or head=classifier."
             )
 
     @classmethod

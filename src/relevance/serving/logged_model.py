@@ -85,7 +85,12 @@ def input_example(task: str) -> pd.DataFrame:
 
 
 def log_model(bundle: Path, task: str, backbone: dict, name: str) -> str:
-    """Log the bundle as a pyfunc model named `name` in the active run; returns its model URI."""
+    """Log the bundle as a pyfunc model named `name` in the active run; returns its model URI. Refused when a
+    fold's trained weights hold nothing (finetune.check_saved)."""
+    from relevance.model.finetune import check_saved
+
+    for folder in sorted((Path(bundle) / "adapters").iterdir()):
+        check_saved(folder)
     info = mlflow.pyfunc.log_model(
         name=name,
         python_model=RelevancePyfunc(),

@@ -172,8 +172,10 @@ def train_fold(
     for inputs in score_inputs:
         outputs = trainer.predict(module, datamodule=PairDataModule(tokenizer, None, None, inputs, **common))
         results.append(gather_scores(all_ranks(outputs), len(inputs)))
-    if trainer.is_global_zero and adapter_dir is not None:
-        finetune.save(model, adapter_dir, cfg.backbone)  # adapter + head, or the unfrozen weights; never the base
+    if adapter_dir is not None:
+        with finetune.gathered(model):  # every rank: under ZeRO-3 the gather is a collective
+            if trainer.is_global_zero:
+                finetune.save(model, adapter_dir, cfg.backbone)  # adapter + head, or the unfrozen weights; no base
     gain = health.heldout_gain(heldout_labels, results[0]) if heldout_labels is not None else float("nan")
     learned = health.FoldHealth(
         name or f"fold {fold}",
