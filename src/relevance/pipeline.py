@@ -12,6 +12,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from relevance import interrupts, tracking
@@ -21,7 +22,7 @@ from relevance.data.sources import data_file
 from relevance.evaluation.reporting import headline, log_report, refit_report, report
 from relevance.model.backbones import load_tokenizer, resolve_source
 from relevance.model.heads import build_head
-from relevance.runtime import global_rank, resolve_runtime
+from relevance.runtime import global_rank, inference_device, resolve_runtime
 from relevance.serving.bundle import ModelBundle
 from relevance.serving.logged_model import log_model
 from relevance.serving.model_card import model_card
@@ -117,6 +118,8 @@ def _run(cfg: DictConfig) -> dict:
     runtime = resolve_runtime(
         cfg.strategy, cfg.train.precision, cfg.backbone.dtype, cfg.strategy.devices, cfg.strategy.num_nodes
     )
+    if runtime.accelerator == "gpu":  # before any model moves: "cuda" alone means this rank's GPU, not GPU 0
+        torch.cuda.set_device(inference_device())
     preprocessor = make_preprocessor(cfg)
     translations = preprocessor.translations
     data, clean_report, dev, extra_counts = prepare_data(cfg, preprocessor)

@@ -13,10 +13,26 @@ from relevance.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+RANK_VARIABLES = ("LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK")  # torchrun/Lightning, srun, mpirun
+
+
+def local_rank() -> int:
+    """This process's rank on its machine, from whichever launcher started it (0 when none did). Under srun
+    LOCAL_RANK is not set until Lightning sets it, after the models that load earlier have chosen a device."""
+    import os
+
+    for name in RANK_VARIABLES:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
 def inference_device() -> str:
-    """Where one process scores or embeds outside Lightning: its GPU if it has one (serving, hard-negative
-    embedding, translation)."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """Where this process puts a model outside Lightning (serving, hard-negative embedding, translation, the head
+    learning-rate probe, 4-bit loading): its own GPU, `cuda:<local rank>`, never every rank's GPU 0."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{local_rank() % max(torch.cuda.device_count(), 1)}"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,51 @@ def test_deepspeed_on_one_gpu_is_warned_of(devices, warned, monkeypatch, caplog)
     assert said == warned
 
 
+@pytest.mark.parametrize(
+    ("launcher", "environment", "device"),
+    [
+        ("srun, 4 tasks a node", {"SLURM_LOCALID": "3", "SLURM_PROCID": "7"}, "cuda:3"),
+        ("torchrun", {"LOCAL_RANK": "2", "RANK": "6"}, "cuda:2"),
+        ("Lightning's own ranks", {"LOCAL_RANK": "1"}, "cuda:1"),
+        ("srun with one GPU visible per task", {"SLURM_LOCALID": "3"}, "cuda:0"),
+        ("no launcher", {}, "cuda:0"),
+    ],
+)
+def test_every_rank_puts_its_models_on_its_own_gpu(launcher, environment, device, monkeypatch):
+    """Issue 28, item 6: under srun LOCAL_RANK is unset until Lightning sets it, after the head-lr probe, 4-bit
+    loading, translators and embedders have put their models somewhere; every rank chose GPU 0. A 4-GPU machine is
+    stood in for (none here), as is one whose tasks each see only their own GPU."""
+    from relevance.runtime import RANK_VARIABLES, inference_device
+
+    for name in RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1 if "one GPU visible" in launcher else 4)
+    assert inference_device() == device, launcher
+
+
+def test_a_4bit_backbone_loads_on_its_ranks_gpu(monkeypatch, tmp_path):
+    """bitsandbytes quantizes where the weights load: a 4-bit backbone is loaded straight onto its rank's GPU."""
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForSequenceClassification
+
+    from relevance.model import backbones
+
+    seen = {}
+    monkeypatch.setenv("SLURM_LOCALID", "2")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained", lambda *a, **k: seen.update(k))
+    backbone = OmegaConf.create(
+        {"name": "b", "quantization": "4bit", "trust_remote_code": False, "family": "qwen3", "attention": "sdpa"}
+    )
+    backbones._from_pretrained(AutoModelForSequenceClassification, backbone, str(tmp_path), torch.bfloat16)
+    assert seen["device_map"] == {"": "cuda:2"}
+
+
 def test_cpu_runtime_is_fp32_and_strategies_are_built_from_their_files():
     from lightning.pytorch.strategies import DDPStrategy
 

@@ -152,9 +152,12 @@ def _from_pretrained(auto, backbone, location: str, dtype: torch.dtype, **extra)
     if backbone.get("quantization") == "4bit":  # QLoRA: NF4 weights, bf16 compute (checks.py refuses it on CPU)
         from transformers import BitsAndBytesConfig
 
+        from relevance.runtime import inference_device
+
         extra["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True
         )
+        extra["device_map"] = {"": inference_device()}  # this rank's GPU: bitsandbytes quantizes where it loads
     try:
         return auto.from_pretrained(
             location,

@@ -14,7 +14,6 @@ vocabulary (262,144 logits per row for Gemma-3), whose first steps go into movin
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -24,7 +23,7 @@ from peft import TaskType
 from relevance.errors import ConfigError, DataError
 from relevance.model.backbones import load_decoder, load_encoder
 from relevance.model.encoders import CosineScore, MeanPooledBiEncoder, MeanPooledClassifier
-from relevance.runtime import zero_stage
+from relevance.runtime import inference_device, zero_stage
 
 HEADS: dict[str, type[Head]] = {}
 
@@ -343,7 +342,7 @@ def auto_head_lr(model, head_module: str, tokenizer, inputs: list, max_length: i
     try:
         batch = next(iter(dataloader(tokenizer, inputs[:32], None, 32, max_length, shuffle=False)))
         if torch.cuda.is_available():  # this rank's GPU (Lightning moves the model there next anyway)
-            model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))))
+            model.to(inference_device())
         device = next(model.parameters()).device
         with torch.no_grad():
             model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))

@@ -96,7 +96,7 @@ class ModelTranslator:
         from relevance.runtime import inference_device
 
         device = inference_device()
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         try:
             tokenizer = AutoTokenizer.from_pretrained(location)
             model = auto.from_pretrained(location, dtype=dtype).to(device).eval()
