@@ -7,6 +7,7 @@ weights, else the hub). Nothing here reaches for the network unless the hub is t
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import logging
@@ -141,14 +142,41 @@ def load_decoder(backbone, location: str, tokenizer, dtype: torch.dtype, causal_
     return model
 
 
+# Checkpoints of models with a vision tower keep the language model under a prefix; the text-only classes read it
+# at the top level: the hub's layout (`language_model.model.`) and transformers' own (`model.language_model.`).
+TEXT_ONLY_KEYS = {
+    r"^language_model\.model\.": "model.",
+    r"^model\.language_model\.": "model.",
+    r"^language_model\.lm_head\.": "lm_head.",
+}
+
+
+def text_only(config: PretrainedConfig) -> PretrainedConfig:
+    """The language model's own config where `config` describes a model with a vision tower (Gemma-3 4B-27B): the
+    auto classes would build the multimodal model, whose vision layers LoRA's all-linear wraps and no text row
+    ever trains (DDP fails on their unused parameters). Any other config as it is."""
+    text = config.get_text_config()
+    if text is config or getattr(config, "vision_config", None) is None:
+        return config
+    return copy.deepcopy(text)
+
+
 def _from_pretrained(auto, backbone, location: str, dtype: torch.dtype, **extra):
-    """`auto.from_pretrained` with the backbone's dtype, remote-code and attention settings; a failed load is one
-    sentence naming the backbone and the fix. Given a transformers config instead of a location, the architecture
-    is built from it with no weights (relevance.plan does so on the meta device)."""
+    """`auto.from_pretrained` with the backbone's dtype, remote-code and attention settings, text-only for a model
+    with a vision tower; a failed load is one sentence naming the backbone and the fix. Given a transformers config
+    instead of a location, the architecture is built from it with no weights (relevance.plan does so on the meta
+    device): training and the plan build the same model through `text_only`."""
     if isinstance(location, PretrainedConfig):
+        config = text_only(location)
         if "num_labels" in extra:
-            location.num_labels = extra.pop("num_labels")
-        return auto.from_config(location, dtype=dtype, **extra)
+            config.num_labels = extra.pop("num_labels")
+        return auto.from_config(config, dtype=dtype, **extra)
+    config = _hub_config(backbone, location)
+    if config is not None and text_only(config) is not config:
+        config = text_only(config)
+        if "num_labels" in extra:
+            config.num_labels = extra.pop("num_labels")
+        extra |= {"config": config, "key_mapping": TEXT_ONLY_KEYS}
     if backbone.get("quantization") == "4bit":  # QLoRA: NF4 weights, bf16 compute (checks.py refuses it on CPU)
         from transformers import BitsAndBytesConfig
 
@@ -159,11 +187,12 @@ def _from_pretrained(auto, backbone, location: str, dtype: torch.dtype, **extra)
         )
         extra["device_map"] = {"": inference_device()}  # this rank's GPU: bitsandbytes quantizes where it loads
     try:
-        return auto.from_pretrained(
+        model, info = auto.from_pretrained(
             location,
             dtype=dtype,
             trust_remote_code=backbone.trust_remote_code,
             attn_implementation=attention_implementation(backbone, dtype),
+            output_loading_info=True,
             **extra,
         )
     except OSError as error:
@@ -172,3 +201,30 @@ def _from_pretrained(auto, backbone, location: str, dtype: torch.dtype, **extra)
             f"({str(error).splitlines()[0]}); check the hub id, your network or HF_TOKEN, "
             f"or use backbone=gemma3_270m offline."
         ) from None
+    _check_weights_found(backbone, location, info.get("missing_keys") or [])
+    return model
+
+
+FRESH = ("score", "classifier", "pooler")  # modules a classification model starts afresh
+
+
+def _check_weights_found(backbone, location: str, missing) -> None:
+    """Refuse a model whose pretrained weights were not found in the checkpoint (left random): only a fresh head
+    may be missing. A silently random backbone would train for hours and learn nothing."""
+    lost = sorted(key for key in missing if key.split(".")[0] not in FRESH and key != "lm_head.weight")
+    if lost:
+        raise RelevanceError(
+            f"backbone {backbone.name}: {len(lost)} weight(s) of the model were not in the checkpoint at "
+            f"{location!r} (e.g. {lost[0]}); they would train from random values. Check backbone.hub_id and "
+            f"backbone.family, or report the checkpoint's layout."
+        )
+
+
+def _hub_config(backbone, location: str) -> PretrainedConfig | None:
+    """The checkpoint's config (a small file), or None where it cannot be read (from_pretrained then says why)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(location, trust_remote_code=backbone.trust_remote_code)
+    except (OSError, ValueError):
+        return None
