@@ -239,3 +239,22 @@ def test_a_plan_from_the_data_uses_its_rows_real_token_lengths(tmp_path, cache_d
     assert planned.max_length == max(counts) and planned.rows_per_epoch == 120
     hub = plan.data_lengths(compose_train(["backbone=qwen3_14b", "data.demo.train_rows=120"], tmp_path, cache_dir))
     assert "estimated at 3.5 UTF-8 bytes a token" in hub.how and hub.rows == 120
+
+
+@pytest.mark.parametrize("experiment", ["dcuragons", "yin_qc", "yin_qi", "dilab"])
+def test_the_team_recipes_start_on_an_80_gb_gpu_at_their_datas_lengths(experiment, tmp_path, cache_dir, monkeypatch):
+    """Issue 28, item 8: planned at train.max_length, dcuragons (2,048 tokens, 157 GB) and yin_qi (512 x batch 16,
+    164 GB) were refused on every GPU, though the competition's rows are short; planned at the rows' real lengths
+    (here the demo's, in the competition's format) they start on one 80 GB GPU. A GPU is stood in for."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: _FakeGpu(80))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "an 80 GB GPU")
+    plan.check_fits(compose_train([f"experiment={experiment}"], tmp_path, cache_dir))
+    if experiment in ("dcuragons", "yin_qi"):  # where the data cannot be read, planned at train.max_length
+        unread = compose_train(
+            [f"experiment={experiment}", "data=competition", "data.dir=/nowhere"], tmp_path, cache_dir
+        )
+        with pytest.raises(ConfigError, match="needs about 1[56][0-9] GB per GPU"):
+            plan.check_fits(unread)

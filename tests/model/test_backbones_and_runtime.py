@@ -71,7 +71,9 @@ def test_a_4bit_backbone_loads_on_its_ranks_gpu(monkeypatch, tmp_path):
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained", lambda *a, **k: seen.update(k))
+    monkeypatch.setattr(
+        AutoModelForSequenceClassification, "from_pretrained", lambda *a, **k: (seen.update(k), {"missing_keys": []})
+    )
     backbone = OmegaConf.create(
         {"name": "b", "quantization": "4bit", "trust_remote_code": False, "family": "qwen3", "attention": "sdpa"}
     )
