@@ -132,3 +132,29 @@ def test_plan_memory_bench_measures_what_autograd_keeps_and_the_peaks_beside_the
         assert row["kept_for_backward_gb"] > 0 and row["training_peak_gb"] > 0 and row["loaded_gb"] > 0
     assert results["gpu"] and all(r["measured_gb"] > 0 for r in results["gpu"])  # the H100 results beside their plan
     assert "| tiny | default | 16 x 64 |" in done.stdout and "| NVIDIA H100 80GB HBM3 | 8 x 512 |" in done.stdout
+
+
+def test_the_gpu_acceptance_script_runs_its_steps_on_a_cpu(tmp_path, cache_dir):
+    """bench/gpu_acceptance.py --smoke: the same train.py (both heads), relevance register and predict.py steps a
+    lent GPU runs, on backbone=tiny, so that the script is known to work before a lease is spent on it."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "gpu_acceptance.py"),
+            "--smoke",
+            "--work",
+            str(tmp_path / "work"),
+            "--out",
+            str(tmp_path / "results"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "results" / "gpu_acceptance_smoke.json").read_text())
+    assert set(report["heads"]) == {"classifier", "yes_no"}
+    for head in report["heads"].values():
+        assert len(head["run_id"]) == 32 and head["planned_memory_gb"] > 0 and head["tokens_per_second"] > 0
+        assert len(head["process_rss_gb_per_fold"]) == 2
+    assert report["predict_seconds"] > 0 and (tmp_path / "work" / "submissions" / "submit_QC.txt").is_file()

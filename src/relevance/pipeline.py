@@ -22,7 +22,7 @@ from relevance.data.sources import data_file
 from relevance.evaluation.reporting import headline, log_report, refit_report, report
 from relevance.model.backbones import load_tokenizer, resolve_source
 from relevance.model.heads import build_head
-from relevance.runtime import global_rank, inference_device, resolve_runtime
+from relevance.runtime import global_rank, inference_device, launched_per_rank, resolve_runtime
 from relevance.serving.bundle import ModelBundle
 from relevance.serving.logged_model import log_model
 from relevance.serving.model_card import model_card
@@ -139,8 +139,13 @@ def _run(cfg: DictConfig) -> dict:
             tracking.setup(
                 f"sqlite:///{scratch / 'rank_store.db'}", cfg.tracking.experiment, scratch / "rank_artifacts"
             )
-        alone = trial.number is None and runtime.world_size == 1  # sweeps and multi-rank runs start afresh
-        resumed = resume.run_to_resume(cfg, cfg.tracking.experiment) if alone else None
+        # sweeps, and ranks that torchrun or srun start (no rank 0 to follow), start afresh
+        resumable = trial.number is None and not (runtime.world_size > 1 and launched_per_rank())
+        resumed = None
+        if resumable and global_rank() == 0:
+            resumed = resume.run_to_resume(cfg, cfg.tracking.experiment)
+        elif resumable and resume.read_folds_of_rank_zero(cfg):
+            log.info("rank %d: rank 0's finished folds are reused", global_rank())
         if resumed:
             log.warning("resuming run %s (interrupted, same config): its finished folds are reused", resumed)
         tags = {"relevance.level": "parent", resume.FINGERPRINT_TAG: resume.fingerprint(cfg)}
@@ -151,6 +156,8 @@ def _run(cfg: DictConfig) -> dict:
             **opened, tags=tags, parent_run_id=cfg.sweep.parent_run, log_system_metrics=cfg.tracking.system_metrics
         ) as parent:
             trial.started(parent.info.run_id)
+            if global_rank() == 0:
+                resume.share_parent_with_ranks(parent.info.run_id, tracking_uri)
             if not resumed:  # a resumed run has them already (and MLflow refuses a param logged twice)
                 mlflow.log_params(tracking.flatten(cfg))
                 mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")

@@ -170,12 +170,23 @@ def matched_targets(model) -> dict[str, int]:
     return counts
 
 
-def _weight_bytes(backbone, cpu: bool) -> float:
-    """Bytes per frozen weight: its dtype's (float32 on a CPU, which loads every backbone so), or about 0.55 for
-    NF4 with double quantisation (QLoRA)."""
-    if cpu:
-        return 4
-    return 0.55 if backbone.get("quantization") == "4bit" else BYTES[backbone.dtype]
+NF4_BYTES = 0.55  # a 4-bit weight with double quantisation's constants
+
+
+def _frozen_bytes(model, backbone, cpu: bool) -> float:
+    """Bytes of the frozen weights: in their dtype (float32 on a CPU, which loads every backbone so). Under QLoRA
+    (4-bit) bitsandbytes quantizes the blocks' linear layers to NF4, and PEFT's prepare_model_for_kbit_training
+    casts everything it left (embeddings, norms, an untied output layer) to float32: for Qwen3-14B the
+    embeddings alone are 3.1 GB then, not 0.4."""
+    frozen = {id(p): p for p in model.parameters() if not p.requires_grad}
+    if cpu or backbone.get("quantization") != "4bit":
+        return sum(p.numel() for p in frozen.values()) * (4 if cpu else BYTES[backbone.dtype])
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    quantized = set()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module is not output and not hasattr(module, "lora_A"):
+            quantized |= {id(p) for p in module.parameters(recurse=False) if p.dim() == 2}
+    return sum(p.numel() * (NF4_BYTES if key in quantized else 4) for key, p in frozen.items())
 
 
 BYTES_PER_TOKEN = 3.5  # UTF-8 bytes per token where the tokenizer is not on this machine (see data_lengths)
@@ -267,7 +278,7 @@ def make_plan(cfg, rows: int, row_tokens: float = 64, cpu: bool = False, lengths
         intermediate=getattr(config, "intermediate_size", 4 * hidden),
         q_dim=heads * head_dim,
         kv_dim=kv_dim,
-        weight_bytes=sum(p.numel() for p in parameters if not p.requires_grad) * _weight_bytes(cfg.backbone, cpu),
+        weight_bytes=_frozen_bytes(model, cfg.backbone, cpu),
         batch=per_device_batch,
         max_length=lengths.longest if lengths else int(cfg.train.max_length),
         mean_tokens_per_step=round(
@@ -396,7 +407,7 @@ def ways_to_fit(cfg, planned: Plan, have: float) -> list[str]:
     )
     ways = [first_fit(smaller)]
     if cfg.backbone.get("finetune", "lora") == "lora" and cfg.backbone.get("quantization") != "4bit":
-        nf4 = planned.weight_bytes * 0.55 / BYTES[cfg.backbone.dtype]
+        nf4 = make_plan(_with(cfg, "backbone.quantization", "4bit"), rows=1).weight_bytes
         ways.append(first_fit(lambda base: [(replace(base, weight_bytes=nf4), "backbone.quantization=4bit (QLoRA)")]))
     if cfg.head.name == "classifier" and planned.stage != 3:  # the heads ZeRO-3 is not refused for
         ways.append(
@@ -408,6 +419,13 @@ def ways_to_fit(cfg, planned: Plan, have: float) -> list[str]:
             )
         )
     return [way for way in ways if way]
+
+
+def _with(cfg, key: str, value):
+    """A copy of `cfg` with one key changed."""
+    changed = cfg.copy()
+    OmegaConf.update(changed, key, value)
+    return changed
 
 
 def kept_for_backward(model, forward) -> int:

@@ -176,3 +176,16 @@ def test_the_run_tells_its_story_card_description_and_datasets(logged):
     assert "languages scored on dev but never trained on: " in card and "backbone: `tiny`" in card
     version = tracking.register(summary["model_uri"], "card-test", "champion")
     assert client.get_model_version("card-test", str(version)).description == card
+
+
+def test_a_4bit_model_requires_bitsandbytes_at_the_projects_pin():
+    """Issue 28, item 9: a QLoRA model is served 4-bit as it trained, so its environment needs bitsandbytes."""
+    import tomllib
+
+    from relevance.serving.logged_model import QLORA, requirements
+    from tests.conftest import ROOT
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["qlora"] == [QLORA]
+    assert any(r.startswith("bitsandbytes==") for r in requirements({"name": "b", "quantization": "4bit"}))
+    assert not any(r.startswith("bitsandbytes") for r in requirements({"name": "b", "quantization": None}))

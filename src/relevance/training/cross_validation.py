@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import torch
 
 from relevance import tracking
 from relevance.evaluation.reporting import evaluate
@@ -86,6 +87,8 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
             len(held_out),
         )
         to_score = [[data.inputs[i] for i in held_out]] + ([dev_inputs] if dev_inputs else [])
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
         scored, learned = train_fold(
             cfg,
@@ -109,6 +112,7 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
                 "train_loss_constant_guess": learned.guess_loss,
                 "score_std": learned.score_std,
                 "heldout_gain_over_floor": learned.heldout_gain,
+                **memory_metrics(),
             }
         )
         mlflow.set_tag("relevance.learned", str(not learned.degenerate).lower())
@@ -125,6 +129,20 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
         resume.save_fold(scored, learned, weights)
         resume.forget_progress(progress)
     return scored, learned, result
+
+
+def memory_metrics() -> dict[str, float]:
+    """What this process holds once a fold ended (its model should be gone: a fold's memory must not add up over
+    folds), and on a GPU the fold's peak allocation, which `relevance plan` predicts."""
+    import gc
+
+    import psutil
+
+    gc.collect()
+    metrics = {"process_rss_gb": psutil.Process().memory_info().rss / 1e9}
+    if torch.cuda.is_available():
+        metrics["gpu_peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
+    return metrics
 
 
 def refit(cfg, runtime, source: ModelSource, data: TrainingData, dev_inputs, adapters: Path) -> list[np.ndarray]:

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -119,16 +120,53 @@ def save_fold(scored: list[np.ndarray], health: FoldHealth, weights: Path | None
         mlflow.log_artifacts(str(folder), CHECKPOINT)
 
 
-def load_fold(run_name: str, weights: Path | None) -> tuple[list[np.ndarray], FoldHealth] | None:
-    """A FINISHED fold run named `run_name` under the active (resumed) parent run: its scores and health, its
-    weights copied to `weights`. None when the fold has to be trained."""
-    parent = mlflow.active_run()
-    if parent is None:
+PARENT_VARIABLE = "RELEVANCE_PARENT_RUN"  # rank 0's parent run and store, for the ranks Lightning starts later
+STORE_VARIABLE = "RELEVANCE_TRACKING_URI"
+_finished_folds_of: tuple[str, str] | None = None  # (parent run id, tracking URI) this rank reads its folds from
+
+
+def share_parent_with_ranks(run_id: str, tracking_uri: str) -> None:
+    """Rank 0: name its parent run to the ranks Lightning starts at the first fit (they inherit the environment),
+    so that a resumed run's other ranks skip the folds rank 0 reuses."""
+    os.environ[PARENT_VARIABLE], os.environ[STORE_VARIABLE] = run_id, tracking_uri
+
+
+def read_folds_of_rank_zero(cfg) -> str | None:
+    """A rank > 0 started by Lightning: read finished folds from rank 0's parent run in the shared store (read
+    only; this rank logs into a throwaway store), when that run was made from this same config; its id or None.
+    Rank 0 is then waiting in its first fit for this rank, so every fold it reuses is FINISHED already, and no
+    fold finishes without this rank: both see the same folds as finished."""
+    global _finished_folds_of
+    _finished_folds_of = None
+    run_id, uri = os.environ.get(PARENT_VARIABLE), os.environ.get(STORE_VARIABLE)
+    if not run_id or not uri:
         return None
-    client = MlflowClient()
+    try:
+        run = MlflowClient(uri).get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return None
+    if run.data.tags.get(FINGERPRINT_TAG) != fingerprint(cfg):  # another job of a multirun
+        return None
+    _finished_folds_of = (run_id, uri)
+    return run_id
+
+
+def load_fold(run_name: str, weights: Path | None) -> tuple[list[np.ndarray], FoldHealth] | None:
+    """A FINISHED fold run named `run_name` under the active (resumed) parent run, or on a rank > 0 under rank 0's
+    (read_folds_of_rank_zero): its scores and health, its weights copied to `weights`. None when the fold has to
+    be trained."""
+    if _finished_folds_of is not None:
+        parent_id, uri = _finished_folds_of
+    else:
+        parent = mlflow.active_run()
+        if parent is None:
+            return None
+        parent_id, uri = parent.info.run_id, mlflow.get_tracking_uri()
+    client = MlflowClient(uri)
+    experiment = client.get_run(parent_id).info.experiment_id
     runs = client.search_runs(
-        [parent.info.experiment_id],
-        f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.run_name = '{run_name}' "
+        [experiment],
+        f"tags.mlflow.parentRunId = '{parent_id}' and attributes.run_name = '{run_name}' "
         f"and attributes.status = 'FINISHED'",
         max_results=1,
     )
@@ -138,7 +176,7 @@ def load_fold(run_name: str, weights: Path | None) -> tuple[list[np.ndarray], Fo
         try:
             saved = Path(
                 mlflow.artifacts.download_artifacts(
-                    run_id=runs[0].info.run_id, artifact_path=CHECKPOINT, dst_path=folder
+                    run_id=runs[0].info.run_id, artifact_path=CHECKPOINT, dst_path=folder, tracking_uri=uri
                 )
             )
         except (mlflow.exceptions.MlflowException, OSError):
