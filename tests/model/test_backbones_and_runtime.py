@@ -194,3 +194,28 @@ def test_ddp_strategy_trains_every_fold_on_cpu(tmp_path, cache_dir):
     summary = pipeline.run(cfg)
     assert summary["model_uri"] is None and 0 <= summary["oof_best_f1"] <= 1
     assert summary["oof_fold_std_f1_at_0.5"] >= 0
+
+
+@pytest.mark.parametrize(("device", "device_map"), [("cuda:1", {"": "cuda:1"}), ("cpu", None)])
+def test_the_served_base_loads_straight_onto_its_gpu(device, device_map, monkeypatch, tmp_path):
+    """Issue 28, item 9: serving loads the base once, in its serving dtype, onto its device without a host copy of
+    the whole base first (the scorer passes its device). The loading call is captured: no GPU here."""
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForCausalLM
+
+    from relevance.model.backbones import load_decoder
+
+    seen = {}
+
+    class _Loaded:
+        config = OmegaConf.create({})
+
+    def loaded(*args, **kwargs):
+        seen.update(kwargs)
+        return _Loaded(), {"missing_keys": []}
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", loaded)
+    backbone = OmegaConf.create({"name": "b", "trust_remote_code": False, "family": "qwen3", "attention": "sdpa"})
+    tokenizer = type("T", (), {"pad_token_id": 0})()
+    load_decoder(backbone, str(tmp_path), tokenizer, torch.bfloat16, causal_lm=True, device=device)
+    assert seen.get("device_map") == device_map and seen["dtype"] == torch.bfloat16

@@ -25,6 +25,30 @@ def _without_rendezvous(environ) -> dict:
     return {key: value for key, value in environ.items() if key not in names}
 
 
+TWO_SMALL_RANKS = [
+    "backbone=tiny",
+    "strategy=ddp",
+    "strategy.devices=2",
+    "data.demo.train_rows=120",
+    "data.demo.dev_rows=40",
+    "data.demo.test_rows=20",
+    "train.epochs=1",
+    "progress=false",
+    "train.require_learning=false",
+]
+
+
+def _two_ranks(script: str, overrides: list[str], cwd, cache_dir, timeout=600, **env) -> dict:
+    """The command and keyword arguments of `script` (under the repository root) on two gloo ranks."""
+    return dict(
+        args=[sys.executable, str(ROOT / script), *TWO_SMALL_RANKS, *overrides, f"paths.cache={cache_dir}"],
+        cwd=cwd,
+        text=True,
+        timeout=timeout,
+        env={**_without_rendezvous(os.environ), "OMP_NUM_THREADS": "1", **env},
+    )
+
+
 def test_two_ranks_train_and_score_one_run_and_only_rank_zero_logs(tmp_path, cache_dir):
     """Issue 28, item 2a: odd batch counts to score, with a collective in every scoring forward as under ZeRO-3
     (tests/training/collective_in_every_forward.py): every rank scores as many batches (it hung before), and every
@@ -73,28 +97,14 @@ def test_a_failure_on_one_rank_of_a_multirun_ends_every_rank_at_once(tmp_path, c
     at the collective timeout (30 minutes), and the multirun must not go on to job 1 with half its ranks."""
     started = time.monotonic()
     result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "training" / "fault_on_one_rank.py"),
-            "-m",
-            "seed=1,2",
-            "backbone=tiny",
-            "strategy=ddp",
-            "strategy.devices=2",
-            "split.n_folds=2",
-            "data.demo.train_rows=120",
-            "data.demo.dev_rows=40",
-            "data.demo.test_rows=20",
-            "train.epochs=1",
-            "progress=false",
-            "train.require_learning=false",
-            f"paths.cache={cache_dir}",
-        ],
-        cwd=tmp_path,
+        **_two_ranks(
+            "tests/training/fault_on_one_rank.py",
+            ["-m", "seed=1,2", "split.n_folds=2"],
+            tmp_path,
+            cache_dir,
+            RELEVANCE_TEST_FAULT_RANK=rank,
+        ),
         capture_output=True,
-        text=True,
-        timeout=600,
-        env={**_without_rendezvous(os.environ), "OMP_NUM_THREADS": "1", "RELEVANCE_TEST_FAULT_RANK": rank},
     )
     elapsed = time.monotonic() - started
     assert result.returncode != 0
@@ -112,28 +122,8 @@ def test_tapt_on_two_ranks_starts_every_rank_from_the_same_stage_one_adapter(tmp
     """Issue 28, item 1: rank 0 alone saves stage 1's adapter, in its own scratch folder; rank 1 must get the same
     files (it used to point fold 0 at an empty folder and fail after the whole stage-1 epoch)."""
     result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "train.py"),
-            "backbone=tiny",
-            "strategy=ddp",
-            "strategy.devices=2",
-            "tapt=from_other_task",
-            "tapt.max_rows=60",
-            "split.n_folds=2",
-            "data.demo.train_rows=120",
-            "data.demo.dev_rows=40",
-            "data.demo.test_rows=20",
-            "train.epochs=1",
-            "progress=false",
-            "train.require_learning=false",
-            f"paths.cache={cache_dir}",
-        ],
-        cwd=tmp_path,
+        **_two_ranks("train.py", ["tapt=from_other_task", "tapt.max_rows=60", "split.n_folds=2"], tmp_path, cache_dir),
         capture_output=True,
-        text=True,
-        timeout=900,
-        env={**_without_rendezvous(os.environ), "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-4000:]
     digests = dict(
@@ -149,28 +139,12 @@ def _two_rank_run(tmp_path, cache_dir, kill_at: str | None = None) -> subprocess
     that line is printed (as a preempted machine would be)."""
     import psutil
 
-    command = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        "backbone=tiny",
-        "strategy=ddp",
-        "strategy.devices=2",
-        "split.n_folds=3",
-        "data.demo.train_rows=150",
-        "data.demo.dev_rows=40",
-        "data.demo.test_rows=20",
-        "train.epochs=1",
-        "progress=false",
-        "train.require_learning=false",
-        "tracking.log_model=false",
-        f"paths.cache={cache_dir}",
-    ]
-    env = {**_without_rendezvous(os.environ), "OMP_NUM_THREADS": "1"}
+    overrides = ["split.n_folds=3", "tracking.log_model=false"]
+    run = _two_ranks("train.py", overrides, tmp_path, cache_dir)
     if kill_at is None:
-        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
-    process = subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
+        return subprocess.run(**run, capture_output=True)
+    run.pop("timeout")
+    process = subprocess.Popen(**run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for line in process.stdout:
         if kill_at in line:
             break

@@ -145,22 +145,29 @@ def attention_implementation(backbone, dtype: torch.dtype = torch.float32) -> st
     return "eager" if backbone.family in _SOFTCAPPED else "sdpa"
 
 
-def load_encoder(backbone, location: str, dtype: torch.dtype):
+def load_encoder(backbone, location: str, dtype: torch.dtype, device: str | None = None):
     """The encoder's bare transformer (no pooler: heads pool it themselves)."""
     from transformers import AutoModel
 
-    return _from_pretrained(AutoModel, backbone, location, dtype, add_pooling_layer=False)
+    return _from_pretrained(AutoModel, backbone, location, dtype, add_pooling_layer=False, **_onto(device))
 
 
-def load_decoder(backbone, location: str, tokenizer, dtype: torch.dtype, causal_lm: bool):
+def load_decoder(backbone, location: str, tokenizer, dtype: torch.dtype, causal_lm: bool, device: str | None = None):
     """A decoder as a causal LM (its own LM head scores an answer) or with a fresh one-logit sequence-classification
     head on the last non-pad token (which needs pad_token_id)."""
     if causal_lm:
-        model = _from_pretrained(AutoModelForCausalLM, backbone, location, dtype)
+        model = _from_pretrained(AutoModelForCausalLM, backbone, location, dtype, **_onto(device))
     else:
-        model = _from_pretrained(AutoModelForSequenceClassification, backbone, location, dtype, num_labels=1)
+        model = _from_pretrained(
+            AutoModelForSequenceClassification, backbone, location, dtype, num_labels=1, **_onto(device)
+        )
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+def _onto(device: str | None) -> dict:
+    """Load the weights straight onto a GPU (serving: no host copy of a 12-14B base first); on a CPU as before."""
+    return {"device_map": {"": str(device)}} if device is not None and str(device).startswith("cuda") else {}
 
 
 # Checkpoints of models with a vision tower keep the language model under a prefix; the text-only classes read it

@@ -61,10 +61,11 @@ class Head:
         return task.template
 
     @classmethod
-    def load(cls, backbone, location: str, tokenizer, dtype: torch.dtype, head_cfg=None):
+    def load(cls, backbone, location: str, tokenizer, dtype: torch.dtype, head_cfg=None, device: str | None = None):
+        """The backbone ready for this head; with a GPU `device`, its weights are loaded straight onto it."""
         if backbone.kind == "encoder":
-            return MeanPooledClassifier(load_encoder(backbone, location, dtype), backbone.head_module)
-        return load_decoder(backbone, location, tokenizer, dtype, causal_lm=False)
+            return MeanPooledClassifier(load_encoder(backbone, location, dtype, device), backbone.head_module)
+        return load_decoder(backbone, location, tokenizer, dtype, causal_lm=False, device=device)
 
     def start(self, model, head_module: str) -> None:
         """Start a fresh one-logit head at zero: every row scores 0.5 and the first steps fit the head to what the
@@ -143,9 +144,9 @@ class BiEncoderHead(Head):
             )
 
     @classmethod
-    def load(cls, backbone, location: str, tokenizer, dtype: torch.dtype, head_cfg=None):
+    def load(cls, backbone, location: str, tokenizer, dtype: torch.dtype, head_cfg=None, device: str | None = None):
         return MeanPooledBiEncoder(
-            load_encoder(backbone, location, dtype),
+            load_encoder(backbone, location, dtype, device),
             backbone.head_module,
             tokenizer,
             head_cfg.query_prefix,
@@ -240,8 +241,8 @@ class YesNoHead(Head):
         return style.replace("{instruction}", instruction).replace("{input}", task.template)
 
     @classmethod
-    def load(cls, backbone, location: str, tokenizer, dtype: torch.dtype, head_cfg=None):
-        return load_decoder(backbone, location, tokenizer, dtype, causal_lm=True)
+    def load(cls, backbone, location: str, tokenizer, dtype: torch.dtype, head_cfg=None, device: str | None = None):
+        return load_decoder(backbone, location, tokenizer, dtype, causal_lm=True, device=device)
 
     def start(self, model, head_module: str) -> None:
         pass

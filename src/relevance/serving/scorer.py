@@ -83,7 +83,7 @@ class RelevanceScorer:
         self.tokenizer = load_tokenizer(backbone, location)
         head_cfg = OmegaConf.create(self.bundle.head)
         self.head = build_head(head_cfg, self.tokenizer)
-        base = self.head.load(backbone, location, self.tokenizer, dtype, head_cfg)
+        base = self.head.load(backbone, location, self.tokenizer, dtype, head_cfg, device=str(self.device))
         folds = self.bundle.fold_names(ensemble)
         self.full_weights = None
         if finetune.method(backbone) == "full":  # each fold's unfrozen weights, swapped into the one base
