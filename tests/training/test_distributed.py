@@ -136,7 +136,7 @@ def test_tapt_on_two_ranks_starts_every_rank_from_the_same_stage_one_adapter(tmp
 
 def _two_rank_run(tmp_path, cache_dir, kill_at: str | None = None) -> subprocess.CompletedProcess | None:
     """`train.py` on two gloo ranks with 3 folds; with `kill_at`, rank 0 and the rank it started are killed -9 when
-    that line is printed (as a preempted machine would be)."""
+    both have printed that line (as a preempted machine would be)."""
     import psutil
 
     overrides = ["split.n_folds=3", "tracking.log_model=false"]
@@ -145,8 +145,10 @@ def _two_rank_run(tmp_path, cache_dir, kill_at: str | None = None) -> subprocess
         return subprocess.run(**run, capture_output=True)
     run.pop("timeout")
     process = subprocess.Popen(**run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen = 0
     for line in process.stdout:
-        if kill_at in line:
+        seen += kill_at in line
+        if seen == 2:  # printed by both ranks: rank 0 prints it once its previous fold is FINISHED in the store
             break
     ranks = [process.pid] + [child.pid for child in psutil.Process(process.pid).children(recursive=True)]
     for pid in ranks:
