@@ -189,22 +189,25 @@ def text_only(config: PretrainedConfig) -> PretrainedConfig:
     return copy.deepcopy(text)
 
 
+def _text_only_with(config: PretrainedConfig, extra: dict) -> PretrainedConfig:
+    """`text_only(config)` carrying the head's `num_labels` (taken out of `extra`: with a config given,
+    transformers applies no such keyword to it)."""
+    config = text_only(config)
+    if "num_labels" in extra:
+        config.num_labels = extra.pop("num_labels")
+    return config
+
+
 def _from_pretrained(auto, backbone, location: str, dtype: torch.dtype, **extra):
     """`auto.from_pretrained` with the backbone's dtype, remote-code and attention settings, text-only for a model
     with a vision tower; a failed load is one sentence naming the backbone and the fix. Given a transformers config
     instead of a location, the architecture is built from it with no weights (relevance.plan does so on the meta
     device): training and the plan build the same model through `text_only`."""
     if isinstance(location, PretrainedConfig):
-        config = text_only(location)
-        if "num_labels" in extra:
-            config.num_labels = extra.pop("num_labels")
-        return auto.from_config(config, dtype=dtype, **extra)
+        return auto.from_config(_text_only_with(location, extra), dtype=dtype, **extra)
     config = _hub_config(backbone, location)
     if config is not None and text_only(config) is not config:
-        config = text_only(config)
-        if "num_labels" in extra:
-            config.num_labels = extra.pop("num_labels")
-        extra |= {"config": config, "key_mapping": TEXT_ONLY_KEYS}
+        extra |= {"config": _text_only_with(config, extra), "key_mapping": TEXT_ONLY_KEYS}
     if backbone.get("quantization") == "4bit":  # QLoRA: NF4 weights, bf16 compute (checks.py refuses it on CPU)
         from transformers import BitsAndBytesConfig
 
