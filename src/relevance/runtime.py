@@ -132,7 +132,7 @@ def resolve_runtime(strategy, precision: str, backbone_dtype: str, devices: int 
     if devices * num_nodes == 1 and "deepspeed" in (strategy.get("needs") or []):
         log.warning(
             "strategy=%s on one device shards nothing: it measured 15-24%% slower than strategy=auto on an H100 "
-            "(BENCHMARKS.md, GPU) and keeps no mid-fold progress; use strategy=auto on one GPU, and DeepSpeed with "
+            "(BENCHMARKS.md, GPU); use strategy=auto on one GPU, and DeepSpeed with "
             "strategy.devices >= 2.",
             strategy.name,
         )

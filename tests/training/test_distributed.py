@@ -12,6 +12,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -183,6 +184,92 @@ def test_a_killed_two_rank_run_resumes_its_unfinished_folds_only(tmp_path, cache
     fold_0 = runs[runs["tags.mlflow.runName"] == "fold-0"]
     assert len(fold_0) == 1  # trained once, before the kill
     whole = _two_rank_run(tmp_path / "whole", cache_dir)
+    assert whole.returncode == 0, whole.stderr[-4000:]
+    uninterrupted, whole_parent, _ = _fold_metrics(tmp_path / "whole")
+    assert resumed == uninterrupted and len(resumed) == 3
+    assert parent["metrics.oof_best_f1"] == whole_parent["metrics.oof_best_f1"]
+
+
+ZERO_3_ON_CPU = ["strategy=deepspeed_stage_3", "strategy.needs=[deepspeed]"]  # DeepSpeed's CPU accelerator, gloo
+
+
+def test_zero_three_on_two_cpu_ranks_scores_every_row_and_logs_whole_adapters_that_score_alike(tmp_path, cache_dir):
+    """Issue 28, items 2a and 2b, under DeepSpeed's own ZeRO-3 (tests/training/deepspeed_on_cpu.py: only Lightning's
+    CUDA checks are skipped, and every tensor is sharded): odd batch counts to score do not hang, every row is
+    scored once, and the adapters are gathered before saving, so the logged model scores dev as the sharded
+    models did (each fold's dev scores, saved when it finished, averaged)."""
+    pytest.importorskip("deepspeed")
+    result = subprocess.run(
+        **_two_ranks(
+            "tests/training/deepspeed_on_cpu.py",
+            [*ZERO_3_ON_CPU, "split.n_folds=2", "train.eval_batch_size=11", "data.demo.dev_rows=39"],
+            tmp_path,
+            cache_dir,
+            timeout=300,
+        ),
+        capture_output=True,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    _, parent, runs = _fold_metrics(tmp_path)
+    client = MlflowClient()
+    oof = json.loads(Path(client.download_artifacts(parent["run_id"], "oof_scores.json", str(tmp_path))).read_text())
+    assert len(oof["data"]) == parent["metrics.rows_train"]  # both ranks' shares, each row once
+    fold_dev = []
+    for run_id in runs[runs["tags.relevance.level"] == "fold"]["run_id"]:
+        with np.load(client.download_artifacts(run_id, "checkpoint/scores.npz", str(tmp_path / run_id))) as saved:
+            fold_dev.append(saved["arr_1"])
+    (dev_file,) = cache_dir.glob("demo/*-tr120-dv39-*/dev_QC.txt")
+    dev = pd.read_json(dev_file, lines=True)
+    scorer = mlflow.pyfunc.load_model(parent["tags.relevance.model_uri"]).unwrap_python_model().scorer
+    served = scorer.predict(list(zip(dev["origin_query"], dev["category_path"], strict=True)))
+    assert np.allclose(served, np.mean(fold_dev, axis=0), atol=1e-5)  # unsharded on one process, as trained
+
+
+def _deepspeed_run(folder, cache_dir, kill_when: str | None = None) -> subprocess.CompletedProcess | None:
+    """`train.py` under ZeRO-3 on two CPU ranks, 3 folds, progress saved after (nearly) every step; with
+    `kill_when` (a glob under `folder`), both ranks are killed -9 once that file exists."""
+    import psutil
+
+    overrides = [*ZERO_3_ON_CPU, "split.n_folds=3", "data.demo.train_rows=240", "train.epochs=3"]
+    overrides += ["train.checkpoint_minutes=0.001", "tracking.log_model=false"]
+    run = _two_ranks("tests/training/deepspeed_on_cpu.py", overrides, folder, cache_dir)
+    if kill_when is None:
+        return subprocess.run(**run, capture_output=True)
+    run.pop("timeout")
+    process = subprocess.Popen(**run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = time.monotonic()
+    while not list(folder.glob(kill_when)):
+        assert process.poll() is None and time.monotonic() - started < 300, f"no {kill_when} was written"
+        time.sleep(0.05)
+    for pid in [process.pid] + [child.pid for child in psutil.Process(process.pid).children(recursive=True)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    return None
+
+
+def test_a_zero_three_run_killed_mid_fold_continues_that_fold_from_its_sharded_checkpoint(tmp_path, cache_dir):
+    """Issue 28, item 7: DeepSpeed's own checkpoint (a folder of each rank's shards, through Lightning's
+    checkpointing) is the fold's progress; killed -9 in fold 2 of 3 once one was saved whole, the rerun reuses
+    fold 1, continues fold 2 from that step on both ranks, and ends with an uninterrupted run's fold metrics."""
+    pytest.importorskip("deepspeed")
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "whole").mkdir()
+    _deepspeed_run(tmp_path / "killed", cache_dir, kill_when="checkpoints/*/fold-1/last.ckpt.complete")
+    saved = next((tmp_path / "killed").glob("checkpoints/*/fold-1/last.ckpt"))
+    assert saved.is_dir() and {path.name for path in saved.rglob("*.pt")} >= {
+        "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+        "zero_pp_rank_1_mp_rank_00_optim_states.pt",
+    }  # one shard per rank: the sharded optimizer, not one rank's copy
+    rerun = _deepspeed_run(tmp_path / "killed", cache_dir)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    said = rerun.stdout + rerun.stderr
+    assert said.count("fold 1/3: finished before the interruption; reused") == 2  # on both ranks
+    steps = re.findall(r"fold 1: continuing from its checkpoint at step (\d+)", said)
+    assert len(steps) == 2 and steps[0] == steps[1] and int(steps[0]) > 0, said[-3000:]
+    assert not (tmp_path / "killed" / "checkpoints").exists()  # a finished run keeps no progress
+    resumed, parent, _ = _fold_metrics(tmp_path / "killed")
+    whole = _deepspeed_run(tmp_path / "whole", cache_dir)
     assert whole.returncode == 0, whole.stderr[-4000:]
     uninterrupted, whole_parent, _ = _fold_metrics(tmp_path / "whole")
     assert resumed == uninterrupted and len(resumed) == 3

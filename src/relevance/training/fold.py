@@ -36,12 +36,24 @@ class ModelSource:
 
 class ProgressCheckpoint(ModelCheckpoint):
     """Lightning's checkpoint on a time interval, never between the micro-batches of one accumulated step (their
-    summed gradients are not part of a checkpoint, so a resumed fold would lose them)."""
+    summed gradients are not part of a checkpoint, so a resumed fold would lose them). A marker beside it says it
+    was saved whole by every rank (DeepSpeed writes a folder of shards, one or more per rank), so that a kill
+    mid-save leaves a checkpoint no rerun trusts rather than one half old and half new."""
 
     def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
         if trainer.fit_loop.epoch_loop._should_accumulate():
             return
         super().on_train_batch_end(trainer, *args, **kwargs)
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        marker = Path(f"{filepath}{resume.COMPLETE}")
+        if trainer.is_global_zero:
+            marker.unlink(missing_ok=True)
+        trainer.strategy.barrier("progress checkpoint: marker removed")
+        super()._save_checkpoint(trainer, filepath)
+        trainer.strategy.barrier("progress checkpoint: saved on every rank")
+        if trainer.is_global_zero:
+            marker.write_text(str(trainer.global_step))
 
 
 class FoldRunLogger(MLFlowLogger):

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-import torch
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from relevance.errors import ConfigError
+from relevance.runtime import global_rank, launched_per_rank
 from relevance.training.health import FoldHealth
 
 CHECKPOINT = "checkpoint"  # artifact folder of a fold run: scores.npz, health.json, weights/
@@ -69,39 +69,44 @@ def run_to_resume(cfg, experiment: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-LAST = "last"  # the progress file of a training fold: last.ckpt
+LAST = "last"  # the progress of a training fold: last.ckpt (a file; a folder of shards under DeepSpeed)
+COMPLETE = ".complete"  # beside it, written once every rank finished saving it: the step it holds
 
 
 def progress_folder(cfg, runtime, name: str) -> Path | None:
-    """Where the training fold `name` of the active parent run keeps its progress; None when it is not kept: no
-    interval set, a sweep trial or several ranks (those start afresh), or DeepSpeed (its checkpoints are its own)."""
-    parent = mlflow.active_run()
+    """Where the training fold `name` keeps its progress; None when it is not kept: no interval set, a sweep trial,
+    `resume=never`, or ranks that torchrun or srun start (a rerun retrains those). The folder is named by the
+    config's fingerprint, which every rank computes alike (a rank > 0 may not know rank 0's run), and which is
+    also what a rerun resumes by."""
     minutes = cfg.train.get("checkpoint_minutes")
-    if not minutes or parent is None or cfg.sweep.get("trial") is not None or runtime.world_size > 1:
+    if not minutes or cfg.sweep.get("trial") is not None or str(cfg.get("resume") or "never") == "never":
         return None
-    if "deepspeed" in (cfg.strategy.get("needs") or []):
+    if runtime.world_size > 1 and launched_per_rank():
         return None
-    return Path(cfg.paths.checkpoints) / parent.info.run_id / name.replace("/", "_")
+    return Path(cfg.paths.checkpoints) / fingerprint(cfg) / name.replace("/", "_")
 
 
 def saved_progress(folder: Path | None) -> tuple[Path, int] | None:
-    """The progress file in `folder` and its step, when there is one that loads; an unreadable one is removed."""
-    path = folder / f"{LAST}.ckpt" if folder is not None else None
-    if path is None or not path.is_file():
+    """The progress checkpoint in `folder` and its step, when every rank finished saving it (its `.complete`
+    marker); one left half-saved by a kill is removed (rank 0) and the fold starts from its beginning."""
+    if folder is None:
         return None
+    path, marker = folder / f"{LAST}.ckpt", folder / f"{LAST}.ckpt{COMPLETE}"
     try:
-        step = int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
-    except Exception as error:  # noqa: BLE001 - any unreadable file means: start the fold afresh
-        log.warning("%s cannot be read (%s); the fold starts from its beginning", path, error)
-        path.unlink(missing_ok=True)
+        step = int(marker.read_text())
+    except (OSError, ValueError):
+        if path.exists():
+            log.warning("%s was not saved whole; the fold starts from its beginning", path)
+            if global_rank() == 0:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         return None
-    return path, step
+    return (path, step) if path.exists() else None
 
 
 def forget_progress(folder: Path | None) -> None:
     """A finished fold's progress folder (its checkpoint artifact replaces it), and the folders above it that
-    it leaves empty."""
-    if folder is None:
+    it leaves empty; rank 0 removes them once every rank finished the fold."""
+    if folder is None or global_rank() != 0:
         return
     shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):
