@@ -156,6 +156,49 @@ def test_mlflow_models_serve_answers_rest(trained, cache_dir):
             assert words in json.loads(caught.value.read())["message"]
 
 
+ONE_ROW = {"language": "fr", "origin_query": "casquette", "category_path": "apparel accessories,hats & caps"}
+MIXED = [
+    ONE_ROW,
+    {"language": "de", "origin_query": "Mehl", "category_path": "food,grocery,flour, baking and cooking,flour"},
+    {"language": "ja", "origin_query": "水筒", "category_path": "home & garden,kitchen & dining,water bottles"},
+]
+
+
+def test_the_served_model_gives_the_same_row_the_same_score_under_concurrent_requests(trained, cache_dir):
+    """Issue 29, item 1: a 2-fold model served by `mlflow models serve` (requests run in threads); 8 threads x 20
+    requests, of one row and of a mixed batch, each score equal to what a request alone gets (1e-6). Folds used to
+    be merged into one shared base without a lock: 45 distinct scores for one row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = free_port()
+    env = {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(), "RELEVANCE_CACHE": str(cache_dir)}
+    with served("models:/relevance-qc@champion", "local", env, port):
+        alone = {len(rows): [p["score"] for p in post(port, rows)["predictions"]] for rows in ([ONE_ROW], MIXED)}
+        requests = [[ONE_ROW] if i % 2 else MIXED for i in range(160)]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda rows: post(port, rows)["predictions"], requests))
+    for rows, answer in zip(requests, answers, strict=True):
+        assert np.allclose([p["score"] for p in answer], alone[len(rows)], rtol=0, atol=1e-6)
+    assert alone[3][0] == pytest.approx(alone[1][0], abs=1e-6)  # the batch a row comes in does not matter
+
+
+def test_the_fold_ensemble_scores_the_mean_of_its_folds(trained):
+    """Issue 29, item 1: the ensemble's score is the mean of each fold model's own score."""
+    _, _, summary = trained
+    bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
+    from relevance.serving.scorer import RelevanceScorer
+
+    pairs = [(row["origin_query"], row["category_path"]) for row in MIXED]
+    ensemble = RelevanceScorer(bundle, ensemble="folds")
+    alone = []
+    for fold in ensemble.folds:
+        single = RelevanceScorer(bundle, ensemble="folds")
+        single.folds = [fold]  # one fold model, loaded on its own
+        alone.append(single.predict(pairs))
+    assert len(alone) == 2 and not np.allclose(alone[0], alone[1], atol=1e-4)  # the folds differ
+    assert np.allclose(ensemble.predict(pairs), np.mean(alone, axis=0), rtol=0, atol=1e-6)
+
+
 def test_scorer_api_matches_the_pyfunc(trained):
     _, _, summary = trained
     pyfunc = mlflow.pyfunc.load_model(summary["model_uri"])
@@ -186,7 +229,10 @@ def test_predicting_a_labelled_file_reports_its_f1(trained, cache_dir, capsys):
     assert f1 == pytest.approx(floor)
 
 
-def test_merged_lora_scores_like_the_unmerged_adapters_and_does_not_drift(trained, cache_dir):
+def test_a_one_model_scorer_merges_once_and_an_ensemble_never_so_nothing_drifts(trained, cache_dir):
+    """One model (here one fold) is merged into the base once and scores like its unmerged adapter; a fold ensemble
+    is never merged (unmerging one fold to merge the next rounds the base weights a little each time), so scoring
+    the same rows again and again gives the same scores to the last bit."""
     from relevance.serving.scorer import RelevanceScorer
 
     _, _, summary = trained
@@ -196,14 +242,19 @@ def test_merged_lora_scores_like_the_unmerged_adapters_and_does_not_drift(traine
         ("mehl", "food,grocery,flour, baking and cooking"),
         ("wireless earbuds noise cancelling", "electronics,audio,headphones"),
     ] * 3
+    ensemble = RelevanceScorer(bundle, cache=cache_dir)
+    assert len(ensemble.folds) == 2 and not ensemble.merge
+    first = ensemble.predict(pairs)
+    for _ in range(3):
+        assert np.array_equal(ensemble.predict(pairs), first)
+    assert not any(getattr(m, "merged_adapters", []) for m in ensemble.model.modules())
+    one = RelevanceScorer(bundle, cache=cache_dir)
+    one.folds, one.merge = one.folds[:1], True  # one fold alone, as a refit model is
     unmerged = RelevanceScorer(bundle, cache=cache_dir, merge=False)
-    merged = RelevanceScorer(bundle, cache=cache_dir)
-    assert merged.merge and len(merged.folds) == 2  # fp32 on CPU: each fold merged in turn
+    unmerged.folds = unmerged.folds[:1]
     expected = unmerged.predict(pairs)
-    first = merged.predict(pairs)
-    for _ in range(3):  # merge, unmerge, merge again: the base weights come back each time
-        again = merged.predict(pairs)
-    np.testing.assert_allclose(first, expected, atol=1e-5)
-    np.testing.assert_allclose(again, expected, atol=1e-5)
-    lora_layer = next(m for m in merged.model.modules() if hasattr(m, "merged_adapters"))
-    assert lora_layer.merged_adapters == [merged.folds[-1]]  # the last fold stays merged until another scores
+    merged = [one.predict(pairs) for _ in range(3)]
+    np.testing.assert_allclose(merged[0], expected, atol=1e-5)
+    assert all(np.array_equal(again, merged[0]) for again in merged[1:])
+    lora_layer = next(m for m in one.model.modules() if hasattr(m, "merged_adapters"))
+    assert lora_layer.merged_adapters == one.folds  # merged once, and left merged

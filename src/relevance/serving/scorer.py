@@ -4,6 +4,7 @@ weights (never the weights themselves). One object scores pairs for predict.py a
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import mlflow
@@ -39,9 +40,15 @@ class RelevanceScorer:
     `trust_remote_code` must be given by the caller: a bundle asking for it is refused otherwise, so a tampered
     model file cannot make prediction run code from wherever its backbone points.
 
-    `merge=True` adds each fold's LoRA product into the base weights while that fold scores (one matmul per layer
-    instead of three); it is skipped for fold ensembles on bf16/fp16 weights, where adding and removing an adapter
-    again and again would round the base weights a little further each time."""
+    `merge=True` adds the LoRA product into the base weights once (one matmul per layer instead of three; +8% on
+    batch scoring, BENCHMARKS.md) when the scorer holds one model (a refit, or one fold). A fold ensemble is never
+    merged: removing one fold's product to add the next rounds the base weights a little further each time, so a
+    long-running server's scores would drift from request to request.
+
+    One scorer serves concurrent requests (MLflow's server runs them in threads): the active fold, its merged
+    weights and its head's index are one shared model's state, so a request scores under a lock, and gets the same
+    score for a row whatever else is being scored. Requests then run one after another; on a CPU one request
+    already keeps every core busy (BENCHMARKS.md, "Serving under concurrent requests")."""
 
     def __init__(
         self,
@@ -95,8 +102,9 @@ class RelevanceScorer:
                 model.load_adapter(bundle / "adapters" / fold, adapter_name=fold)
         self.model = model.to(self.device).eval()
         self.folds = folds
-        self.merge = merge and self.full_weights is None and (len(folds) == 1 or dtype == torch.float32)
-        self._merged: str | None = None
+        self.merge = merge and self.full_weights is None and len(folds) == 1
+        self._active: str | None = None  # the fold whose weights are in place
+        self._scoring = threading.Lock()  # the fold that scores is shared state: one request at a time
         # a refit model has its own threshold (threshold.refit, reporting.refit_report); per-language ones fit the folds
         self.thresholds = self.bundle.decision_thresholds(ensemble)
         own_refit = ensemble == "refit" and bool(self.bundle.refit_thresholds)
@@ -230,25 +238,32 @@ class RelevanceScorer:
         )
 
     def _swap_weights(self, fold: str) -> None:
-        """Make `fold` the adapter that scores, merged into the base weights when `self.merge`."""
-        if self._merged == fold:
+        """Make `fold` the weights that score: its unfrozen tensors (full fine-tuning, copied in), or its adapter,
+        merged into the base when the scorer holds one model (see `merge`)."""
+        if self._active == fold:
             return
         if self.full_weights is not None:
             finetune.load_trainable(self.model, self.full_weights[fold])
-            self._merged = fold
-            return
-        if self._merged is not None:
-            self.model.unmerge_adapter()
-            self._merged = None
-        self.model.set_adapter(fold)
-        if self.merge:
-            self.model.merge_adapter()
-            self._merged = fold
+        else:
+            self.model.set_adapter(fold)
+            if self.merge:
+                self.model.merge_adapter()
+        self._active = fold
+
+    def _in_swap_order(self) -> list[str]:
+        """The folds, starting with the one already in place (a one-fold or refit model never swaps)."""
+        start = self.folds.index(self._active) if self._active in self.folds else 0
+        return self.folds[start:] + self.folds[:start]
 
     def predict_records(
         self, records: list[Record], batch_size: int | None = None, progress: bool = False
     ) -> np.ndarray:
-        """Mean probability over the fold adapters, with exactly the training run's preprocessing."""
+        """Mean probability over the fold adapters, with exactly the training run's preprocessing; one request at
+        a time (see the class's docstring)."""
+        with self._scoring:
+            return self._score(records, batch_size, progress)
+
+    def _score(self, records: list[Record], batch_size: int | None, progress: bool) -> np.ndarray:
         from tqdm.auto import tqdm
 
         from relevance.model.batches import dataloader
@@ -262,16 +277,16 @@ class RelevanceScorer:
             self.bundle.max_length,
             shuffle=False,
         )
-        total = np.zeros(len(inputs))
+        by_fold = np.zeros((len(self.folds), len(inputs)))  # averaged in the folds' order, whatever order scored
         with torch.inference_mode():
-            for fold in self.folds:
+            for fold in self._in_swap_order():
                 self._activate(fold)
                 bar = tqdm(loader, desc=f"scoring {fold}", disable=not progress, leave=False)
                 for batch in bar:
                     inputs = {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}
                     logit, _ = self.head(self.model, inputs)
-                    total[batch["index"].numpy()] += torch.sigmoid(logit).cpu().numpy()
-        return total / len(self.folds)
+                    by_fold[self.folds.index(fold), batch["index"].numpy()] = torch.sigmoid(logit).cpu().numpy()
+        return by_fold.mean(axis=0)
 
 
 class RelevancePyfunc(mlflow.pyfunc.PythonModel):
