@@ -182,6 +182,19 @@ def test_the_served_model_gives_the_same_row_the_same_score_under_concurrent_req
     assert alone[3][0] == pytest.approx(alone[1][0], abs=1e-6)  # the batch a row comes in does not matter
 
 
+def test_loading_the_served_model_does_not_call_its_trained_head_newly_initialized(trained, capfd, caplog):
+    """Issue 29, item 7: the base loads with a fresh head, which the adapter then restores; transformers' report
+    ("newly initialized ... train on your downstream task") is not shown to the user of a trained model."""
+    from relevance.serving.scorer import RelevanceScorer
+
+    _, _, summary = trained
+    bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
+    capfd.readouterr()
+    RelevanceScorer(bundle)
+    said = capfd.readouterr().err + caplog.text
+    assert "newly initialized" not in said and "LOAD REPORT" not in said
+
+
 def test_the_fold_ensemble_scores_the_mean_of_its_folds(trained):
     """Issue 29, item 1: the ensemble's score is the mean of each fold model's own score."""
     _, _, summary = trained

@@ -8,6 +8,7 @@ weights, else the hub). Nothing here reaches for the network unless the hub is t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import importlib.util
@@ -218,14 +219,15 @@ def _from_pretrained(auto, backbone, location: str, dtype: torch.dtype, **extra)
         )
         extra["device_map"] = {"": inference_device()}  # this rank's GPU: bitsandbytes quantizes where it loads
     try:
-        model, info = auto.from_pretrained(
-            location,
-            dtype=dtype,
-            trust_remote_code=backbone.trust_remote_code,
-            attn_implementation=attention_implementation(backbone, dtype),
-            output_loading_info=True,
-            **extra,
-        )
+        with _without_load_report():
+            model, info = auto.from_pretrained(
+                location,
+                dtype=dtype,
+                trust_remote_code=backbone.trust_remote_code,
+                attn_implementation=attention_implementation(backbone, dtype),
+                output_loading_info=True,
+                **extra,
+            )
     except OSError as error:
         raise RelevanceError(
             f"could not load backbone {backbone.name} from {location!r} "
@@ -237,6 +239,24 @@ def _from_pretrained(auto, backbone, location: str, dtype: torch.dtype, **extra)
 
 
 FRESH = ("score", "classifier", "pooler")  # modules a classification model starts afresh
+
+
+class _LoadReportFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_load_report():
+    """transformers reports a fresh head as "newly initialized ... train on your downstream task", which is false
+    where the head is then restored from a trained adapter (serving) and noise where training starts it on
+    purpose; `_check_weights_found` judges the same missing keys and refuses what matters."""
+    logger, quiet = logging.getLogger("transformers.modeling_utils"), _LoadReportFilter()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _check_weights_found(backbone, location: str, missing) -> None:
