@@ -195,6 +195,25 @@ def test_loading_the_served_model_does_not_call_its_trained_head_newly_initializ
     assert "newly initialized" not in said and "LOAD REPORT" not in said
 
 
+def test_predict_refuses_an_edited_model_in_one_sentence_before_scoring(trained, cache_dir):
+    """Issue 29, item 2: a threshold edited to 5.0 used to predict 0 rows relevant with exit code 0."""
+    import shutil
+
+    from tests.test_cli import run_cli
+
+    tmp_path, _, summary = trained
+    copied = tmp_path / "edited-model"
+    shutil.copytree(mlflow.artifacts.download_artifacts(summary["model_uri"]), copied)
+    description = copied / "artifacts" / "bundle" / "relevance.json"
+    description.write_text(json.dumps(json.loads(description.read_text()) | {"thresholds": {"QC": 5.0}}))
+    result = run_cli("predict.py", f"model={copied}", "file=test", *DEMO, f"paths.cache={cache_dir}", tmp_path=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    error = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    named = f"{copied}/artifacts/bundle/relevance.json: `thresholds` holds {{'QC': 5.0}}"
+    assert len(error) == 1 and named in error[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not list(tmp_path.glob("**/submit_QC.txt"))
+
+
 def test_the_fold_ensemble_scores_the_mean_of_its_folds(trained):
     """Issue 29, item 1: the ensemble's score is the mean of each fold model's own score."""
     _, _, summary = trained

@@ -80,6 +80,8 @@ def test_the_bundle_is_typed_and_a_foreign_version_gets_one_sentence(tagged, tmp
         folds=["fold_0"],
         thresholds={"QC": 0.4},
     )
+    (tmp_path / "adapters" / "fold_0").mkdir(parents=True)
+    (tmp_path / "adapters" / "fold_0" / "adapter_model.safetensors").write_bytes(b"weights")
     assert ModelBundle.load(bundle.save(tmp_path)) == bundle
     assert bundle.decision_thresholds("refit") == {"QC": 0.4}  # no refit thresholds: the folds'
     values = json.loads((tmp_path / BUNDLE_FILE).read_text())

@@ -57,9 +57,16 @@ def load_scorer(
         raise RelevanceError(
             f"model={reference} is not a relevance model (no {BUNDLE_FILE} in it); give a model logged by train.py."
         )
-    return RelevanceScorer(
-        folder, cache=cache, ensemble=ensemble, translations_file=translations_file, trust_remote_code=trust_remote_code
-    )
+    try:
+        return RelevanceScorer(
+            folder,
+            cache=cache,
+            ensemble=ensemble,
+            translations_file=translations_file,
+            trust_remote_code=trust_remote_code,
+        )
+    except RelevanceError as error:  # name the model as the user gave it, not the temporary copy
+        raise RelevanceError(str(error).replace(str(Path(downloaded)), reference.rstrip("/"))) from None
 
 
 def predict_file(cfg, scorer, task: str) -> Path:
