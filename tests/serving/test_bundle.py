@@ -6,7 +6,7 @@ import json
 import pytest
 
 from relevance.errors import RelevanceError
-from relevance.serving.bundle import BUNDLE_FILE, ModelBundle
+from relevance.serving.bundle import BUNDLE_FILE, BUNDLE_VERSION, ModelBundle
 
 
 @pytest.fixture
@@ -44,6 +44,21 @@ def _edit(folder, **changes):
 def test_a_bundle_as_saved_loads_with_the_digest_of_each_fold(saved):
     bundle = ModelBundle.load(saved)
     assert set(bundle.digests) == {"fold_0", "fold_1"} and len(set(bundle.digests.values())) == 2
+    assert bundle.decision_thresholds("refit") == {"QC": 0.4}  # no refit thresholds: the folds'
+
+
+def test_a_foreign_version_or_a_missing_field_gets_one_sentence(saved):
+    values = json.loads((saved / BUNDLE_FILE).read_text())
+    for version, fix in ((1, "retrain it"), (BUNDLE_VERSION + 1, "upgrade relevance")):
+        _edit(saved, version=version)
+        with pytest.raises(RelevanceError, match=f"version {version} model bundle .* {fix}"):
+            ModelBundle.load(saved)
+    without_order = {k: v for k, v in values.items() if k != "category_order"}  # written before the option
+    (saved / BUNDLE_FILE).write_text(json.dumps(without_order))
+    assert ModelBundle.load(saved).category_order == "root_first"
+    (saved / BUNDLE_FILE).write_text(json.dumps({k: v for k, v in values.items() if k != "thresholds"}))
+    with pytest.raises(RelevanceError, match="missing thresholds"):
+        ModelBundle.load(saved)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,6 @@
 """One preprocessing path: a row reaches the tokenizer as the same text in training and in the served model, and
 the model bundle is typed and versioned."""
 
-import json
 from pathlib import Path
 
 import mlflow
@@ -11,9 +10,7 @@ from relevance import pipeline
 from relevance.data.reader import read_records
 from relevance.data.records import Record
 from relevance.data.sources import data_file
-from relevance.errors import RelevanceError
 from relevance.model import batches
-from relevance.serving.bundle import BUNDLE_FILE, BUNDLE_VERSION, ModelBundle
 from relevance.serving.scorer import RelevanceScorer
 from relevance.text.preprocess import Preprocessor
 from tests.conftest import compose_train
@@ -63,38 +60,6 @@ def test_a_row_is_tokenised_as_the_same_text_in_training_and_in_the_served_model
     assert len(served) == len(raw)
     assert all(text in trained for text in served)  # exactly a text the training run tokenised
     assert all("[" in text for text in served)  # the tags rewrite was replayed
-
-
-def test_the_bundle_is_typed_and_a_foreign_version_gets_one_sentence(tagged, tmp_path):
-    bundle = ModelBundle(
-        task="QC",
-        backbone={"name": "tiny"},
-        head={"name": "classifier"},
-        templates={"QC": "{query} {target}"},
-        encoder=False,
-        lowercase=True,
-        augmentation={},
-        translator={},
-        max_length=64,
-        eval_batch_size=8,
-        folds=["fold_0"],
-        thresholds={"QC": 0.4},
-    )
-    (tmp_path / "adapters" / "fold_0").mkdir(parents=True)
-    (tmp_path / "adapters" / "fold_0" / "adapter_model.safetensors").write_bytes(b"weights")
-    assert ModelBundle.load(bundle.save(tmp_path)) == bundle
-    assert bundle.decision_thresholds("refit") == {"QC": 0.4}  # no refit thresholds: the folds'
-    values = json.loads((tmp_path / BUNDLE_FILE).read_text())
-    for version, fix in ((1, "retrain it"), (BUNDLE_VERSION + 1, "upgrade relevance")):
-        (tmp_path / BUNDLE_FILE).write_text(json.dumps(values | {"version": version}))
-        with pytest.raises(RelevanceError, match=f"version {version} model bundle .* {fix}"):
-            ModelBundle.load(tmp_path)
-    without_order = {k: v for k, v in values.items() if k != "category_order"}  # written before the option
-    (tmp_path / BUNDLE_FILE).write_text(json.dumps(without_order))
-    assert ModelBundle.load(tmp_path).category_order == "root_first"
-    (tmp_path / BUNDLE_FILE).write_text(json.dumps({k: v for k, v in values.items() if k != "thresholds"}))
-    with pytest.raises(RelevanceError, match="missing thresholds"):
-        ModelBundle.load(tmp_path)
 
 
 def test_leaf_first_writes_a_category_path_leaf_first_for_qc_rows_only():
