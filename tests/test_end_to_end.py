@@ -149,6 +149,12 @@ def test_mlflow_models_serve_answers_rest(trained, cache_dir):
         for bad, words in (
             ([rows[0], {**rows[1], "origin_query": None}], "row 1: origin_query is null or missing"),
             ([{"language": "fr", "origin_query": "casquette"}], "missing column(s) ['category_path']"),
+            ([rows[0], {**rows[1], "origin_query": 123}], "row 1: origin_query is the number 123, not text"),
+            ([{**rows[0], "category_path": ["a", "b"]}], "row 0: category_path is a list, not text"),
+            ([{**rows[0], "category_path": {"a": 1}}], "row 0: category_path is an object, not text"),
+            ([{**rows[0], "origin_query": True}], "row 0: origin_query is true/false, not text"),
+            ([rows[0], {**rows[1], "language": "xx"}], "row 1: language 'xx' is not a code this model knows"),
+            ([{**rows[0], "origin_query": "a" * 10_001}], "row 0: origin_query is 10,001 characters long"),
         ):
             with pytest.raises(urllib.error.HTTPError) as caught:
                 post(port, bad)

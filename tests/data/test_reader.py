@@ -111,3 +111,22 @@ def test_a_gzip_file_is_named_as_one(tmp_path):
     path.write_bytes(gzip.compress((json.dumps(QC) + "\n").encode()))
     with pytest.raises(DataError, match=r"train_QC.txt: this is a gzip archive; decompress it"):
         read_records(path, "QC")
+
+
+def test_a_ten_megabyte_field_is_cut_before_tokenising_with_one_line(tmp_path, caplog):
+    """Issue 29, item 3: a 10 MB query (or title) is cut at MAX_FIELD_CHARS as it is read, with one warning for
+    the file naming the first such line; it used to grow one process to 6.9 GB until the kernel killed it."""
+    from relevance.data.records import MAX_FIELD_CHARS
+
+    rows = [
+        {"id": 1, "task": "QC", "language": "en", "origin_query": "hat", "category_path": "a,b", "label": 1},
+        {"id": 2, "task": "QC", "language": "en", "origin_query": "x" * 10_000_000, "category_path": "a", "label": 0},
+        {"id": 3, "task": "QC", "language": "en", "origin_query": "cap", "category_path": "y" * 20_000, "label": 1},
+    ]
+    path = write(tmp_path / "train_QC.txt", rows)
+    with caplog.at_level("WARNING"):
+        records = read_records(path, "QC", require_label=True)
+    assert [len(r.query) for r in records] == [3, MAX_FIELD_CHARS, 3]
+    assert len(records[2].target) == MAX_FIELD_CHARS and records[1].query == "x" * MAX_FIELD_CHARS
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "2 row(s)" in warned[0] and "first on line 2" in warned[0]

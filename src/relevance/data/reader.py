@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
-from relevance.data.records import TASKS, Record
+from relevance.data.records import MAX_FIELD_CHARS, TASKS, Record
 from relevance.errors import DataError
+
+log = logging.getLogger(__name__)
 
 _REQUIRED = ("id", "task", "language", "origin_query")
 GZIP_MAGIC = b"\x1f\x8b"
@@ -72,16 +75,33 @@ def parse_row(row, task: str, path, line: int, require_label: bool) -> Record:
     elif require_label:
         said = "label is null" if "label" in row else "missing field 'label'"
         raise DataError(path, line, f"{said}; training files need a 0/1 label on every row.")
+    query, target = query[:MAX_FIELD_CHARS], target[:MAX_FIELD_CHARS]  # see MAX_FIELD_CHARS
     return Record(id=row_id, task=task, language=language.strip().lower(), query=query, target=target, label=label)
 
 
+def _too_long(row, task: str) -> bool:
+    return any(
+        isinstance(row.get(field), str) and len(row[field]) > MAX_FIELD_CHARS
+        for field in ("origin_query", TASKS[task].target_field)
+    )
+
+
 def json_lines(path: Path):
-    """(line number, decoded object) for each non-blank line; UTF-8 and JSON mistakes name the file and line."""
-    with path.open("rb") as handle:
+    """(line number, decoded object) for each non-blank line; UTF-8 and JSON mistakes name the file and line.
+    A file that takes more than a few seconds shows a progress bar (bytes read, and the rate)."""
+    from tqdm.auto import tqdm
+
+    with (
+        path.open("rb") as handle,
+        tqdm(
+            total=path.stat().st_size, unit="B", unit_scale=True, delay=3, desc=f"reading {path.name}", leave=False
+        ) as bar,
+    ):
         if handle.read(2) == GZIP_MAGIC:
             raise DataError(path, None, "this is a gzip archive; decompress it (gunzip) and give the text file.")
         handle.seek(0)
         for line_number, raw in enumerate(handle, start=1):
+            bar.update(len(raw))
             try:
                 text = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
             except UnicodeDecodeError:
@@ -119,8 +139,11 @@ def read_records(path: str | Path, task: str, require_label: bool = False) -> li
         raise DataError(path, None, "file not found; set data.dir to the folder holding train_QC.txt etc.")
     records: list[Record] = []
     first_line_of: dict[int, int] = {}
+    cut: list[int] = []  # lines whose query or target was cut at MAX_FIELD_CHARS
     for line_number, row in json_lines(path):
         record = parse_row(row, task, path, line_number, require_label)
+        if _too_long(row, task):
+            cut.append(line_number)
         if record.id in first_line_of:
             raise DataError(
                 path,
@@ -132,6 +155,15 @@ def read_records(path: str | Path, task: str, require_label: bool = False) -> li
         records.append(record)
     if not records:
         raise DataError(path, None, "the file is empty; expected one JSON object per line.")
+    if cut:
+        log.warning(
+            "%s: %d row(s) hold a query or target over %d characters (first on line %d); cut there, since no "
+            "model reads that far",
+            path,
+            len(cut),
+            MAX_FIELD_CHARS,
+            cut[0],
+        )
     return records
 
 

@@ -29,6 +29,9 @@ TASKS = {
 }
 
 ALL_LANGUAGES = ("en", "es", "fr", "ja", "ko", "pt", "th", "ar", "de", "it", "pl", "id", "vn")
+# A query or target longer than this is cut here before tokenising (files) or refused (REST): train.max_length
+# is 64 tokens by default, so no model reads this far, and a 10 MB field then costs no memory.
+MAX_FIELD_CHARS = 10_000
 # English names, for translation prompts.
 LANGUAGE_NAMES = {
     "en": "English",

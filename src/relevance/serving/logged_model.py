@@ -12,6 +12,7 @@ import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
 import relevance
 from relevance.data.records import TASKS
@@ -74,13 +75,14 @@ def requirements(backbone: dict) -> list[str]:
 
 
 def signature(task: str) -> ModelSignature:
-    """Every column optional to MLflow's own check, so an empty list can answer [] and a missing field is named
-    by row and field in `records_from_frame` (MLflow's check says only "Model is missing inputs"). `task` (QC or
-    QI) is read by a joint model and accepted, unused, by a single-task one, so one client serves both."""
+    """Every column optional and of any type to MLflow's own check, so that `records_from_frame` checks each
+    field and names the row and the field (MLflow says only "Model is missing inputs", passes a number through
+    as text, and answers a list with numpy's own message); an empty list answers []. `task` (QC or QI) is read by
+    a joint model and accepted, unused, by a single-task one, so one client serves both."""
     columns = ["task", "language", "origin_query"]
     columns += [TASKS[t].target_field for t in TASKS] if is_joint(task) else [TASKS[task].target_field]
     return ModelSignature(
-        inputs=Schema([ColSpec("string", name, required=False) for name in columns]),
+        inputs=Schema([ColSpec(AnyType(), name, required=False) for name in columns]),
         outputs=Schema([ColSpec("double", "score"), ColSpec("long", "prediction")]),
     )
 

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
-from relevance.data.records import TASKS, Record
+from relevance.data.records import ALL_LANGUAGES, MAX_FIELD_CHARS, TASKS, Record
 from relevance.errors import RelevanceError
 from relevance.model import finetune
 from relevance.runtime import inference_device, weights_dtype
@@ -170,11 +170,17 @@ class RelevanceScorer:
         return self.predict_records(records, batch_size)
 
     def records_from_frame(self, frame: pd.DataFrame) -> list[Record]:
-        """Rows of a DataFrame (pyfunc / REST input). A joint model reads each row's `task` column and its
-        category_path (QC) or item_title (QI)."""
+        """Rows of a DataFrame (pyfunc / REST input), each field checked: the query and the task's target as text
+        of at most MAX_FIELD_CHARS characters, the language a known code or empty. A joint model reads each row's
+        `task` column and its category_path (QC) or item_title (QI). A mistake is a ValueError naming the row
+        and the field (REST: 400)."""
         if is_joint(self.task) and "task" not in frame.columns:
             raise ValueError("input is missing column 'task'; a joint model needs QC or QI on every row.")
-        tasks = frame["task"].astype(str).str.upper().tolist() if is_joint(self.task) else [self.task] * len(frame)
+        columns = {c: frame[c].tolist() for c in frame.columns}
+        if is_joint(self.task):
+            tasks = [_text(value, i, "task", required=True).upper() for i, value in enumerate(columns["task"])]
+        else:
+            tasks = [self.task] * len(frame)
         unknown = sorted(set(tasks) - set(self.templates))
         if unknown:
             raise ValueError(f"task {unknown[0]!r} is not one this model scores ({', '.join(self.tasks)}).")
@@ -185,23 +191,19 @@ class RelevanceScorer:
                 f"input is missing column(s) {missing}; rows need origin_query and the task's target "
                 f"(category_path for QC, item_title for QI)."
             )
-        for column in needed:
-            for i, (value, task) in enumerate(zip(frame[column].tolist(), tasks)):
-                if column in ("origin_query", TASKS[task].target_field) and (value is None or pd.isna(value)):
-                    raise ValueError(f"row {i}: {column} is null or missing; every row needs it as text.")
-        frame = frame.astype(object).where(frame.notna(), "")  # a null language is only unknown
-        columns = {c: frame[c].tolist() for c in frame.columns}
-        languages = columns.get("language", [""] * len(frame))
-        return [
-            Record(
-                id=i,
-                task=task,
-                language=str(languages[i]),
-                query=str(columns["origin_query"][i]),
-                target=str(columns[TASKS[task].target_field][i]),
-            )
-            for i, task in enumerate(tasks)
-        ]
+        known = set(ALL_LANGUAGES) | set(self.bundle.seen_languages)
+        records = []
+        for i, task in enumerate(tasks):
+            language = _text(columns.get("language", [None] * len(frame))[i], i, "language").strip().lower()
+            if language and language not in known:
+                raise ValueError(
+                    f"row {i}: language {language!r} is not a code this model knows ({', '.join(sorted(known))}); "
+                    f"leave it out when unknown."
+                )
+            target_field = TASKS[task].target_field
+            query = _text(columns["origin_query"][i], i, "origin_query", required=True)
+            records.append(Record(i, task, language, query, _text(columns[target_field][i], i, target_field, True)))
+        return records
 
     def row_thresholds(self, records: list[Record], scores: np.ndarray | None = None) -> np.ndarray:
         """Each row's threshold: its language's when the run tuned one (threshold.per_language), else its task's.
@@ -308,3 +310,23 @@ class RelevancePyfunc(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
         scores = self.scorer.predict_records(records)
         return pd.DataFrame({"score": scores, "prediction": self.scorer.decide(records, scores)})
+
+
+def _text(value, row: int, field: str, required: bool = False) -> str:
+    """One input field as text: null (or missing) is "" unless `required`; anything but a string, or a string
+    over MAX_FIELD_CHARS, is refused naming the row and the field."""
+    if value is None or (not isinstance(value, (list, dict, tuple, np.ndarray)) and pd.isna(value)):
+        if required:
+            raise ValueError(f"row {row}: {field} is null or missing; every row needs it as text.")
+        return ""
+    if not isinstance(value, str):
+        kind = {list: "a list", dict: "an object", bool: "true/false"}.get(type(value), f"the number {value!r}")
+        if isinstance(value, (np.ndarray, tuple)):
+            kind = "a list"
+        raise ValueError(f"row {row}: {field} is {kind}, not text; send it as a JSON string.")
+    if len(value) > MAX_FIELD_CHARS:
+        raise ValueError(
+            f"row {row}: {field} is {len(value):,} characters long; send at most {MAX_FIELD_CHARS:,} (the model "
+            f"reads far fewer)."
+        )
+    return value
