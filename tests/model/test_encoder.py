@@ -178,6 +178,35 @@ def test_the_catalogue_margin_scores_a_target_against_every_other_category(tmp_p
         assert torch.allclose(model(**pairs).logits.squeeze(-1), plain)
 
 
+def test_the_bi_encoder_pads_queries_and_targets_apart_and_reads_known_targets_from_its_catalogue(tmp_path, cache_dir):
+    """Issue 29, item 4: a short query is no longer computed at its batch's longest target's length, and a target
+    the scoring catalogue holds is not encoded again; the scores are those of the texts encoded alone."""
+    cfg = compose_train(["backbone=multilingual_e5_small", "head=bi_encoder"], tmp_path, cache_dir)
+    location = resolve_source(cfg.backbone, cache_dir)
+    tokenizer = load_tokenizer(cfg.backbone, location)
+    model = load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head).eval()
+    catalogue = ["apparel accessories,hats & caps,baseball caps and trucker hats", "food,grocery"]
+    pairs = tokenizer(["mehl", "hut"], [catalogue[1], catalogue[0]], padding=True, return_tensors="pt")
+    shapes, embed = [], model.embed
+
+    def counted(ids, mask):
+        shapes.append(tuple(ids.shape))
+        return embed(ids, mask)
+
+    model.embed = counted
+    with torch.no_grad():
+        plain = model(**pairs).logits.squeeze(-1)
+        query_width, target_width = shapes[0][1], shapes[1][1]
+        assert len(shapes) == 2 and query_width < target_width  # each side padded to its own longest row
+        model.index_catalogue(tokenizer, catalogue, max_length=64, batch_size=2)
+        shapes.clear()
+        margin = model(**pairs).logits.squeeze(-1)
+        assert shapes == [(2, query_width)]  # the queries alone were encoded: both targets came from the catalogue
+        model._catalogue_rows = {}  # the same catalogue, but no target found by its tokens: both sides encoded
+        assert torch.allclose(model(**pairs).logits.squeeze(-1), margin, atol=1e-5)
+    assert not torch.allclose(plain, margin)
+
+
 def test_a_catalogue_margin_model_keeps_its_catalogue_and_serves_as_it_was_judged(tmp_path, cache_dir):
     from relevance.data.clean import clean_records
     from relevance.data.reader import read_records

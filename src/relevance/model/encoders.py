@@ -60,11 +60,9 @@ def split_pairs(
     cls_id: int,
     query_prefix: list[int],
     target_prefix: list[int],
-    pad_id: int,
-) -> torch.Tensor:
+) -> tuple[list[list[int]], list[list[int]]]:
     """The query and the target of each tokenised pair (`<s> q </s></s> t </s>`, right-padded) as two separate
-    rows each (`<s> prefix q </s>`), padded together: one encoder pass for both sides of the batch. Row i of the
-    result is row i's query, row n + i its target."""
+    rows each (`<s> prefix q </s>`): the batch's queries, and its targets."""
     sides = []
     for ids in (row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask)):
         first = ids.index(sep_id, 1)  # end of the query
@@ -77,7 +75,7 @@ def split_pairs(
                 [cls_id] + target_prefix + ids[start : len(ids) - 1] + [sep_id],
             )
         )
-    return _padded([query for query, _ in sides] + [target for _, target in sides], pad_id, input_ids.device)
+    return [query for query, _ in sides], [target for _, target in sides]
 
 
 def _padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,6 +120,7 @@ class MeanPooledBiEncoder(torch.nn.Module):
         self.query_prefix = _prefix_ids(tokenizer, query_prefix)
         self.target_prefix = _prefix_ids(tokenizer, target_prefix)
         self.catalogue: torch.Tensor | None = None  # unit vectors of the indexed categories (not a weight)
+        self._catalogue_rows: dict[tuple, int] = {}  # a category's token row -> its row in `catalogue`
 
     def get_input_embeddings(self):
         return self.encoder.get_input_embeddings()
@@ -131,11 +130,16 @@ class MeanPooledBiEncoder(torch.nn.Module):
         return torch.nn.functional.normalize(mean_pool(hidden, attention_mask).float(), dim=-1)
 
     def forward(self, input_ids, attention_mask, **_):
-        ids, mask = split_pairs(
-            input_ids, attention_mask, self.sep_id, self.cls_id, self.query_prefix, self.target_prefix, self.pad_id
+        """Queries and targets are encoded in two passes, each padded to its own longest row: padded together,
+        every short query was computed at its batch's longest category path's length (+65% token positions on
+        the taxonomy). Targets the scoring catalogue holds are read from it instead of encoded again."""
+        queries, targets = split_pairs(
+            input_ids, attention_mask, self.sep_id, self.cls_id, self.query_prefix, self.target_prefix
         )
-        embedded = self.embed(ids, mask)
-        query, target = embedded[: len(input_ids)], embedded[len(input_ids) :]
+        query = self.embed(*_padded(queries, self.pad_id, input_ids.device))
+        target = self._indexed(targets)
+        if target is None:
+            target = self.embed(*_padded(targets, self.pad_id, input_ids.device))
         score = getattr(self, self.head_module)
         cosine = (query * target).sum(dim=-1)
         if self.catalogue is None:
@@ -155,11 +159,21 @@ class MeanPooledBiEncoder(torch.nn.Module):
             return
         device = next(self.encoder.parameters()).device
         budget = max(max_length - 2 - len(self.target_prefix), 1)
-        training, vectors = self.training, []
+        training, vectors, all_rows = self.training, [], []
         self.eval()  # no dropout: the same vectors as scoring computes
         for start in range(0, len(texts), batch_size):
             tokens = tokenizer(texts[start : start + batch_size], add_special_tokens=False)["input_ids"]
             rows = [[self.cls_id] + self.target_prefix + ids[:budget] + [self.sep_id] for ids in tokens]
+            all_rows += rows
             vectors.append(self.embed(*_padded(rows, self.pad_id, device)))
         self.train(training)
         self.catalogue = torch.cat(vectors)
+        self._catalogue_rows = {tuple(row): i for i, row in enumerate(all_rows)}
+
+    def _indexed(self, targets: list[list[int]]) -> torch.Tensor | None:
+        """The catalogue's vectors of these targets when it holds every one (scoring only: in training the
+        weights move and there is no catalogue); None otherwise."""
+        if self.catalogue is None or self.training or torch.is_grad_enabled():
+            return None
+        rows = [self._catalogue_rows.get(tuple(target)) for target in targets]
+        return None if None in rows else self.catalogue[rows]
