@@ -10,6 +10,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from relevance import pipeline
@@ -218,6 +219,51 @@ def test_predict_refuses_an_edited_model_in_one_sentence_before_scoring(trained,
     named = f"{copied}/artifacts/bundle/relevance.json: `thresholds` holds {{'QC': 5.0}}"
     assert len(error) == 1 and named in error[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not list(tmp_path.glob("**/submit_QC.txt"))
+
+
+def test_an_exported_fold_loads_in_plain_transformers_and_scores_as_the_served_model(
+    trained, cache_dir, monkeypatch, capsys
+):
+    """Issue 29, item 6: `relevance export` writes each fold's adapter merged into its base, head included; plain
+    transformers (AutoModelForSequenceClassification, the tokenizer saved beside it) scores the rows the bundle's
+    preprocessing formats as that fold alone does in the served model."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from relevance.cli import main
+    from relevance.data.records import Record
+    from relevance.serving.scorer import RelevanceScorer
+
+    tmp_path, _, summary = trained
+    monkeypatch.setenv("RELEVANCE_CACHE", str(cache_dir))
+    output = tmp_path / "exported"
+    command = ["export", "models:/relevance-qc@champion", "--output", str(output)]
+    command += ["--tracking-uri", mlflow.get_tracking_uri()]
+    main(command)
+    assert f"wrote {output / 'fold_1'}" in capsys.readouterr().out
+    bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
+    records = [
+        Record(i, "QC", row["language"], row["origin_query"], row["category_path"]) for i, row in enumerate(MIXED)
+    ]
+    for fold in ("fold_0", "fold_1"):
+        described = json.loads((output / fold / "relevance_export.json").read_text())
+        assert described["score"] == {"kind": "classifier"} and described["thresholds"] == {
+            "QC": pytest.approx(summary["oof_best_threshold"])
+        }
+        served = RelevanceScorer(bundle, cache=cache_dir)
+        served.folds = [fold]
+        expected = served.predict_records(records)
+        model = AutoModelForSequenceClassification.from_pretrained(output / fold).eval()
+        tokenizer = AutoTokenizer.from_pretrained(output / fold)
+        texts = served.preprocessor.inputs(records)
+        with torch.inference_mode():
+            limit = described["input"]["max_length"]
+            tokens = [tokenizer(text, truncation=True, max_length=limit, return_tensors="pt") for text in texts]
+            scores = [torch.sigmoid(model(**row).logits[0, 0]).item() for row in tokens]
+        assert np.allclose(scores, expected, rtol=0, atol=1e-4), (fold, scores, expected)
+    assert not any("lora" in name for name in model.state_dict())  # merged: a plain model
+    with pytest.raises(SystemExit) as caught:
+        main(command)  # again, into the folder it filled
+    assert caught.value.code == 2 and "is not empty; give a new folder" in capsys.readouterr().err
 
 
 def test_the_fold_ensemble_scores_the_mean_of_its_folds(trained):

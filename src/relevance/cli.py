@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import sys
+from pathlib import Path
 
 from relevance import interrupts
 from relevance.errors import RelevanceError
@@ -146,6 +147,27 @@ def _cell(row: dict) -> str:
     return f"{row['f1']:.3f} ({row['floor']:.3f}) n={row['rows']:<4}"
 
 
+def run_export(reference: str, output: Path, tracking_uri: str | None) -> None:
+    import tempfile
+
+    import mlflow
+
+    from relevance import tracking
+    from relevance.serving.export import export
+    from relevance.serving.predict import as_given, download_bundle
+    from relevance.serving.scorer import default_cache
+
+    mlflow.set_tracking_uri(tracking.existing_store(tracking_uri or tracking.default_tracking_uri(".")))
+    with tempfile.TemporaryDirectory() as scratch:
+        downloaded, bundle = download_bundle(reference, scratch)
+        try:
+            written = export(bundle, output, default_cache())
+        except RelevanceError as error:
+            raise as_given(error, downloaded, reference) from None
+    for folder in written:
+        print(f"wrote {folder}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """`relevance register ...`: put a run's model (or the best run's) into the model registry."""
     from relevance import __version__, tracking
@@ -196,7 +218,23 @@ def main(argv: list[str] | None = None) -> None:
         help="read the config's training file(s) and plan at their rows' real token lengths (replaces --rows and "
         "--row-tokens)",
     )
+    export = commands.add_parser(
+        "export",
+        help="write a model as plain Hugging Face checkpoints (adapter merged, head included), one per fold and refit",
+        description="Each fold's (and the refit's) adapter folded into its base weights and saved with its head, "
+        "its tokenizer, relevance_export.json (input format, how the output becomes a score, thresholds) and the "
+        "model card: transformers, vLLM, TEI or sentence-transformers load it without this package.",
+        epilog="example: relevance export models:/relevance-qc@champion --output exported/",
+    )
+    export.add_argument("model", help="models:/<name>@<alias>, models:/<name>/<version> or a training run id")
+    export.add_argument("--output", required=True, help="a new or empty folder")
+    export.add_argument("--format", choices=["hf"], default="hf", help="hf: Hugging Face checkpoints (default)")
+    export.add_argument("--tracking-uri", default=None, help="default: sqlite:///./mlruns/mlflow.db")
     args = parser.parse_args(argv)
+    if args.command == "export":
+        with user_errors_exit(doing="export"):
+            run_export(args.model, Path(args.output), args.tracking_uri)
+        return
     if args.command == "plan":
         with config_errors_exit(), user_errors_exit(doing="planning"):
             print(run_plan(args.overrides, args.rows, args.mfu, args.row_tokens, args.data))

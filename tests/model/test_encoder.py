@@ -144,10 +144,36 @@ def test_a_bi_encoder_trains_logs_and_serves(tmp_path, cache_dir):
     saved = load_file(str(bundle / "adapters" / "refit" / finetune.FULL_FILE))
     assert {"classifier.scale", "classifier.bias"} <= set(saved)
     assert saved["classifier.scale"].item() != pytest.approx(20.0)  # the score's scale trained
-    scores = RelevanceScorer(bundle, cache=cache_dir).predict(
-        [("casquette", "apparel accessories,hats & caps"), ("mehl", "food,grocery")]
-    )
+    pairs = [("casquette", "apparel accessories,hats & caps"), ("mehl", "food,grocery")]
+    scores = RelevanceScorer(bundle, cache=cache_dir).predict(pairs)
     assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+    _exported_refit_scores_as_served(bundle, tmp_path / "exported", cache_dir, pairs, scores)
+
+
+def _exported_refit_scores_as_served(bundle, output, cache_dir, pairs, served) -> None:
+    """Issue 29, item 6: the exported refit is a plain encoder (and a sentence-transformers folder); mean pooling,
+    the cosine of query and target with E5's prefixes, and its scale and bias give the served model's scores."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from relevance.serving.export import export
+
+    folder = output / "refit"
+    assert folder in export(bundle, output, cache_dir)
+    described = json.loads((folder / "relevance_export.json").read_text())
+    assert described["score"]["kind"] == "bi_encoder" and (folder / "1_Pooling" / "config.json").is_file()
+    model, tokenizer = AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    prefixes = described["input"]["query_prefix"], described["input"]["target_prefix"]
+
+    def embedded(texts):
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+
+    with torch.inference_mode():
+        cosine = (embedded([prefixes[0] + q for q, _ in pairs]) * embedded([prefixes[1] + t for _, t in pairs])).sum(-1)
+    scores = torch.sigmoid(described["score"]["scale"] * cosine + described["score"]["bias"]).numpy()
+    assert np.allclose(scores, served, rtol=0, atol=1e-4), (scores, served)
 
 
 def test_the_catalogue_margin_scores_a_target_against_every_other_category(tmp_path, cache_dir):

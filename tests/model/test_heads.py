@@ -146,8 +146,35 @@ def test_yes_no_end_to_end_logs_a_model_that_scores(tmp_path, cache_dir):
     meta = json.loads((bundle / "relevance.json").read_text())
     assert meta["head"]["name"] == "yes_no" and meta["templates"]["QC"].endswith("### Response:\n")
     scorer = mlflow.pyfunc.load_model(summary["model_uri"]).unwrap_python_model().scorer
-    scores = scorer.predict([("casquette", "apparel accessories,hats & caps"), ("mehl", "food,grocery")])
+    pairs = [("casquette", "apparel accessories,hats & caps"), ("mehl", "food,grocery")]
+    scores = scorer.predict(pairs)
     assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+    _exported_yes_no_scores_as_served(bundle, tmp_path / "exported", cache_dir, scorer, pairs)
+
+
+def _exported_yes_no_scores_as_served(bundle, output, cache_dir, scorer, pairs) -> None:
+    """Issue 29, item 6: an exported yes/no fold is a plain causal LM; logit(yes) - logit(no) at the prompt's last
+    token (the form vLLM's classifier_from_token serving reads) gives that fold's served score."""
+    import json
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from relevance.data.records import Record
+    from relevance.serving.export import export
+
+    export(bundle, output, cache_dir)
+    described = json.loads((output / "fold_0" / "relevance_export.json").read_text())
+    yes, no = described["score"]["yes_token_id"], described["score"]["no_token_id"]
+    model = AutoModelForCausalLM.from_pretrained(output / "fold_0").eval()
+    tokenizer = AutoTokenizer.from_pretrained(output / "fold_0")
+    scorer.folds = ["fold_0"]
+    records = [Record(i, "QC", "en", q, t) for i, (q, t) in enumerate(pairs)]
+    with torch.inference_mode():
+        logits = [
+            model(**tokenizer(text, return_tensors="pt")).logits[0, -1] for text in scorer.preprocessor.inputs(records)
+        ]
+    scores = [torch.sigmoid(row[yes] - row[no]).item() for row in logits]
+    assert np.allclose(scores, scorer.predict_records(records), rtol=0, atol=1e-4)
 
 
 def test_long_rows_keep_the_answer_slot_and_max_length_budgets_the_pair(tiny_lm):

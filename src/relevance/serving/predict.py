@@ -29,6 +29,35 @@ def model_uri(reference: str) -> str:
     return tracking.model_uri(reference) if is_run_id(reference) else reference
 
 
+def download_bundle(reference: str, download_to: str | Path | None = None) -> tuple[Path, Path]:
+    """The model's copy on this machine and its bundle folder (`download_to`: where to copy it; None: MLflow's
+    own temporary folder)."""
+    from relevance.serving.bundle import BUNDLE_FILE
+
+    try:
+        downloaded = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=model_uri(reference), dst_path=str(download_to) if download_to else None
+            )
+        )
+    except mlflow.exceptions.MlflowException as error:
+        raise RelevanceError(
+            f"model={reference}: {error.message.splitlines()[0]}; give models:/<name>@<alias>, "
+            f"models:/<name>/<version> or a training run id."
+        ) from None
+    folder = downloaded / "artifacts" / "bundle"
+    if not (folder / BUNDLE_FILE).is_file():
+        raise RelevanceError(
+            f"model={reference} is not a relevance model (no {BUNDLE_FILE} in it); give a model logged by train.py."
+        )
+    return downloaded, folder
+
+
+def as_given(error: RelevanceError, downloaded: Path, reference: str) -> RelevanceError:
+    """The error naming the model as the user gave it, not its temporary copy."""
+    return RelevanceError(str(error).replace(str(downloaded), reference.rstrip("/")))
+
+
 def load_scorer(
     reference: str,
     ensemble: str = "auto",
@@ -40,23 +69,9 @@ def load_scorer(
     """The model's scorer; `ensemble` picks the fold average or the full-data refit; `translations_file` gives
     the new queries' translations to a model trained with translator=file; `download_to` is the folder the model
     is copied into (the caller removes it; None: MLflow's own temporary folder)."""
-    from relevance.serving.bundle import BUNDLE_FILE
     from relevance.serving.scorer import RelevanceScorer
 
-    try:
-        downloaded = mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri(reference), dst_path=str(download_to) if download_to else None
-        )
-        folder = Path(downloaded) / "artifacts" / "bundle"
-    except mlflow.exceptions.MlflowException as error:
-        raise RelevanceError(
-            f"model={reference}: {error.message.splitlines()[0]}; give models:/<name>@<alias>, "
-            f"models:/<name>/<version> or a training run id."
-        ) from None
-    if not (folder / BUNDLE_FILE).is_file():
-        raise RelevanceError(
-            f"model={reference} is not a relevance model (no {BUNDLE_FILE} in it); give a model logged by train.py."
-        )
+    downloaded, folder = download_bundle(reference, download_to)
     try:
         return RelevanceScorer(
             folder,
@@ -65,8 +80,8 @@ def load_scorer(
             translations_file=translations_file,
             trust_remote_code=trust_remote_code,
         )
-    except RelevanceError as error:  # name the model as the user gave it, not the temporary copy
-        raise RelevanceError(str(error).replace(str(Path(downloaded)), reference.rstrip("/"))) from None
+    except RelevanceError as error:
+        raise as_given(error, downloaded, reference) from None
 
 
 def predict_file(cfg, scorer, task: str) -> Path:
