@@ -86,6 +86,7 @@ def main() -> None:
         scorer = RelevanceScorer(train(scratch), ensemble="refit")
         rows = pairs(args.rows)
         records = [Record(i, "QC", row["language"], row["query"], row["target"]) for i, row in enumerate(rows)]
+        scorer.predict_records(records[:8])  # the refit's trained weights are now in place (they load on first use)
         st = sentence_transformer(scorer, scratch / "st")
         head = getattr(bi_encoder(scorer), bi_encoder(scorer).head_module)
         prefixes = scorer.head.cfg.query_prefix, scorer.head.cfg.target_prefix
@@ -99,7 +100,7 @@ def main() -> None:
             queries = st.encode([prefixes[0] + q for q, _ in texts], batch_size=batch, convert_to_tensor=True)
             targets = st.encode([prefixes[1] + t for _, t in texts], batch_size=batch, convert_to_tensor=True)
             with torch.inference_mode():
-                return torch.sigmoid(head((queries * targets).sum(-1))).numpy()
+                return torch.sigmoid(head((queries * targets).sum(-1))).numpy().ravel()
 
         methods = {"harness (RelevanceScorer)": harness, "sentence-transformers": sentence_transformers}
         rates = {name: [] for name in methods}

@@ -192,9 +192,10 @@ class RelevanceScorer:
                 f"(category_path for QC, item_title for QI)."
             )
         known = set(ALL_LANGUAGES) | set(self.bundle.seen_languages)
+        languages = columns.get("language", [None] * len(frame))
         records = []
         for i, task in enumerate(tasks):
-            language = _text(columns.get("language", [None] * len(frame))[i], i, "language").strip().lower()
+            language = _text(languages[i], i, "language").strip().lower()
             if language and language not in known:
                 raise ValueError(
                     f"row {i}: language {language!r} is not a code this model knows ({', '.join(sorted(known))}); "
