@@ -233,6 +233,38 @@ def test_the_bi_encoder_pads_queries_and_targets_apart_and_reads_known_targets_f
     assert not torch.allclose(plain, margin)
 
 
+def test_a_served_request_encodes_each_distinct_query_and_target_once_with_the_scores_of_forward(tmp_path, cache_dir):
+    """Issue 29, item 4: a query with several candidates, and a category asked by several queries, are encoded once
+    per request; every pair's logit equals `forward`'s, with and without a catalogue."""
+    cfg = compose_train(["backbone=multilingual_e5_small", "head=bi_encoder"], tmp_path, cache_dir)
+    location = resolve_source(cfg.backbone, cache_dir)
+    tokenizer = load_tokenizer(cfg.backbone, location)
+    model = load_model(cfg.backbone, location, tokenizer, torch.float32, cfg.head).eval()
+    catalogue = ["apparel accessories,hats & caps", "food,grocery", "food,bakery,bread"]
+    queries = ["mehl", "mehl", "hut", "casquette de baseball", "hut", "brot"]
+    targets = [catalogue[1], catalogue[2], catalogue[0], catalogue[0], "apparel,shoes", catalogue[2]]
+    rows = [np.asarray(ids) for ids in tokenizer(queries, targets)["input_ids"]]
+    encoded = []
+    embed = model.embed
+
+    def counted(ids, mask):
+        encoded.extend(ids.tolist())
+        return embed(ids, mask)
+
+    model.embed = counted
+    with torch.no_grad():
+        for indexed in ([], catalogue):
+            model.index_catalogue(tokenizer, indexed, max_length=64, batch_size=4)
+            pairs = tokenizer(queries, targets, padding=True, return_tensors="pt")
+            expected = model(**pairs).logits.squeeze(-1)
+            encoded.clear()
+            served = model.score_pairs(rows, batch_size=2)
+            assert torch.allclose(served, expected, atol=1e-5), (served, expected)
+            # 4 distinct queries of 6; 4 distinct targets of 6, of which the catalogue holds 3 when indexed
+            assert len(encoded) == (4 + 4 if not indexed else 4 + 1)
+            assert len({tuple(row) for row in encoded}) == len(encoded)  # nothing encoded twice
+
+
 def test_a_catalogue_margin_model_keeps_its_catalogue_and_serves_as_it_was_judged(tmp_path, cache_dir):
     from relevance.data.clean import clean_records
     from relevance.data.reader import read_records

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from peft import TaskType
@@ -90,6 +91,20 @@ class Head:
     ) -> None:
         """What a trained model needs before it scores (called after training, and by the served model each time
         it switches to fold `key`: what was prepared for a key is kept)."""
+
+    def score(self, model, tokenizer, inputs: list, batch_size: int, max_length: int, device, desc: str = ""):
+        """Every row's probability, as a served request is scored: batches of rows of like length (the progress
+        bar, named `desc`, shows only when a description is given)."""
+        from tqdm.auto import tqdm
+
+        from relevance.model.batches import dataloader
+
+        scores = np.zeros(len(inputs))
+        loader = dataloader(tokenizer, inputs, None, batch_size, max_length, shuffle=False)
+        for batch in tqdm(loader, desc=desc, disable=not desc, leave=False):
+            logit, _ = self(model, {k: batch[k].to(device) for k in ("input_ids", "attention_mask")})
+            scores[batch["index"].numpy()] = torch.sigmoid(logit).cpu().numpy()
+        return scores
 
     def __call__(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         logit = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1).float()
@@ -180,6 +195,18 @@ class BiEncoderHead(Head):
         bi_encoder.index_catalogue(tokenizer, catalogue, max_length, batch_size)
         if key is not None:
             self.indexed[key] = bi_encoder.catalogue
+
+    def score(self, model, tokenizer, inputs: list, batch_size: int, max_length: int, device, desc: str = ""):
+        """Each distinct query and target encoded once (MeanPooledBiEncoder.score_pairs): the same scores as
+        batch by batch, with fewer texts encoded."""
+        from tqdm.auto import tqdm
+
+        from relevance.model.batches import encode
+
+        bi_encoder = model.get_base_model() if hasattr(model, "get_base_model") else model
+        with tqdm(desc=desc, disable=not desc, leave=False, unit="text") as bar:
+            logits = bi_encoder.score_pairs(encode(tokenizer, inputs, max_length), batch_size, bar)
+        return torch.sigmoid(logits.float()).cpu().numpy()
 
 
 @register

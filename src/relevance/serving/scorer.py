@@ -267,28 +267,20 @@ class RelevanceScorer:
             return self._score(records, batch_size, progress)
 
     def _score(self, records: list[Record], batch_size: int | None, progress: bool) -> np.ndarray:
-        from tqdm.auto import tqdm
-
-        from relevance.model.batches import dataloader
-
         inputs = self.preprocessor.inputs(records)
-        loader = dataloader(
-            self.tokenizer,
-            inputs,
-            None,
-            batch_size or self.bundle.eval_batch_size,
-            self.bundle.max_length,
-            shuffle=False,
-        )
         by_fold = np.zeros((len(self.folds), len(inputs)))  # averaged in the folds' order, whatever order scored
         with torch.inference_mode():
             for fold in self._in_swap_order():
                 self._activate(fold)
-                bar = tqdm(loader, desc=f"scoring {fold}", disable=not progress, leave=False)
-                for batch in bar:
-                    inputs = {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}
-                    logit, _ = self.head(self.model, inputs)
-                    by_fold[self.folds.index(fold), batch["index"].numpy()] = torch.sigmoid(logit).cpu().numpy()
+                by_fold[self.folds.index(fold)] = self.head.score(
+                    self.model,
+                    self.tokenizer,
+                    inputs,
+                    batch_size or self.bundle.eval_batch_size,
+                    self.bundle.max_length,
+                    self.device,
+                    desc=f"scoring {fold}" if progress else "",
+                )
         return by_fold.mean(axis=0)
 
 
