@@ -168,6 +168,56 @@ def run_export(reference: str, output: Path, tracking_uri: str | None) -> None:
         print(f"wrote {folder}")
 
 
+def run_quantize(
+    reference: str, dev: Path, output: Path, max_change: float, task: str | None, tracking_uri: str | None
+) -> None:
+    """Check int8 against fp32 on labelled rows, and write the int8 model only if its F1 holds."""
+    import shutil
+    import tempfile
+
+    import mlflow
+
+    from relevance import tracking
+    from relevance.data.reader import read_records
+    from relevance.serving import precision
+    from relevance.serving.bundle import ModelBundle
+    from relevance.serving.predict import as_given, download_bundle
+    from relevance.serving.scorer import RelevanceScorer
+
+    if output.exists() and any(output.iterdir()):
+        raise RelevanceError(f"--output {output} is not empty; give a new folder for the int8 model.")
+    if not 0 <= max_change < 1:
+        raise RelevanceError(f"--max-f1-change {max_change} must be at least 0 and under 1 (default 0.005).")
+    if not dev.is_file():
+        raise RelevanceError(f"--dev {dev} is not a file; give a labelled file of the model's task (dev_QC.txt).")
+    mlflow.set_tracking_uri(tracking.existing_store(tracking_uri or tracking.default_tracking_uri(".")))
+    with tempfile.TemporaryDirectory() as scratch:
+        downloaded, folder = download_bundle(reference, scratch)
+        try:
+            bundle = ModelBundle.load(folder)
+            tasks = list(bundle.templates)
+            if task is None and len(tasks) > 1:
+                raise RelevanceError(f"this model scores {' and '.join(tasks)}; say which {dev} holds with --task.")
+            records = read_records(dev, task or tasks[0])
+            if any(r.label is None for r in records):
+                raise RelevanceError(f"--dev {dev} has rows without a label; the check needs labelled rows.")
+            results = {}
+            for name in precision.PRECISIONS:
+                print(f"scoring {len(records)} rows of {dev.name} in {name} ...", flush=True)
+                results[name] = precision.measure(RelevanceScorer(folder, precision=name, device="cpu"), records)
+            print(precision.table(results["fp32"], results["int8"]))
+            check = precision.gate(results["fp32"], results["int8"], max_change)
+        except RelevanceError as error:
+            raise as_given(error, downloaded, reference) from None
+        bundle.precision, bundle.precision_check = "int8", {**check, "dev_file": dev.name}
+        bundle.save(folder)
+        shutil.copytree(downloaded, output, dirs_exist_ok=True)
+    print(
+        f"wrote {output}: int8 weights, F1 within {max_change} of fp32 on {dev.name}; score with "
+        f"`python predict.py model={output}` or serve with `mlflow models serve -m {output}`"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """`relevance register ...`: put a run's model (or the best run's) into the model registry."""
     from relevance import __version__, tracking
@@ -230,7 +280,28 @@ def main(argv: list[str] | None = None) -> None:
     export.add_argument("--output", required=True, help="a new or empty folder")
     export.add_argument("--format", choices=["hf"], default="hf", help="hf: Hugging Face checkpoints (default)")
     export.add_argument("--tracking-uri", default=None, help="default: sqlite:///./mlruns/mlflow.db")
+    quantize = commands.add_parser(
+        "quantize",
+        help="write an int8 copy of a model for faster CPU scoring, only if its F1 on labelled rows holds",
+        description="Scores the labelled rows with the model as logged (fp32) and with int8 weights (dynamic, one "
+        "scale per channel), prints pairs/s and F1 side by side (all rows, seen and unseen languages), and writes "
+        "the int8 model only when every F1 is within --max-f1-change of fp32's. int8 scores the refit (or a "
+        "one-fold model).",
+        epilog="example: relevance quantize models:/relevance-qc@champion --dev data/dev_QC.txt --output qc-int8/",
+    )
+    quantize.add_argument("model", help="models:/<name>@<alias>, models:/<name>/<version> or a training run id")
+    quantize.add_argument("--dev", required=True, help="a labelled file of the model's task (the competition format)")
+    quantize.add_argument("--output", required=True, help="a new or empty folder for the int8 model")
+    quantize.add_argument("--max-f1-change", type=float, default=0.005, help="largest F1 change allowed (0.005)")
+    quantize.add_argument("--task", choices=["QC", "QI"], default=None, help="the file's task, for a joint model")
+    quantize.add_argument("--tracking-uri", default=None, help="default: sqlite:///./mlruns/mlflow.db")
     args = parser.parse_args(argv)
+    if args.command == "quantize":
+        with user_errors_exit(doing="quantizing"):
+            run_quantize(
+                args.model, Path(args.dev), Path(args.output), args.max_f1_change, args.task, args.tracking_uri
+            )
+        return
     if args.command == "export":
         with user_errors_exit(doing="export"):
             run_export(args.model, Path(args.output), args.tracking_uri)

@@ -147,6 +147,11 @@ def test_a_bi_encoder_trains_logs_and_serves(tmp_path, cache_dir):
     pairs = [("casquette", "apparel accessories,hats & caps"), ("mehl", "food,grocery")]
     scores = RelevanceScorer(bundle, cache=cache_dir).predict(pairs)
     assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+    int8 = RelevanceScorer(bundle, cache=cache_dir, precision="int8")  # the refit's full weights, then int8 layers
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in int8.model.modules())
+    # int8 moves a bi-encoder's scores by several hundredths (its cosine is scaled by about 20); whether F1 holds
+    # is what `relevance quantize` checks before it writes an int8 model
+    assert np.allclose(int8.predict(pairs), scores, atol=0.15)
     _exported_refit_scores_as_served(bundle, tmp_path / "exported", cache_dir, pairs, scores)
 
 

@@ -78,6 +78,8 @@ def test_a_foreign_version_or_a_missing_field_gets_one_sentence(saved):
         ({"unseen_threshold": "median"}, "`unseen_threshold` is not shared or matched_rate"),
         ({"refit": 3}, "`refit` is 3"),
         ({"head": {"prompt": "x"}}, "`head` has no name"),
+        ({"precision": "int4"}, "`precision` is not fp32 or int8"),
+        ({"precision": "int8"}, "`precision_check` is empty for int8"),
     ],
 )
 def test_an_edited_field_is_refused_naming_the_field_and_the_file(saved, changes, words):

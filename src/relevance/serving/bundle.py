@@ -48,6 +48,8 @@ class ModelBundle:
     category_order: str = "root_first"  # clean.category_order (bundles written before it had none: root_first)
     catalogue: list[str] = field(default_factory=list)  # head.catalogue_margin: the categories scores compare with
     digests: dict[str, str] = field(default_factory=dict)  # weight folder -> sha256 of its files, made by `save`
+    precision: str = "fp32"  # fp32 | int8 (written by `relevance quantize` after its F1 check)
+    precision_check: dict = field(default_factory=dict)  # that check: F1 and pairs/s of both precisions
     version: int = BUNDLE_VERSION
 
     def save(self, folder: Path) -> Path:
@@ -124,6 +126,8 @@ class ModelBundle:
             ("min_language_rows", self.min_language_rows >= 0, "is negative"),
             ("backbone", bool(self.backbone.get("name")), "has no name"),
             ("head", bool(self.head.get("name")), "has no name"),
+            ("precision", self.precision in ("fp32", "int8"), "is not fp32 or int8"),
+            ("precision_check", self.precision == "fp32" or bool(self.precision_check), "is empty for int8"),
         ]
         for name, values in (
             ("thresholds", self.thresholds),

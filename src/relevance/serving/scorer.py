@@ -3,6 +3,7 @@ weights (never the weights themselves). One object scores pairs for predict.py a
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -27,6 +28,7 @@ def default_cache() -> Path:
 
 
 ENSEMBLES = ("auto", "folds", "refit")
+log = logging.getLogger(__name__)
 
 
 class RelevanceScorer:
@@ -59,6 +61,7 @@ class RelevanceScorer:
         translations_file: str | Path | None = None,
         merge: bool = True,
         trust_remote_code: bool = False,
+        precision: str | None = None,
     ):
         from peft import PeftModel
 
@@ -104,6 +107,7 @@ class RelevanceScorer:
         self.folds = folds
         self.merge = merge and self.full_weights is None and len(folds) == 1
         self._active: str | None = None  # the fold whose weights are in place
+        self.precision = self._set_precision(precision or self.bundle.precision, backbone)
         self._scoring = threading.Lock()  # the fold that scores is shared state: one request at a time
         # a refit model has its own threshold (threshold.refit, reporting.refit_report); per-language ones fit the folds
         self.thresholds = self.bundle.decision_thresholds(ensemble)
@@ -127,6 +131,33 @@ class RelevanceScorer:
             make_translations=self._make_translations,
             category_order=self.bundle.category_order,
         )
+
+    def _set_precision(self, precision: str, backbone) -> str:
+        """int8 (serving/precision.py): the one model's weights put in place, folded into the base, and its
+        backbone's linear layers quantized; on a GPU the model keeps its logged precision."""
+        from relevance.serving.precision import PRECISIONS, quantize_int8
+
+        if precision not in PRECISIONS:
+            raise RelevanceError(f"precision={precision!r} is not known; use {' or '.join(PRECISIONS)}.")
+        if precision == "fp32":
+            return precision
+        if self.device.type != "cpu":
+            log.info("int8 weights are a CPU path; scoring on %s in the logged precision", self.device)
+            return "fp32"
+        if len(self.folds) != 1:
+            raise RelevanceError(
+                f"int8 scores one model; this scorer averages {len(self.folds)} folds: use ensemble=refit (or "
+                f"ensemble=auto on a model trained with train.refit=true)."
+            )
+        fold = self.folds[0]
+        if self.full_weights is not None:
+            finetune.load_trainable(self.model, self.full_weights[fold])
+        else:
+            self.model.set_adapter(fold)
+            self.model = self.model.merge_and_unload()
+        self.model = quantize_int8(self.model, backbone.head_module)
+        self._active = fold
+        return precision
 
     @property
     def translations(self):
