@@ -127,7 +127,7 @@ def test_relevance_register_best_picks_the_run_and_says_why(trained, capsys):
 
     main(["register", "--best", "--name", "relevance-best", "--tracking-uri", mlflow.get_tracking_uri()])
     assert MlflowClient().get_model_version_by_alias("relevance-best", "champion").run_id == summary["run_id"]
-    said = f"best run in experiment 'relevance' by oof_best_f1: {summary['run_id']} ({summary['oof_best_f1']:.4f})"
+    said = f"best of 1 finished QC run(s) on demo in experiment 'relevance' by oof_best_f1: {summary['run_id']} "
     assert said in capsys.readouterr().out
 
 

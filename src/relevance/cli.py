@@ -240,6 +240,24 @@ def main(argv: list[str] | None = None) -> None:
     reg.add_argument("--alias", default="champion", help="alias to point at the new version (default: champion)")
     reg.add_argument("--experiment", default="relevance", help="MLflow experiment searched by --best")
     reg.add_argument("--metric", default="oof_best_f1", help="metric --best maximises (default: oof_best_f1)")
+    reg.add_argument(
+        "--task",
+        choices=["QC", "QI", "JOINT"],
+        default=None,
+        help="--best: runs of this task (default: the name's, relevance-qc is QC)",
+    )
+    reg.add_argument(
+        "--data",
+        default=None,
+        help="--best: runs on this data set, e.g. taxonomy or competition (default: "
+        "that of the name's registered versions, else the only one)",
+    )
+    reg.add_argument(
+        "--min-gain",
+        type=float,
+        default=None,
+        help="--best: F1 a champion must beat its all-positive floor by (default 0.01)",
+    )
     reg.add_argument("--tracking-uri", default=None, help="default: sqlite:///./mlruns/mlflow.db")
     plan = commands.add_parser(
         "plan",
@@ -314,9 +332,14 @@ def main(argv: list[str] | None = None) -> None:
         import mlflow
 
         mlflow.set_tracking_uri(tracking.existing_store(args.tracking_uri or tracking.default_tracking_uri(".")))
-        run_id = tracking.best_run(args.experiment, args.metric) if args.best else args.run_id
         if args.best:
-            value = mlflow.tracking.MlflowClient().get_run(run_id).data.metrics[args.metric]
-            print(f"best run in experiment {args.experiment!r} by {args.metric}: {run_id} ({value:.4f})")
+            from relevance import champion
+
+            gain = champion.MIN_GAIN if args.min_gain is None else args.min_gain
+            chosen = champion.choose(args.experiment, args.metric, args.name, args.task, args.data, gain)
+            print(chosen.describe(args.experiment))
+            run_id = chosen.winner.run_id
+        else:
+            run_id = args.run_id
         version = tracking.register(tracking.model_uri(run_id), args.name, args.alias)
         print(f"registered run {run_id} as models:/{args.name}/{version} (alias @{args.alias})")

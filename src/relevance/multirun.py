@@ -78,6 +78,26 @@ class JobTable(Callback):
             sys.exit(1)
 
 
+def swept_overrides() -> list[str]:
+    """This multirun job's values of the keys the command sweeps (`lr=1e-4,1e-3` or `choice(...)`), as
+    `key=value` with the key's last part: what tells its run apart from its siblings'. Empty outside a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not in_multirun():
+        return []
+    swept = set()
+    for arg in sys.argv[1:]:
+        key, _, value = arg.partition("=")
+        if value and not value.startswith("[") and ("," in value or "(" in value):
+            swept.add(key.lstrip("+~"))
+    chosen = []
+    for override in HydraConfig.get().overrides.task or []:
+        key, _, value = override.partition("=")
+        if key.lstrip("+~") in swept:
+            chosen.append(f"{key.lstrip('+~').split('.')[-1]}={value}")
+    return chosen
+
+
 def record(failed: bool, reason: str) -> None:
     """One line for the job running now (rank 0 of a multirun only), into its sweep folder."""
     from hydra.core.hydra_config import HydraConfig

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from relevance import interrupts, tracking
+from relevance import interrupts, multirun, tracking
 from relevance.checks import check_config
 from relevance.data.reader import read_catalogue
 from relevance.data.sources import data_file
@@ -41,7 +41,13 @@ log = logging.getLogger(__name__)
 
 
 def _run_name(cfg, trial_number: int | None) -> str:
-    return cfg.tracking.run_name if trial_number is None else f"trial-{trial_number}-{cfg.tracking.run_name}"
+    """`tracking.run_name`, with what tells this run from its siblings (the trial, or the values a multirun
+    sweeps), and a number when the experiment already has a run of that name."""
+    if trial_number is not None:
+        name = f"trial-{trial_number}-{cfg.tracking.run_name}"
+    else:
+        name = "-".join([cfg.tracking.run_name, *multirun.swept_overrides()])
+    return tracking.unique_run_name(name, cfg.tracking.experiment)
 
 
 def _bundle(

@@ -114,9 +114,46 @@ def start_run(**kwargs):
         try:
             yield run
         except BaseException as error:
-            if interrupts.was_interrupted(error):
+            interrupted = interrupts.was_interrupted(error)
+            with contextlib.suppress(Exception):  # the reason is a courtesy: never hide the error itself
+                tell_why_it_ended(run.info.run_id, error, interrupted)
+            if interrupted:
                 mlflow.end_run("KILLED")
             raise
+
+
+def unique_run_name(name: str, experiment: str) -> str:
+    """`name`, or `name-2`, `name-3`... when the experiment already holds runs of that name."""
+    found = MlflowClient().get_experiment_by_name(experiment)
+    if found is None:
+        return name
+    quoted = name.replace("'", "\\'")
+    taken = {
+        run.info.run_name
+        for run in MlflowClient().search_runs(
+            [found.experiment_id], f"attributes.run_name LIKE '{quoted}%'", max_results=50000
+        )
+    }
+    number = 1
+    while (candidate := name if number == 1 else f"{name}-{number}") in taken:
+        number += 1
+    return candidate
+
+
+def tell_why_it_ended(run_id: str, error: BaseException, interrupted: bool) -> None:
+    """A failed or killed run's one-line reason, as tag `relevance.fail_reason` and as its description in the UI
+    (kept when a more precise one is already there, such as a sweep trial's)."""
+    if interrupted:
+        reason = f"interrupted ({interrupts.signal_name()}); run the same command again to resume"
+    else:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:500]
+        if not isinstance(error, RelevanceError):
+            reason = f"{type(error).__name__}: {reason}"
+    client = MlflowClient()
+    tags = client.get_run(run_id).data.tags
+    if "relevance.fail_reason" not in tags:
+        client.set_tag(run_id, "relevance.fail_reason", reason)
+    client.set_tag(run_id, "mlflow.note.content", f"**{'Killed' if interrupted else 'Failed'}**: {reason}")
 
 
 def owner_tags() -> dict[str, str]:
@@ -239,24 +276,3 @@ def register(model_uri: str, name: str, alias: str | None) -> int:
             card = mlflow.artifacts.load_text(f"runs:/{version.run_id}/{CARD_FILE}")
             client.update_model_version(name, version.version, description=card)
     return int(version.version)
-
-
-def best_run(experiment: str, metric: str) -> str:
-    """Id of the finished parent run with the highest `metric` in `experiment`."""
-    if MlflowClient().get_experiment_by_name(experiment) is None:
-        raise RelevanceError(
-            f"no experiment named {experiment!r} in {mlflow.get_tracking_uri()}; check --experiment and --tracking-uri."
-        )
-    found = mlflow.search_runs(
-        experiment_names=[experiment],
-        filter_string=f"tags.`relevance.level` = 'parent' and attributes.status = 'FINISHED' "
-        f"and metrics.`{metric}` > -1",
-        order_by=[f"metrics.`{metric}` DESC"],
-        max_results=1,
-    )
-    if found.empty:
-        raise RelevanceError(
-            f"experiment {experiment!r} has no finished training run with metric {metric!r}; "
-            f"run `python train.py` first."
-        )
-    return str(found.iloc[0]["run_id"])

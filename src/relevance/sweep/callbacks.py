@@ -9,7 +9,7 @@ from hydra.experimental.callback import Callback
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from relevance import tracking
+from relevance import champion, interrupts, tracking
 from relevance.errors import RelevanceError
 from relevance.sweep.parent_run import RUN_ATTR
 from relevance.sweep.study import open_storage, storage_url
@@ -30,6 +30,10 @@ def register_champion(cfg: DictConfig) -> str | None:
         return None
     uri, artifact_root = tracking.store_of(cfg)
     tracking.setup(uri, cfg.tracking.experiment, artifact_root)
+    refused = champion.may_be_champion(run_id, cfg.sweep.metric)
+    if refused:
+        print(f"best trial {study.best_trial.number} (run {run_id}) is not registered: {refused}")
+        return None
     name = cfg.register.name or f"relevance-{cfg.task.name}"
     alias = cfg.register.alias or "champion"
     client = MlflowClient()
@@ -54,6 +58,12 @@ class RegisterChampion(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if not config.sweep.register_champion or not config.tracking.log_model:
+            return
+        if interrupts.received is not None:
+            print(
+                f"the sweep was interrupted ({interrupts.signal_name()}): no champion registered; run the same "
+                f"command again to resume study {config.sweep.study}, which registers its best trial when it ends."
+            )
             return
         try:
             register_champion(config)
