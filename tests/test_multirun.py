@@ -58,9 +58,18 @@ def test_a_failed_job_is_recorded_and_the_next_jobs_run(tmp_path, cache_dir):
     assert sorted(parents) == ["FAILED", "FINISHED"]  # the jobs that reached training: one failed, one finished
     failed_id, finished_id = (re.search(r"\b[0-9a-f]{32}\b", rows[job]).group() for job in ("2", "3"))
     assert parents[failed_id] == "FAILED" and parents[finished_id] == "FINISHED"
+    failed = runs.set_index("run_id").loc[failed_id]  # issue 30, item 6: the UI says why it failed
+    assert failed["tags.relevance.fail_reason"].startswith("no fold learned")
+    assert failed["tags.mlflow.note.content"].startswith("**Failed**: no fold learned")
+    names = runs[runs["tags.relevance.level"] == "parent"]["tags.mlflow.runName"]
+    assert sorted(names) == ["tiny-qc-query_group-require_learning=false", "tiny-qc-query_group-require_learning=true"]
 
 
 def test_a_multirun_whose_jobs_all_finish_exits_zero_with_its_table(tmp_path, cache_dir):
     result = multirun(tmp_path, cache_dir, "seed=1,2", "train.require_learning=false")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "multirun: 2 job(s), 2 finished, 0 failed" in result.stderr
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["relevance"])
+    names = runs[runs["tags.relevance.level"] == "parent"]["tags.mlflow.runName"]
+    assert sorted(names) == ["tiny-qc-query_group-seed=1", "tiny-qc-query_group-seed=2"]  # what differs, in the name
