@@ -121,14 +121,17 @@ def test_registered_champion_predicts_a_valid_submission(trained, cache_dir):
     assert output.name == "submit_QC.txt" and len(output.read_text().splitlines()) == 52
 
 
-def test_relevance_register_best_picks_the_run_and_says_why(trained, capsys):
+def test_relevance_register_best_refuses_a_run_at_its_floor_and_says_why(trained, capsys):
+    """The tiny random model does not beat the demo's all-positive floor: `--best` crowns nothing (issue 30, item 1;
+    the choice among runs that may be champions is tests/test_champion.py)."""
     tmp_path, _, summary = trained
     from relevance.cli import main
 
-    main(["register", "--best", "--name", "relevance-best", "--tracking-uri", mlflow.get_tracking_uri()])
-    assert MlflowClient().get_model_version_by_alias("relevance-best", "champion").run_id == summary["run_id"]
-    said = f"best of 1 finished QC run(s) on demo in experiment 'relevance' by oof_best_f1: {summary['run_id']} "
-    assert said in capsys.readouterr().out
+    with pytest.raises(SystemExit) as caught:
+        main(["register", "--best", "--name", "relevance-best", "--tracking-uri", mlflow.get_tracking_uri()])
+    said = capsys.readouterr().err
+    assert caught.value.code == 2 and "none of the 1 finished QC runs on demo may be a champion" in said
+    assert "nothing registered" in said and not MlflowClient().search_registered_models("name = 'relevance-best'")
 
 
 def test_mlflow_models_serve_answers_rest(trained, cache_dir):
