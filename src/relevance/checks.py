@@ -90,6 +90,7 @@ def check_config(cfg: DictConfig) -> None:
     check_quantization(cfg.backbone)
     head_class(cfg.head.name).check(cfg)
     warn_foreign_head_keys(cfg.head)
+    warn_random_backbone(cfg.backbone)
     for part in parts.values():
         prompt_template(part, cfg.head, cfg.backbone)
     if is_joint(cfg.task.code) and cfg.backbone.kind == "encoder":
@@ -187,6 +188,18 @@ def check_translator(cfg: DictConfig) -> None:
     else:
         raise ConfigError(
             f"translator.kind={translator.kind!r} is not known; use file or {' or '.join(MODEL_TRANSLATORS)}."
+        )
+
+
+def warn_random_backbone(backbone) -> None:
+    """backbone=tiny is a random model for tests and wiring checks: it learns nothing a threshold can't say (on
+    the demo its F1 stays within 0.01 of the all-positive floor at any tried lr and epochs), so say so before a run
+    that would end refused by train.require_learning."""
+    if backbone.get("source") == "tiny":
+        log.warning(
+            "backbone=tiny is a random 2-layer model for tests: it does not learn the data (its F1 stays at the "
+            "all-positive floor) and no champion is registered from it; to train a model, use "
+            "backbone=gemma3_270m or experiment=offline_best (both install offline)."
         )
 
 
