@@ -184,6 +184,24 @@ CASES = [
         "config: train.max_length=4", "train.py", ["train.max_length=4"], "train.max_length=4 must be an integer >= 8"
     ),
     Case("config: lora.r=0", "train.py", ["lora.r=0"], "lora.r=0 must be an integer >= 1"),
+    Case(
+        "config: split.category_depth=0",
+        "train.py",
+        ["split=category_aware", "split.category_depth=0"],
+        "split.category_depth=0 must be an integer >= 1",
+    ),
+    Case(
+        "config: augmentation=nonexistent",
+        "train.py",
+        ["augmentation=nonexistent"],
+        "available options in 'augmentation': hard_negatives, self_validation, tags, translate",
+    ),
+    Case(
+        "config: a trailing comma in data.dir",
+        "train.py",
+        ["data=competition", "data.dir=/data/cikm,"],
+        "data.dir=/data/cikm, ends with a comma, which Hydra reads as a list of values",
+    ),
     Case("config: lora.dropout=2", "train.py", ["lora.dropout=2"], "lora.dropout=2.0 must be at most 0.99"),
     Case("config: lora.dropout=x", "train.py", ["lora.dropout=x"], "lora.dropout=x: Value 'x' of type 'str'"),
     Case(

@@ -53,6 +53,8 @@ def check_config(cfg: DictConfig) -> None:
     ):
         _check_number(cfg, key, integer=True, minimum=minimum)
     _check_number(cfg, "seed", integer=True, minimum=0)
+    if cfg.split.get("category_depth") is not None:  # split=category_aware: levels of the path that make a group
+        _check_number(cfg, "split.category_depth", integer=True, minimum=1)
     for key, maximum in (("lora.dropout", 0.99), ("train.warmup_ratio", 1.0)):
         if OmegaConf.select(cfg, key) > maximum:
             raise ConfigError(f"{key}={OmegaConf.select(cfg, key)!r} must be at most {maximum} (a fraction).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -99,6 +100,12 @@ def config_errors_exit():
 def config_error_line(error: Exception) -> str:
     """One line from a Hydra or OmegaConf error: what was asked, why it cannot be, and the hint Hydra gives."""
     lines = [line.strip() for line in str(error).split("Config search path:")[0].splitlines() if line.strip()]
+    dangling = re.match(r"Error when parsing index: \d+, string: (\S+?=\S*,) out of", lines[0] if lines else "")
+    if dangling:  # data.dir=/data/cikm, : the comma Hydra reads as a list of values for a multirun
+        return (
+            f"{dangling.group(1)} ends with a comma, which Hydra reads as a list of values (a multirun); remove "
+            f"the comma, or quote a value that holds one ('key=\"a,b\"')."
+        )
     cause = error.__cause__
     reason = (getattr(cause, "msg", None) or str(cause)).splitlines()[0] if cause is not None else ""
     first = lines[0].removeprefix("Error merging override ").removeprefix("In 'train': ").removeprefix("In 'predict': ")
