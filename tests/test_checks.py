@@ -121,3 +121,22 @@ def test_a_run_on_the_random_tiny_backbone_is_told_at_start_that_it_will_not_lea
     with caplog.at_level("WARNING", logger="relevance.checks"):
         checks.check_config(compose_train(["backbone=gemma3_270m"], tmp_path, cache_dir))
     assert "random" not in caplog.text
+
+
+def test_the_readme_lists_every_option_of_every_config_group_and_no_other():
+    """Issue 30, item 7: the README's config-group table and `conf/` agree (Hydra's own groups aside)."""
+    import re
+
+    rows = [
+        line for line in (ROOT / "README.md").read_text().splitlines() if re.match(r"\| `[a-z_]+(/[a-z_]+)?` \|", line)
+    ]
+    listed = {}
+    for row in rows:
+        group, options = (cell.strip() for cell in row.split("|")[1:3])
+        group = group.strip("`")
+        if (ROOT / "conf" / group).is_dir() and not group.startswith("hydra"):
+            listed[group] = {name for name in re.findall(r"`([a-z0-9_]+)`", options)}
+    assert {"backbone", "hparams_search", "strategy", "head", "split", "experiment", "sweep/pruner"} <= set(listed)
+    for group, names in listed.items():
+        present = {path.stem for path in (ROOT / "conf" / group).glob("*.yaml")}
+        assert names == present, (group, sorted(names - present), sorted(present - names))
