@@ -51,3 +51,12 @@ def test_run_names_are_numbered_when_taken(store):
     assert {"tiny-qc-query_group", "tiny-qc-query_group-2"} <= names
     assert tracking.unique_run_name("tiny-qc-query_group", "relevance") == "tiny-qc-query_group-3"
     assert tracking.unique_run_name("anything", "no such experiment") == "anything"
+
+
+def test_a_data_file_is_logged_as_a_local_dataset_without_mlflows_ambiguity_warning(store, recwarn):
+    (store / "train_QC.txt").write_text('{"id": 1}\n')
+    with mlflow.start_run() as run:
+        tracking.log_datasets({("QC", "train"): store / "train_QC.txt"})
+    assert not [w for w in recwarn if "interpreted in multiple ways" in str(w.message)]
+    logged = MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs[0].dataset
+    assert str(store / "train_QC.txt") in logged.source and logged.name == "train_QC.txt"

@@ -247,14 +247,21 @@ def log_datasets(files: dict[tuple[str, str], Path]) -> None:
     bytes, so runs on different data are told apart in the UI); `files` maps (task, train|dev) to a path."""
     import hashlib
 
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.dataset_source_registry import get_registered_sources
     from mlflow.data.meta_dataset import MetaDataset
 
+    # a local path, named as such: resolving it asks every registered source, and MLflow registers the local one
+    # twice, which warns that the path "can be interpreted in multiple ways"
+    local = next(source for source in get_registered_sources() if source.__name__ == "LocalArtifactDatasetSource")
     for (task, which), path in files.items():
         if not Path(path).is_file():
             continue
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
-        dataset = MetaDataset(resolve_dataset_source(str(Path(path).resolve())), name=Path(path).name, digest=digest)
+        digest = hashlib.sha256()
+        with open(path, "rb") as data:  # in blocks: a big file costs no memory
+            for block in iter(lambda: data.read(1 << 20), b""):
+                digest.update(block)
+        source = local._resolve(str(Path(path).resolve()))
+        dataset = MetaDataset(source, name=Path(path).name, digest=digest.hexdigest()[:8])
         mlflow.log_input(dataset, context="training" if which == "train" else "evaluation", tags={"task": task})
 
 
