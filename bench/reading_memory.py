@@ -61,8 +61,21 @@ def main() -> None:
         huge = one_huge_row(Path(scratch) / "huge_QC.txt")
         base_seconds, base_mb = measure("pass")
         lines = []
-        for label, path, rows in ((f"{args.rows:,} short rows", many, args.rows), ("one 10 MB row (+1)", huge, 2)):
-            seconds, peak = measure(f"records = read_records({str(path)!r}, 'QC', require_label=True)")
+        every = "records = read_records({path!r}, 'QC', require_label=True)"
+        sampled_after = (  # what data.max_rows did before issue 30: read and keep every row, then sample
+            "import numpy as np; records = read_records({path!r}, 'QC', require_label=True); "
+            "keep = np.sort(np.random.default_rng(0).choice(len(records), 6000, replace=False)); "
+            "records = [records[i] for i in keep]"
+        )
+        while_reading = "records = read_records({path!r}, 'QC', require_label=True, max_rows=6000)"
+        cases = (
+            (f"{args.rows:,} short rows", many, args.rows, every),
+            (f"{args.rows:,} rows, data.max_rows=6000: sampled after reading (before)", many, args.rows, sampled_after),
+            (f"{args.rows:,} rows, data.max_rows=6000: sampled while reading (now)", many, args.rows, while_reading),
+            ("one 10 MB row (+1)", huge, 2, every),
+        )
+        for label, path, rows, code in cases:
+            seconds, peak = measure(code.format(path=str(path)))
             seconds -= base_seconds
             lines.append(
                 [

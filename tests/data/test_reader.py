@@ -130,3 +130,19 @@ def test_a_ten_megabyte_field_is_cut_before_tokenising_with_one_line(tmp_path, c
     assert len(records[2].target) == MAX_FIELD_CHARS and records[1].query == "x" * MAX_FIELD_CHARS
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 1 and "2 row(s)" in warned[0] and "first on line 2" in warned[0]
+
+
+def test_max_rows_keeps_a_seeded_uniform_sample_in_file_order_while_reading(tmp_path):
+    """Issue 30, item 4: data.max_rows samples as the file streams by (every line still checked), so memory holds
+    the sample, not the file."""
+    path = write(tmp_path / "train_QC.txt", [QC | {"id": i, "origin_query": f"q{i}"} for i in range(2000)])
+    sample = read_records(path, "QC", max_rows=200, seed=3)
+    ids = [r.id for r in sample]
+    assert len(ids) == 200 == len(set(ids)) and ids == sorted(ids)
+    assert [r.id for r in read_records(path, "QC", max_rows=200, seed=3)] == ids  # same seed, same rows
+    assert [r.id for r in read_records(path, "QC", max_rows=200, seed=4)] != ids
+    assert 60 < sum(i >= 1000 for i in ids) < 140  # both halves of the file, about evenly (not the first 200)
+    assert len(read_records(path, "QC", max_rows=5000)) == 2000  # a cap above the file keeps every row
+    broken = write(tmp_path / "late.txt", [QC | {"id": i} for i in range(300)] + ["{not json"])
+    with pytest.raises(DataError, match="line 301"):  # a mistake past the sample is still found
+        read_records(broken, "QC", max_rows=10)

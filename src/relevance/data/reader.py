@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from pathlib import Path
 
 from relevance.data.records import MAX_FIELD_CHARS, TASKS, Record
@@ -129,8 +130,14 @@ def _json_mistake(text: str, error: json.JSONDecodeError) -> str:
     return f"not valid JSON ({error.msg} at column {error.colno}); each line must be one JSON object."
 
 
-def read_records(path: str | Path, task: str, require_label: bool = False) -> list[Record]:
-    """Read one competition file. Raises DataError naming the file and line for any malformed row."""
+def read_records(
+    path: str | Path, task: str, require_label: bool = False, max_rows: int | None = None, seed: int = 0
+) -> list[Record]:
+    """Read one competition file. Raises DataError naming the file and line for any malformed row.
+
+    `max_rows`: keep a uniform random sample of that many rows, drawn while reading (reservoir sampling, seeded),
+    in file order: every line is still checked, but only the sample is kept, so memory holds `max_rows` rows
+    whatever the file's size, and what follows reading works on the sample alone."""
     path = Path(path)
     task = task.upper()
     if task not in TASKS:
@@ -140,6 +147,7 @@ def read_records(path: str | Path, task: str, require_label: bool = False) -> li
     records: list[Record] = []
     first_line_of: dict[int, int] = {}
     cut: list[int] = []  # lines whose query or target was cut at MAX_FIELD_CHARS
+    draw, kept_lines, seen = random.Random(seed), [], 0
     for line_number, row in json_lines(path):
         record = parse_row(row, task, path, line_number, require_label)
         if _too_long(row, task):
@@ -152,9 +160,17 @@ def read_records(path: str | Path, task: str, require_label: bool = False) -> li
                 f"ids must be unique within a file.",
             )
         first_line_of[record.id] = line_number
-        records.append(record)
+        seen += 1
+        if not max_rows or len(records) < max_rows:
+            records.append(record)
+            kept_lines.append(line_number)
+        elif (slot := draw.randrange(seen)) < max_rows:  # row `seen` replaces a kept one with chance max_rows/seen
+            records[slot], kept_lines[slot] = record, line_number
     if not records:
         raise DataError(path, None, "the file is empty; expected one JSON object per line.")
+    if max_rows and seen > max_rows:
+        records = [record for _, record in sorted(zip(kept_lines, records), key=lambda pair: pair[0])]
+        log.info("%s: kept a random %d of its %d rows (data.max_rows, seed %d)", path, max_rows, seen, seed)
     if cut:
         log.warning(
             "%s: %d row(s) hold a query or target over %d characters (first on line %d); cut there, since no "

@@ -86,11 +86,8 @@ class TrainingData:
 def read_task_rows(cfg, task: str, max_rows: int | None, preprocessor: Preprocessor):
     """Cleaned training rows of one task, optionally a random subset; refused when nothing is left to learn from."""
     path = data_file(cfg.data, cfg.paths.cache, task, "train")
-    records, report = preprocessor.clean(read_records(path, task, require_label=True))
+    records, report = preprocessor.clean(read_records(path, task, require_label=True, max_rows=max_rows, seed=cfg.seed))
     check_learnable(records, path)
-    if max_rows and len(records) > max_rows:
-        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(records), max_rows, replace=False))
-        records = [records[i] for i in keep]
     return records, report
 
 
