@@ -96,6 +96,10 @@ def test_interrupted_sweep_resumes_and_retries_the_interrupted_trial(tmp_path, c
     sweep_run = sweep_runs.iloc[0]
     assert sweep_run["status"] == "FINISHED" and sweep_run["metrics.trials_complete"] == 4
     assert sweep_run["metrics.best_value"] == pytest.approx(best.value)
+    # issue 30, item 6: the sweep run says what it is, and the study names its objective for optuna-dashboard
+    assert "maximizes `oof_best_f1` over 4 trials" in sweep_run["tags.mlflow.note.content"]
+    assert sweep_run["params.metric"] == "oof_best_f1" and sweep_run["params.study"] == "lr-qc-tiny"
+    assert load(tmp_path).metric_names == ["oof_best_f1"]
     trial_runs = frame[frame["tags.relevance.level"] == "parent"]
     assert set(trial_runs["tags.mlflow.parentRunId"]) == {sweep_run["run_id"]}
     states = dict(zip(trial_runs["tags.relevance.trial"], trial_runs["tags.relevance.trial_state"]))

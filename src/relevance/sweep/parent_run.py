@@ -44,6 +44,39 @@ def sweep_run(study: optuna.Study, created: bool, experiment: str, wait_seconds:
     return run_id
 
 
+def describe(
+    run_id: str, study: optuna.Study, searched: dict[str, str], metric: str, n_trials: int, sampler, pruner
+) -> None:
+    """What the sweep run is, where the UI shows it: its description, and its settings as params (logged once; a
+    resumed study's run has them). The objective is named in the study too, for optuna-dashboard."""
+    client = MlflowClient()
+    sampler_name, pruner_name = type(sampler).__name__, (pruner or {}).get("_target_", "none").rsplit(".", 1)[-1]
+    space = ", ".join(f"{name} ({text})" for name, text in searched.items()) or "nothing"
+    client.set_tag(
+        run_id,
+        "mlflow.note.content",
+        f"Optuna study `{study.study_name}`: maximizes `{metric}` over {n_trials} trials ({sampler_name}, "
+        f"pruner {pruner_name}); searches {space}. Each trial is a child run; the best "
+        f"trial's model is registered when the study ends, if it learned.",
+    )
+    existing = client.get_run(run_id).data.params
+    settings = {
+        "study": study.study_name,
+        "metric": metric,
+        "n_trials": n_trials,
+        "sampler": sampler_name,
+        "pruner": pruner_name,
+        **{f"space.{name}": text for name, text in searched.items()},
+    }
+    for key, value in settings.items():
+        if key not in existing:
+            client.log_param(run_id, key, str(value)[:6000])
+    with warnings.catch_warnings():  # experimental in Optuna, stable in use
+        warnings.simplefilter("ignore")
+        if study.metric_names != [metric]:
+            study.set_metric_names([metric])
+
+
 def trial_outcome(study: optuna.Study, number: int) -> None:
     """Mark a finished trial's MLflow run with the trial's state (and reason): pruned runs end KILLED."""
     trial = study.get_trials(deepcopy=False)[number]

@@ -129,6 +129,10 @@ class StudySweeper(Sweeper):
         uri, artifact_root = tracking.store_of(cfg)
         tracking.setup(uri, cfg.tracking.experiment, artifact_root)
         run_id = parent_run.sweep_run(study, created, cfg.tracking.experiment)
+        searched = {name: _short(distribution) for name, distribution in distributions.items()}
+        parent_run.describe(
+            run_id, study, searched, cfg.sweep.metric, self.n_trials, self.sampler, cfg.sweep.get("pruner")
+        )
         log.info(
             "study %s in %s (%s): %s", study.study_name, storage.url, "new" if created else "resumed", counts(study)
         )
@@ -229,3 +233,12 @@ class StudySweeper(Sweeper):
                 "best_params": study.best_params,
             }
         return summary
+
+
+def _short(distribution) -> str:
+    """An Optuna distribution as a short text: `log-float 1e-05..0.001`, `choice 8, 16`."""
+    if hasattr(distribution, "choices"):
+        return "choice " + ", ".join(map(str, distribution.choices))
+    log_scale = "log-" if getattr(distribution, "log", False) else ""
+    kind = type(distribution).__name__.removesuffix("Distribution").lower()
+    return f"{log_scale}{kind} {distribution.low}..{distribution.high}"
