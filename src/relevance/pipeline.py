@@ -7,6 +7,7 @@ plots) -> tracking (MLflow) -> bundle (the logged model) -> registry."""
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from pathlib import Path
 
@@ -211,7 +212,7 @@ def _run(cfg: DictConfig) -> dict:
                     cfg, preprocessor, source, data, summary, decision, per_language, refit_decision, parent.info.run_id
                 )
                 (bundle.save(scratch / "bundle") / "README.md").write_text(card)
-                name = f"{cfg.task.name}-{cfg.backbone.name}"
+                name = re.sub(r"[^A-Za-z0-9_.-]+", "_", mlflow.active_run().info.run_name or cfg.tracking.run_name)
                 model_uri = log_model(scratch / "bundle", cfg.task.code, bundle.backbone, name)
                 mlflow.set_tag("relevance.model_uri", model_uri)
             tracking.log_hydra_output()

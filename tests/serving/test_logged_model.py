@@ -43,7 +43,8 @@ def test_requirements_pin_index_versions_and_the_code_travels_with_the_model(log
     assert all(len(r.specifier) == 1 and "+" not in str(r.specifier) for r in requirements), requirements
     assert "relevance" not in {r.name for r in requirements}  # an unrelated project of that name is on PyPI
     assert (folder / "code" / "relevance" / "serving" / "scorer.py").is_file()
-    assert mlflow.get_logged_model(summary["model_uri"].removeprefix("models:/")).name == "qc-tiny"
+    # named after its run (issue 30, item 6), the first of its name in this store
+    assert mlflow.get_logged_model(summary["model_uri"].removeprefix("models:/")).name == "tiny-qc-query_group"
 
 
 def test_no_path_of_this_machine_is_inside_the_model(logged):
