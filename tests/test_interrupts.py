@@ -171,13 +171,15 @@ def test_a_run_killed_9_in_fold_2_of_3_resumes_fold_2_from_its_checkpoint_with_t
 
     killed = tmp_path / "killed"
     killed.mkdir()
-    code, _ = train(killed, cache_dir, wait_for="fold 2/3: training", and_file="checkpoints/*/fold-1/last.ckpt")
+    code, _ = train(
+        killed, cache_dir, wait_for="fold 2/3: training", and_file="checkpoints/*/fold-1/last.ckpt.complete"
+    )
     assert code == -signal.SIGKILL
     code, log = train(killed, cache_dir)  # the same command again
     assert code == 0, log[-3000:]
     assert "resuming run" in log and "fold 1/3: finished before the interruption; reused" in log
     assert "fold 1/3: training" not in log and "fold 2/3: training" in log
-    step = re.search(r"fold 1: continuing from its checkpoint at step (\d+)", log)
+    step = re.search(r"fold 2/3: continuing from its checkpoint at step (\d+)", log)
     assert step and int(step.group(1)) > 0, log[-3000:]
     (resumed,) = parent_metrics(killed)  # the same parent run, now finished
     assert resumed.info.status == "FINISHED"

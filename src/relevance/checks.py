@@ -199,8 +199,8 @@ def warn_random_backbone(backbone) -> None:
     that would end refused by train.require_learning."""
     if backbone.get("source") == "tiny":
         log.warning(
-            "backbone=tiny is a random 2-layer model for tests: it does not learn the data (its F1 stays at the "
-            "all-positive floor) and no champion is registered from it; to train a model, use "
+            "backbone=tiny is a random 2-layer model for tests: it does not learn the demo or real data (its F1 "
+            "stays at the all-positive floor) and no champion is registered from it; to train a model, use "
             "backbone=gemma3_270m or experiment=offline_best (both install offline)."
         )
 

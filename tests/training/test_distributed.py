@@ -265,7 +265,7 @@ def test_a_zero_three_run_killed_mid_fold_continues_that_fold_from_its_sharded_c
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     said = rerun.stdout + rerun.stderr
     assert said.count("fold 1/3: finished before the interruption; reused") == 2  # on both ranks
-    steps = re.findall(r"fold 1: continuing from its checkpoint at step (\d+)", said)
+    steps = re.findall(r"fold 2/3: continuing from its checkpoint at step (\d+)", said)
     assert len(steps) == 2 and steps[0] == steps[1] and int(steps[0]) > 0, said[-3000:]
     assert not (tmp_path / "killed" / "checkpoints").exists()  # a finished run keeps no progress
     resumed, parent, _ = _fold_metrics(tmp_path / "killed")

@@ -100,7 +100,7 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
             fold,
             weights,
             epochs,
-            name=f"{stage}fold {fold}",
+            name=f"{stage}fold {fold + 1}/{cfg.split.n_folds}",  # as the log counts folds: from 1
             heldout_labels=data.labels[held_out],
             progress=progress,
             catalogue=data.catalogue,
