@@ -62,7 +62,10 @@ def test_a_failed_job_is_recorded_and_the_next_jobs_run(tmp_path, cache_dir):
     assert failed["tags.relevance.fail_reason"].startswith("no fold learned")
     assert failed["tags.mlflow.note.content"].startswith("**Failed**: no fold learned")
     names = runs[runs["tags.relevance.level"] == "parent"]["tags.mlflow.runName"]
-    assert sorted(names) == ["tiny-qc-query_group-require_learning=false", "tiny-qc-query_group-require_learning=true"]
+    assert sorted(names) == [  # the values the command sweeps, as Hydra gives them
+        "tiny-qc-query_group-scheduler=linear-require_learning=False",
+        "tiny-qc-query_group-scheduler=linear-require_learning=True",
+    ]
 
 
 def test_a_multirun_whose_jobs_all_finish_exits_zero_with_its_table(tmp_path, cache_dir):
