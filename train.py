@@ -1,13 +1,19 @@
 """Cross-validated LoRA training, tracked in MLflow. `python train.py --help` lists the config groups."""
 
+import signal
+import sys
+
+# Until exit_on_interrupt below takes over (the imports take a moment), a signal ends start-up quietly.
+for _signal in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(_signal, lambda signum, frame: sys.exit(128 + signum))
+
 import warnings
 
 import hydra
 from omegaconf import DictConfig
 
 from relevance import multirun
-from relevance.cli import config_errors_exit, language_table, user_errors_exit
-from relevance.ranks import failure_ends_every_rank
+from relevance.cli import config_errors_exit, exit_on_interrupt, language_table, user_errors_exit
 
 # Hydra 1.4 asks call sites to whitelist instantiated targets; the sweep callbacks it instantiates are our own.
 warnings.filterwarnings("ignore", message=r".*_target_='relevance\.(sweep|multirun)\..*", category=UserWarning)
@@ -15,12 +21,19 @@ warnings.filterwarnings("ignore", message=r".*_target_='relevance\.(sweep|multir
 
 @hydra.main(config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from relevance.evaluation.reporting import headline
-    from relevance.pipeline import run
+    from hydra.core.hydra_config import HydraConfig
+
+    from relevance.data.sources import check_folder_early
+    from relevance.tasks import task_parts
 
     in_sweep = cfg.sweep.trial is not None  # a sweep records a failed trial and goes on; a single run exits
     job = multirun.in_multirun() and not in_sweep  # a multirun's failed job is recorded and the next job runs
-    with user_errors_exit(reraise=in_sweep, errors_to_caller=job, doing="training", tracked=True):
+    with user_errors_exit(reraise=in_sweep, errors_to_caller=job):
+        check_folder_early(cfg.data, list(task_parts(cfg)), list(HydraConfig.get().overrides.task))
+        from relevance.evaluation.reporting import headline
+        from relevance.pipeline import run
+        from relevance.ranks import failure_ends_every_rank
+
         with failure_ends_every_rank(multirun_job=multirun.in_multirun()), multirun.recording_run_id():
             summary = run(cfg)
         if in_sweep:
@@ -37,5 +50,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    with config_errors_exit(), multirun.failures_exit():  # a wrong type or unknown key: one line, exit code 2
+    # SIGTERM or Ctrl-C anywhere: exit 143/130 and one line; a wrong type or unknown key: one line, exit code 2
+    with exit_on_interrupt("training"), config_errors_exit(), multirun.failures_exit():
         main()

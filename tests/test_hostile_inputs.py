@@ -202,6 +202,8 @@ CASES = [
         ["data=competition", "data.dir=/data/cikm,"],
         "data.dir=/data/cikm, ends with a comma, which Hydra reads as a list of values",
     ),
+    Case("config: data.dir on the demo", "train.py", ["data.dir=/tmp"], "data=demo generates its own rows and reads"),
+    Case("config: +data.dir on the demo", "train.py", ["+data.dir=/tmp"], "data=demo generates its own rows and reads"),
     Case("config: lora.dropout=2", "train.py", ["lora.dropout=2"], "lora.dropout=2.0 must be at most 0.99"),
     Case("config: lora.dropout=x", "train.py", ["lora.dropout=x"], "lora.dropout=x: Value 'x' of type 'str'"),
     Case(

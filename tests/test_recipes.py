@@ -30,7 +30,7 @@ SMALL = [
 def _children(summary) -> dict[str, object]:
     run = MlflowClient().get_run(summary["run_id"])
     children = MlflowClient().search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{summary['run_id']}'")
-    return {c.info.run_name: c for c in children}
+    return {c.data.tags.get("relevance.fold", c.info.run_name): c for c in children}  # folds: by the fold they are
 
 
 @pytest.mark.parametrize(
@@ -54,8 +54,11 @@ def test_each_team_recipe_runs_end_to_end_on_tiny(recipe, extra, tmp_path, cache
     cfg = compose_train([f"experiment={recipe}", *SMALL, *extra], tmp_path, cache_dir)
     summary = pipeline.run(cfg)
     assert 0 <= summary["oof_best_f1"] <= 1 and summary["model_uri"]
-    names = set(_children(summary))
+    children = _children(summary)
+    names = set(children)
     assert {"fold-0", "fold-1"} <= names
+    parent_name = MlflowClient().get_run(summary["run_id"]).info.run_name  # charts over runs tell folds apart
+    assert children["fold-1"].info.run_name == f"{parent_name}/fold-1"
     if recipe == "dcuragons":
         assert "tapt-stage1-qi" in names and cfg.split.name == "category_aware"
     if recipe == "yin_qc":

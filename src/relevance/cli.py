@@ -33,9 +33,9 @@ def quiet_libraries() -> None:
         "huggingface_hub",
     ):
         logging.getLogger(name).setLevel(logging.ERROR)
-    import transformers
-
-    transformers.logging.set_verbosity_error()
+    # MLflow logs each database error with its traceback before raising it; the error itself reaches our edge
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is imported (not here: 5 s)
     for pattern in (
         ".*in eval mode.*",
         ".*custom batch sampler.*",
@@ -51,13 +51,11 @@ def quiet_libraries() -> None:
 
 
 @contextlib.contextmanager
-def user_errors_exit(
-    reraise: bool = False, doing: str = "the command", tracked: bool = False, errors_to_caller: bool = False
-):
+def user_errors_exit(reraise: bool = False, errors_to_caller: bool = False):
     """A user's mistake ends the program with one line; `reraise` hands it on instead (to a sweeper, which
     records the trial as failed with that line as its reason), as `errors_to_caller` does for mistakes only (a
-    multirun records the job as failed and runs the next). SIGTERM or Ctrl-C ends it with one line and exit
-    code 128 + signal (143, 130), whatever Lightning made of it; a sweep gets it as KeyboardInterrupt."""
+    multirun records the job as failed and runs the next). An interruption goes on to `exit_on_interrupt` as
+    Interrupted, whatever Lightning made of it."""
     quiet_libraries()
     with interrupts.handled():
         try:
@@ -67,18 +65,22 @@ def user_errors_exit(
                 raise
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
-        except (KeyboardInterrupt, SystemExit) as error:
+        except SystemExit as error:
             if not interrupts.was_interrupted(error):
                 raise
-            if reraise:
-                raise interrupts.Interrupted(interrupts.signal_name()) from None
-            again = (
-                "; its MLflow runs are marked KILLED. Run the same command again to resume it (finished folds are "
-                "reused)."
-                if tracked
-                else ". Run the same command again to start it over."
-            )
-            print(f"interrupted by {interrupts.signal_name()} during {doing}{again}", file=sys.stderr)
+            raise interrupts.Interrupted(interrupts.signal_name()) from None
+
+
+@contextlib.contextmanager
+def exit_on_interrupt(doing: str):
+    """The outermost block of an entry point: SIGTERM or Ctrl-C, wherever it lands (start-up, a fold, a sweep's
+    bookkeeping, inside a library), ends the program with exit code 128 + signal (143, 130) and one line, which
+    says what to do next (the stage that was running set it: resume a run, resume a study, start over)."""
+    with interrupts.handled():
+        try:
+            yield
+        except KeyboardInterrupt:
+            print(f"\ninterrupted by {interrupts.signal_name()} during {doing}; {interrupts.hint}", file=sys.stderr)
             sys.exit(interrupts.exit_code())
 
 
@@ -106,6 +108,10 @@ def config_error_line(error: Exception) -> str:
             f"{dangling.group(1)} ends with a comma, which Hydra reads as a list of values (a multirun); remove "
             f"the comma, or quote a value that holds one ('key=\"a,b\"')."
         )
+    if "Could not override 'data.dir'" in (lines[0] if lines else ""):  # data=demo, which reads no folder
+        from relevance.data.sources import DEMO_READS_NO_FOLDER
+
+        return f"data.dir: {DEMO_READS_NO_FOLDER}"
     cause = error.__cause__
     reason = (getattr(cause, "msg", None) or str(cause)).splitlines()[0] if cause is not None else ""
     first = lines[0].removeprefix("Error merging override ").removeprefix("In 'train': ").removeprefix("In 'predict': ")
@@ -227,6 +233,11 @@ def run_quantize(
 
 def main(argv: list[str] | None = None) -> None:
     """`relevance register ...`: put a run's model (or the best run's) into the model registry."""
+    with exit_on_interrupt("the command"):
+        _command(argv)
+
+
+def _command(argv: list[str] | None) -> None:
     from relevance import __version__, tracking
     from relevance.plan import DEFAULT_MFU
 
@@ -322,20 +333,20 @@ def main(argv: list[str] | None = None) -> None:
     quantize.add_argument("--tracking-uri", default=None, help="default: sqlite:///./mlruns/mlflow.db")
     args = parser.parse_args(argv)
     if args.command == "quantize":
-        with user_errors_exit(doing="quantizing"):
+        with user_errors_exit():
             run_quantize(
                 args.model, Path(args.dev), Path(args.output), args.max_f1_change, args.task, args.tracking_uri
             )
         return
     if args.command == "export":
-        with user_errors_exit(doing="export"):
+        with user_errors_exit():
             run_export(args.model, Path(args.output), args.tracking_uri)
         return
     if args.command == "plan":
-        with config_errors_exit(), user_errors_exit(doing="planning"):
+        with config_errors_exit(), user_errors_exit():
             print(run_plan(args.overrides, args.rows, args.mfu, args.row_tokens, args.data))
         return
-    with user_errors_exit(doing="registration"):
+    with user_errors_exit():
         import mlflow
 
         mlflow.set_tracking_uri(tracking.existing_store(args.tracking_uri or tracking.default_tracking_uri(".")))

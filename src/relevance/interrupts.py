@@ -2,15 +2,26 @@
 
 Lightning turns an interruption inside `fit`/`predict` into `sys.exit` (0 for SIGTERM, 1 for Ctrl-C), which a
 scheduler reads as success or a plain failure. Our handlers record which signal came before anything else sees it,
-so the command-line edge can end with 128 + signal and one line, and tracked runs can be marked KILLED."""
+so the command-line edge can end with 128 + signal and one line, and tracked runs can be marked KILLED.
+
+Python drops an exception raised inside a finalizer or a weakref callback ("Exception ignored in ..."), so a signal
+that lands there would be lost and a sweep would run on to the end. An interruption is therefore never dropped: a
+swallowed one is delivered again a moment later, outside the finalizer, and `check()` raises it at the points
+between stages where a signal already received must stop the work."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 
 received: int | None = None  # the signal that interrupted this process, once one has
+START_OVER = "run the same command again to start over."
+hint = START_OVER  # what the last line tells the user to do next; set by the stage that knows (a run, a sweep)
+_depth = 0  # how many `handled` blocks are open: only the outermost installs and restores the handlers
+_previous_hook = sys.unraisablehook
 
 
 class Interrupted(KeyboardInterrupt):
@@ -23,22 +34,62 @@ def _interrupt(signum, frame) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
+def _deliver_again(signum: int) -> None:
+    if _depth:  # only while our handler is still the one that receives it
+        os.kill(os.getpid(), signum)
+
+
+def _unraisable(unraisable) -> None:
+    """An Interrupted that Python dropped (raised in a finalizer): no "Exception ignored" report; the signal comes
+    again 50 ms later, where it can stop the program."""
+    if isinstance(unraisable.exc_value, Interrupted) and received is not None:
+        threading.Timer(0.05, _deliver_again, (received,)).start()
+        return
+    _previous_hook(unraisable)
+
+
 def signal_name() -> str:
     return signal.Signals(received).name if received is not None else "SIGINT"
 
 
+def check() -> None:
+    """Raise the interruption a signal already asked for, if one was swallowed on its way (see the module's
+    docstring); called between trials and before a run's stages."""
+    if received is not None and _depth:
+        raise Interrupted(signal_name())
+
+
+def set_hint(text: str) -> None:
+    """What to do after an interruption, as the last line will say it (only inside `handled`)."""
+    global hint
+    if _depth:
+        hint = text
+
+
 @contextlib.contextmanager
 def handled():
-    """SIGTERM and SIGINT raise Interrupted inside the block (main thread only: signals are delivered there)."""
-    global received
-    received = None
+    """SIGTERM and SIGINT raise Interrupted inside the block (main thread only: signals are delivered there). A
+    block inside another keeps the outer one's handlers and the signal it received."""
+    global received, hint, _depth, _previous_hook
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    if _depth:
+        _depth += 1
+        try:
+            yield
+        finally:
+            _depth -= 1
+        return
+    received, hint = None, START_OVER
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    _previous_hook, sys.unraisablehook = sys.unraisablehook, _unraisable
+    _depth = 1
     try:
         yield
     finally:
+        _depth = 0
+        sys.unraisablehook = _previous_hook
         for s, handler in previous.items():
             signal.signal(s, handler)
 

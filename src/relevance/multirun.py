@@ -68,13 +68,16 @@ class JobTable(Callback):
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         from hydra.core.utils import JobStatus
 
-        if config.sweep.get("trial") is not None:
-            return  # an Optuna trial's failure is the study's to record (sweep/sweeper.py)
+        if config.sweep.get("trial") is not None or not in_multirun():
+            return  # an Optuna trial's failure is the study's to record (sweep/sweeper.py); a plain run has no table
         failed = job_return.status == JobStatus.FAILED
         record(failed, _reason(job_return._return_value) if failed else "")
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        if report():  # after every job ran, or after the sweeper re-raised the first failure
+        from relevance import interrupts
+
+        failed = report()  # after every job ran, or after the sweeper re-raised the first failure
+        if failed and interrupts.received is None:  # an interruption keeps its own exit code (143, 130)
             sys.exit(1)
 
 
@@ -102,7 +105,7 @@ def record(failed: bool, reason: str) -> None:
     """One line for the job running now (rank 0 of a multirun only), into its sweep folder."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not _is_rank_zero() or not in_multirun():
+    if not in_multirun() or not _is_rank_zero():  # a plain run imports nothing here (Lightning: 5 s)
         return
     hydra = HydraConfig.get()
     outcome = {

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from relevance import interrupts, multirun, tracking
+from relevance import disk, interrupts, multirun, tracking
 from relevance.checks import check_config
 from relevance.data.reader import read_catalogue
 from relevance.data.sources import data_file
@@ -119,7 +119,17 @@ def run(cfg: DictConfig) -> dict:
         return _run(cfg)
 
 
+def _resume_hint() -> str:
+    again = (
+        "run the same command again: the interrupted job resumes from its finished folds, finished jobs train again."
+        if multirun.in_multirun()
+        else "run the same command again to resume it (finished folds are reused)."
+    )
+    return f"its MLflow runs are marked KILLED; {again}"
+
+
 def _run(cfg: DictConfig) -> dict:
+    interrupts.check()  # a signal swallowed before this job (between a multirun's jobs) stops it here
     check_config(cfg)
     trial = sweep_trial.connect(cfg)
     runtime = resolve_runtime(
@@ -139,6 +149,15 @@ def _run(cfg: DictConfig) -> dict:
         scratch = Path(scratch)
         if global_rank() == 0:
             tracking.setup(tracking_uri, cfg.tracking.experiment, artifact_root)
+            progress = Path(cfg.paths.checkpoints) if cfg.train.get("checkpoint_minutes") else None
+            disk.warn_if_low(
+                {
+                    "the MLflow store": disk.local_path(tracking_uri),
+                    "the artifact folder": artifact_root,
+                    "the progress folder": progress,
+                },
+                cfg.tracking.min_free_gb,
+            )
             abandoned = tracking.fail_abandoned_runs(cfg.tracking.experiment)
             if abandoned:
                 log.warning("marked %d run(s) FAILED whose process died while running: %s", len(abandoned), abandoned)
@@ -163,6 +182,8 @@ def _run(cfg: DictConfig) -> dict:
             **opened, tags=tags, parent_run_id=cfg.sweep.parent_run, log_system_metrics=cfg.tracking.system_metrics
         ) as parent:
             trial.started(parent.info.run_id)
+            if trial.number is None:  # a sweep's own line says how to resume the study
+                interrupts.set_hint(_resume_hint())
             if global_rank() == 0:
                 resume.share_parent_with_ranks(parent.info.run_id, tracking_uri)
             if not resumed:  # a resumed run has them already (and MLflow refuses a param logged twice)
@@ -203,7 +224,15 @@ def _run(cfg: DictConfig) -> dict:
                 refit_summary, refit_decision = refit_report(cfg, data, summary, refit_scores, dev)
                 summary |= refit_summary
             log_report(summary, by_language, data, oof, scratch / "plots")
-            card = model_card(cfg, summary, sorted(set(data.languages)), [r.language for r in dev or []])
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", mlflow.active_run().info.run_name or cfg.tracking.run_name)
+            card = model_card(
+                cfg,
+                summary,
+                sorted(set(data.languages)),
+                [r.language for r in dev or []],
+                len(data.records),
+                f"runs:/{parent.info.run_id}/{name}",
+            )
             mlflow.log_text(card, tracking.CARD_FILE)
             mlflow.set_tag("mlflow.note.content", headline(summary))  # the run's description in the UI
             model_uri = None
@@ -212,7 +241,6 @@ def _run(cfg: DictConfig) -> dict:
                     cfg, preprocessor, source, data, summary, decision, per_language, refit_decision, parent.info.run_id
                 )
                 (bundle.save(scratch / "bundle") / "README.md").write_text(card)
-                name = re.sub(r"[^A-Za-z0-9_.-]+", "_", mlflow.active_run().info.run_name or cfg.tracking.run_name)
                 model_uri = log_model(scratch / "bundle", cfg.task.code, bundle.backbone, name)
                 mlflow.set_tag("relevance.model_uri", model_uri)
             tracking.log_hydra_output()

@@ -75,6 +75,7 @@ class Tracking:
     run_name: str = MISSING
     log_model: bool = True
     system_metrics: bool = False
+    min_free_gb: float = 5.0
 
 
 @dataclass

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -12,8 +14,10 @@ from filelock import FileLock
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from relevance import interrupts
+from relevance import disk, interrupts
 from relevance.errors import ConfigError, RelevanceError
+
+log = logging.getLogger(__name__)
 
 
 def default_tracking_uri(root: str | Path) -> str:
@@ -93,33 +97,70 @@ def sqlite_lock(url: str):
 def setup(tracking_uri: str, experiment: str, artifact_root: str | Path | None) -> str:
     """Point MLflow at the store and make sure the experiment exists (artifacts beside a local sqlite store)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    lock = sqlite_lock(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    with lock:
-        client = MlflowClient()
-        existing = client.get_experiment_by_name(experiment)
-        if existing is None:
-            location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-            client.create_experiment(experiment, artifact_location=location)
-    mlflow.set_experiment(experiment)
+    database = disk.local_path(tracking_uri) if tracking_uri.startswith("sqlite:///") else None
+    try:
+        lock = sqlite_lock(tracking_uri)
+        mlflow.set_tracking_uri(tracking_uri)
+        with lock, disk.removed_if_unfinished(database):  # no half-migrated store left behind
+            client = MlflowClient()
+            existing = client.get_experiment_by_name(experiment)
+            if existing is None:
+                location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+                client.create_experiment(experiment, artifact_location=location)
+        mlflow.set_experiment(experiment)
+    except Exception as error:
+        if disk.is_full(error):
+            raise disk.full_error(error, tracking_uri, what="the MLflow store") from error
+        raise
     return experiment
 
 
 @contextlib.contextmanager
 def start_run(**kwargs):
-    """`mlflow.start_run`, except that an interrupted run (SIGTERM, Ctrl-C) ends KILLED rather than FAILED, and
-    the run says which process owns it (a run whose process was killed -9 is found by `fail_abandoned_runs`)."""
+    """`mlflow.start_run`, except that an interrupted run (SIGTERM, Ctrl-C) ends KILLED rather than FAILED, a run
+    that found its disk full ends with one sentence (disk.DiskFull) rather than MLflow's tracebacks, and the run
+    says which process owns it (a run whose process was killed -9 is found by `fail_abandoned_runs`; so is one
+    whose store was too full to record its end)."""
     kwargs["tags"] = {**owner_tags(), **(kwargs.get("tags") or {})}
-    with mlflow.start_run(**kwargs) as run:
+    run = mlflow.start_run(**kwargs)
+    try:
+        yield run
+    except BaseException as error:
+        interrupted = interrupts.was_interrupted(error)
+        full = None
+        if disk.is_full(error):
+            roots = artifact_roots(run)
+            disk.remove_partial_write(error, roots)  # frees room to record the end
+            full = disk.full_error(error, mlflow.get_tracking_uri(), roots)
+        with contextlib.suppress(Exception):  # the reason is a courtesy: never hide the error itself
+            tell_why_it_ended(run.info.run_id, full or error, interrupted)
         try:
-            yield run
-        except BaseException as error:
-            interrupted = interrupts.was_interrupted(error)
-            with contextlib.suppress(Exception):  # the reason is a courtesy: never hide the error itself
-                tell_why_it_ended(run.info.run_id, error, interrupted)
-            if interrupted:
-                mlflow.end_run("KILLED")
-            raise
+            mlflow.end_run("KILLED" if interrupted else "FAILED")
+        except Exception as ending:  # noqa: BLE001 - a store too full to record it: the next start marks it FAILED
+            log.debug("run %s could not be marked ended: %s", run.info.run_id, ending)
+        if full is not None and full is not error:
+            raise full from error
+        raise
+    try:
+        mlflow.end_run()
+    except Exception as error:
+        if disk.is_full(error):
+            raise disk.full_error(error, mlflow.get_tracking_uri(), artifact_roots(run)) from error
+        raise
+
+
+def artifact_roots(run) -> tuple[Path, ...]:
+    """The local folder that holds the experiment's artifacts (runs' and models'), from a run's artifact URI
+    (`<root>/<run id>/artifacts`); none for a server's store."""
+    path = disk.local_path(run.info.artifact_uri)
+    return (path.parent.parent,) if path is not None else ()
+
+
+def child_run_name(part: str) -> str:
+    """A fold's (or refit's) run name: its parent's name first, so that charts comparing several runs' folds tell
+    them apart (`tiny-qc-query_group/fold-0`, not six runs named `fold-0`)."""
+    parent = mlflow.active_run()
+    return f"{parent.info.run_name}/{part}" if parent is not None and parent.info.run_name else part
 
 
 def unique_run_name(name: str, experiment: str) -> str:
@@ -279,7 +320,25 @@ def register(model_uri: str, name: str, alias: str | None) -> int:
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     if version.run_id:
+        from relevance.serving.model_card import split_front_matter
+
         with contextlib.suppress(mlflow.exceptions.MlflowException, OSError):  # a run from before model cards
             card = mlflow.artifacts.load_text(f"runs:/{version.run_id}/{CARD_FILE}")
-            client.update_model_version(name, version.version, description=card)
+            facts, body = split_front_matter(card)
+            client.update_model_version(name, version.version, description=body)
+            for key, value in version_tags(facts).items():
+                client.set_model_version_tag(name, version.version, key, value)
     return int(version.version)
+
+
+def version_tags(facts: dict) -> dict[str, str]:
+    """The card's metadata as a registered version's tags: base model, languages, and each metric
+    (`metric.out_of_fold_f1_best_threshold`: MLflow's tag keys take no commas)."""
+    tags = {key: str(facts[key]) for key in ("base_model", "library_name") if key in facts}
+    if facts.get("language"):
+        tags["languages"] = ",".join(facts["language"])
+    for index in facts.get("model-index") or []:
+        for result in index.get("results", []):
+            for metric in result.get("metrics", []):
+                tags["metric." + re.sub(r"[^a-z0-9]+", "_", metric["name"].lower()).strip("_")] = str(metric["value"])
+    return tags

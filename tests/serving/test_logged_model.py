@@ -175,8 +175,23 @@ def test_the_run_tells_its_story_card_description_and_datasets(logged):
         in card
     )
     assert "languages scored on dev but never trained on: " in card and "backbone: `tiny`" in card
+    # issue 30, item 6: every field filled (the rows, the model's URI), and metadata the Hub parses
+    rows = int(run.data.metrics["rows_train"])
+    assert f"`demo`, {rows} training rows" in card and "?" not in card.split("## Data")[1]
+    model_name = run.info.run_name
+    assert f"python predict.py model=runs:/{summary['run_id']}/{model_name} " in card
+    assert mlflow.pyfunc.load_model(f"runs:/{summary['run_id']}/{model_name}").metadata.run_id == summary["run_id"]
+    from huggingface_hub import ModelCard
+
+    hub = ModelCard(card)
+    (result,) = hub.data.eval_results[:1]
+    assert result.metric_type == "f1" and result.metric_value == round(summary["oof_best_f1"], 4)
+    assert set(hub.data.language) >= {"en", "fr"} and "relevance" in hub.data.tags
     version = tracking.register(summary["model_uri"], "card-test", "champion")
-    assert client.get_model_version("card-test", str(version)).description == card
+    registered = client.get_model_version("card-test", str(version))
+    assert registered.description == card.split("\n---\n", 1)[1].lstrip("\n")  # the body, without the YAML
+    assert registered.tags["metric.out_of_fold_f1_best_threshold"] == str(round(summary["oof_best_f1"], 4))
+    assert set(registered.tags["languages"].split(",")) == set(hub.data.language)
 
 
 def test_a_4bit_model_requires_bitsandbytes_at_the_projects_pin():

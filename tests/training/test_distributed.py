@@ -165,7 +165,7 @@ def _fold_metrics(tmp_path) -> tuple[dict, float, str]:
     runs = mlflow.search_runs(experiment_names=["relevance"])
     parent = runs[runs["tags.relevance.level"] == "parent"].sort_values("start_time").iloc[-1]
     folds = runs[(runs["tags.mlflow.parentRunId"] == parent["run_id"]) & (runs["status"] == "FINISHED")]
-    return dict(zip(folds["tags.mlflow.runName"], folds["metrics.best_f1"], strict=True)), parent, runs
+    return dict(zip(folds["tags.relevance.fold"], folds["metrics.best_f1"], strict=True)), parent, runs
 
 
 def test_a_killed_two_rank_run_resumes_its_unfinished_folds_only(tmp_path, cache_dir):
@@ -181,7 +181,7 @@ def test_a_killed_two_rank_run_resumes_its_unfinished_folds_only(tmp_path, cache
     assert said.count("fold 1/3: finished before the interruption; reused") == 2  # on both ranks
     resumed, parent, runs = _fold_metrics(tmp_path / "killed")
     assert (runs["tags.relevance.level"] == "parent").sum() == 1 and parent["status"] == "FINISHED"
-    fold_0 = runs[runs["tags.mlflow.runName"] == "fold-0"]
+    fold_0 = runs[runs["tags.relevance.fold"] == "fold-0"]
     assert len(fold_0) == 1  # trained once, before the kill
     whole = _two_rank_run(tmp_path / "whole", cache_dir)
     assert whole.returncode == 0, whole.stderr[-4000:]

@@ -89,7 +89,7 @@ def _too_long(row, task: str) -> bool:
 
 def json_lines(path: Path):
     """(line number, decoded object) for each non-blank line; UTF-8 and JSON mistakes name the file and line.
-    A file that takes more than a few seconds shows a progress bar (bytes read, and the rate)."""
+    A file that takes more than a few seconds shows a progress bar (bytes read, the rate, rows so far and rows/s)."""
     from tqdm.auto import tqdm
 
     with (
@@ -103,6 +103,9 @@ def json_lines(path: Path):
         handle.seek(0)
         for line_number, raw in enumerate(handle, start=1):
             bar.update(len(raw))
+            if line_number % 20_000 == 0:
+                rate = line_number / max(bar.format_dict["elapsed"], 1e-6)
+                bar.set_postfix_str(f"{line_number:,} rows, {rate:,.0f} rows/s", refresh=False)
             try:
                 text = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
             except UnicodeDecodeError:

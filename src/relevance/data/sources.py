@@ -8,13 +8,20 @@ from pathlib import Path
 from relevance.data.demo import TRANSLATIONS_FILE, DemoSpec, generate_demo
 from relevance.data.records import TASKS
 from relevance.data.taxonomy import TaxonomySpec, generate_taxonomy
-from relevance.errors import ConfigError
+from relevance.errors import ConfigError, DataError
 
 FILE_SPLITS = ("train", "dev", "test")
+DEMO_READS_NO_FOLDER = (
+    "data=demo generates its own rows and reads no folder; for your files give data=competition data.dir=<folder> "
+    "(or data=taxonomy data.dir=<taxonomy files>)."
+)
 
 
 def demo_folder(data_cfg, cache: str | Path) -> Path:
-    """The synthetic demo, generated once into the cache."""
+    """The synthetic demo, generated once into the cache; a folder given to it (`+data.dir=`) is refused, or the
+    run would train on the demo while the user believes it reads their files."""
+    if data_cfg.get("dir"):
+        raise ConfigError(f"data.dir={data_cfg.dir}: {DEMO_READS_NO_FOLDER}")
     spec = DemoSpec(**data_cfg.demo)
     return generate_demo(Path(cache) / "demo" / spec.folder_name(), spec)
 
@@ -42,6 +49,25 @@ def competition_folder(data_cfg, cache: str | Path) -> Path:
             f"data.dir={data_cfg.dir} is not a folder; point it at the folder with the competition files."
         )
     return folder
+
+
+def check_folder_early(data_cfg, task_codes: list[str], overrides: list[str]) -> None:
+    """In a second, before the libraries that training needs are imported (half a minute and 600 MB on 2 cores): a
+    folder given to a data source that reads none (`+data.dir=`, which Hydra suggests for data=demo), and a user's
+    folder that is not one or lacks a training file."""
+    if any(override.startswith("+data.dir=") for override in overrides):
+        raise ConfigError(
+            f"+data.dir: {DEMO_READS_NO_FOLDER}"
+            if data_cfg.name == "demo"
+            else (f"+data.dir: data={data_cfg.name} reads no folder (its config has no data.dir).")
+        )
+    if data_cfg.get("generated"):
+        return
+    folder = competition_folder(data_cfg, "")
+    for code in task_codes:
+        path = folder / TASKS[code].file_name("train")
+        if not path.is_file():
+            raise DataError(path, None, "file not found; set data.dir to the folder holding train_QC.txt etc.")
 
 
 def data_folder(data_cfg, cache: str | Path) -> Path:

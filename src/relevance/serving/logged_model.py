@@ -5,6 +5,7 @@ by hub id or packaged name. `mlflow models serve --env-manager virtualenv` then 
 
 from __future__ import annotations
 
+import contextlib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -104,13 +105,46 @@ def log_model(bundle: Path, task: str, backbone: dict, name: str) -> str:
 
     for folder in sorted((Path(bundle) / "adapters").iterdir()):
         check_saved(folder)
-    info = mlflow.pyfunc.log_model(
-        name=name,
-        python_model=RelevancePyfunc(),
-        artifacts={"bundle": str(bundle)},
-        code_paths=[str(Path(relevance.__file__).parent)],
-        signature=signature(task),
-        input_example=input_example(task),
-        pip_requirements=requirements(backbone),
-    )
+    run = mlflow.active_run()
+    try:
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=RelevancePyfunc(),
+            artifacts={"bundle": str(bundle)},
+            code_paths=[str(Path(relevance.__file__).parent)],
+            signature=signature(task),
+            input_example=input_example(task),
+            pip_requirements=requirements(backbone),
+        )
+    except BaseException:
+        remove_unfinished_models(run.info.experiment_id, run.info.run_id)
+        raise
     return info.model_uri
+
+
+def remove_unfinished_models(experiment_id: str, run_id: str) -> None:
+    """The models of a run whose logging failed (a full disk, a signal) were half copied: their folders go (which
+    also frees room to record the run's end) and so do their entries."""
+    from mlflow.entities import LoggedModelStatus
+    from mlflow.tracking import MlflowClient
+
+    from relevance import disk
+
+    try:
+        models = mlflow.search_logged_models(
+            experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'", output_format="list"
+        )
+    except Exception:  # noqa: BLE001 - a store that cannot be read: nothing more can be done here
+        return
+    for model in models:
+        if model.status == LoggedModelStatus.READY:
+            continue
+        folder = disk.local_path(model.artifact_location)  # <root>/models/<model id>/artifacts
+        disk.remove_local(model.artifact_location)
+        if folder is not None and folder.parent.name == model.model_id:
+            with contextlib.suppress(OSError):
+                folder.parent.rmdir()
+        try:
+            MlflowClient().delete_logged_model(model.model_id)
+        except Exception:  # noqa: BLE001 - a store too full to write: the folder is gone, its entry says FAILED
+            pass

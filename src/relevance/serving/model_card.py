@@ -1,10 +1,24 @@
 """The model card: what a logged model is, in one page a person reads in the MLflow UI (the bundle's README, the run's
 `model_card.md`, the registered version's description): data, languages seen and unseen, metrics beside their
-all-positive floors, thresholds, backbone and recipe, and the command that trains it again."""
+all-positive floors, thresholds, backbone and recipe, and the command that trains it again.
+
+It opens with the Hugging Face Hub's YAML metadata (base model, languages, tags, and the metrics as a `model-index`),
+so the exported or uploaded model is listed with them on the Hub; the registry gets the same facts as the
+registered version's tags (`split_front_matter`)."""
 
 from __future__ import annotations
 
+import yaml
 from omegaconf import OmegaConf
+
+METRICS = (  # (what the card calls it, summary key, its floor's key)
+    ("out-of-fold F1, best threshold", "oof_best_f1", "oof_all_positive_f1"),
+    ("out-of-fold F1 at 0.5", "oof_at_0.5_f1", "oof_all_positive_f1"),
+    ("dev F1 at the model's decisions", "dev_f1_at_decision", "dev_all_positive_f1"),
+    ("dev F1, languages seen in training", "dev_seen_f1_at_oof_threshold", "dev_seen_all_positive_f1"),
+    ("dev F1, unseen languages", "dev_unseen_f1_at_oof_threshold", "dev_unseen_all_positive_f1"),
+    ("dev F1, unseen languages, own quantiles", "dev_unseen_f1_at_matched_rate", "dev_unseen_all_positive_f1"),
+)
 
 
 def _command(cfg) -> str:
@@ -30,22 +44,54 @@ def _targets(backbone) -> str:
     return ", ".join(OmegaConf.to_container(targets)) if OmegaConf.is_config(targets) else str(targets)
 
 
-def model_card(cfg, summary: dict, seen_languages: list[str], dev_languages: list[str]) -> str:
-    """The card of a run's model, from its config and the summary the console prints."""
+def metadata(cfg, summary: dict, languages: list[str]) -> dict:
+    """The Hub's model card metadata: base model, languages, tags, and the metrics as a model-index."""
+    backbone = cfg.backbone
+    facts = {
+        "library_name": "peft" if backbone.get("finetune", "lora") == "lora" else "transformers",
+        "pipeline_tag": "text-classification",
+        "language": languages,
+        "tags": ["relevance", "e-commerce-search", cfg.task.code.lower(), f"head-{cfg.head.name}", "mlflow"],
+    }
+    if backbone.get("hub_id"):
+        facts["base_model"] = str(backbone.hub_id)
+    results = [
+        {"type": "f1", "name": name, "value": round(float(summary[key]), 4)}
+        for name, key, _ in METRICS
+        if key in summary
+    ]
+    facts["model-index"] = [
+        {
+            "name": f"relevance-{cfg.task.name}-{backbone.name}",
+            "results": [
+                {
+                    "task": {"type": "text-classification", "name": f"{cfg.task.code} relevance"},
+                    "dataset": {"type": str(cfg.data.name), "name": str(cfg.data.name)},
+                    "metrics": results,
+                }
+            ],
+        }
+    ]
+    return facts
+
+
+def split_front_matter(card: str) -> tuple[dict, str]:
+    """A card's YAML metadata and its body (the card as it was before the metadata opened it, if none)."""
+    if not card.startswith("---\n"):
+        return {}, card
+    head, _, body = card[4:].partition("\n---\n")
+    return (yaml.safe_load(head) or {}), body.lstrip("\n")
+
+
+def model_card(
+    cfg, summary: dict, seen_languages: list[str], dev_languages: list[str], rows: int, model_uri: str
+) -> str:
+    """The card of a run's model, from its config and the summary the console prints; `model_uri` is where the
+    model will be (`runs:/<run id>/<model name>`: known before it is logged, so the bundle's copy can say it)."""
     backbone, unseen = cfg.backbone, sorted(set(dev_languages) - set(seen_languages))
-    metrics = "".join(
-        _row(name, summary, key, floor)
-        for name, key, floor in (
-            ("out-of-fold F1, best threshold", "oof_best_f1", "oof_all_positive_f1"),
-            ("out-of-fold F1 at 0.5", "oof_at_0.5_f1", "oof_all_positive_f1"),
-            ("dev F1 at the model's decisions", "dev_f1_at_decision", "dev_all_positive_f1"),
-            ("dev F1, languages seen in training", "dev_seen_f1_at_oof_threshold", "dev_seen_all_positive_f1"),
-            ("dev F1, unseen languages", "dev_unseen_f1_at_oof_threshold", "dev_unseen_all_positive_f1"),
-            ("dev F1, unseen languages, own quantiles", "dev_unseen_f1_at_matched_rate", "dev_unseen_all_positive_f1"),
-        )
-    )
+    metrics = "".join(_row(name, summary, key, floor) for name, key, floor in METRICS)
     augmentation = ", ".join(cfg.get("augmentation") or {}) or "none"
-    rows = f"{summary.get('rows_train', '?')} training rows, {cfg.split.n_folds} folds (`split={cfg.split.name}`)"
+    rows_line = f"{rows} training rows, {cfg.split.n_folds} folds (`split={cfg.split.name}`)"
     model = f"`{backbone.name}` ({backbone.get('hub_id') or 'built in'}), `head={cfg.head.name}`"
     train = cfg.train
     thresholds = ", ".join(
@@ -53,12 +99,16 @@ def model_card(cfg, summary: dict, seen_languages: list[str], dev_languages: lis
         for k, v in summary.items()
         if k.endswith("decision_threshold")
     )
-    return f"""# {cfg.task.code} relevance model: {backbone.name}
+    front = yaml.safe_dump(metadata(cfg, summary, sorted(set(seen_languages) | set(unseen))), sort_keys=False)
+    return f"""---
+{front}---
+
+# {cfg.task.code} relevance model: {backbone.name}
 
 Does a search query match a product's {cfg.task.target_name}? Trained by the relevance harness.
 
 ## Data
-- data: `{cfg.data.name}`, {rows}
+- data: `{cfg.data.name}`, {rows_line}
 - languages seen in training: {", ".join(seen_languages)}
 - languages scored on dev but never trained on: {", ".join(unseen) or "none"}
 
@@ -84,7 +134,7 @@ Does a search query match a product's {cfg.task.target_name}? Trained by the rel
 
 ## Use
 ```
-python predict.py model=<this model's URI> data=competition data.dir=<folder> file=test
-mlflow models serve -m <this model's URI> -h 127.0.0.1 -p 5001
+python predict.py model={model_uri} data=competition data.dir=<folder> file=test
+mlflow models serve -m {model_uri} -h 127.0.0.1 -p 5001
 ```
 """

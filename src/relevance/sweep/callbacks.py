@@ -59,13 +59,9 @@ class RegisterChampion(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if not config.sweep.register_champion or not config.tracking.log_model:
             return
-        if interrupts.received is not None:
-            print(
-                f"the sweep was interrupted ({interrupts.signal_name()}): no champion registered; run the same "
-                f"command again to resume study {config.sweep.study}, which registers its best trial when it ends."
-            )
+        if interrupts.received is not None:  # the last line says so, and how to resume (cli.exit_on_interrupt)
             return
         try:
             register_champion(config)
         except RelevanceError as error:  # the sweep itself has already reported a bad storage
-            log.info("champion not registered: %s", error)
+            log.debug("champion not registered: %s", error)

@@ -13,7 +13,7 @@ import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from relevance.sweep.study import OVERRIDES_ATTR, counts, fail_reason_of
+from relevance.sweep.study import INTERRUPTED, OVERRIDES_ATTR, counts, fail_reason_of
 
 log = logging.getLogger(__name__)
 RUN_ATTR = "relevance.mlflow_run_id"
@@ -78,7 +78,8 @@ def describe(
 
 
 def trial_outcome(study: optuna.Study, number: int) -> None:
-    """Mark a finished trial's MLflow run with the trial's state (and reason): pruned runs end KILLED."""
+    """Mark a finished trial's MLflow run with the trial's state (and reason): pruned and interrupted runs end
+    KILLED, failed ones FAILED."""
     trial = study.get_trials(deepcopy=False)[number]
     run_id = trial.user_attrs.get("mlflow_run_id")
     if run_id is None:  # failed before its run started (e.g. a config mistake)
@@ -86,8 +87,9 @@ def trial_outcome(study: optuna.Study, number: int) -> None:
     client = MlflowClient()
     client.set_tag(run_id, "relevance.trial_state", trial.state.name)
     if trial.state == TrialState.FAIL:
-        client.set_tag(run_id, "relevance.fail_reason", fail_reason_of(trial))
-        client.set_terminated(run_id, "FAILED")
+        reason = fail_reason_of(trial)
+        client.set_tag(run_id, "relevance.fail_reason", reason)
+        client.set_terminated(run_id, "KILLED" if reason.startswith(INTERRUPTED) else "FAILED")
     elif trial.state == TrialState.PRUNED:
         client.set_terminated(run_id, "KILLED")
 

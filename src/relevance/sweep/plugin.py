@@ -3,7 +3,6 @@ stays light: Optuna, MLflow and the sweep itself load only when a sweep is confi
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
@@ -23,9 +22,7 @@ class RelevanceSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         from relevance.cli import user_errors_exit
 
-        with user_errors_exit():  # a mistake in the sweep's settings: one line, exit code 2
-            try:
-                return self.sweeper.sweep(arguments)
-            except KeyboardInterrupt:  # the running trials are recorded as interrupted and queued again
-                print("\ninterrupted: run the same command again to resume the study", file=sys.stderr)
-                sys.exit(130)
+        # A mistake in the sweep's settings: one line, exit code 2. An interruption goes on to train.py's edge,
+        # which says how to resume (the sweeper recorded the running trials as interrupted and queued them again).
+        with user_errors_exit():
+            return self.sweeper.sweep(arguments)

@@ -11,6 +11,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from relevance import disk
 from relevance.errors import ConfigError, RelevanceError, TrainingDiverged
 from relevance.tracking import sqlite_lock
 
@@ -45,8 +46,9 @@ def open_storage(
     lock = sqlite_lock(url)  # two local workers do not both create its tables
     # and they wait for each other's writes
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:///") else {}
+    database = disk.local_path(url) if url.startswith("sqlite:///") else None
     try:
-        with quiet_optuna(), lock:
+        with quiet_optuna(), lock, disk.removed_if_unfinished(database):
             retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
             return RDBStorage(
                 url,
@@ -56,6 +58,8 @@ def open_storage(
                 heartbeat_stale_trial_callback=retry,
             )
     except Exception as error:  # sqlalchemy's errors: no driver, bad URL, unreachable server, wrong password
+        if disk.is_full(error):
+            raise disk.full_error(error, url, what="the Optuna study") from None
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         if isinstance(error, ImportError) or "DB access module" in first_line:
             raise ConfigError(

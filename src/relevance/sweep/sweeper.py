@@ -8,6 +8,7 @@ parsed by that plugin's own parser; the sampler configs are its `hydra/sweeper/s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -24,7 +25,8 @@ from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_override
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from relevance import tracking
+from relevance import interrupts, tracking
+from relevance.disk import DiskFull
 from relevance.errors import ConfigError
 from relevance.sweep import parent_run
 from relevance.sweep.study import (
@@ -129,19 +131,25 @@ class StudySweeper(Sweeper):
         uri, artifact_root = tracking.store_of(cfg)
         tracking.setup(uri, cfg.tracking.experiment, artifact_root)
         run_id = parent_run.sweep_run(study, created, cfg.tracking.experiment)
-        searched = {name: _short(distribution) for name, distribution in distributions.items()}
-        parent_run.describe(
-            run_id, study, searched, cfg.sweep.metric, self.n_trials, self.sampler, cfg.sweep.get("pruner")
-        )
-        log.info(
-            "study %s in %s (%s): %s", study.study_name, storage.url, "new" if created else "resumed", counts(study)
+        interrupts.set_hint(
+            f"the sweep's runs are marked KILLED and no champion is registered; run the same command again to "
+            f"resume study {study.study_name} (finished trials are kept, interrupted ones run again)."
         )
         heartbeat = Heartbeat(storage, self.heartbeat_interval)
         try:
+            searched = {name: _short(distribution) for name, distribution in distributions.items()}
+            parent_run.describe(
+                run_id, study, searched, cfg.sweep.metric, self.n_trials, self.sampler, cfg.sweep.get("pruner")
+            )
+            log.info(
+                "study %s in %s (%s): %s", study.study_name, storage.url, "new" if created else "resumed", counts(study)
+            )
             self._loop(study, storage, distributions, fixed_overrides, run_id, heartbeat)
-        except BaseException as error:  # stopped by failures or Ctrl-C: the sweep's run says so
-            parent_run.summarize(run_id, study, cfg.split.n_folds)
-            parent_run.stop(run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        except BaseException as error:  # stopped by failures or a signal: the sweep's run says so
+            with contextlib.suppress(Exception):  # a store too full to take them must not hide the error
+                parent_run.summarize(run_id, study, cfg.split.n_folds)
+            with contextlib.suppress(Exception):
+                parent_run.stop(run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
             raise
         finally:
             heartbeat.stop.set()
@@ -151,51 +159,63 @@ class StudySweeper(Sweeper):
         OmegaConf.save(OmegaConf.create(self._results(study)), Path(cfg.hydra.sweep.dir) / "optimization_results.yaml")
 
     def _loop(self, study, storage, distributions, fixed_overrides, run_id, heartbeat) -> None:
-        allowed_failures = math.floor(self.max_failure_rate * self.n_trials)
         while True:
-            with quiet_optuna():
-                optuna.storages.fail_stale_trials(study)  # dead workers' trials: failed, parameters queued again
-            now = counts(study)
-            if now["failed"] > allowed_failures:
-                raise ConfigError(
-                    f"the sweep stopped: {now['failed']} trials failed, more than "
-                    f"hydra.sweeper.max_failure_rate={self.max_failure_rate} of n_trials="
-                    f"{self.n_trials}; the reasons are on the failed runs (tag relevance.fail_reason)."
-                )
-            to_go = self.n_trials - now["complete"] - now["pruned"] - now["running"]
-            if to_go <= 0:
-                return
-            with quiet_optuna():
-                trials = [study.ask(fixed_distributions=distributions) for _ in range(min(self.n_jobs, to_go))]
-            heartbeat.watch([trial_id(storage, study.study_name, t.number) for t in trials])
-            overrides = [
-                tuple(f"{name}={value}" for name, value in t.params.items())
-                + tuple(fixed_overrides)
-                + (f"sweep.trial={t.number}", f"sweep.parent_run={run_id}")
-                for t in trials
-            ]
-            for t in trials:
-                log.info("trial %d: %s", t.number, " ".join(f"{k}={v}" for k, v in t.params.items()))
+            trials: list[optuna.Trial] = []  # the batch running now, filled by _batch as it asks for them
             try:
-                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
-            except KeyboardInterrupt:
+                if not self._batch(study, storage, distributions, fixed_overrides, run_id, heartbeat, trials):
+                    return
+            except KeyboardInterrupt:  # wherever it landed: in a job, in Optuna, in MLflow, between trials
                 self._interrupted(study, trials)
                 raise
-            self.job_idx += len(returns)
-            for trial, result in zip(trials, returns):
-                self._tell(study, trial, result)
-                parent_run.trial_outcome(study, trial.number)
-            parent_run.summarize(run_id, study, self.config.split.n_folds)
+
+    def _batch(self, study, storage, distributions, fixed_overrides, run_id, heartbeat, trials: list) -> bool:
+        """Ask for up to n_jobs trials, run them, tell the study; False once the study has its n_trials."""
+        interrupts.check()  # a signal swallowed on its way (in a finalizer) stops the sweep here
+        with quiet_optuna():
+            optuna.storages.fail_stale_trials(study)  # dead workers' trials: failed, parameters queued again
+        now = counts(study)
+        if now["failed"] > math.floor(self.max_failure_rate * self.n_trials):
+            raise ConfigError(
+                f"the sweep stopped: {now['failed']} trials failed, more than "
+                f"hydra.sweeper.max_failure_rate={self.max_failure_rate} of n_trials="
+                f"{self.n_trials}; the reasons are on the failed runs (tag relevance.fail_reason)."
+            )
+        to_go = self.n_trials - now["complete"] - now["pruned"] - now["running"]
+        if to_go <= 0:
+            return False
+        with quiet_optuna():
+            for _ in range(min(self.n_jobs, to_go)):
+                trials.append(study.ask(fixed_distributions=distributions))
+        heartbeat.watch([trial_id(storage, study.study_name, t.number) for t in trials])
+        overrides = [
+            tuple(f"{name}={value}" for name, value in t.params.items())
+            + tuple(fixed_overrides)
+            + (f"sweep.trial={t.number}", f"sweep.parent_run={run_id}")
+            for t in trials
+        ]
+        for t in trials:
+            log.info("trial %d: %s", t.number, " ".join(f"{k}={v}" for k, v in t.params.items()))
+        returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+        interrupts.check()  # a job that ran on after a swallowed signal: its result is not told
+        self.job_idx += len(returns)
+        stops = [self._tell(study, trial, result) for trial, result in zip(trials, returns)]
+        for trial in trials:
+            parent_run.trial_outcome(study, trial.number)
+        parent_run.summarize(run_id, study, self.config.split.n_folds)
+        for stop in filter(None, stops):  # a full disk: every next trial would fail the same way
+            raise stop
+        return True
 
     @staticmethod
-    def _tell(study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> None:
-        # The job's exception is read directly: JobReturn.return_value would print "Error executing job" for a
-        # pruned trial too, which is not an error.
+    def _tell(study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> DiskFull | None:
+        """Record the job's outcome in the study; a full disk is handed back, to stop the sweep. The job's
+        exception is read directly: JobReturn.return_value would print "Error executing job" for a pruned trial
+        too, which is not an error."""
         outcome = result._return_value
         if result.status == JobStatus.FAILED and isinstance(outcome, optuna.TrialPruned):
             study.tell(trial, state=TrialState.PRUNED)
             log.info("trial %d %s", trial.number, outcome)
-            return
+            return None
         try:
             value = float(result.return_value)  # re-raises the job's exception, with its traceback on stderr
         except Exception as error:  # noqa: BLE001 - any failure of a trial is recorded, the sweep goes on
@@ -203,25 +223,25 @@ class StudySweeper(Sweeper):
             trial.set_user_attr("fail_reason", reason)
             study.tell(trial, state=TrialState.FAIL)
             log.warning("trial %d failed: %s", trial.number, reason)
-            return
+            return error if isinstance(error, DiskFull) else None
         if math.isnan(value):
             trial.set_user_attr("fail_reason", "the objective is NaN")
             study.tell(trial, state=TrialState.FAIL)
-            return
+            return None
         study.tell(trial, value)
         log.info("trial %d: %.4f", trial.number, value)
 
     @staticmethod
     def _interrupted(study: optuna.Study, trials: list[optuna.Trial]) -> None:
-        """Ctrl-C: the running trials are failed as interrupted and queued again, so a resume retries them."""
+        """A signal: the trials still running are failed as interrupted (their runs KILLED) and queued again, so a
+        resume retries them. A second signal while this runs is the user insisting: it is not stopped."""
         for trial in trials:
             if study.get_trials(deepcopy=False)[trial.number].state != TrialState.RUNNING:
                 continue
-            trial.set_user_attr("fail_reason", f"{INTERRUPTED}: stopped by the user")
+            trial.set_user_attr("fail_reason", f"{INTERRUPTED} by {interrupts.signal_name()}")
             study.tell(trial, state=TrialState.FAIL)
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             parent_run.trial_outcome(study, trial.number)
-        log.warning("sweep interrupted; run the same command again to resume study %s", study.study_name)
 
     @staticmethod
     def _results(study: optuna.Study) -> dict:

@@ -73,9 +73,13 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
     train_inputs, train_labels = data.training_rows(fold)
     progress = resume.progress_folder(cfg, runtime, f"{stage}fold-{fold}")  # keyed by the parent run
     with tracking.start_run(
-        run_name=f"{stage}fold-{fold}",
+        run_name=tracking.child_run_name(f"{stage}fold-{fold}"),
         nested=True,
-        tags={"relevance.level": "fold", "relevance.stage": stage.rstrip("/") or "final"},
+        tags={
+            "relevance.level": "fold",
+            "relevance.stage": stage.rstrip("/") or "final",
+            resume.FOLD_TAG: f"{stage}fold-{fold}",
+        },
     ):
         mlflow.log_params(tracking.flatten(cfg))  # so that filtering runs by a param keeps their folds
         log.info(
@@ -154,7 +158,9 @@ def refit(cfg, runtime, source: ModelSource, data: TrainingData, dev_inputs, ada
         return reused[0]
     progress = resume.progress_folder(cfg, runtime, "refit")
     with tracking.start_run(
-        run_name="refit", nested=True, tags={"relevance.level": "fold", "relevance.stage": "refit"}
+        run_name=tracking.child_run_name("refit"),
+        nested=True,
+        tags={"relevance.level": "fold", "relevance.stage": "refit", resume.FOLD_TAG: "refit"},
     ):
         mlflow.log_params(tracking.flatten(cfg))
         log.info("refit: training on all %d rows", len(inputs))

@@ -20,12 +20,14 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
+from relevance import disk
 from relevance.errors import ConfigError
 from relevance.runtime import global_rank, launched_per_rank
 from relevance.training.health import FoldHealth
 
 CHECKPOINT = "checkpoint"  # artifact folder of a fold run: scores.npz, health.json, weights/
 FINGERPRINT_TAG = "relevance.fingerprint"
+FOLD_TAG = "relevance.fold"  # which fold a child run is (`fold-0`, `self-validation/fold-1`, `refit`)
 NOT_PART_OF_THE_RESULT = ("resume", "progress", "sweep")  # may differ between a run and its resumption
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,11 @@ def save_fold(scored: list[np.ndarray], health: FoldHealth, weights: Path | None
         (folder / "health.json").write_text(json.dumps(dataclasses.asdict(health)))
         if weights is not None and weights.is_dir():
             shutil.copytree(weights, folder / "weights")
-        mlflow.log_artifacts(str(folder), CHECKPOINT)
+        try:
+            mlflow.log_artifacts(str(folder), CHECKPOINT)
+        except BaseException:  # a checkpoint half copied (a full disk) is not left for anyone to read
+            disk.remove_local(mlflow.get_artifact_uri(CHECKPOINT))
+            raise
 
 
 PARENT_VARIABLE = "RELEVANCE_PARENT_RUN"  # rank 0's parent run and store, for the ranks Lightning starts later
@@ -169,12 +175,10 @@ def load_fold(run_name: str, weights: Path | None) -> tuple[list[np.ndarray], Fo
         parent_id, uri = parent.info.run_id, mlflow.get_tracking_uri()
     client = MlflowClient(uri)
     experiment = client.get_run(parent_id).info.experiment_id
-    runs = client.search_runs(
-        [experiment],
-        f"tags.mlflow.parentRunId = '{parent_id}' and attributes.run_name = '{run_name}' "
-        f"and attributes.status = 'FINISHED'",
-        max_results=1,
-    )
+    finished = f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'FINISHED'"
+    runs = client.search_runs([experiment], f"{finished} and tags.`{FOLD_TAG}` = '{run_name}'", max_results=1)
+    if not runs:  # a run from before folds carried their tag: they were named by it
+        runs = client.search_runs([experiment], f"{finished} and attributes.run_name = '{run_name}'", max_results=1)
     if not runs:
         return None
     with tempfile.TemporaryDirectory() as folder:
