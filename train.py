@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from relevance import multirun
-from relevance.cli import config_errors_exit, exit_on_interrupt, language_table, user_errors_exit
+from relevance.cli import config_errors_exit, exit_on_interrupt, language_table, quiet_libraries, user_errors_exit
 
 # Hydra 1.4 asks call sites to whitelist instantiated targets; the sweep callbacks it instantiates are our own.
 warnings.filterwarnings("ignore", message=r".*_target_='relevance\.(sweep|multirun)\..*", category=UserWarning)
@@ -33,6 +33,8 @@ def main(cfg: DictConfig) -> float:
         from relevance.evaluation.reporting import headline
         from relevance.pipeline import run
         from relevance.ranks import failure_ends_every_rank
+
+        quiet_libraries()  # again: importing Lightning sets its own loggers back to INFO
 
         with failure_ends_every_rank(multirun_job=multirun.in_multirun()), multirun.recording_run_id():
             summary = run(cfg)
