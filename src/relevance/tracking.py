@@ -132,6 +132,8 @@ def start_run(**kwargs):
             roots = artifact_roots(run)
             disk.remove_partial_write(error, roots)  # frees room to record the end
             full = disk.full_error(error, mlflow.get_tracking_uri(), roots)
+        if interrupted:
+            release_store_locks()
         with contextlib.suppress(Exception):  # the reason is a courtesy: never hide the error itself
             tell_why_it_ended(run.info.run_id, full or error, interrupted)
         try:
@@ -147,6 +149,13 @@ def start_run(**kwargs):
         if disk.is_full(error):
             raise disk.full_error(error, mlflow.get_tracking_uri(), artifact_roots(run)) from error
         raise
+
+
+def release_store_locks() -> None:
+    """A signal in the middle of a sqlite write can leave a pooled connection of this process holding the store's
+    lock ("database is locked" for every later write): closing the pool releases it; new connections open on use."""
+    with contextlib.suppress(Exception):
+        MlflowClient()._tracking_client.store.engine.dispose()
 
 
 def artifact_roots(run) -> tuple[Path, ...]:

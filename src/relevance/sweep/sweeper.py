@@ -235,13 +235,17 @@ class StudySweeper(Sweeper):
     def _interrupted(study: optuna.Study, trials: list[optuna.Trial]) -> None:
         """A signal: the trials still running are failed as interrupted (their runs KILLED) and queued again, so a
         resume retries them. A second signal while this runs is the user insisting: it is not stopped."""
+        tracking.release_store_locks()  # the interrupted job may have been inside a write
         for trial in trials:
-            if study.get_trials(deepcopy=False)[trial.number].state != TrialState.RUNNING:
-                continue
-            trial.set_user_attr("fail_reason", f"{INTERRUPTED} by {interrupts.signal_name()}")
-            study.tell(trial, state=TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-            parent_run.trial_outcome(study, trial.number)
+            try:
+                if study.get_trials(deepcopy=False)[trial.number].state != TrialState.RUNNING:
+                    continue
+                trial.set_user_attr("fail_reason", f"{INTERRUPTED} by {interrupts.signal_name()}")
+                study.tell(trial, state=TrialState.FAIL)
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                parent_run.trial_outcome(study, trial.number)
+            except Exception as error:  # noqa: BLE001 - never hide the interruption; a stale trial is retried anyway
+                log.warning("trial %d could not be marked interrupted: %s", trial.number, str(error).splitlines()[0])
 
     @staticmethod
     def _results(study: optuna.Study) -> dict:
