@@ -42,7 +42,7 @@ def check_store(uri: str, timeout: float = 3.0) -> None:
         )
     if scheme == "sqlite":
         folder = Path(uri.removeprefix("sqlite:///")).parent
-        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
+        existing = disk.existing(folder)
         try:  # a file made and removed at once: os.access says yes to root even where nothing can be written
             with tempfile.TemporaryFile(dir=existing):
                 pass
