@@ -162,6 +162,37 @@ def test_a_signal_already_received_stops_work_at_the_next_check_even_if_its_exce
         assert interrupts.exit_code() == 130
 
 
+def test_what_an_interrupted_write_held_is_freed_before_the_store_is_written_again():
+    """The cursor of a write a signal interrupted lives on in the traceback's frames (and in those of the exception
+    it interrupted), and with it sqlite's lock on the store: the cleanup frees it before marking runs KILLED."""
+    import weakref
+
+    from relevance import interrupts
+
+    class Cursor:
+        pass
+
+    made: list[weakref.ref] = []
+
+    def write(cursor):
+        try:
+            raise OSError("the write under way")
+        except OSError:
+            raise KeyboardInterrupt from None  # the signal lands while that error is handled
+
+    def interrupted_write():
+        cursor = Cursor()
+        made.append(weakref.ref(cursor))
+        write(cursor)
+
+    try:
+        interrupted_write()
+    except KeyboardInterrupt as error:
+        alive = made[0]() is not None  # the traceback's frames keep it
+        interrupts.free_what_it_held(error)
+        assert alive and made[0]() is None
+
+
 def test_a_run_whose_process_was_killed_9_is_marked_failed_at_the_next_start(tmp_path):
     from mlflow.tracking import MlflowClient
 

@@ -12,10 +12,12 @@ between stages where a signal already received must stop the work."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
 import threading
+import traceback
 
 received: int | None = None  # the signal that interrupted this process, once one has
 START_OVER = "run the same command again to start over."
@@ -112,6 +114,19 @@ def interruptible():
 def was_interrupted(error: BaseException) -> bool:
     """An interruption, whether it arrives as itself or as the SystemExit Lightning made of it."""
     return isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit) and received is not None)
+
+
+def free_what_it_held(error: BaseException) -> None:
+    """An interruption inside a sqlite write leaves that write's cursor in the traceback's frames, and sqlite keeps
+    the connection's write lock, even once closed, until the cursor is freed: every later write to the store then
+    waits its timeout and fails ("database is locked"). Clearing the finished frames of the exception (and of
+    those it interrupted) and collecting frees them."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)  # frames still running (the handler's own) are left
+        error = error.__context__
+    gc.collect()
 
 
 def exit_code() -> int:

@@ -133,7 +133,7 @@ def start_run(**kwargs):
             disk.remove_partial_write(error, roots)  # frees room to record the end
             full = disk.full_error(error, mlflow.get_tracking_uri(), roots)
         if interrupted:
-            release_store_locks()
+            release_store_locks(error)
         with contextlib.suppress(Exception):  # the reason is a courtesy: never hide the error itself
             tell_why_it_ended(run.info.run_id, full or error, interrupted)
         try:
@@ -151,9 +151,11 @@ def start_run(**kwargs):
         raise
 
 
-def release_store_locks() -> None:
-    """A signal in the middle of a sqlite write can leave a pooled connection of this process holding the store's
-    lock ("database is locked" for every later write): closing the pool releases it; new connections open on use."""
+def release_store_locks(interruption: BaseException) -> None:
+    """A signal in the middle of a sqlite write can leave a connection of this process holding the store's lock
+    ("database is locked" for every later write, CI): free what the interruption held and close the pool; new
+    connections open on use."""
+    interrupts.free_what_it_held(interruption)
     with contextlib.suppress(Exception):
         MlflowClient()._tracking_client.store.engine.dispose()
 

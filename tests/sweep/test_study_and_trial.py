@@ -2,13 +2,15 @@
 what a trial needs of a distributed run."""
 
 import numpy as np
+import optuna
 import pytest
+import sqlalchemy
 import torch
 
 from relevance.errors import ConfigError, TrainingDiverged
 from relevance.evaluation import metrics
 from relevance.runtime import resolve_runtime
-from relevance.sweep.study import counts, failure_reason, open_storage, open_study
+from relevance.sweep.study import counts, failure_reason, open_storage, open_study, release_locks
 from relevance.sweep.trial import connect, objective_so_far
 from tests.conftest import compose_strategy, compose_train
 
@@ -59,6 +61,22 @@ def test_a_study_resumes_only_under_the_same_overrides(tmp_path):
     with pytest.raises(ConfigError, match=r"sweep.study=s was started with the overrides .* sweep.study=<new name>"):
         open_study(storage, "s", None, ["+hparams_search=lr", "backbone=gemma3_270m"])
     assert counts(again) == {"complete": 0, "pruned": 0, "failed": 0, "interrupted": 0, "running": 0, "waiting": 0}
+
+
+def test_released_locks_free_the_store_that_an_interrupted_write_held(tmp_path):
+    """A signal inside a trial's write once left its session holding sqlite's lock: the sweeper's cleanup waited the
+    60 s timeout, failed, and left the trial RUNNING (CI, SIGINT at 14.5 s of a sweep)."""
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    interrupted = open_storage(url)
+    study, _ = open_study(interrupted, "s", None, [])
+    session = interrupted.scoped_session()
+    session.execute(sqlalchemy.text("UPDATE studies SET study_name = study_name"))  # a write never committed
+    sweeper = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 0.2}})
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        sweeper.set_study_user_attr(study._study_id, "marked", True)
+    release_locks()
+    sweeper.set_study_user_attr(study._study_id, "marked", True)
+    assert optuna.load_study(study_name="s", storage=url).user_attrs["marked"] is True
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+import weakref
 from pathlib import Path
 
 import optuna
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 NEUTRAL_OVERRIDES = ("progress", "sweep.", "tracking.", "hydra.", "paths.")
 INTERRUPTED = "interrupted"
 OVERRIDES_ATTR = "relevance.overrides"
+
+_OPENED: weakref.WeakSet[RDBStorage] = weakref.WeakSet()  # every storage this process opened, for release_locks
 
 
 @contextlib.contextmanager
@@ -50,13 +53,15 @@ def open_storage(
     try:
         with quiet_optuna(), lock, disk.removed_if_unfinished(database):
             retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
-            return RDBStorage(
+            storage = RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=retry,
             )
+            _OPENED.add(storage)
+            return storage
     except Exception as error:  # sqlalchemy's errors: no driver, bad URL, unreachable server, wrong password
         if disk.is_full(error):
             raise disk.full_error(error, url, what="the Optuna study") from None
@@ -69,6 +74,16 @@ def open_storage(
         raise ConfigError(
             f"sweep.storage={url} cannot be opened ({first_line}); check the URL, the server and its credentials."
         ) from None
+
+
+def release_locks() -> None:
+    """A signal inside a write of this process (the sweeper's or an in-process trial's storage) can leave a session
+    holding sqlite's write lock, so every later write waits its timeout and fails: close each storage's session and
+    connection pool; new connections open on use."""
+    for storage in list(_OPENED):
+        with contextlib.suppress(Exception):
+            storage.scoped_session.remove()
+            storage.engine.dispose()
 
 
 def neutral(override: str) -> bool:

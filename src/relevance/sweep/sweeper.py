@@ -36,6 +36,7 @@ from relevance.sweep.study import (
     open_storage,
     open_study,
     quiet_optuna,
+    release_locks,
     storage_url,
     trial_id,
 )
@@ -164,8 +165,8 @@ class StudySweeper(Sweeper):
             try:
                 if not self._batch(study, storage, distributions, fixed_overrides, run_id, heartbeat, trials):
                     return
-            except KeyboardInterrupt:  # wherever it landed: in a job, in Optuna, in MLflow, between trials
-                self._interrupted(study, trials)
+            except KeyboardInterrupt as error:  # wherever it landed: in a job, in Optuna, in MLflow, between trials
+                self._interrupted(study, trials, error)
                 raise
 
     def _batch(self, study, storage, distributions, fixed_overrides, run_id, heartbeat, trials: list) -> bool:
@@ -232,10 +233,11 @@ class StudySweeper(Sweeper):
         log.info("trial %d: %.4f", trial.number, value)
 
     @staticmethod
-    def _interrupted(study: optuna.Study, trials: list[optuna.Trial]) -> None:
+    def _interrupted(study: optuna.Study, trials: list[optuna.Trial], error: KeyboardInterrupt) -> None:
         """A signal: the trials still running are failed as interrupted (their runs KILLED) and queued again, so a
         resume retries them. A second signal while this runs is the user insisting: it is not stopped."""
-        tracking.release_store_locks()  # the interrupted job may have been inside a write
+        tracking.release_store_locks(error)  # the interrupted job may have been inside a write to either store
+        release_locks()
         for trial in trials:
             try:
                 if study.get_trials(deepcopy=False)[trial.number].state != TrialState.RUNNING:
