@@ -1,4 +1,5 @@
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,14 @@ def compose_predict(overrides: list[str], tmp_path: Path, cache_dir: Path):
                 *overrides,
             ],
         )
+
+
+def readme_commands() -> list[str]:
+    """The README's bash blocks, one command per line (continuations joined, comments dropped)."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip()
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands

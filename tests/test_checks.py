@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from relevance import checks
 from relevance.errors import ConfigError
-from tests.conftest import ROOT, compose_train
+from tests.conftest import ROOT, compose_train, readme_commands
 
 CONF = ROOT / "conf"
 SINGLE = ["task", "data", "backbone", "head", "translator", "split", "tapt", "strategy", "experiment"]
@@ -146,23 +146,20 @@ def _readme_commands(script: str) -> list[list[str]]:
     """The overrides of every `python <script>` line in the README's bash blocks, one list per job: a multirun's
     comma-separated values give one job each; Hydra's own keys (`hydra.*`, `hydra/launcher=`) are left out."""
     import itertools
-    import re
     import shlex
 
     jobs = []
-    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            line = line.split("  #")[0].strip()
-            if not line.startswith(f"python {script}"):
-                continue
-            words = shlex.split(line)[2:]
-            multirun = "-m" in words
-            values = []
-            for word in (w for w in words if w != "-m" and not w.startswith("hydra")):
-                key, _, value = word.partition("=")
-                swept = multirun and "," in value and not value.startswith("[")
-                values.append([f"{key}={v}" for v in (value.split(",") if swept else [value])])
-            jobs += [list(job) for job in itertools.product(*values)]
+    for line in readme_commands():
+        if not line.startswith(f"python {script}"):
+            continue
+        words = shlex.split(line)[2:]
+        multirun = "-m" in words
+        values = []
+        for word in (w for w in words if w != "-m" and not w.startswith("hydra")):
+            key, _, value = word.partition("=")
+            swept = multirun and "," in value and not value.startswith("[")
+            values.append([f"{key}={v}" for v in (value.split(",") if swept else [value])])
+        jobs += [list(job) for job in itertools.product(*values)]
     return jobs
 
 

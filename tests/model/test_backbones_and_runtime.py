@@ -111,6 +111,17 @@ def test_every_backbone_file_is_complete(name):
     assert backbone.lora_targets == "all-linear" or len(backbone.lora_targets) >= 2
     assert backbone.head_module == ("classifier" if backbone.kind == "encoder" else "score")
     assert backbone.attention == "auto"
+    assert cfg.train.lr == backbone.lr == (5e-5 if backbone.finetune == "full" else 5e-4)  # its own default rate
+
+
+def test_train_lr_follows_the_backbone_unless_given():
+    """multilingual-e5-small trained in full at the LoRA rate (5e-4) collapsed to one score on the demo (both folds
+    'did not learn', the README's `-m backbone=gemma3_270m,multilingual_e5_small` failed); at 5e-5 it learned."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf")):
+        given = compose("train", overrides=["backbone=multilingual_e5_small", "train.lr=3e-4", "paths.root=."])
+        recipe = compose("train", overrides=["experiment=dcuragons", "paths.root=."])
+        own = compose("train", overrides=["~backbone.lr", "paths.root=."])  # a user's backbone file without `lr`
+    assert given.train.lr == 3e-4 and recipe.train.lr == 1e-5 and own.train.lr == 5e-4
 
 
 def test_auto_attention_picks_a_kernel_that_computes_the_family_exactly(monkeypatch):

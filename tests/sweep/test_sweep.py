@@ -209,6 +209,27 @@ def test_too_many_failures_stop_the_sweep_with_one_line(tmp_path, cache_dir):
     assert "train.scheduler='bogus' is not known" in trials[0].user_attrs["fail_reason"]
 
 
+def test_a_trial_that_learned_nothing_is_set_aside_as_pruned_not_counted_as_a_failure(tmp_path, cache_dir):
+    """The README's lr_lora sweep drew train.lr=7.3e-05 with one epoch first: a model that learned nothing, which
+    is what a search finds out, not a broken setup; counted as a failure it stopped the sweep at once."""
+    result = run_sweep(
+        tmp_path,
+        cache_dir,
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.max_failure_rate=0",
+        "train.require_learning=true",  # the random tiny model learns nothing: every trial is such a trial
+        "split.n_folds=2",
+        "sweep/pruner=none",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = load(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.PRUNED]
+    assert all(t.user_attrs["pruned_reason"].startswith("no fold learned") for t in trials)
+    output = result.stdout + result.stderr
+    assert "did not learn (set aside as pruned)" in output
+    assert "no trial of study lr-qc-tiny completed; no champion registered" in output
+
+
 @pytest.mark.parametrize("pruner, state, folds", [("median", TrialState.PRUNED, 1), ("none", TrialState.COMPLETE, 3)])
 def test_a_hopeless_trial_is_pruned_after_its_first_fold(tmp_path, cache_dir, pruner, state, folds):
     """Three earlier trials reached F1 0.99 at every fold; the tiny random model cannot, so the median pruner

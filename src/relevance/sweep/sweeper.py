@@ -40,6 +40,7 @@ from relevance.sweep.study import (
     storage_url,
     trial_id,
 )
+from relevance.training.health import TrainingDegenerate
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,13 @@ class StudySweeper(Sweeper):
         if result.status == JobStatus.FAILED and isinstance(outcome, optuna.TrialPruned):
             study.tell(trial, state=TrialState.PRUNED)
             log.info("trial %d %s", trial.number, outcome)
+            return None
+        if result.status == JobStatus.FAILED and isinstance(outcome, TrainingDegenerate):
+            # Its hyperparameters gave a model that learned nothing: an outcome of the search, set aside like a
+            # pruned trial, not a failure of the setup counted against hydra.sweeper.max_failure_rate.
+            trial.set_user_attr("pruned_reason", str(outcome).splitlines()[0][:500])
+            study.tell(trial, state=TrialState.PRUNED)
+            log.info("trial %d did not learn (set aside as pruned): %s", trial.number, str(outcome).splitlines()[0])
             return None
         try:
             value = float(result.return_value)  # re-raises the job's exception, with its traceback on stderr
