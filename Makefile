@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo lint format test test-fast ui dashboard clean
+.PHONY: setup demo lint format test test-fast readme ui dashboard clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: lint
 
 test-fast: lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
+
+# Every command of the README run as written, in order, at CI size (tests/test_readme_walkthrough.py).
+readme: setup
+	PATH="$(abspath $(BIN)):$$PATH" RELEVANCE_README_WALKTHROUGH=1 $(BIN)/python -m pytest -q -s tests/test_readme_walkthrough.py
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlruns)/mlflow.db --workers 1
