@@ -193,6 +193,86 @@ def test_what_an_interrupted_write_held_is_freed_before_the_store_is_written_aga
         assert alive and made[0]() is None
 
 
+SIGNAL_INSIDE_A_MIGRATION = """
+import os, signal, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from relevance import tracking
+from relevance.cli import exit_on_interrupt
+
+in_batch = []
+
+@event.listens_for(Engine, "before_cursor_execute")
+def signal_inside_a_batch_migration(conn, cursor, statement, parameters, context, executemany):
+    text = statement.strip().upper()
+    if text.startswith("CREATE TABLE _ALEMBIC_TMP_"):
+        in_batch.append(text)
+    elif in_batch and text.startswith("DROP TABLE") and in_batch[-1] != "sent":
+        in_batch.append("sent")
+        print("SIGTERM sent inside a batch migration", file=sys.stderr)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+with exit_on_interrupt("start-up"):
+    tracking.setup(f"sqlite:///{sys.argv[1]}/mlflow.db", "interrupted", None)
+"""
+
+
+def test_a_signal_inside_the_stores_migration_ends_with_its_code_one_line_and_no_half_made_store(tmp_path):
+    """CI: a SIGTERM landed while a sweep created its MLflow store. Alembic, interrupted inside a batch, drops its
+    temporary table in a bare `except:` on the connection the signal invalidated, and sqlalchemy's
+    PendingRollbackError replaced the interruption: exit 1 and a 60-line traceback instead of 143. The signal is
+    sent here from inside sqlalchemy's execute of the batch's DROP TABLE, where CI's landed."""
+    process = subprocess.run(
+        [sys.executable, "-c", SIGNAL_INSIDE_A_MIGRATION, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        timeout=300,
+    )
+    assert "SIGTERM sent inside a batch migration" in process.stderr
+    assert process.returncode == 143, process.stderr[-3000:]
+    assert "Traceback" not in process.stderr and process.stderr.count("interrupted by SIGTERM") == 1
+    assert not (tmp_path / "mlflow.db").exists()  # a half-migrated store would refuse every later start
+
+
+SWALLOWED_THEN_FAILED = """
+import os, signal, time
+from relevance.cli import exit_on_interrupt
+
+with exit_on_interrupt("start-up"):
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        pass  # a library that swallows it
+    raise RuntimeError("the state the signal left")
+"""
+
+
+def test_an_error_after_a_swallowed_signal_ends_as_the_signal_with_that_errors_line():
+    process = subprocess.run([sys.executable, "-c", SWALLOWED_THEN_FAILED], capture_output=True, text=True, timeout=120)
+    assert process.returncode == 143, process.stderr[-3000:]
+    assert "Traceback" not in process.stderr
+    assert "after the signal: RuntimeError: the state the signal left" in process.stderr
+    assert process.stderr.count("interrupted by SIGTERM") == 1
+
+
+def test_an_error_raised_while_cleaning_up_after_a_signal_counts_as_the_signal():
+    from relevance import interrupts
+
+    with interrupts.handled():
+        assert not interrupts.was_interrupted(RuntimeError("no signal was received"))
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            try:
+                raise RuntimeError("a library's cleanup failed on the connection the signal invalidated")
+            except RuntimeError as cleanup:
+                assert interrupts.was_interrupted(cleanup)
+        assert not interrupts.was_interrupted(ValueError("an error of its own, after the signal"))
+
+
 def test_a_run_whose_process_was_killed_9_is_marked_failed_at_the_next_start(tmp_path):
     from mlflow.tracking import MlflowClient
 

@@ -61,7 +61,7 @@ def user_errors_exit(reraise: bool = False, errors_to_caller: bool = False):
         try:
             yield
         except RelevanceError as error:
-            if reraise or errors_to_caller:
+            if reraise or errors_to_caller or interrupts.was_interrupted(error):
                 raise
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
@@ -75,11 +75,18 @@ def user_errors_exit(reraise: bool = False, errors_to_caller: bool = False):
 def exit_on_interrupt(doing: str):
     """The outermost block of an entry point: SIGTERM or Ctrl-C, wherever it lands (start-up, a fold, a sweep's
     bookkeeping, inside a library), ends the program with exit code 128 + signal (143, 130) and one line, which
-    says what to do next (the stage that was running set it: resume a run, resume a study, start over)."""
+    says what to do next (the stage that was running set it: resume a run, resume a study, start over). An error
+    raised after the signal (a library that caught it and failed on the state it left) is its consequence: the
+    same exit, plus that error's first line."""
     with interrupts.handled():
         try:
             yield
-        except KeyboardInterrupt:
+        except BaseException as error:
+            if interrupts.received is None and not isinstance(error, KeyboardInterrupt):
+                raise
+            if not interrupts.was_interrupted(error):  # a library swallowed the signal, then failed for it
+                first_line = (str(error).splitlines() or [""])[0]
+                print(f"after the signal: {type(error).__name__}: {first_line}", file=sys.stderr)
             print(f"\ninterrupted by {interrupts.signal_name()} during {doing}; {interrupts.hint}", file=sys.stderr)
             sys.exit(interrupts.exit_code())
 

@@ -151,7 +151,7 @@ class StudySweeper(Sweeper):
             with contextlib.suppress(Exception):  # a store too full to take them must not hide the error
                 parent_run.summarize(run_id, study, cfg.split.n_folds)
             with contextlib.suppress(Exception):
-                parent_run.stop(run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+                parent_run.stop(run_id, "KILLED" if interrupts.was_interrupted(error) else "FAILED")
             raise
         finally:
             heartbeat.stop.set()
@@ -166,8 +166,9 @@ class StudySweeper(Sweeper):
             try:
                 if not self._batch(study, storage, distributions, fixed_overrides, run_id, heartbeat, trials):
                     return
-            except KeyboardInterrupt as error:  # wherever it landed: in a job, in Optuna, in MLflow, between trials
-                self._interrupted(study, trials, error)
+            except BaseException as error:  # a signal, wherever it landed: a job, Optuna, MLflow, between trials
+                if interrupts.was_interrupted(error):
+                    self._interrupted(study, trials, error)
                 raise
 
     def _batch(self, study, storage, distributions, fixed_overrides, run_id, heartbeat, trials: list) -> bool:
@@ -241,7 +242,7 @@ class StudySweeper(Sweeper):
         log.info("trial %d: %.4f", trial.number, value)
 
     @staticmethod
-    def _interrupted(study: optuna.Study, trials: list[optuna.Trial], error: KeyboardInterrupt) -> None:
+    def _interrupted(study: optuna.Study, trials: list[optuna.Trial], error: BaseException) -> None:
         """A signal: the trials still running are failed as interrupted (their runs KILLED) and queued again, so a
         resume retries them. A second signal while this runs is the user insisting: it is not stopped."""
         tracking.release_store_locks(error)  # the interrupted job may have been inside a write to either store
