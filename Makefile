@@ -44,7 +44,7 @@ test-fast: lint
 
 # Every command of the README run as written, in order, at CI size (tests/test_readme_walkthrough.py).
 readme: setup
-	PATH="$(abspath $(BIN)):$$PATH" RELEVANCE_README_WALKTHROUGH=1 $(BIN)/python -m pytest -q -s tests/test_readme_walkthrough.py
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -s tests/test_readme_walkthrough.py
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlruns)/mlflow.db --workers 1
