@@ -57,6 +57,7 @@ class Train:
     gradient_clip: Optional[float] = 1.0
     max_length: int = 64
     gradient_checkpointing: bool = False
+    dropout: bool = False
     precision: str = "auto"
     limit_train_batches: Any = None  # Lightning's: a number of batches (int) or a fraction (float)
     num_workers: int = 0

@@ -55,6 +55,20 @@ def prepare(model, backbone, lora, head, init: Path | None = None):
     )
 
 
+DROPOUT_LAYERS = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.AlphaDropout)
+
+
+def switch_off_dropout(model) -> None:
+    """Every dropout probability of the model set to 0 (train.dropout=false): it then trains in train mode, which
+    gradient checkpointing needs, yet computes what eval mode would. nn.Dropout layers (BERT-like encoders read
+    their attention dropout from one too) and the `attention_dropout` rate of decoder attention (Gemma, Qwen)."""
+    for module in model.modules():
+        if isinstance(module, DROPOUT_LAYERS):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+
+
 def upcast_trainable(model):
     """Every trainable tensor in float32, whatever dtype the base was loaded in: AdamW steps a bf16 tensor with no
     float32 master copy, so an update under bf16's resolution (1/128 of the weight) rounds away. PEFT keeps LoRA's

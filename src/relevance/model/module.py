@@ -120,6 +120,12 @@ class RelevanceModule(L.LightningModule):
         if "rng" in saved:
             _set_rng_states(saved["rng"])
 
+    def on_fit_start(self) -> None:
+        """Train mode: transformers returns `from_pretrained` models in eval mode and Lightning keeps each module's
+        mode, so the base trained in eval mode, where gradient checkpointing does nothing (each block ran forward
+        once per step with it on: no memory saved) and dropout is off whatever train.dropout says."""
+        self.train()
+
     def on_train_start(self) -> None:
         # Lightning restores a loader's position only when it builds the loader after the restore; here
         # `estimated_stepping_batches` built it before, so the position is put back by hand (idempotent).

@@ -117,6 +117,8 @@ def fresh_model(cfg, source: ModelSource, dtype):
     head = build_head(cfg.head, source.tokenizer)
     base = head.load(cfg.backbone, source.location, source.tokenizer, dtype, cfg.head)
     head.start(base, cfg.backbone.head_module)
+    if not cfg.train.get("dropout"):
+        finetune.switch_off_dropout(base)  # before LoRA: its own dropout is lora.dropout
     return finetune.prepare(base, cfg.backbone, cfg.lora, head, source.init_adapter), head
 
 
