@@ -72,6 +72,10 @@ HARNESS_ROWS = {  # key: (row name, overrides)
         "multilingual-e5-small bi-encoder, plain cosine, full fine-tune, 2 epochs (paths root first)",
         [*BEST_COSINE, "clean.category_order=root_first"],
     ),
+    "e5_dropout": (
+        "offline_best with the encoder's own dropout on while training (train.dropout=true; 0.1)",
+        [*BEST, "train.dropout=true"],
+    ),
     "e5_cross_encoder": (
         "multilingual-e5-small cross-encoder (classifier head), full fine-tune, 3 epochs (paths root first)",
         [*BEST_COSINE, "head=classifier", "train.epochs=3", "train.head_lr=5e-3", "clean.category_order=root_first"],
