@@ -122,8 +122,8 @@ class RelevanceModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         """Train mode: transformers returns `from_pretrained` models in eval mode and Lightning keeps each module's
-        mode, so the base trained in eval mode, where gradient checkpointing does nothing (each block ran forward
-        once per step with it on: no memory saved) and dropout is off whatever train.dropout says."""
+        mode; in eval mode gradient checkpointing does nothing (each block ran forward once per step with it on:
+        no memory saved). Dropout is train.dropout's to decide (fold.fresh_model), not the mode's."""
         self.train()
 
     def on_train_start(self) -> None:
