@@ -76,6 +76,16 @@ HARNESS_ROWS = {  # key: (row name, overrides)
         "offline_best with the encoder's own dropout on while training (train.dropout=true; 0.1)",
         [*BEST, "train.dropout=true"],
     ),
+    "e5_in_batch": (
+        "offline_best trained with in-batch negatives (head.loss=in_batch: each query against every category of its "
+        "batch, + BCE)",
+        [*BEST, "head.loss=in_batch"],
+    ),
+    "e5_group": (
+        "offline_best trained with the group loss (head.loss=group: each positive against its query's negatives, "
+        "+ BCE)",
+        [*BEST, "head.loss=group"],
+    ),
     "e5_cross_encoder": (
         "multilingual-e5-small cross-encoder (classifier head), full fine-tune, 3 epochs (paths root first)",
         [*BEST_COSINE, "head=classifier", "train.epochs=3", "train.head_lr=5e-3", "clean.category_order=root_first"],

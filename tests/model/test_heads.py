@@ -212,7 +212,7 @@ def test_pair_loss_scores_two_lm_head_rows_and_equals_bce_on_their_difference(ti
     assert torch.isclose(loss, expected, atol=1e-6)
     # the vocabulary loss also pays for mass on the other 1,000+ tokens, so it is larger
     assert vocab_loss > loss
-    with pytest.raises(ConfigError, match="head.loss='ce' is not known"):
+    with pytest.raises(ConfigError, match="head.loss='ce' is not one head=yes_no trains with"):
         YesNoHead(yes_id=1, no_id=2, loss="ce")
 
 

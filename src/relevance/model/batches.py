@@ -83,10 +83,37 @@ class LengthGroupedBatches(Sampler[list[int]]):
         return [batches[b] for b in rng.permutation(len(batches))]
 
 
+class QueryGroupedBatches(LengthGroupedBatches):
+    """Training batches for losses over a query's candidates: each query's rows one after another, so they share a
+    batch. Queries are shuffled, taken in mega-batches sorted by their longest row (little padding), and the rows
+    then cut every `batch_size` (as many batches as LengthGroupedBatches, so the step count does not depend on the
+    draw); a cut may split one query between two batches. Ranks, epochs and resuming work as in the parent."""
+
+    def __init__(self, lengths, groups, batch_size: int, seed: int = 0, **kwargs):
+        super().__init__(lengths, batch_size, shuffle=True, seed=seed, **kwargs)
+        _, ids = np.unique(np.asarray(groups), return_inverse=True)
+        self.members = np.split(np.argsort(ids, kind="stable"), np.cumsum(np.bincount(ids))[:-1]) if len(ids) else []
+
+    def _batches(self) -> list[list[int]]:
+        rng = np.random.default_rng(self.seed + self.epoch)
+        self.epoch += 1
+        order = rng.permutation(len(self.members))
+        longest = np.array([self.lengths[rows].max() for rows in self.members])
+        per_megabatch = max(1, round(len(order) * self.megabatch / max(len(self.lengths), 1)))
+        rows = []
+        for start in range(0, len(order), per_megabatch):
+            chunk = order[start : start + per_megabatch]
+            for group in chunk[np.argsort(-longest[chunk], kind="stable")]:
+                rows += self.members[group].tolist()
+        batches = [rows[i : i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
+        return [batches[b] for b in rng.permutation(len(batches))]
+
+
 class _Encoded(torch.utils.data.Dataset):
-    def __init__(self, input_ids: list[np.ndarray], labels):
+    def __init__(self, input_ids: list[np.ndarray], labels, groups=None):
         self.input_ids = input_ids
         self.labels = labels
+        self.groups = groups
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -95,6 +122,8 @@ class _Encoded(torch.utils.data.Dataset):
         item = {"input_ids": self.input_ids[i], "index": i}
         if self.labels is not None:
             item["labels"] = float(self.labels[i])
+        if self.groups is not None:
+            item["group"] = int(self.groups[i])
         return item
 
 
@@ -168,6 +197,8 @@ def make_collate(tokenizer):
         }
         if "labels" in items[0]:
             batch["labels"] = torch.tensor([item["labels"] for item in items])
+        if "group" in items[0]:
+            batch["group"] = torch.tensor([item["group"] for item in items])
         return batch
 
     return collate
@@ -208,8 +239,14 @@ def dataloader(
     num_workers: int = 0,
     rank: int = 0,
     world_size: int = 1,
+    groups=None,
 ) -> DataLoader:
-    dataset = _Encoded(encode(tokenizer, inputs, max_length), labels)
+    """Batches of the rows; with `groups` (each row's query, for a loss over a query's candidates) each query's
+    rows share a batch and every batch says which row belongs to which query."""
+    dataset = _Encoded(encode(tokenizer, inputs, max_length), labels, groups)
     lengths = [len(ids) for ids in dataset.input_ids]
-    sampler = LengthGroupedBatches(lengths, batch_size, shuffle, seed, rank=rank, world_size=world_size)
+    if groups is not None:
+        sampler = QueryGroupedBatches(lengths, groups, batch_size, seed, rank=rank, world_size=world_size)
+    else:
+        sampler = LengthGroupedBatches(lengths, batch_size, shuffle, seed, rank=rank, world_size=world_size)
     return ResumableLoader(dataset, batch_sampler=sampler, collate_fn=make_collate(tokenizer), num_workers=num_workers)

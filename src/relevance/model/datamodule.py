@@ -22,10 +22,12 @@ class PairDataModule(L.LightningDataModule):
         max_length: int,
         seed: int,
         num_workers: int = 0,
+        train_groups=None,
     ):
+        """`train_groups`: each training row's query, for a loss that needs a query's rows in one batch."""
         super().__init__()
         self.tokenizer = tokenizer
-        self.train_inputs, self.train_labels = train_inputs, train_labels
+        self.train_inputs, self.train_labels, self.train_groups = train_inputs, train_labels, train_groups
         self.predict_inputs = predict_inputs
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.max_length, self.seed, self.num_workers = max_length, seed, num_workers
@@ -46,6 +48,7 @@ class PairDataModule(L.LightningDataModule):
             shuffle=True,
             seed=self.seed,
             num_workers=self.num_workers,
+            groups=self.train_groups,
             **self._ranks(),
         )
 

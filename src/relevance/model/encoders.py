@@ -138,6 +138,11 @@ class MeanPooledBiEncoder(torch.nn.Module):
         """Queries and targets are encoded in two passes, each padded to its own longest row: padded together,
         every short query was computed at its batch's longest category path's length (+65% token positions on
         the taxonomy). Targets the scoring catalogue holds are read from it instead of encoded again."""
+        query, target, _ = self.pair_vectors(input_ids, attention_mask)
+        return SequenceClassifierOutput(logits=self.pair_logits(query, target))
+
+    def pair_vectors(self, input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
+        """Each pair's query and target unit vectors, and the target's token row (what identifies its text)."""
         queries, targets = split_pairs(
             input_ids, attention_mask, self.sep_id, self.cls_id, self.query_prefix, self.target_prefix
         )
@@ -145,9 +150,9 @@ class MeanPooledBiEncoder(torch.nn.Module):
         target = self._indexed(targets)
         if target is None:
             target = self.embed(*_padded(targets, self.pad_id, input_ids.device))
-        return SequenceClassifierOutput(logits=self._logits(query, target))
+        return query, target, targets
 
-    def _logits(self, query: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def pair_logits(self, query: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Each (query, target) vector pair's logit: its cosine, or its margin over the indexed catalogue."""
         score = getattr(self, self.head_module)
         cosine = (query * target).sum(dim=-1)
@@ -180,7 +185,7 @@ class MeanPooledBiEncoder(torch.nn.Module):
         target = self._embed_distinct([t for _, t in sides], batch_size, progress, use_catalogue=True)
         return torch.cat(
             [
-                self._logits(query[start : start + batch_size], target[start : start + batch_size])
+                self.pair_logits(query[start : start + batch_size], target[start : start + batch_size])
                 for start in range(0, len(sides), batch_size)
             ]
         ).squeeze(-1)

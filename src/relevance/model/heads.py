@@ -24,6 +24,7 @@ from peft import TaskType
 from relevance.errors import ConfigError, DataError
 from relevance.model.backbones import load_decoder, load_encoder
 from relevance.model.encoders import CosineScore, MeanPooledBiEncoder, MeanPooledClassifier
+from relevance.model.losses import build_loss
 from relevance.runtime import inference_device, zero_stage
 
 HEADS: dict[str, type[Head]] = {}
@@ -47,14 +48,36 @@ class Head:
     name = ""
     lora_task_type = TaskType.SEQ_CLS
     fresh = True  # the head module is new: saved with the adapters, trained at its own learning rate
+    LOSSES = ("pointwise", "group", "listwise")  # head.loss choices (losses.py), the first the default
 
     def __init__(self, cfg=None, tokenizer=None):
         self.cfg = cfg
+        self.loss = self.loss_name(cfg)  # its name; the loss itself is `objective`
+        self.objective = build_loss(self.loss, cfg)
+
+    @classmethod
+    def loss_name(cls, head_cfg) -> str:
+        """head.loss, or this head's default; refused when this head does not train with it."""
+        name = (head_cfg.get("loss") if head_cfg is not None else None) or cls.LOSSES[0]
+        if name not in cls.LOSSES:
+            choices = ", ".join(cls.LOSSES)
+            raise ConfigError(f"head.loss={name!r} is not one head={cls.name} trains with; use {choices}.")
+        return name
+
+    @property
+    def batching(self) -> str:
+        """The batch shape training needs: "rows", or "queries" (each query's rows in one batch)."""
+        return self.objective.batching
 
     @classmethod
     def check(cls, cfg) -> None:
         """Refuse a run config (backbone, task, strategy, the head's own keys) this head cannot work with, with the
         key to change."""
+        cls.loss_name(cfg.head)
+        for key in ("pointwise_weight", "in_batch_scale"):
+            value = cfg.head.get(key, 1.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"head.{key}={value!r} must be a number >= 0.")
 
     @classmethod
     def prompt(cls, task, head_cfg, backbone) -> str:
@@ -107,9 +130,12 @@ class Head:
         return scores
 
     def __call__(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Each row's logit, and the training loss when the batch has labels."""
         logit = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1).float()
-        loss = F.binary_cross_entropy_with_logits(logit, batch["labels"].float()) if "labels" in batch else None
-        return logit, loss
+        return logit, self.training_loss(logit, batch)
+
+    def training_loss(self, logit: torch.Tensor, batch: dict, similarity: dict | None = None) -> torch.Tensor | None:
+        return self.objective(logit, batch, similarity) if "labels" in batch else None
 
 
 @register
@@ -120,6 +146,7 @@ class ClassifierHead(Head):
 @register
 class BiEncoderHead(Head):
     name = "bi_encoder"
+    LOSSES = ("pointwise", "group", "listwise", "in_batch")
 
     def __init__(self, cfg=None, tokenizer=None):
         super().__init__(cfg)
@@ -127,6 +154,7 @@ class BiEncoderHead(Head):
 
     @classmethod
     def check(cls, cfg) -> None:
+        super().check(cfg)
         backbone, head = cfg.backbone, cfg.head
         if backbone.kind != "encoder":
             raise ConfigError(
@@ -174,6 +202,17 @@ class BiEncoderHead(Head):
     def auto_lr(self, model, head_module: str, tokenizer, inputs: list, max_length: int) -> float:
         return CosineScore.LEARNING_RATE
 
+    def __call__(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """With a loss that reads the whole batch (in_batch), every query against every target of the batch too."""
+        if not (self.objective.needs_similarity and "labels" in batch):
+            return super().__call__(model, batch)
+        bi_encoder = model.get_base_model() if hasattr(model, "get_base_model") else model
+        query, target, target_rows = bi_encoder.pair_vectors(batch["input_ids"], batch["attention_mask"])
+        logit = bi_encoder.pair_logits(query, target).squeeze(-1).float()
+        keys = [tuple(row) for row in target_rows]
+        same = torch.tensor([[a == b for b in keys] for a in keys], device=logit.device)
+        return logit, self.training_loss(logit, batch, {"cosine": query @ target.T, "same_target": same})
+
     def catalogue(self, inputs: list) -> list[str]:
         """With head.catalogue_margin: every distinct target of these (query, target) pairs, as the model reads
         targets (the run's training and dev rows: the categories it knows)."""
@@ -214,25 +253,24 @@ class YesNoHead(Head):
     name = "yes_no"
     lora_task_type = TaskType.CAUSAL_LM
     fresh = False  # the pretrained LM head scores; frozen unless lora_targets names lm_head (an adapter on it)
-    LOSSES = ("pair", "vocab")
+    # pair: BCE on logit(yes) - logit(no); vocab: cross-entropy over the whole vocabulary; group and listwise read
+    # the pair logit
+    LOSSES = ("pair", "vocab", "group", "listwise")
 
     def __init__(
         self, cfg=None, tokenizer=None, yes_id: int | None = None, no_id: int | None = None, loss: str | None = None
     ):
-        super().__init__(cfg)
-        loss = loss or (cfg.get("loss", "pair") if cfg is not None else "pair")
-        if loss not in self.LOSSES:
-            raise ConfigError(
-                f"head.loss={loss!r} is not known; use pair (BCE on logit(yes) - logit(no)) or vocab "
-                f"(cross-entropy over the whole vocabulary)."
-            )
+        self.cfg = cfg
+        self.loss = self.loss_name({"loss": loss} if loss else cfg)
+        self.objective = build_loss("pointwise" if self.loss in ("pair", "vocab") else self.loss, cfg)
         if yes_id is None:
             tokenizer.truncation_side = "left"  # an over-long row loses the start of its prompt, never the answer
             yes_id, no_id = answer_token_ids(tokenizer, cfg.answers)
-        self.yes_id, self.no_id, self.loss = yes_id, no_id, loss
+        self.yes_id, self.no_id = yes_id, no_id
 
     @classmethod
     def check(cls, cfg) -> None:
+        super().check(cfg)
         backbone = cfg.backbone
         if backbone.kind == "encoder":
             raise ConfigError(
@@ -315,8 +353,7 @@ class YesNoHead(Head):
             return logits[:, self.yes_id] - logits[:, self.no_id], F.cross_entropy(logits, targets)
         pair = self.pair_logits(model, batch)
         logit = pair[:, 0] - pair[:, 1]
-        loss = F.binary_cross_entropy_with_logits(logit, batch["labels"].float()) if "labels" in batch else None
-        return logit, loss
+        return logit, self.training_loss(logit, batch)
 
 
 def _active_lora(module) -> list[str]:

@@ -11,6 +11,7 @@ from peft import LoraConfig, TaskType, get_peft_model
 from transformers import get_scheduler
 
 from relevance.errors import TrainingDiverged
+from relevance.model.losses import pointwise
 
 
 def apply_lora(model, target_modules, head_module: str, r: int, alpha: int, dropout: float, head=None):
@@ -53,7 +54,9 @@ class RelevanceModule(L.LightningModule):
         self.lr, self.weight_decay = lr, weight_decay
         self.head_lr, self.head_module = head_lr, head_module
         self.warmup_ratio, self.scheduler_name = warmup_ratio, scheduler
-        self.losses: list[float] = []  # every step's training loss, for the learned-or-not check
+        # every step's BCE of its logits (the training loss itself when pointwise): the learned-or-not check
+        # compares it with a constant guess's BCE, which a ranking loss's value could not be compared with
+        self.losses: list[float] = []
         # Checkpoints hold only the trainable (adapter + head) tensors, so loading them is never strict.
         self.strict_loading = False
         self._data_position: dict | None = None  # where a resumed fold's epoch continues (on_load_checkpoint)
@@ -63,14 +66,14 @@ class RelevanceModule(L.LightningModule):
         return self.head(self.model, {k: v for k, v in batch.items() if k != "labels"})[0]
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        _, loss = self.head(self.model, batch)
+        logit, loss = self.head(self.model, batch)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"the training loss became {loss.item()} at step {self.global_step}; lower "
                 f"train.lr (now {self.lr:g}) or raise train.warmup_ratio."
             )
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
-        self.losses.append(float(loss.detach()))
+        self.losses.append(float(pointwise(logit.detach().float(), batch["labels"])))
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
@@ -80,7 +83,7 @@ class RelevanceModule(L.LightningModule):
             self.log("grad_norm", torch.linalg.vector_norm(torch.stack(norms)), on_step=True, on_epoch=False)
 
     def final_loss(self) -> float:
-        """Mean training loss over the last tenth of the steps (at least 5): where training ended."""
+        """Mean BCE of the training logits over the last tenth of the steps (at least 5): where training ended."""
         if not self.losses:
             return float("nan")
         return float(np.mean(self.losses[-max(5, len(self.losses) // 10) :]))

@@ -108,6 +108,7 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
             heldout_labels=data.labels[held_out],
             progress=progress,
             catalogue=data.catalogue,
+            train_groups=data.training_groups(fold),
         )
         mlflow.log_metrics(
             {
@@ -176,6 +177,7 @@ def refit(cfg, runtime, source: ModelSource, data: TrainingData, dev_inputs, ada
             name="refit",
             progress=progress,
             catalogue=data.catalogue,
+            train_groups=data.training_groups(None),
         )
         resume.save_fold(scores, learned, adapters / "refit")
         resume.forget_progress(progress)

@@ -137,12 +137,15 @@ def train_fold(
     heldout_labels: np.ndarray | None = None,
     progress: Path | None = None,
     catalogue: list[str] | None = None,
+    train_groups: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], health.FoldHealth]:
     """Fresh base + LoRA or full fine-tuning (or the TAPT stage-1 weights), trained on the given rows; returns the
     scores of each list in `score_inputs` and whether the fold learned (judged on the first list against
     `heldout_labels` when given), and saves what trained to `adapter_dir`. With `progress`, training keeps its
     progress in that folder and continues from what an interrupted attempt left there. `catalogue`: the categories
-    a head that scores against them (bi_encoder with catalogue_margin) indexes once trained."""
+    a head that scores against them (bi_encoder with catalogue_margin) indexes once trained. `train_groups`: each
+    training row's query, which a head whose loss reads a query's rows together batches by (none given: each row is
+    its own query)."""
     seed = (cfg.seed + fold) % 2**32  # TAPT's stage 1 is fold -1: seed=0 must not ask numpy for seed -1
     L.seed_everything(seed, workers=True, verbose=False)
     tokenizer, max_length = source.tokenizer, source.max_length
@@ -175,9 +178,13 @@ def train_fold(
         seed=seed,
         num_workers=cfg.train.num_workers,
     )
+    if head.batching == "queries":
+        groups = np.arange(len(train_inputs)) if train_groups is None else train_groups
+    else:
+        groups = None
     trainer.fit(
         module,
-        datamodule=PairDataModule(tokenizer, train_inputs, train_labels, None, **common),
+        datamodule=PairDataModule(tokenizer, train_inputs, train_labels, None, **common, train_groups=groups),
         ckpt_path=saved[0] if saved else None,
         weights_only=False,  # our own file: it also holds the losses so far and the RNG states
     )

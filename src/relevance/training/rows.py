@@ -62,25 +62,46 @@ class TrainingData:
     keep: np.ndarray | None = None
     train_labels: np.ndarray | None = None
     catalogue: list[str] = field(default_factory=list)  # the categories a margin-scoring head compares with
+    groups: np.ndarray | None = None  # each row's query (query_groups), then each extra's; none: a row each
+    extra_groups: np.ndarray | None = None
 
     def __post_init__(self):
         self.keep = np.ones(len(self.records), dtype=bool) if self.keep is None else self.keep
         self.train_labels = self.labels.copy() if self.train_labels is None else self.train_labels
+        if self.groups is None:
+            self.groups = np.arange(len(self.records))
+            self.extra_groups = np.arange(len(self.records), len(self.records) + len(self.extra_inputs))
 
     @property
     def languages(self) -> list[str]:
         return [r.language for r in self.records]
 
+    def _training(self, fold: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Which rows and which extras train the model of `fold`."""
+        outside = np.ones(len(self.folds), dtype=bool) if fold is None else self.folds != fold
+        source = self.extra_source
+        return self.keep & outside, outside[source] & (self.keep[source] | ~self.extra_follows_source)
+
     def training_rows(self, fold: int | None) -> tuple[list, np.ndarray]:
         """Inputs and labels that train the model of `fold` (None: every row, for the full-data refit)."""
-        outside = np.ones(len(self.folds), dtype=bool) if fold is None else self.folds != fold
-        own = self.keep & outside
+        own, extra = self._training(fold)
         source = self.extra_source
-        extra = outside[source] & (self.keep[source] | ~self.extra_follows_source)
         flip = self.extra_follows_source & (self.train_labels[source] != self.labels[source])
         extra_labels = np.where(flip, 1 - self.extra_labels, self.extra_labels)
         inputs = [self.inputs[i] for i in np.flatnonzero(own)] + [self.extra_inputs[j] for j in np.flatnonzero(extra)]
         return inputs, np.concatenate([self.train_labels[own], extra_labels[extra]]).astype(int)
+
+    def training_groups(self, fold: int | None) -> np.ndarray:
+        """Each of training_rows(fold)'s rows' query, in the same order."""
+        own, extra = self._training(fold)
+        return np.concatenate([self.groups[own], self.extra_groups[extra]]).astype(int)
+
+
+def query_groups(records: list[Record]) -> np.ndarray:
+    """Each row's query as a number: rows of one task with the same query text share it (a query's candidates, its
+    hard negatives; a translated row is its translated query's)."""
+    ids: dict[tuple[str, str], int] = {}
+    return np.array([ids.setdefault((r.task, r.query), len(ids)) for r in records], dtype=int)
 
 
 def read_task_rows(cfg, task: str, max_rows: int | None, preprocessor: Preprocessor):
@@ -183,4 +204,6 @@ def prepare_data(cfg, preprocessor: Preprocessor):
         np.concatenate(sources).astype(int),
         np.array(follows, dtype=bool),
     )
+    groups = query_groups(records + extras)
+    data.groups, data.extra_groups = groups[: len(records)], groups[len(records) :]
     return data, report, dev, counts

@@ -18,7 +18,7 @@ from relevance.ranks import folder_digest, share_folder
 from relevance.runtime import global_rank
 from relevance.text.preprocess import Preprocessor
 from relevance.training.fold import ModelSource, train_fold
-from relevance.training.rows import read_task_rows
+from relevance.training.rows import query_groups, read_task_rows
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ def tapt_stage(cfg, runtime, source: ModelSource, preprocessor: Preprocessor, sc
             epochs=cfg.tapt.epochs,
             lr=cfg.tapt.lr,
             name="TAPT stage 1",
+            train_groups=query_groups(records),
         )
         share_folder(adapter)  # rank 0 saved it; every rank starts its folds from it
         mlflow.log_metrics({"rows_trained": len(inputs), "stage_seconds": time.perf_counter() - started})
