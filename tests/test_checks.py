@@ -87,6 +87,7 @@ def test_strategies_share_one_base_file():
         ("lora.dropout=2", "lora.dropout=2.0 must be at most 0.99"),
         ("train.warmup_ratio=5", "train.warmup_ratio=5.0 must be at most 1.0"),
         ("tracking.uri=nonsense://x", "nonsense:// is not a tracking store"),
+        ("tracking.uri=file:///tmp/mlruns", "MLflow 3 refuses folder stores"),
         ("tracking.uri=http://127.0.0.1:9", "tracking.uri=http://127.0.0.1:9 does not answer"),
         ("+augmentation=[tags]", "use one of the two (augmentation.tags.hierarchy=false)"),
     ],

@@ -299,6 +299,7 @@ CASES = [
         "register.name needs a logged model",
     ),
     Case("config: tracking scheme", "train.py", ["tracking.uri=nonsense://x"], "nonsense:// is not a tracking store"),
+    Case("config: folder store", "train.py", ["tracking.uri=file:///tmp/mlruns"], "MLflow 3 refuses folder stores"),
     Case(
         "config: tracking server down",
         "train.py",

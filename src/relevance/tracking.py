@@ -40,6 +40,12 @@ def check_store(uri: str, timeout: float = 3.0) -> None:
             f"tracking.uri={uri}: {scheme}:// is not a tracking store; use sqlite:///<file>, http://<host>:<port> "
             f"or a database URL (postgresql://, mysql://)."
         )
+    if scheme == "file" and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
+        raise ConfigError(
+            f"tracking.uri={uri}: MLflow 3 refuses folder stores (its file backend is in maintenance mode); use "
+            f"sqlite:///<folder>/mlflow.db (`mlflow migrate-filestore` moves an existing folder store into one), "
+            f"or set MLFLOW_ALLOW_FILE_STORE=true to keep the folder."
+        )
     if scheme == "sqlite":
         folder = Path(uri.removeprefix("sqlite:///")).parent
         existing = disk.existing(folder)
