@@ -86,7 +86,7 @@ class Group(Ranking):
         positives = torch.nonzero(labels > 0.5).flatten()
         same_query = groups[positives, None] == groups[None, :]
         allowed = same_query & (labels[None, :] < 0.5)
-        allowed[torch.arange(len(positives)), positives] = True
+        allowed[torch.arange(len(positives), device=labels.device), positives] = True
         scores = logit[None, :].expand(len(positives), -1)
         return _softmax_ce(scores, allowed, positives)
 
@@ -124,7 +124,7 @@ class InBatch(Ranking):
 
     def ranking(self, logit, labels, groups, similarity):
         positives = torch.nonzero(labels > 0.5).flatten()
-        rows = torch.arange(len(positives))
+        rows = torch.arange(len(positives), device=labels.device)
         other_positive = (groups[positives, None] == groups[None, :]) & (labels[None, :] > 0.5)
         allowed = ~(similarity["same_target"][positives] | other_positive)
         allowed[rows, positives] = True
