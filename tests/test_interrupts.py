@@ -235,6 +235,49 @@ def test_a_signal_inside_the_stores_migration_ends_with_its_code_one_line_and_no
     assert not (tmp_path / "mlflow.db").exists()  # a half-migrated store would refuse every later start
 
 
+SIGNAL_WHILE_A_RUN_ENDS = """
+import os, signal, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from relevance import tracking
+from relevance.cli import exit_on_interrupt
+
+sent = []
+
+@event.listens_for(Engine, "before_cursor_execute")
+def signal_while_the_fold_run_is_marked_finished(conn, cursor, statement, parameters, context, executemany):
+    if statement.strip().upper().startswith("UPDATE RUNS") and "FINISHED" in str(parameters) and not sent:
+        sent.append(True)
+        print("SIGTERM sent while a run is marked FINISHED", file=sys.stderr)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+with exit_on_interrupt("training"):
+    tracking.setup(f"sqlite:///{sys.argv[1]}/mlflow.db", "interrupted", None)
+    with tracking.start_run(run_name="parent"):
+        with tracking.start_run(run_name="parent/fold-0", nested=True):
+            pass
+"""
+
+
+def test_a_signal_while_a_run_is_marked_finished_leaves_it_killed_not_running(tmp_path):
+    """CI: a SIGTERM landed inside mlflow.end_run's write, after MLflow had taken the fold run off its stack: the
+    parent was marked KILLED, the fold run stayed RUNNING for ever. The signal is sent here from inside that write."""
+    from mlflow.tracking import MlflowClient
+
+    process = subprocess.run(
+        [sys.executable, "-c", SIGNAL_WHILE_A_RUN_ENDS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        timeout=300,
+    )
+    assert "SIGTERM sent while a run is marked FINISHED" in process.stderr
+    assert process.returncode == 143, process.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("interrupted").experiment_id])
+    assert {run.info.run_name: run.info.status for run in runs} == {"parent": "KILLED", "parent/fold-0": "KILLED"}
+
+
 SWALLOWED_THEN_FAILED = """
 import os, signal, time
 from relevance.cli import exit_on_interrupt

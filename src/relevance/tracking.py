@@ -151,8 +151,12 @@ def start_run(**kwargs):
         raise
     try:
         mlflow.end_run()
-    except Exception as error:
-        if disk.is_full(error):
+    except BaseException as error:
+        if interrupts.was_interrupted(error):  # inside end_run's write: the run is off MLflow's stack, not ended
+            release_store_locks(error)
+            with contextlib.suppress(Exception):
+                MlflowClient().set_terminated(run.info.run_id, "KILLED")
+        elif isinstance(error, Exception) and disk.is_full(error):
             raise disk.full_error(error, mlflow.get_tracking_uri(), artifact_roots(run)) from error
         raise
 
