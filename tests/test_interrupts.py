@@ -217,18 +217,23 @@ with exit_on_interrupt("start-up"):
 """
 
 
-def test_a_signal_inside_the_stores_migration_ends_with_its_code_one_line_and_no_half_made_store(tmp_path):
-    """CI: a SIGTERM landed while a sweep created its MLflow store. Alembic, interrupted inside a batch, drops its
-    temporary table in a bare `except:` on the connection the signal invalidated, and sqlalchemy's
-    PendingRollbackError replaced the interruption: exit 1 and a 60-line traceback instead of 143. The signal is
-    sent here from inside sqlalchemy's execute of the batch's DROP TABLE, where CI's landed."""
-    process = subprocess.run(
-        [sys.executable, "-c", SIGNAL_INSIDE_A_MIGRATION, str(tmp_path)],
+def _run_script(script: str, folder) -> subprocess.CompletedProcess:
+    """`script` in its own Python process, with `folder` as its argument."""
+    return subprocess.run(
+        [sys.executable, "-c", script, str(folder)],
         capture_output=True,
         text=True,
         env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
         timeout=300,
     )
+
+
+def test_a_signal_inside_the_stores_migration_ends_with_its_code_one_line_and_no_half_made_store(tmp_path):
+    """CI: a SIGTERM landed while a sweep created its MLflow store. Alembic, interrupted inside a batch, drops its
+    temporary table in a bare `except:` on the connection the signal invalidated, and sqlalchemy's
+    PendingRollbackError replaced the interruption: exit 1 and a 60-line traceback instead of 143. The signal is
+    sent here from inside sqlalchemy's execute of the batch's DROP TABLE, where CI's landed."""
+    process = _run_script(SIGNAL_INSIDE_A_MIGRATION, tmp_path)
     assert "SIGTERM sent inside a batch migration" in process.stderr
     assert process.returncode == 143, process.stderr[-3000:]
     assert "Traceback" not in process.stderr and process.stderr.count("interrupted by SIGTERM") == 1
@@ -264,13 +269,7 @@ def test_a_signal_while_a_run_is_marked_finished_leaves_it_killed_not_running(tm
     parent was marked KILLED, the fold run stayed RUNNING for ever. The signal is sent here from inside that write."""
     from mlflow.tracking import MlflowClient
 
-    process = subprocess.run(
-        [sys.executable, "-c", SIGNAL_WHILE_A_RUN_ENDS, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
-        timeout=300,
-    )
+    process = _run_script(SIGNAL_WHILE_A_RUN_ENDS, tmp_path)
     assert "SIGTERM sent while a run is marked FINISHED" in process.stderr
     assert process.returncode == 143, process.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
