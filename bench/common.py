@@ -95,4 +95,4 @@ def run_train(overrides: list[str], scratch: Path, experiment: str = "relevance"
         experiment_names=[experiment], filter_string="tags.`relevance.level` = 'parent'", order_by=["start_time DESC"]
     ).iloc[0]
     metrics = {k[len("metrics.") :]: v for k, v in run.items() if k.startswith("metrics.") and v == v}
-    return {"minutes": wall / 60, "peak_mb": usage.ru_maxrss / 1024, **metrics}
+    return {"minutes": wall / 60, "peak_mb": usage.ru_maxrss / 1024, "run_id": run.run_id, **metrics}

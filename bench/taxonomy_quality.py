@@ -41,6 +41,10 @@ DATA = [
 ]
 GEMMA = ["backbone=gemma3_270m", "train.epochs=1"]
 BEST = ["experiment=offline_best"]
+# A distilled row names its teacher by this placeholder: the harness trains offline_best on the same seed first, in the
+# same store (its model logged), and puts that run's id in its place.
+TEACHER = "<offline_best of the same seed>"
+DISTILLED = [*GEMMA, f"distill.teachers=['{TEACHER}']"]
 # Most method rows on top of offline_best were measured before it scored by the catalogue margin: they keep cosine
 # scoring ("plain cosine" in their names), so they compare with the plain-cosine row; the others with offline_best.
 BEST_COSINE = [*BEST, "head.catalogue_margin=false"]
@@ -85,6 +89,16 @@ HARNESS_ROWS = {  # key: (row name, overrides)
         "offline_best trained with the group loss (head.loss=group: each positive against its query's negatives, "
         "+ BCE)",
         [*BEST, "head.loss=group"],
+    ),
+    "gemma_distilled_soft": (
+        "Gemma-3-270M + LoRA, classifier head, 1 epoch, distilled from offline_best's out-of-fold scores "
+        "(head.loss=soft_labels)",
+        [*DISTILLED, "head.loss=soft_labels"],
+    ),
+    "gemma_distilled_kl": (
+        "Gemma-3-270M + LoRA, classifier head, 1 epoch, distilled from offline_best's out-of-fold scores "
+        "(head.loss=kl, each query's candidates)",
+        [*DISTILLED, "head.loss=kl"],
     ),
     "e5_cross_encoder": (
         "multilingual-e5-small cross-encoder (classifier head), full fine-tune, 3 epochs (paths root first)",
@@ -239,11 +253,30 @@ def zero_shot_e5(train, dev, scratch) -> dict:
     return _cosine_row(location, train, dev, "query: ", "passage: ")
 
 
+TEACHERS: dict[int, tuple[Path, dict]] = {}  # seed -> (its store's folder, the teacher run's figures)
+
+
+def teacher(seed: int, scratch: Path) -> tuple[Path, dict]:
+    """offline_best trained on `seed` with its model logged, once per seed and invocation."""
+    if seed not in TEACHERS:
+        run_dir = scratch / f"teacher-{seed}"
+        run_dir.mkdir()
+        common = [*DATA, f"data.dir={need_taxonomy()}", f"seed={seed}"]
+        TEACHERS[seed] = run_dir, run_train([*common, *BEST, "tracking.log_model=true"], run_dir)
+    return TEACHERS[seed]
+
+
 def harness(overrides: list[str], seed: int, scratch: Path) -> dict:
-    run_dir = scratch / f"run-{time.time_ns()}"
-    run_dir.mkdir()
+    extra = {}
+    if any(TEACHER in o for o in overrides):  # a distilled row: trained in its teacher's store
+        run_dir, taught = teacher(seed, scratch)
+        overrides = [o.replace(TEACHER, taught["run_id"]) for o in overrides]
+        extra = {"teacher_minutes": taught["minutes"], "teacher_unseen": taught["dev_refit_unseen_f1_at_matched_rate"]}
+    else:
+        run_dir = scratch / f"run-{time.time_ns()}"
+        run_dir.mkdir()
     found = run_train([*DATA, f"data.dir={need_taxonomy()}", f"seed={seed}", *overrides], run_dir)
-    return {key: found[key] for key in FIGURES if key in found}
+    return {key: found[key] for key in FIGURES if key in found} | extra
 
 
 def _cell(values: list[float], digits: int = 3) -> str:

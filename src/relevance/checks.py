@@ -20,6 +20,7 @@ from relevance.tasks import is_joint, task_parts
 from relevance.text.formatting import check_template
 from relevance.text.preprocess import CATEGORY_ORDERS
 from relevance.text.translation import MODEL_TRANSLATORS
+from relevance.training import distill
 
 CONF = Path(__file__).resolve().parents[2] / "conf"  # the config groups train.py and predict.py compose
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.register.name and not cfg.tracking.log_model:
         raise ConfigError("register.name needs a logged model; drop tracking.log_model=false.")
     check_methods(cfg)
+    distill.check(cfg)
     from relevance.plan import check_fits  # builds the backbone on the meta device: only on a GPU machine
 
     check_fits(cfg)

@@ -31,7 +31,7 @@ from relevance.sweep import trial as sweep_trial
 from relevance.tasks import is_joint, metric_prefix
 from relevance.text.formatting import fixed_prompt_tokens
 from relevance.text.preprocess import Preprocessor
-from relevance.training import resume
+from relevance.training import distill, resume
 from relevance.training.cross_validation import cross_validate, refit
 from relevance.training.fold import ModelSource
 from relevance.training.rows import make_preprocessor, prepare_data
@@ -145,6 +145,10 @@ def _run(cfg: DictConfig) -> dict:
     data.catalogue = known_categories(cfg, preprocessor, source.tokenizer, data.inputs + (dev_inputs or []))
 
     tracking_uri, artifact_root = tracking.store_of(cfg)
+    if cfg.distill.teachers:  # every rank, before any rank's store is set up (the teacher lives in the run's)
+        data.teacher = distill.teacher_logits(
+            cfg.distill, data.originals, len(data.records), tracking_uri, Path(cfg.paths.cache), cfg.progress
+        )
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         if global_rank() == 0:
@@ -201,6 +205,7 @@ def _run(cfg: DictConfig) -> dict:
                     "rows_train": len(data.records),
                     "rows_dropped_empty_query": clean_report.dropped_empty_query,
                     **extra_counts,
+                    **distill.teacher_metrics(data.labels, data.teacher),
                 }
             )
             if cfg.tapt.name != "none":

@@ -91,6 +91,13 @@ class Sweep:
 
 
 @dataclass
+class Distill:
+    teachers: list[str] = field(default_factory=list)
+    ensemble: str = "auto"
+    scores: str = "out_of_fold"
+
+
+@dataclass
 class Register:
     name: Optional[str] = None
     alias: str = "champion"
@@ -121,6 +128,7 @@ class TrainConfig:
     tracking: Tracking = field(default_factory=Tracking)
     sweep: Sweep = field(default_factory=Sweep)
     register: Register = field(default_factory=Register)
+    distill: Distill = field(default_factory=Distill)
 
 
 @dataclass

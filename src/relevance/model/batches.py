@@ -110,10 +110,11 @@ class QueryGroupedBatches(LengthGroupedBatches):
 
 
 class _Encoded(torch.utils.data.Dataset):
-    def __init__(self, input_ids: list[np.ndarray], labels, groups=None):
+    def __init__(self, input_ids: list[np.ndarray], labels, groups=None, teacher=None):
         self.input_ids = input_ids
         self.labels = labels
         self.groups = groups
+        self.teacher = teacher
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -124,6 +125,8 @@ class _Encoded(torch.utils.data.Dataset):
             item["labels"] = float(self.labels[i])
         if self.groups is not None:
             item["group"] = int(self.groups[i])
+        if self.teacher is not None:
+            item["teacher"] = float(self.teacher[i])
         return item
 
 
@@ -199,6 +202,8 @@ def make_collate(tokenizer):
             batch["labels"] = torch.tensor([item["labels"] for item in items])
         if "group" in items[0]:
             batch["group"] = torch.tensor([item["group"] for item in items])
+        if "teacher" in items[0]:
+            batch["teacher"] = torch.tensor([item["teacher"] for item in items])
         return batch
 
     return collate
@@ -240,10 +245,12 @@ def dataloader(
     rank: int = 0,
     world_size: int = 1,
     groups=None,
+    teacher=None,
 ) -> DataLoader:
     """Batches of the rows; with `groups` (each row's query, for a loss over a query's candidates) each query's
-    rows share a batch and every batch says which row belongs to which query."""
-    dataset = _Encoded(encode(tokenizer, inputs, max_length), labels, groups)
+    rows share a batch and every batch says which row belongs to which query; with `teacher` (each row's teacher
+    logit, for distillation) every batch carries its rows' ones."""
+    dataset = _Encoded(encode(tokenizer, inputs, max_length), labels, groups, teacher)
     lengths = [len(ids) for ids in dataset.input_ids]
     if groups is not None:
         sampler = QueryGroupedBatches(lengths, groups, batch_size, seed, rank=rank, world_size=world_size)

@@ -23,11 +23,14 @@ class PairDataModule(L.LightningDataModule):
         seed: int,
         num_workers: int = 0,
         train_groups=None,
+        train_teacher=None,
     ):
-        """`train_groups`: each training row's query, for a loss that needs a query's rows in one batch."""
+        """`train_groups`: each training row's query, for a loss that needs a query's rows in one batch;
+        `train_teacher`: each training row's teacher logit, for a distillation loss."""
         super().__init__()
         self.tokenizer = tokenizer
         self.train_inputs, self.train_labels, self.train_groups = train_inputs, train_labels, train_groups
+        self.train_teacher = train_teacher
         self.predict_inputs = predict_inputs
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.max_length, self.seed, self.num_workers = max_length, seed, num_workers
@@ -49,6 +52,7 @@ class PairDataModule(L.LightningDataModule):
             seed=self.seed,
             num_workers=self.num_workers,
             groups=self.train_groups,
+            teacher=self.train_teacher,
             **self._ranks(),
         )
 

@@ -48,7 +48,8 @@ class Head:
     name = ""
     lora_task_type = TaskType.SEQ_CLS
     fresh = True  # the head module is new: saved with the adapters, trained at its own learning rate
-    LOSSES = ("pointwise", "group", "listwise")  # head.loss choices (losses.py), the first the default
+    # head.loss choices (losses.py), the first the default; the last three learn from distill.teachers' scores
+    LOSSES = ("pointwise", "group", "listwise", "soft_labels", "margin_mse", "kl")
 
     def __init__(self, cfg=None, tokenizer=None):
         self.cfg = cfg
@@ -74,10 +75,12 @@ class Head:
         """Refuse a run config (backbone, task, strategy, the head's own keys) this head cannot work with, with the
         key to change."""
         cls.loss_name(cfg.head)
-        for key in ("pointwise_weight", "in_batch_scale"):
+        for key in ("pointwise_weight", "in_batch_scale", "teacher_temperature"):
             value = cfg.head.get(key, 1.0)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"head.{key}={value!r} must be a number >= 0.")
+        if not cfg.head.get("teacher_temperature", 1.0):
+            raise ConfigError("head.teacher_temperature=0 divides the teacher's logits by zero; give a number > 0.")
 
     @classmethod
     def prompt(cls, task, head_cfg, backbone) -> str:
@@ -146,7 +149,7 @@ class ClassifierHead(Head):
 @register
 class BiEncoderHead(Head):
     name = "bi_encoder"
-    LOSSES = ("pointwise", "group", "listwise", "in_batch")
+    LOSSES = (*Head.LOSSES, "in_batch")
 
     def __init__(self, cfg=None, tokenizer=None):
         super().__init__(cfg)
@@ -253,9 +256,9 @@ class YesNoHead(Head):
     name = "yes_no"
     lora_task_type = TaskType.CAUSAL_LM
     fresh = False  # the pretrained LM head scores; frozen unless lora_targets names lm_head (an adapter on it)
-    # pair: BCE on logit(yes) - logit(no); vocab: cross-entropy over the whole vocabulary; group and listwise read
-    # the pair logit
-    LOSSES = ("pair", "vocab", "group", "listwise")
+    # pair: BCE on logit(yes) - logit(no); vocab: cross-entropy over the whole vocabulary; the others (group,
+    # listwise, distillation) read the pair logit
+    LOSSES = ("pair", "vocab", *Head.LOSSES[1:])
 
     def __init__(
         self, cfg=None, tokenizer=None, yes_id: int | None = None, no_id: int | None = None, loss: str | None = None

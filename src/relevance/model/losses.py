@@ -9,6 +9,13 @@ listwise: ListNet, the cross-entropy between each query's label distribution and
 in_batch: bi-encoders only; each positive query against every target in the batch, its own negatives included
 (sentence-transformers' MultipleNegativesRankingLoss with hard negatives), at a fixed scale (1/temperature).
 
+Distillation (the batch carries each row's teacher logit, `teacher`; training/distill.py scores it):
+soft_labels: BCE against the teacher's probability, row by row (any data shape, QI's one candidate per query too).
+margin_mse: every pair of one query's rows, the student's logit margin against the teacher's (sentence-transformers'
+MarginMSELoss, generalised from (positive, negative) to every pair).
+kl: per query, the KL divergence from the softmax of the teacher's logits to the student's, both at
+`teacher_temperature` (FlagEmbedding's knowledge distillation over a query's candidates).
+
 Thresholds are still tuned on pointwise scores (the sigmoid of each row's logit), so the ranking losses add
 `pointwise_weight` x BCE: it keeps one logit scale across queries, which a per-query softmax leaves free."""
 
@@ -25,14 +32,20 @@ def register(cls):
     return cls
 
 
+def _setting(head_cfg, key: str, default: float) -> float:
+    value = head_cfg.get(key) if head_cfg is not None else None
+    return float(default if value is None else value)
+
+
 class Loss:
     name = ""
     batching = "rows"
     needs_similarity = False  # reads every query against every target of the batch (bi-encoders give it)
+    needs_teacher = False  # reads each row's teacher logit (batch["teacher"]): distill.teachers must be set
 
     def __init__(self, head_cfg=None):
-        get = head_cfg.get if head_cfg is not None else (lambda key, default=None: default)
-        self.pointwise_weight = float(get("pointwise_weight", 1.0))
+        self.pointwise_weight = _setting(head_cfg, "pointwise_weight", 1.0)
+        self.temperature = _setting(head_cfg, "teacher_temperature", 1.0)
 
     def __call__(self, logit: torch.Tensor, batch: dict, similarity: dict | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -58,12 +71,12 @@ class Ranking(Loss):
     batching = "queries"
 
     def __call__(self, logit, batch, similarity=None):
-        ranking = self.ranking(logit, batch["labels"].float(), batch["group"], similarity)
+        ranking = self.ranking(logit, batch, similarity)
         if self.pointwise_weight:
             return ranking + self.pointwise_weight * pointwise(logit, batch["labels"])
         return ranking
 
-    def ranking(self, logit, labels, groups, similarity) -> torch.Tensor:
+    def ranking(self, logit, batch: dict, similarity) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -82,7 +95,8 @@ class Group(Ranking):
 
     name = "group"
 
-    def ranking(self, logit, labels, groups, similarity):
+    def ranking(self, logit, batch, similarity):
+        labels, groups = batch["labels"].float(), batch["group"]
         positives = torch.nonzero(labels > 0.5).flatten()
         same_query = groups[positives, None] == groups[None, :]
         allowed = same_query & (labels[None, :] < 0.5)
@@ -98,7 +112,8 @@ class Listwise(Ranking):
 
     name = "listwise"
 
-    def ranking(self, logit, labels, groups, similarity):
+    def ranking(self, logit, batch, similarity):
+        labels, groups = batch["labels"].float(), batch["group"]
         losses = []
         for group in torch.unique(groups):
             rows = groups == group
@@ -119,16 +134,68 @@ class InBatch(Ranking):
 
     def __init__(self, head_cfg=None):
         super().__init__(head_cfg)
-        get = head_cfg.get if head_cfg is not None else (lambda key, default=None: default)
-        self.scale = float(get("in_batch_scale", 20.0))
+        self.scale = _setting(head_cfg, "in_batch_scale", 20.0)
 
-    def ranking(self, logit, labels, groups, similarity):
+    def ranking(self, logit, batch, similarity):
+        labels, groups = batch["labels"].float(), batch["group"]
         positives = torch.nonzero(labels > 0.5).flatten()
         rows = torch.arange(len(positives), device=labels.device)
         other_positive = (groups[positives, None] == groups[None, :]) & (labels[None, :] > 0.5)
         allowed = ~(similarity["same_target"][positives] | other_positive)
         allowed[rows, positives] = True
         return _softmax_ce(self.scale * similarity["cosine"][positives], allowed, positives)
+
+
+@register
+class SoftLabels(Loss):
+    """BCE against the teacher's probability at `teacher_temperature`, each row alone, plus `pointwise_weight` x
+    BCE against the labels: the teacher's confidence where labels only say yes or no."""
+
+    name = "soft_labels"
+    needs_teacher = True
+
+    def __call__(self, logit, batch, similarity=None):
+        target = torch.sigmoid(batch["teacher"].float() / self.temperature)
+        loss = F.binary_cross_entropy_with_logits(logit, target)
+        return loss + self.pointwise_weight * pointwise(logit, batch["labels"]) if self.pointwise_weight else loss
+
+
+@register
+class MarginMSE(Ranking):
+    """Every pair (i, j) of one query's rows: ((s_i - s_j) - (t_i - t_j))^2, averaged over the batch's pairs: the
+    student learns the teacher's margins between candidates, whatever the teacher's own scale offset."""
+
+    name = "margin_mse"
+    needs_teacher = True
+
+    def ranking(self, logit, batch, similarity):
+        groups, teacher = batch["group"], batch["teacher"].float()
+        pairs = (groups[:, None] == groups[None, :]).triu(diagonal=1)
+        if not pairs.any():
+            return logit.sum() * 0.0
+        student_margin = logit[:, None] - logit[None, :]
+        teacher_margin = teacher[:, None] - teacher[None, :]
+        return ((student_margin - teacher_margin)[pairs] ** 2).mean()
+
+
+@register
+class KL(Ranking):
+    """Per query with two rows or more: KL(softmax(t / T) || softmax(s / T)) over its rows, times T^2 (Hinton et
+    al.'s scaling, so that the gradient's size does not shrink with T), averaged over the batch's queries."""
+
+    name = "kl"
+    needs_teacher = True
+
+    def ranking(self, logit, batch, similarity):
+        groups, teacher, scale = batch["group"], batch["teacher"].float(), self.temperature
+        losses = []
+        for group in torch.unique(groups):
+            rows = groups == group
+            if rows.sum() > 1:
+                target = F.log_softmax(teacher[rows] / scale, dim=0)
+                student = F.log_softmax(logit[rows] / scale, dim=0)
+                losses.append((target.exp() * (target - student)).sum() * scale**2)
+        return torch.stack(losses).mean() if losses else logit.sum() * 0.0
 
 
 def build_loss(name: str, head_cfg=None) -> Loss:

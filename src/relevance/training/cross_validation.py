@@ -109,6 +109,7 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
             progress=progress,
             catalogue=data.catalogue,
             train_groups=data.training_groups(fold),
+            train_teacher=data.training_teacher(fold),
         )
         mlflow.log_metrics(
             {
@@ -178,6 +179,7 @@ def refit(cfg, runtime, source: ModelSource, data: TrainingData, dev_inputs, ada
             progress=progress,
             catalogue=data.catalogue,
             train_groups=data.training_groups(None),
+            train_teacher=data.training_teacher(None),
         )
         resume.save_fold(scores, learned, adapters / "refit")
         resume.forget_progress(progress)

@@ -138,6 +138,7 @@ def train_fold(
     progress: Path | None = None,
     catalogue: list[str] | None = None,
     train_groups: np.ndarray | None = None,
+    train_teacher: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], health.FoldHealth]:
     """Fresh base + LoRA or full fine-tuning (or the TAPT stage-1 weights), trained on the given rows; returns the
     scores of each list in `score_inputs` and whether the fold learned (judged on the first list against
@@ -145,7 +146,7 @@ def train_fold(
     progress in that folder and continues from what an interrupted attempt left there. `catalogue`: the categories
     a head that scores against them (bi_encoder with catalogue_margin) indexes once trained. `train_groups`: each
     training row's query, which a head whose loss reads a query's rows together batches by (none given: each row is
-    its own query)."""
+    its own query). `train_teacher`: each training row's teacher logit, which a distillation loss learns."""
     seed = (cfg.seed + fold) % 2**32  # TAPT's stage 1 is fold -1: seed=0 must not ask numpy for seed -1
     L.seed_everything(seed, workers=True, verbose=False)
     tokenizer, max_length = source.tokenizer, source.max_length
@@ -184,7 +185,9 @@ def train_fold(
         groups = None
     trainer.fit(
         module,
-        datamodule=PairDataModule(tokenizer, train_inputs, train_labels, None, **common, train_groups=groups),
+        datamodule=PairDataModule(
+            tokenizer, train_inputs, train_labels, None, **common, train_groups=groups, train_teacher=train_teacher
+        ),
         ckpt_path=saved[0] if saved else None,
         weights_only=False,  # our own file: it also holds the losses so far and the RNG states
     )

@@ -64,6 +64,8 @@ class TrainingData:
     catalogue: list[str] = field(default_factory=list)  # the categories a margin-scoring head compares with
     groups: np.ndarray | None = None  # each row's query (query_groups), then each extra's; none: a row each
     extra_groups: np.ndarray | None = None
+    originals: list[Record] = field(default_factory=list)  # records, then extras, cleaned, before any rewrite
+    teacher: np.ndarray | None = None  # each of `originals`' teacher logit (distillation), when distill.teachers
 
     def __post_init__(self):
         self.keep = np.ones(len(self.records), dtype=bool) if self.keep is None else self.keep
@@ -95,6 +97,14 @@ class TrainingData:
         """Each of training_rows(fold)'s rows' query, in the same order."""
         own, extra = self._training(fold)
         return np.concatenate([self.groups[own], self.extra_groups[extra]]).astype(int)
+
+    def training_teacher(self, fold: int | None) -> np.ndarray | None:
+        """Each of training_rows(fold)'s rows' teacher logit, in the same order (None: no teacher)."""
+        if self.teacher is None:
+            return None
+        own, extra = self._training(fold)
+        n = len(self.records)
+        return np.concatenate([self.teacher[:n][own], self.teacher[n:][extra]])
 
 
 def query_groups(records: list[Record]) -> np.ndarray:
@@ -148,7 +158,8 @@ def check_folds(labels: np.ndarray, folds: np.ndarray, n_folds: int, split: str)
 
 
 def _task_rows(cfg, task: str, preprocessor: Preprocessor, counts: dict):
-    """One task's cleaned rows, its training-only extras (with their source index) and its labelled dev rows."""
+    """One task's cleaned rows, its training-only extras (with their source index) and its labelled dev rows; the
+    last item is the rows and extras as cleaned, before the text rewrites (what a teacher scores)."""
     augmentation, translations = preprocessor.augmentation, preprocessor.translations
     records, report = read_task_rows(cfg, task, cfg.data.get("max_rows"), preprocessor)
     extras, sources, follows = [], [], []
@@ -174,7 +185,7 @@ def _task_rows(cfg, task: str, preprocessor: Preprocessor, counts: dict):
         elif dev_rows and None not in labels:
             dev = preprocessor.rewrite(dev_rows)  # only the generated data's dev files carry labels
     source = np.concatenate(sources).astype(int) if sources else np.zeros(0, dtype=int)
-    return rewritten[: len(records)], rewritten[len(records) :], source, follows, report, dev
+    return rewritten[: len(records)], rewritten[len(records) :], source, follows, report, dev, (records, extras)
 
 
 def prepare_data(cfg, preprocessor: Preprocessor):
@@ -182,9 +193,13 @@ def prepare_data(cfg, preprocessor: Preprocessor):
     never sits on both sides of a fold). Returns the TrainingData, the cleaning report, the labelled dev rows (or
     None) and how many extra rows each augmentation made."""
     records, extras, sources, follows, dev, counts = [], [], [], [], [], {}
+    originals, original_extras = [], []
     dropped = 0
     for task in preprocessor.templates:
-        task_records, task_extras, source, task_follows, report, task_dev = _task_rows(cfg, task, preprocessor, counts)
+        task_records, task_extras, source, task_follows, report, task_dev, cleaned = _task_rows(
+            cfg, task, preprocessor, counts
+        )
+        originals, original_extras = originals + cleaned[0], original_extras + cleaned[1]
         sources.append(source + len(records))
         records, extras, follows = records + task_records, extras + task_extras, follows + task_follows
         dev = dev + task_dev if (dev is not None and task_dev) else None
@@ -203,6 +218,7 @@ def prepare_data(cfg, preprocessor: Preprocessor):
         np.array([r.label for r in extras], dtype=int),
         np.concatenate(sources).astype(int),
         np.array(follows, dtype=bool),
+        originals=originals + original_extras,
     )
     groups = query_groups(records + extras)
     data.groups, data.extra_groups = groups[: len(records)], groups[len(records) :]
