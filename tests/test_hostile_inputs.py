@@ -300,6 +300,13 @@ CASES = [
     ),
     Case("config: tracking scheme", "train.py", ["tracking.uri=nonsense://x"], "nonsense:// is not a tracking store"),
     Case("config: folder store", "train.py", ["tracking.uri=file:///tmp/mlruns"], "MLflow 3 refuses folder stores"),
+    Case("config: distillation, no teacher", "train.py", ["head.loss=kl"], "head.loss=kl learns from a teacher's"),
+    Case(
+        "config: teacher, no distillation loss",
+        "train.py",
+        ["distill.teachers=[abc]"],
+        "distill.teachers is given but head.loss=pointwise does not read a teacher",
+    ),
     Case(
         "config: tracking server down",
         "train.py",
