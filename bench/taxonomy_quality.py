@@ -133,6 +133,7 @@ KEYS = {
     "floor": "all-positive floor",
     "tfidf": "TF-IDF char 2-5-grams + logistic regression",
     "zero_shot_e5": "zero-shot: multilingual-e5-small cosine",
+    "zero_shot_e5_margin": "zero-shot: multilingual-e5-small cosine margin over the other categories",
     "zero_shot": "zero-shot: Gemma-3-270M mean-pooled cosine",
 }
 # The table gathers rows run at different times (each row's own command is in BENCHMARKS.md's prose), so its header
@@ -163,26 +164,35 @@ def _files(scratch: Path):
     folder = generate_taxonomy(need_taxonomy(), scratch / "taxonomy", SPEC)
     train, _ = clean_records(read_records(folder / "train_QC.txt", "QC", require_label=True))
     dev, _ = clean_records(read_records(folder / "dev_QC.txt", "QC", require_label=True))
-    return train, dev
+    user, _ = clean_records(read_records(folder / "dev_user_QC.txt", "QC", require_label=True))
+    return train, {"dev": dev, "user": user}
 
 
-def _judge(train_labels, train_scores, dev, dev_scores) -> dict:
-    """Seen/unseen dev F1 at the threshold that is best on the training rows' (out-of-fold) scores."""
-    threshold = metrics.best_f1_threshold(train_labels, train_scores).threshold
-    labels = np.array([r.label for r in dev])
-    unseen = np.array([r.language in UNSEEN for r in dev])
+def _seen_unseen(rows, scores, threshold, prefix: str, suffix: str) -> dict:
+    labels = np.array([r.label for r in rows])
+    unseen = np.array([r.language in UNSEEN for r in rows])
+    threshold = np.broadcast_to(threshold, scores.shape)
     return {
-        "oof_best_f1": metrics.best_f1_threshold(train_labels, train_scores).f1,
-        "dev_seen_f1_at_oof_threshold": metrics.scores_at(labels[~unseen], dev_scores[~unseen], threshold).f1,
-        "dev_unseen_f1_at_oof_threshold": metrics.scores_at(labels[unseen], dev_scores[unseen], threshold).f1,
+        f"{prefix}_seen_f1{suffix}": metrics.scores_at(labels[~unseen], scores[~unseen], threshold[~unseen]).f1,
+        f"{prefix}_unseen_f1{suffix}": metrics.scores_at(labels[unseen], scores[unseen], threshold[unseen]).f1,
     }
 
 
-def floor(train, dev, scratch) -> dict:
-    return _judge(np.array([r.label for r in train]), np.ones(len(train)), dev, np.ones(len(dev)))
+def _judge(train_labels, train_scores, views: dict, score) -> dict:
+    """Seen/unseen F1 of each view (dev: category names; user: users' queries) at the threshold that is best on the
+    training rows' (out-of-fold) scores; `score(rows)` gives a view's scores."""
+    best = metrics.best_f1_threshold(train_labels, train_scores)
+    figures = {"oof_best_f1": best.f1}
+    for view, rows in views.items():
+        figures |= _seen_unseen(rows, score(rows), best.threshold, view, "_at_oof_threshold")
+    return figures
 
 
-def tfidf(train, dev, scratch) -> dict:
+def floor(train, views, scratch) -> dict:
+    return _judge(np.array([r.label for r in train]), np.ones(len(train)), views, lambda rows: np.ones(len(rows)))
+
+
+def tfidf(train, views, scratch) -> dict:
     """Pair features: the element-wise product of query and target character n-gram TF-IDF vectors (which
     n-grams they share, weighted), plus their cosine; logistic regression; out-of-fold scores by query groups."""
     from scipy.sparse import csr_matrix, hstack
@@ -204,19 +214,22 @@ def tfidf(train, dev, scratch) -> dict:
         :, 1
     ]
     model.fit(x, y)
-    return _judge(y, oof, dev, model.predict_proba(features(dev))[:, 1])
+    return _judge(y, oof, views, lambda rows: model.predict_proba(features(rows))[:, 1])
 
 
-def _cosine_row(location: str, train, dev, query_prefix: str = "", target_prefix: str = "") -> dict:
-    """Cosine of mean-pooled last hidden states (no training); threshold from the training rows."""
+def _cosine_row(
+    location: str, train, views, query_prefix: str = "", target_prefix: str = "", margin: bool = False
+) -> dict:
+    """Cosine of mean-pooled last hidden states (no training); threshold from the training rows. `margin`: a
+    pair's cosine minus the query's best cosine with any other category the rows name (as head.catalogue_margin
+    scores)."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(location)
     model = AutoModel.from_pretrained(location, dtype=torch.float32).eval()
-    texts = sorted(
-        {query_prefix + r.query for r in train + dev} | {target_prefix + r.target for r in train + dev}, key=len
-    )
+    every = train + [r for rows in views.values() for r in rows]
+    texts = sorted({query_prefix + r.query for r in every} | {target_prefix + r.target for r in every}, key=len)
     vectors = {}
     with torch.inference_mode():
         for start in range(0, len(texts), 64):
@@ -227,13 +240,22 @@ def _cosine_row(location: str, train, dev, query_prefix: str = "", target_prefix
             pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
             vectors.update(zip(batch, pooled.numpy()))
 
+    categories = sorted({r.target for r in every})
+    catalogue = np.stack([vectors[target_prefix + c] for c in categories])
+    column = {c: i for i, c in enumerate(categories)}
+
     def cosine(rows):
-        return np.array([float(vectors[query_prefix + r.query] @ vectors[target_prefix + r.target]) for r in rows])
+        scores = np.array([float(vectors[query_prefix + r.query] @ vectors[target_prefix + r.target]) for r in rows])
+        if not margin:
+            return scores
+        against = np.stack([vectors[query_prefix + r.query] for r in rows]) @ catalogue.T
+        against[np.arange(len(rows)), [column[r.target] for r in rows]] = -np.inf
+        return scores - against.max(axis=1)
 
-    return _judge(np.array([r.label for r in train]), cosine(train), dev, cosine(dev))
+    return _judge(np.array([r.label for r in train]), cosine(train), views, cosine)
 
 
-def zero_shot(train, dev, scratch) -> dict:
+def zero_shot(train, views, scratch) -> dict:
     """The backbone's own hidden states as embeddings (a decoder LM: not trained to embed)."""
     from inference import compose
 
@@ -241,16 +263,24 @@ def zero_shot(train, dev, scratch) -> dict:
     from relevance.serving.scorer import default_cache
 
     cfg = compose("gemma3_270m", default_cache())
-    return _cosine_row(resolve_source(cfg.backbone, default_cache()), train, dev)
+    return _cosine_row(resolve_source(cfg.backbone, default_cache()), train, views)
 
 
-def zero_shot_e5(train, dev, scratch) -> dict:
+def zero_shot_e5(train, views, scratch) -> dict:
     """multilingual-e5-small, a multilingual embedding model, with its query:/passage: prefixes."""
     from relevance.model import packaged_e5
     from relevance.serving.scorer import default_cache
 
     location = packaged_e5.embedder_location(packaged_e5.HUB_ID, default_cache())
-    return _cosine_row(location, train, dev, "query: ", "passage: ")
+    return _cosine_row(location, train, views, "query: ", "passage: ")
+
+
+def zero_shot_e5_margin(train, views, scratch) -> dict:
+    from relevance.model import packaged_e5
+    from relevance.serving.scorer import default_cache
+
+    location = packaged_e5.embedder_location(packaged_e5.HUB_ID, default_cache())
+    return _cosine_row(location, train, views, "query: ", "passage: ", margin=True)
 
 
 TEACHERS: dict[int, tuple[Path, dict]] = {}  # seed -> (its store's folder, the teacher run's figures)
@@ -266,7 +296,22 @@ def teacher(seed: int, scratch: Path) -> tuple[Path, dict]:
     return TEACHERS[seed]
 
 
-def harness(overrides: list[str], seed: int, scratch: Path) -> dict:
+def served(run_id: str, views: dict) -> dict:
+    """Seen/unseen F1 of each view as predict.py scores it with the run's logged model: its refit when it has one
+    (else the fold mean), at the thresholds it decides by (matched-rate ones for unseen languages when its run
+    says so). run_train left MLflow pointing at the run's store."""
+    from relevance.serving.predict import load_scorer
+
+    with tempfile.TemporaryDirectory() as download:
+        scorer = load_scorer(run_id, download_to=download)
+        figures = {}
+        for view, rows in views.items():
+            scores = scorer.predict_records(rows)
+            figures |= _seen_unseen(rows, scores, scorer.row_thresholds(rows, scores), view, "_served")
+    return figures
+
+
+def harness(overrides: list[str], seed: int, scratch: Path, views: dict) -> dict:
     extra = {}
     if any(TEACHER in o for o in overrides):  # a distilled row: trained in its teacher's store
         run_dir, taught = teacher(seed, scratch)
@@ -275,8 +320,9 @@ def harness(overrides: list[str], seed: int, scratch: Path) -> dict:
     else:
         run_dir = scratch / f"run-{time.time_ns()}"
         run_dir.mkdir()
-    found = run_train([*DATA, f"data.dir={need_taxonomy()}", f"seed={seed}", *overrides], run_dir)
-    return {key: found[key] for key in FIGURES if key in found} | extra
+    logged = ["tracking.log_model=true"]  # the served model scores both views (figures `<view>_served_*`)
+    found = run_train([*DATA, f"data.dir={need_taxonomy()}", f"seed={seed}", *logged, *overrides], run_dir)
+    return {key: found[key] for key in FIGURES if key in found} | served(found["run_id"], views) | extra
 
 
 def _cell(values: list[float], digits: int = 3) -> str:
@@ -354,6 +400,33 @@ def render(results: dict) -> str:
             ],
             refit_rows,
         )
+    view_rows = []
+    for name in names:
+        entry = results.get(name, {})
+        runs = list(entry["runs"].values()) if "runs" in entry else ([entry] if entry else [])
+        runs = [r for r in runs if "user_seen_f1_at_oof_threshold" in r or "user_seen_f1_served" in r]
+        if not runs:
+            continue
+        how = "served" if "user_seen_f1_served" in runs[0] else "at_oof_threshold"
+        view_rows.append(
+            [name, str(len(runs))]
+            + [
+                _cell([r.get(f"{view}_{group}_f1_{how}") for r in runs])
+                for view in ("dev", "user")
+                for group in ("seen", "unseen")
+            ]
+            + ["the served model" if how == "served" else "out-of-fold threshold"]
+        )
+    if view_rows:
+        text += (
+            "\n\nTwo views of the same dev pairs: category names as queries (plain) and the queries users type "
+            "(user view: brands, attributes, sizes, typos, parent names, code switching; `dev_user_QC.txt`, "
+            "data/user_queries.py):\n\n"
+            + table(
+                ["method", "seeds", "plain seen", "plain unseen", "user view seen", "user view unseen", "decided by"],
+                view_rows,
+            )
+        )
     return text + (
         f"\n\n`data=taxonomy` with {SPEC.train_rows} training rows (en/es/fr/ja/pt, one positive path, "
         f"a sibling's and a random one per query), dev {SPEC.dev_rows_per_language} rows per language on "
@@ -373,6 +446,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "taxonomy_quality.json")
     parser.add_argument("--table-from", type=Path)
     parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--redo", action="store_true", help="run the given seeds again, replacing their figures")
     args = parser.parse_args()
     if args.table_from:
         text = render(json.loads(args.table_from.read_text()))
@@ -389,11 +463,11 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as scratch:
             scratch = Path(scratch)
-            train, dev = _files(scratch)
+            train, views = _files(scratch)
             for key in wanted:
                 if key in KEYS:
                     name, started = KEYS[key], time.perf_counter()
-                    results[name] = globals()[key](train, dev, scratch)
+                    results[name] = globals()[key](train, views, scratch)
                     results[name]["minutes"] = (time.perf_counter() - started) / 60
                     results[name]["peak_mb"] = peak_rss_mb()
                     print(name, {k: round(v, 4) for k, v in results[name].items() if v is not None}, flush=True)
@@ -402,9 +476,9 @@ def main() -> None:
                 name, overrides = HARNESS_ROWS[key]
                 runs = results.setdefault(name, {"overrides": overrides, "runs": {}})["runs"]
                 for seed in args.seeds:
-                    if str(seed) in runs:
+                    if str(seed) in runs and not args.redo:
                         continue
-                    runs[str(seed)] = harness(overrides, seed, scratch)
+                    runs[str(seed)] = harness(overrides, seed, scratch, views)
                     print(name, seed, {k: round(v, 4) for k, v in runs[str(seed)].items()}, flush=True)
                     save()
         text = render(results)

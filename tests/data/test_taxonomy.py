@@ -117,3 +117,36 @@ def test_training_on_taxonomy_reports_seen_and_unseen_dev_f1(taxonomy_dir, tmp_p
     for group in ("seen", "unseen"):
         assert 0 <= summary[f"dev_{group}_f1_at_oof_threshold"] <= 1
     assert summary["translations_computed"] == 0 and summary["translations_reused"] > 0  # the taxonomy's own file
+
+
+def test_the_user_view_rewrites_each_dev_query_as_a_shopper_would_and_keeps_its_pairs(taxonomy_dir, tmp_path):
+    folder = generate_taxonomy(taxonomy_dir, tmp_path / "t", TaxonomySpec(**SPEC))
+    dev = read_records(folder / "dev_QC.txt", "QC", require_label=True)
+    user = read_records(folder / "dev_user_QC.txt", "QC", require_label=True)
+    assert [(r.id, r.language, r.target, r.label) for r in user] == [(r.id, r.language, r.target, r.label) for r in dev]
+    rewritten = {(p.language, p.query): u.query for p, u in zip(dev, user)}
+    assert all(rewritten[(p.language, p.query)] == u.query for p, u in zip(dev, user))  # one rewrite per query
+    assert sum(u.query != p.query for p, u in zip(dev, user)) > len(dev) / 2
+    assert (
+        generate_taxonomy(taxonomy_dir, tmp_path / "again", TaxonomySpec(**SPEC))
+        .joinpath("dev_user_QC.txt")
+        .read_bytes()
+        == (folder / "dev_user_QC.txt").read_bytes()
+    )  # deterministic
+
+
+def test_user_queries_add_brands_attributes_sizes_parents_code_switching_and_typos():
+    from relevance.data.user_queries import ATTRIBUTES, BRANDS, SIZES, user_query
+
+    names = [f"Wanderschuhe {i}" for i in range(300)]
+    written = [user_query(name, "de", "Schuhe") for name in names]
+    assert written == [user_query(name, "de", "Schuhe") for name in names]  # the query alone decides
+    words = [set(w.split()) for w in written]
+    assert sum(bool(w & set(BRANDS)) for w in words) > 100
+    assert sum(any(a in q for a in ATTRIBUTES["de"]) for q in written) > 150
+    assert sum(any(f" {s}" in q for s in SIZES) for q in written) > 30
+    assert sum("Schuhe" in w for w in words) > 50  # the parent's name
+    assert sum(bool(w & set(ATTRIBUTES["en"])) for w in words) > 30  # an English word in a German query
+    typos = sum("Wanderschuhe" not in q for q in written)
+    assert 50 < typos < 150  # about a third, one letter each
+    assert user_query("収納", "ja", None) == user_query("収納", "ja", None) and "収納" in user_query("収納", "ja", None)

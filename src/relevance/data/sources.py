@@ -10,7 +10,7 @@ from relevance.data.records import TASKS
 from relevance.data.taxonomy import TaxonomySpec, generate_taxonomy
 from relevance.errors import ConfigError, DataError
 
-FILE_SPLITS = ("train", "dev", "test")
+FILE_SPLITS = ("train", "dev", "test", "dev_user")  # dev_user: data=taxonomy's users'-queries view
 DEMO_READS_NO_FOLDER = (
     "data=demo generates its own rows and reads no folder; for your files give data=competition data.dir=<folder> "
     "(or data=taxonomy data.dir=<taxonomy files>)."

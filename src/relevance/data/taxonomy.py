@@ -11,6 +11,8 @@ categories in several languages, aligned by id. From them:
 - QI rows (for task-adaptive pre-training): the same queries against English leaf names, a title-like short text.
 - translations.jsonl: each localized leaf name's English name, from the taxonomy's alignment (an oracle stand-in
   for machine translation, for augmentation=[translate] with translator=file).
+- dev_user_QC.txt: the dev rows with each query written as a shopper would type it (brands, attributes, sizes,
+  typos, the parent category's name, code switching: data/user_queries.py), the same pairs and labels.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from relevance.data.demo import TRANSLATIONS_FILE
 from relevance.data.reader import write_records
 from relevance.data.records import TASKS, Record
 from relevance.data.translations_file import write_translations
+from relevance.data.user_queries import user_view
 from relevance.errors import ConfigError, DataError
 
-GENERATOR_VERSION = 1  # bump whenever the files a spec produces change, so stale caches are not reused
+GENERATOR_VERSION = 2  # bump whenever the files a spec produces change, so stale caches are not reused
 LOCALES = {
     "en": "en-US",
     "es": "es-ES",
@@ -125,6 +128,7 @@ class _Taxonomy:
         self.dev_ids = [c for c in eligible if _held_out(c, spec.heldout_share)]
         self.all_ids = sorted(shared)
         self.translations: dict[tuple[str, str, str], str] = {}  # filled by rows(): each query's English name
+        self.parents: dict[tuple[str, str], str | None] = {}  # filled by rows(): its parent's name, same language
 
     def path(self, category: int) -> str:
         return ",".join(self.english[category])
@@ -147,6 +151,8 @@ class _Taxonomy:
             query = self.names[language][category][-1]
             if language != "en":
                 self.translations[(query, language, "en")] = self.english[category][-1]
+            levels = self.names[language][category]
+            self.parents[(language, query)] = levels[-2] if len(levels) > 1 else None
             for label, candidate in [(1, category)] + [(0, c) for c in self.negatives(rng, category)]:
                 target = self.path(candidate) if task == "QC" else self.english[candidate][-1]
                 records.append(
@@ -156,7 +162,8 @@ class _Taxonomy:
 
 
 def generate_taxonomy(source: Path, folder: Path, spec: TaxonomySpec) -> Path:
-    """train/dev/test_QC.txt, train_QI.txt and translations.jsonl in `folder`, written once (whole or not at all)."""
+    """train/dev/test_QC.txt, dev_user_QC.txt, train_QI.txt and translations.jsonl in `folder`, written once (whole
+    or not at all)."""
     source = Path(source).expanduser()
     if not source.is_dir():
         raise ConfigError(
@@ -173,6 +180,7 @@ def generate_taxonomy(source: Path, folder: Path, spec: TaxonomySpec) -> Path:
         qi = taxonomy.rows("QI", taxonomy.train_ids, spec.train_languages, spec.qi_rows // 3, spec.seed + 2)
         write_records(staging / TASKS["QC"].file_name("train"), train)
         write_records(staging / TASKS["QC"].file_name("dev"), dev)
+        write_records(staging / TASKS["QC"].file_name("dev_user"), user_view(dev, taxonomy.parents, spec.seed))
         write_records(
             staging / TASKS["QC"].file_name("test"), [Record(r.id, r.task, r.language, r.query, r.target) for r in dev]
         )
