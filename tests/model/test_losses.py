@@ -104,7 +104,7 @@ def test_grouped_batches_say_which_row_is_which_querys(tmp_path, cache_dir):
         assert batch["group"].tolist() == [i // 3 for i in rows]
 
 
-def test_training_groups_follow_the_training_rows_and_their_extras():
+def test_training_groups_and_teacher_logits_follow_the_training_rows_and_their_extras():
     from relevance.data.records import Record
 
     records = [Record(i, "QC", "en", q, f"t{i}", label) for i, (q, label) in enumerate([("a", 1), ("a", 0), ("b", 1)])]
@@ -122,10 +122,14 @@ def test_training_groups_follow_the_training_rows_and_their_extras():
         np.array([False, True]),
         groups=groups[:3],
         extra_groups=groups[3:],
+        teacher=np.array([0.1, 0.2, 0.3, 0.4, 0.5]),  # distillation: the three rows, then the two extras
     )
     inputs, _ = data.training_rows(1)  # fold 1 holds out "b": its translation trains only in fold 0
     assert inputs == ["a0", "a1", "a-hard"] and data.training_groups(1).tolist() == [0, 0, 0]
     assert data.training_groups(None).tolist() == [0, 0, 1, 0, 2]
+    assert data.training_teacher(1).tolist() == [0.1, 0.2, 0.4]
+    assert data.training_teacher(0).tolist() == [0.3, 0.5]
+    assert data.training_teacher(None).tolist() == [0.1, 0.2, 0.3, 0.4, 0.5]
 
 
 def test_a_loss_the_head_cannot_train_with_is_refused_at_start(tmp_path, cache_dir):

@@ -14,7 +14,6 @@ from relevance.data.records import Record
 from relevance.errors import ConfigError
 from relevance.model.losses import build_loss, pointwise
 from relevance.training import distill
-from relevance.training.rows import TrainingData
 from tests.conftest import compose_train
 
 LABELS = torch.tensor([1, 0, 0, 1, 0])
@@ -63,25 +62,6 @@ def test_kl_is_per_query_and_zero_when_the_student_ranks_as_the_teacher_does():
     zero = loss(logit, lone)  # a query with one row has nothing to rank: a zero that still backpropagates
     zero.backward()
     assert zero.item() == 0.0 and logit.grad is not None
-
-
-def test_the_teacher_follows_the_training_rows_and_their_extras_fold_by_fold():
-    records = [Record(i, "QC", "en", q, f"t{i}", label) for i, (q, label) in enumerate([("a", 1), ("a", 0), ("b", 1)])]
-    data = TrainingData(
-        records,
-        ["a0", "a1", "b2"],
-        np.array([1, 0, 1]),
-        np.array([0, 0, 1]),
-        ["a-hard", "b-es"],
-        np.array([0, 1]),
-        np.array([0, 2]),
-        np.array([False, True]),
-        teacher=np.array([0.1, 0.2, 0.3, 0.4, 0.5]),  # the three rows, then the two extras
-    )
-    assert data.training_rows(1)[0] == ["a0", "a1", "a-hard"]
-    assert data.training_teacher(1).tolist() == [0.1, 0.2, 0.4]
-    assert data.training_teacher(0).tolist() == [0.3, 0.5]
-    assert data.training_teacher(None).tolist() == [0.1, 0.2, 0.3, 0.4, 0.5]
 
 
 @pytest.mark.parametrize(
