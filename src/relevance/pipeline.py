@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from relevance import disk, interrupts, multirun, tracking
+from relevance import build, disk, interrupts, multirun, tracking
 from relevance.checks import check_config
 from relevance.data.reader import read_catalogue
 from relevance.data.sources import data_file
@@ -208,18 +208,19 @@ def _run(cfg: DictConfig) -> dict:
                     **distill.teacher_metrics(data.labels, data.teacher),
                 }
             )
+            trainer = build.fold_trainer(cfg, runtime, source)
             if cfg.tapt.name != "none":
-                source.init_adapter = tapt_stage(cfg, runtime, source, preprocessor, scratch, tracking_uri)
+                source.init_adapter = tapt_stage(cfg, trainer, preprocessor, scratch, tracking_uri)
             if cfg.get("augmentation") and cfg.augmentation.get("self_validation"):
-                mlflow.log_metrics(self_validation_stage(cfg, runtime, source, data))
+                mlflow.log_metrics(self_validation_stage(cfg, trainer, data))
             adapters = scratch / "bundle" / "adapters"
             after_fold = trial.fold_observer(
                 cfg.sweep.metric, data.labels, np.array([r.task for r in data.records]), parent.info.run_id
             )
             oof, dev_scores = cross_validate(
-                cfg, runtime, source, data, dev_inputs, adapters, observers=(after_fold,), folds=cfg.train.folds_trained
+                cfg, trainer, data, dev_inputs, adapters, observers=(after_fold,), folds=cfg.train.folds_trained
             )
-            refit_scores = refit(cfg, runtime, source, data, dev_inputs, adapters) if cfg.train.refit else None
+            refit_scores = refit(cfg, trainer, data, dev_inputs, adapters) if cfg.train.refit else None
             mlflow.log_metrics(
                 {"translations_computed": translations.computed, "translations_reused": translations.reused}
             )

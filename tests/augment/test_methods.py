@@ -117,14 +117,14 @@ def test_extras_train_only_the_folds_where_their_source_row_trains():
         extra_source=np.array([0, 2, 4]),
         extra_follows_source=np.array([True, True, False]),
     )
-    train, labels = data.training_rows(0)
-    assert train == ["row2", "row3", "row4", "row5", "x2", "x4"] and labels.tolist() == [1, 0, 1, 1, 1, 0]
+    rows = data.training_rows(0)
+    assert rows.inputs == ["row2", "row3", "row4", "row5", "x2", "x4"] and rows.labels.tolist() == [1, 0, 1, 1, 1, 0]
     data.keep[2] = False  # self-validation dropped row 2: its synthesized copy goes too
-    assert data.training_rows(0)[0] == ["row3", "row4", "row5", "x4"]
+    assert data.training_rows(0).inputs == ["row3", "row4", "row5", "x4"]
     data.keep[:] = True
     data.train_labels[0] = 0  # relabelled: its copy follows, the hard negative made from row 4 does not
-    train, labels = data.training_rows(1)
-    assert train == ["row0", "row1", "row4", "row5", "x0", "x4"] and labels.tolist() == [0, 1, 1, 1, 0, 0]
+    rows = data.training_rows(1)
+    assert rows.inputs == ["row0", "row1", "row4", "row5", "x0", "x4"] and rows.labels.tolist() == [0, 1, 1, 1, 0, 0]
     assert data.labels[0] == 1  # judged by the original label
 
 

@@ -124,12 +124,13 @@ def test_training_groups_and_teacher_logits_follow_the_training_rows_and_their_e
         extra_groups=groups[3:],
         teacher=np.array([0.1, 0.2, 0.3, 0.4, 0.5]),  # distillation: the three rows, then the two extras
     )
-    inputs, _ = data.training_rows(1)  # fold 1 holds out "b": its translation trains only in fold 0
-    assert inputs == ["a0", "a1", "a-hard"] and data.training_groups(1).tolist() == [0, 0, 0]
-    assert data.training_groups(None).tolist() == [0, 0, 1, 0, 2]
-    assert data.training_teacher(1).tolist() == [0.1, 0.2, 0.4]
-    assert data.training_teacher(0).tolist() == [0.3, 0.5]
-    assert data.training_teacher(None).tolist() == [0.1, 0.2, 0.3, 0.4, 0.5]
+    rows = data.training_rows(1)  # fold 1 holds out "b": its translation trains only in fold 0
+    assert rows.inputs == ["a0", "a1", "a-hard"] and rows.groups.tolist() == [0, 0, 0]
+    assert rows.teacher.tolist() == [0.1, 0.2, 0.4]
+    assert data.training_rows(0).teacher.tolist() == [0.3, 0.5]
+    everything = data.training_rows(None)
+    assert everything.groups.tolist() == [0, 0, 1, 0, 2]
+    assert everything.teacher.tolist() == [0.1, 0.2, 0.3, 0.4, 0.5]
 
 
 def test_a_loss_the_head_cannot_train_with_is_refused_at_start(tmp_path, cache_dir):

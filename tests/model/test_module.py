@@ -1,4 +1,5 @@
 import lightning as L
+import numpy as np
 import torch
 from safetensors.torch import load_file
 
@@ -66,20 +67,20 @@ def test_training_lowers_the_loss_and_checkpoints_hold_only_adapter_and_head(tmp
 
 def test_a_fold_is_reproducible_on_cpu(tmp_path, cache_dir):
     """Same seed, same data: identical scores (seeded, deterministic Lightning on CPU)."""
+    from relevance import build
     from relevance.runtime import resolve_runtime
-    from relevance.training.fold import ModelSource, train_fold
+    from relevance.training.fold import ModelSource
+    from relevance.training.rows import TrainingRows
 
     cfg = compose_train(["backbone=tiny", "train.batch_size=4"], tmp_path, cache_dir)
     runtime = resolve_runtime(cfg.strategy, "auto", "float32")
     location = resolve_source(cfg.backbone, cache_dir)
     tokenizer = load_tokenizer(cfg.backbone, location)
     texts = [f"query: item {i}\ncategory: food,grocery" for i in range(24)]
-    labels = [i % 3 != 0 for i in range(24)]
-    source = ModelSource(location, tokenizer, 64)
-    runs = [train_fold(cfg, runtime, source, texts, labels, [texts[:8]], 0, tmp_path / f"a{k}")[0][0] for k in range(2)]
-    other_seed = cfg.copy()
-    other_seed.seed = 7
-    different = train_fold(other_seed, runtime, source, texts, labels, [texts[:8]], 0, tmp_path / "b")[0][0]
+    rows = TrainingRows(texts, np.array([i % 3 != 0 for i in range(24)], dtype=int))
+    trainer = build.fold_trainer(cfg, runtime, ModelSource(location, tokenizer, 64))
+    runs = [trainer.train(rows, [texts[:8]], 0, tmp_path / f"a{k}")[0][0] for k in range(2)]
+    different = trainer.but(seed=7).train(rows, [texts[:8]], 0, tmp_path / "b")[0][0]
     assert (runs[0] == runs[1]).all()
     assert not (runs[0] == different).all()
     assert (tmp_path / "a0" / "adapter_model.safetensors").is_file()
@@ -88,13 +89,14 @@ def test_a_fold_is_reproducible_on_cpu(tmp_path, cache_dir):
 def test_trainable_weights_are_float32_over_a_bf16_base_and_keep_small_steps(tmp_path, cache_dir):
     """Item 5 of issue 28: a bf16 base (as on a GPU) keeps every trainable tensor in float32, so an AdamW step smaller
     than bf16's resolution at the weight still moves it; the frozen base stays bf16."""
+    from relevance import build
     from relevance.training.fold import ModelSource, fresh_model
 
     for head in ("classifier", "yes_no"):
         cfg = compose_train(["backbone=tiny", f"head={head}"], tmp_path, cache_dir)
         location = resolve_source(cfg.backbone, cache_dir)
         tokenizer = load_tokenizer(cfg.backbone, location)
-        model, head_object = fresh_model(cfg, ModelSource(location, tokenizer, 32), torch.bfloat16)
+        model, head_object = fresh_model(build.fold_settings(cfg), ModelSource(location, tokenizer, 32), torch.bfloat16)
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         assert trainable and {p.dtype for p in trainable.values()} == {torch.float32}, head
         assert any(p.dtype == torch.bfloat16 for p in model.parameters() if not p.requires_grad)

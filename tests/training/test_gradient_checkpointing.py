@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from relevance import build
 from relevance.pipeline import _model_source
 from relevance.runtime import resolve_runtime
 from relevance.training import fold as fold_module
-from relevance.training.fold import train_fold
 from relevance.training.rows import make_preprocessor, prepare_data
 from tests.conftest import compose_train
 
@@ -39,9 +39,9 @@ def train_one_fold(overrides, tmp_path, cache_dir, monkeypatch):
     runtime = resolve_runtime(cfg.strategy, cfg.train.precision, cfg.backbone.dtype, 1, 1)
     preprocessor = make_preprocessor(cfg)
     data, *_ = prepare_data(cfg, preprocessor)
-    inputs, labels = data.training_rows(0)
     held_out = [data.inputs[i] for i in np.flatnonzero(data.folds == 0)]
-    scored, _ = train_fold(cfg, runtime, _model_source(cfg, preprocessor), inputs, labels, [held_out], 0, None)
+    trainer = build.fold_trainer(cfg, runtime, _model_source(cfg, preprocessor))
+    scored, _ = trainer.train(data.training_rows(0), [held_out], 0, None)
     return scored[0], seen
 
 

@@ -15,7 +15,7 @@ import torch
 from relevance import tracking
 from relevance.evaluation.reporting import evaluate
 from relevance.training import health, resume
-from relevance.training.fold import ModelSource, train_fold
+from relevance.training.fold import FoldTrainer
 from relevance.training.rows import TrainingData
 
 log = logging.getLogger(__name__)
@@ -26,13 +26,11 @@ FoldObserver = Callable[[int, np.ndarray, dict], None]  # (fold, out-of-fold sco
 
 def cross_validate(
     cfg,
-    runtime,
-    source: ModelSource,
+    trainer: FoldTrainer,
     data: TrainingData,
     dev_inputs,
     adapters: Path | None,
     stage: str = "",
-    epochs: int | None = None,
     observers: tuple[FoldObserver, ...] = (),
     folds: int | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -53,9 +51,7 @@ def cross_validate(
             result = evaluate(data.labels[held_out], scored[0], [data.languages[i] for i in held_out], seen)
             log.info("%sfold %d/%d: finished before the interruption; reused", stage, fold + 1, cfg.split.n_folds)
         else:
-            scored, learned, result = _train_fold_run(
-                cfg, runtime, source, data, dev_inputs, fold, stage, epochs, weights
-            )
+            scored, learned, result = _train_fold_run(cfg, trainer, data, dev_inputs, fold, stage, weights)
         folds_health.append(learned)
         oof[held_out] = scored[0]
         dev_scores += scored[1:]
@@ -66,12 +62,12 @@ def cross_validate(
     return oof, dev_scores
 
 
-def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: int, stage: str, epochs, weights):
+def _train_fold_run(cfg, trainer: FoldTrainer, data: TrainingData, dev_inputs, fold: int, stage: str, weights):
     """One fold in its own child run: train, score its held-out rows (and dev), log, keep a checkpoint. Returns
     the scores, the fold's health and its held-out evaluation."""
     held_out = np.flatnonzero(data.folds == fold)
-    train_inputs, train_labels = data.training_rows(fold)
-    progress = resume.progress_folder(cfg, runtime, f"{stage}fold-{fold}")  # keyed by the parent run
+    rows = data.training_rows(fold)
+    progress = resume.progress_folder(cfg, trainer.runtime, f"{stage}fold-{fold}")  # keyed by the parent run
     with tracking.start_run(
         run_name=tracking.child_run_name(f"{stage}fold-{fold}"),
         nested=True,
@@ -87,29 +83,22 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
             stage,
             fold + 1,
             cfg.split.n_folds,
-            len(train_inputs),
+            len(rows),
             len(held_out),
         )
         to_score = [[data.inputs[i] for i in held_out]] + ([dev_inputs] if dev_inputs else [])
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
-        scored, learned = train_fold(
-            cfg,
-            runtime,
-            source,
-            train_inputs,
-            train_labels,
+        scored, learned = trainer.train(
+            rows,
             to_score,
             fold,
             weights,
-            epochs,
             name=f"{stage}fold {fold + 1}/{cfg.split.n_folds}",  # as the log counts folds: from 1
             heldout_labels=data.labels[held_out],
             progress=progress,
             catalogue=data.catalogue,
-            train_groups=data.training_groups(fold),
-            train_teacher=data.training_teacher(fold),
         )
         mlflow.log_metrics(
             {
@@ -129,7 +118,7 @@ def _train_fold_run(cfg, runtime, source, data: TrainingData, dev_inputs, fold: 
                 "best_f1": result["best"].f1,
                 "best_threshold": result["best"].threshold,
                 "rows_validation": len(held_out),
-                "rows_trained": len(train_inputs),
+                "rows_trained": len(rows),
             }
         )
         resume.save_fold(scored, learned, weights)
@@ -151,35 +140,29 @@ def memory_metrics() -> dict[str, float]:
     return metrics
 
 
-def refit(cfg, runtime, source: ModelSource, data: TrainingData, dev_inputs, adapters: Path) -> list[np.ndarray]:
+def refit(cfg, trainer: FoldTrainer, data: TrainingData, dev_inputs, adapters: Path) -> list[np.ndarray]:
     """One more model on every training row (a child run "refit"); its scores of the training rows and of dev."""
-    inputs, labels = data.training_rows(None)
+    rows = data.training_rows(None)
     reused = resume.load_fold("refit", adapters / "refit")
     if reused:
         log.info("refit: finished before the interruption; reused")
         return reused[0]
-    progress = resume.progress_folder(cfg, runtime, "refit")
+    progress = resume.progress_folder(cfg, trainer.runtime, "refit")
     with tracking.start_run(
         run_name=tracking.child_run_name("refit"),
         nested=True,
         tags={"relevance.level": "fold", "relevance.stage": "refit", resume.FOLD_TAG: "refit"},
     ):
         mlflow.log_params(tracking.flatten(cfg))
-        log.info("refit: training on all %d rows", len(inputs))
-        scores, learned = train_fold(
-            cfg,
-            runtime,
-            source,
-            inputs,
-            labels,
+        log.info("refit: training on all %d rows", len(rows))
+        scores, learned = trainer.train(
+            rows,
             [data.inputs] + ([dev_inputs] if dev_inputs else []),
             cfg.split.n_folds,
             adapters / "refit",
             name="refit",
             progress=progress,
             catalogue=data.catalogue,
-            train_groups=data.training_groups(None),
-            train_teacher=data.training_teacher(None),
         )
         resume.save_fold(scores, learned, adapters / "refit")
         resume.forget_progress(progress)

@@ -4,9 +4,10 @@ Trainer, the scores of the rows asked for, and whether it learned."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import mlflow
@@ -19,6 +20,7 @@ from relevance.model.datamodule import PairDataModule
 from relevance.model.heads import build_head
 from relevance.model.module import RelevanceModule, all_ranks, gather_scores
 from relevance.training import health, resume
+from relevance.training.rows import TrainingRows
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +67,54 @@ class FoldRunLogger(MLFlowLogger):
         return
 
 
-def fold_logger(cfg):
+@dataclass(frozen=True)
+class FoldSettings:
+    """What training one model reads of the run's config, read once (build.fold_settings). The backbone, head
+    and LoRA groups stay config nodes: their loaders read them by key, and the bundle saves them as given."""
+
+    seed: int
+    backbone: Any
+    head: Any
+    lora: Any
+    epochs: int
+    lr: float
+    head_lr: float | str | None
+    weight_decay: float
+    warmup_ratio: float
+    scheduler: str
+    batch_size: int
+    eval_batch_size: int
+    num_workers: int
+    accumulate_grad_batches: int
+    gradient_clip: float | None
+    limit_train_batches: int | float | None
+    checkpoint_minutes: float | None
+    log_every_n_steps: int | None
+    dropout: bool
+    gradient_checkpointing: bool
+    progress_bar: bool
+
+
+def fold_logger(settings: FoldSettings):
     """A logger into the active fold run, or none when no fold run is active (a stage that trains outside one)."""
     run = mlflow.active_run()
-    if run is None or run.data.tags.get("relevance.level") != "fold" or not cfg.train.get("log_every_n_steps"):
+    if run is None or run.data.tags.get("relevance.level") != "fold" or not settings.log_every_n_steps:
         return False
     return FoldRunLogger(tracking_uri=mlflow.get_tracking_uri(), run_id=run.info.run_id)
 
 
-def make_trainer(cfg, runtime, epochs: int, progress: Path | None = None) -> L.Trainer:
+def make_trainer(settings: FoldSettings, runtime, progress: Path | None = None) -> L.Trainer:
     """Lightning's Trainer for one fold; with `progress`, it saves the fold's progress there every
-    `train.checkpoint_minutes` (and at each epoch's end) for a rerun to continue from. Step curves go to the
-    fold's MLflow run every `train.log_every_n_steps` steps."""
-    logger = fold_logger(cfg)
+    `checkpoint_minutes` (and at each epoch's end) for a rerun to continue from. Step curves go to the fold's
+    MLflow run every `log_every_n_steps` steps."""
+    logger = fold_logger(settings)
     callbacks = [LearningRateMonitor(logging_interval="step")] if logger else []
     if progress is not None:
         callbacks.append(
             ProgressCheckpoint(
                 dirpath=progress,
                 filename=resume.LAST,
-                train_time_interval=timedelta(minutes=float(cfg.train.checkpoint_minutes)),
+                train_time_interval=timedelta(minutes=float(settings.checkpoint_minutes)),
                 save_top_k=1,
                 enable_version_counter=False,
             )
@@ -95,118 +125,124 @@ def make_trainer(cfg, runtime, epochs: int, progress: Path | None = None) -> L.T
         num_nodes=runtime.num_nodes,
         strategy=runtime.strategy(),
         precision=runtime.precision,
-        max_epochs=epochs,
-        accumulate_grad_batches=cfg.train.accumulate_grad_batches,
-        gradient_clip_val=cfg.train.gradient_clip,
-        limit_train_batches=cfg.train.limit_train_batches,
+        max_epochs=settings.epochs,
+        accumulate_grad_batches=settings.accumulate_grad_batches,
+        gradient_clip_val=settings.gradient_clip,
+        limit_train_batches=settings.limit_train_batches,
         deterministic=runtime.accelerator == "cpu",
         logger=logger,
-        log_every_n_steps=cfg.train.get("log_every_n_steps") or 50,
+        log_every_n_steps=settings.log_every_n_steps or 50,
         callbacks=callbacks,
         enable_checkpointing=progress is not None,
         enable_model_summary=False,
-        enable_progress_bar=cfg.progress,
+        enable_progress_bar=settings.progress_bar,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,
     )  # batches are length-grouped by our own sampler
 
 
-def fresh_model(cfg, source: ModelSource, dtype):
+def fresh_model(settings: FoldSettings, source: ModelSource, dtype):
     """The model a fold starts from, and its head: the base loaded afresh, the head started, LoRA or full
     fine-tuning prepared (from the TAPT stage-1 weights once trained)."""
-    head = build_head(cfg.head, source.tokenizer)
-    base = head.load(cfg.backbone, source.location, source.tokenizer, dtype, cfg.head)
-    head.start(base, cfg.backbone.head_module)
-    if not cfg.train.get("dropout"):
+    head = build_head(settings.head, source.tokenizer)
+    base = head.load(settings.backbone, source.location, source.tokenizer, dtype, settings.head)
+    head.start(base, settings.backbone.head_module)
+    if not settings.dropout:
         finetune.switch_off_dropout(base)  # before LoRA: its own dropout is lora.dropout
-    return finetune.prepare(base, cfg.backbone, cfg.lora, head, source.init_adapter), head
+    return finetune.prepare(base, settings.backbone, settings.lora, head, source.init_adapter), head
 
 
-def train_fold(
-    cfg,
-    runtime,
-    source: ModelSource,
-    train_inputs,
-    train_labels,
-    score_inputs: list,
-    fold: int,
-    adapter_dir: Path | None,
-    epochs: int | None = None,
-    lr: float | None = None,
-    name: str | None = None,
-    heldout_labels: np.ndarray | None = None,
-    progress: Path | None = None,
-    catalogue: list[str] | None = None,
-    train_groups: np.ndarray | None = None,
-    train_teacher: np.ndarray | None = None,
-) -> tuple[list[np.ndarray], health.FoldHealth]:
-    """Fresh base + LoRA or full fine-tuning (or the TAPT stage-1 weights), trained on the given rows; returns the
-    scores of each list in `score_inputs` and whether the fold learned (judged on the first list against
-    `heldout_labels` when given), and saves what trained to `adapter_dir`. With `progress`, training keeps its
-    progress in that folder and continues from what an interrupted attempt left there. `catalogue`: the categories
-    a head that scores against them (bi_encoder with catalogue_margin) indexes once trained. `train_groups`: each
-    training row's query, which a head whose loss reads a query's rows together batches by (none given: each row is
-    its own query). `train_teacher`: each training row's teacher logit, which a distillation loss learns."""
-    seed = (cfg.seed + fold) % 2**32  # TAPT's stage 1 is fold -1: seed=0 must not ask numpy for seed -1
-    L.seed_everything(seed, workers=True, verbose=False)
-    tokenizer, max_length = source.tokenizer, source.max_length
-    model, head = fresh_model(cfg, source, runtime.load_dtype)
-    if cfg.train.get("gradient_checkpointing"):
-        finetune.enable_gradient_checkpointing(model)
-    head_lr = cfg.train.get("head_lr")
-    if head_lr == "auto":
-        head_lr = head.auto_lr(model, cfg.backbone.head_module, tokenizer, train_inputs, max_length)
-        if head_lr is not None:
-            log.info("%s: head learning rate %.3g (train.head_lr=auto)", name or f"fold {fold}", head_lr)
-    module = RelevanceModule(
-        model,
-        head,
-        lr or cfg.train.lr,
-        cfg.train.weight_decay,
-        cfg.train.warmup_ratio,
-        cfg.train.scheduler,
-        head_lr=head_lr if isinstance(head_lr, (int, float)) else None,
-        head_module=cfg.backbone.head_module,
-    )
-    trainer = make_trainer(cfg, runtime, epochs or cfg.train.epochs, progress)
-    saved = resume.saved_progress(progress)
-    if saved:
-        log.info("%s: continuing from its checkpoint at step %d", name or f"fold {fold}", saved[1])
-    common = dict(
-        batch_size=cfg.train.batch_size,
-        eval_batch_size=cfg.train.eval_batch_size,
-        max_length=max_length,
-        seed=seed,
-        num_workers=cfg.train.num_workers,
-    )
-    if head.batching == "queries":
-        groups = np.arange(len(train_inputs)) if train_groups is None else train_groups
-    else:
-        groups = None
-    trainer.fit(
-        module,
-        datamodule=PairDataModule(
-            tokenizer, train_inputs, train_labels, None, **common, train_groups=groups, train_teacher=train_teacher
-        ),
-        ckpt_path=saved[0] if saved else None,
-        weights_only=False,  # our own file: it also holds the losses so far and the RNG states
-    )
-    head.prepare_scoring(model, tokenizer, catalogue or [], max_length, cfg.train.eval_batch_size)
-    results = []
-    for inputs in score_inputs:
-        outputs = trainer.predict(module, datamodule=PairDataModule(tokenizer, None, None, inputs, **common))
-        results.append(gather_scores(all_ranks(outputs), len(inputs)))
-    if adapter_dir is not None:
-        with finetune.gathered(model):  # every rank: under ZeRO-3 the gather is a collective
-            if trainer.is_global_zero:
-                finetune.save(model, adapter_dir, cfg.backbone)  # adapter + head, or the unfrozen weights; no base
-    gain = health.heldout_gain(heldout_labels, results[0]) if heldout_labels is not None else float("nan")
-    learned = health.FoldHealth(
-        name or f"fold {fold}",
-        module.final_loss(),
-        health.constant_guess_loss(np.asarray(train_labels)),
-        health.scores_std(results[0]) if results else float("nan"),
-        gain,
-    )
-    health.warn_if_suspect(learned)
-    return results, learned
+@dataclass
+class FoldTrainer:
+    """Trains one model at a time with the run's settings, on its runtime, from its model source (whose TAPT
+    stage-1 weights the pipeline sets once trained)."""
+
+    settings: FoldSettings
+    runtime: Any
+    source: ModelSource
+
+    def but(self, **changes) -> FoldTrainer:
+        """The same trainer with some settings changed (a stage's own epochs or rate); None keeps the run's."""
+        kept = {key: value for key, value in changes.items() if value is not None}
+        return FoldTrainer(replace(self.settings, **kept), self.runtime, self.source)
+
+    def train(
+        self,
+        rows: TrainingRows,
+        score_inputs: list,
+        fold: int,
+        adapter_dir: Path | None,
+        name: str | None = None,
+        heldout_labels: np.ndarray | None = None,
+        progress: Path | None = None,
+        catalogue: list[str] | None = None,
+    ) -> tuple[list[np.ndarray], health.FoldHealth]:
+        """A fresh model (or the TAPT stage-1 weights) trained on `rows`; returns the scores of each list in
+        `score_inputs` and whether the fold learned (judged on the first list against `heldout_labels` when
+        given), and saves what trained to `adapter_dir`. With `progress`, training keeps its progress in that
+        folder and continues from what an interrupted attempt left there. `catalogue`: the categories a head that
+        scores against them (bi_encoder with catalogue_margin) indexes once trained."""
+        settings, runtime, source = self.settings, self.runtime, self.source
+        seed = (settings.seed + fold) % 2**32  # TAPT's stage 1 is fold -1: seed=0 must not ask numpy for seed -1
+        L.seed_everything(seed, workers=True, verbose=False)
+        tokenizer, max_length = source.tokenizer, source.max_length
+        model, head = fresh_model(settings, source, runtime.load_dtype)
+        if settings.gradient_checkpointing:
+            finetune.enable_gradient_checkpointing(model)
+        head_lr = settings.head_lr
+        if head_lr == "auto":
+            head_lr = head.auto_lr(model, settings.backbone.head_module, tokenizer, rows.inputs, max_length)
+            if head_lr is not None:
+                log.info("%s: head learning rate %.3g (train.head_lr=auto)", name or f"fold {fold}", head_lr)
+        module = RelevanceModule(
+            model,
+            head,
+            settings.lr,
+            settings.weight_decay,
+            settings.warmup_ratio,
+            settings.scheduler,
+            head_lr=head_lr if isinstance(head_lr, (int, float)) else None,
+            head_module=settings.backbone.head_module,
+        )
+        trainer = make_trainer(settings, runtime, progress)
+        saved = resume.saved_progress(progress)
+        if saved:
+            log.info("%s: continuing from its checkpoint at step %d", name or f"fold {fold}", saved[1])
+        common = dict(
+            batch_size=settings.batch_size,
+            eval_batch_size=settings.eval_batch_size,
+            max_length=max_length,
+            seed=seed,
+            num_workers=settings.num_workers,
+        )
+        if head.batching == "queries":
+            groups = np.arange(len(rows)) if rows.groups is None else rows.groups
+        else:
+            groups = None
+        trainer.fit(
+            module,
+            datamodule=PairDataModule(
+                tokenizer, rows.inputs, rows.labels, None, **common, train_groups=groups, train_teacher=rows.teacher
+            ),
+            ckpt_path=saved[0] if saved else None,
+            weights_only=False,  # our own file: it also holds the losses so far and the RNG states
+        )
+        head.prepare_scoring(model, tokenizer, catalogue or [], max_length, settings.eval_batch_size)
+        results = []
+        for inputs in score_inputs:
+            outputs = trainer.predict(module, datamodule=PairDataModule(tokenizer, None, None, inputs, **common))
+            results.append(gather_scores(all_ranks(outputs), len(inputs)))
+        if adapter_dir is not None:
+            with finetune.gathered(model):  # every rank: under ZeRO-3 the gather is a collective
+                if trainer.is_global_zero:  # adapter + head, or the unfrozen weights; no base
+                    finetune.save(model, adapter_dir, settings.backbone)
+        gain = health.heldout_gain(heldout_labels, results[0]) if heldout_labels is not None else float("nan")
+        learned = health.FoldHealth(
+            name or f"fold {fold}",
+            module.final_loss(),
+            health.constant_guess_loss(np.asarray(rows.labels)),
+            health.scores_std(results[0]) if results else float("nan"),
+            gain,
+        )
+        health.warn_if_suspect(learned)
+        return results, learned

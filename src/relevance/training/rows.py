@@ -46,6 +46,21 @@ def make_preprocessor(cfg) -> Preprocessor:
 
 
 @dataclass
+class TrainingRows:
+    """What one model trains on, row by row: its model inputs and labels, each row's query (a head whose loss reads
+    a query's rows together batches by it; none: each row is its own query) and, for distillation, each row's
+    teacher logit."""
+
+    inputs: list
+    labels: np.ndarray
+    groups: np.ndarray | None = None
+    teacher: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+@dataclass
 class TrainingData:
     """The rows of one run. `records` are scored out of fold against `labels`; extras (synthesized translations,
     hard negatives) only train, in the folds where the row they came from trains. Self-validation may clear
@@ -84,27 +99,19 @@ class TrainingData:
         source = self.extra_source
         return self.keep & outside, outside[source] & (self.keep[source] | ~self.extra_follows_source)
 
-    def training_rows(self, fold: int | None) -> tuple[list, np.ndarray]:
-        """Inputs and labels that train the model of `fold` (None: every row, for the full-data refit)."""
+    def training_rows(self, fold: int | None) -> TrainingRows:
+        """The rows that train the model of `fold` (None: every row, for the full-data refit), extras last."""
         own, extra = self._training(fold)
         source = self.extra_source
         flip = self.extra_follows_source & (self.train_labels[source] != self.labels[source])
         extra_labels = np.where(flip, 1 - self.extra_labels, self.extra_labels)
-        inputs = [self.inputs[i] for i in np.flatnonzero(own)] + [self.extra_inputs[j] for j in np.flatnonzero(extra)]
-        return inputs, np.concatenate([self.train_labels[own], extra_labels[extra]]).astype(int)
-
-    def training_groups(self, fold: int | None) -> np.ndarray:
-        """Each of training_rows(fold)'s rows' query, in the same order."""
-        own, extra = self._training(fold)
-        return np.concatenate([self.groups[own], self.extra_groups[extra]]).astype(int)
-
-    def training_teacher(self, fold: int | None) -> np.ndarray | None:
-        """Each of training_rows(fold)'s rows' teacher logit, in the same order (None: no teacher)."""
-        if self.teacher is None:
-            return None
-        own, extra = self._training(fold)
         n = len(self.records)
-        return np.concatenate([self.teacher[:n][own], self.teacher[n:][extra]])
+        return TrainingRows(
+            [self.inputs[i] for i in np.flatnonzero(own)] + [self.extra_inputs[j] for j in np.flatnonzero(extra)],
+            np.concatenate([self.train_labels[own], extra_labels[extra]]).astype(int),
+            np.concatenate([self.groups[own], self.extra_groups[extra]]).astype(int),
+            None if self.teacher is None else np.concatenate([self.teacher[:n][own], self.teacher[n:][extra]]),
+        )
 
 
 def query_groups(records: list[Record]) -> np.ndarray:

@@ -10,16 +10,16 @@ import numpy as np
 
 from relevance.augment.self_validation import flag_contradictions, removal_counts
 from relevance.training.cross_validation import cross_validate
-from relevance.training.fold import ModelSource
+from relevance.training.fold import FoldTrainer
 from relevance.training.rows import TrainingData
 
 log = logging.getLogger(__name__)
 
 
-def self_validation_stage(cfg, runtime, source: ModelSource, data: TrainingData) -> dict:
+def self_validation_stage(cfg, trainer: FoldTrainer, data: TrainingData) -> dict:
     """First K-fold pass; flag contradicted rows, drop or relabel them in `data`; log counts and the list."""
     options = cfg.augmentation.self_validation
-    oof, _ = cross_validate(cfg, runtime, source, data, None, None, stage="self-validation/", epochs=options.epochs)
+    oof, _ = cross_validate(cfg, trainer.but(epochs=options.epochs), data, None, None, stage="self-validation/")
     flagged = flag_contradictions(
         data.labels, oof, options, [r.query for r in data.records], [r.target for r in data.records]
     )

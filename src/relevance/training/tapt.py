@@ -17,8 +17,8 @@ from relevance.model.heads import prompt_template
 from relevance.ranks import folder_digest, share_folder
 from relevance.runtime import global_rank
 from relevance.text.preprocess import Preprocessor
-from relevance.training.fold import ModelSource, train_fold
-from relevance.training.rows import query_groups, read_task_rows
+from relevance.training.fold import FoldTrainer
+from relevance.training.rows import TrainingRows, query_groups, read_task_rows
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _logged_tapt_adapter(run_id: str, scratch: Path, tracking_uri: str) -> Path:
     )
 
 
-def tapt_stage(cfg, runtime, source: ModelSource, preprocessor: Preprocessor, scratch: Path, tracking_uri: str) -> Path:
+def tapt_stage(cfg, trainer: FoldTrainer, preprocessor: Preprocessor, scratch: Path, tracking_uri: str) -> Path:
     """Stage 1 of task-adaptive pre-training: the adapter trained on the other task (a child run, its adapter
     logged as `tapt_adapter`), or downloaded from the run named by tapt.from_run."""
     if cfg.tapt.from_run:
@@ -75,19 +75,12 @@ def tapt_stage(cfg, runtime, source: ModelSource, preprocessor: Preprocessor, sc
     ):
         log.info("TAPT stage 1: training on %d %s rows", len(inputs), other)
         started = time.perf_counter()
-        train_fold(
-            cfg,
-            runtime,
-            source,
-            inputs,
-            np.array([r.label for r in records]),
+        trainer.but(epochs=cfg.tapt.epochs, lr=cfg.tapt.lr).train(
+            TrainingRows(inputs, np.array([r.label for r in records]), query_groups(records)),
             [],
             -1,
             adapter,
-            epochs=cfg.tapt.epochs,
-            lr=cfg.tapt.lr,
             name="TAPT stage 1",
-            train_groups=query_groups(records),
         )
         share_folder(adapter)  # rank 0 saved it; every rank starts its folds from it
         mlflow.log_metrics({"rows_trained": len(inputs), "stage_seconds": time.perf_counter() - started})
