@@ -3,6 +3,9 @@ entry points, only this module, the refusals (checks.py) and the planner (plan.p
 
 from __future__ import annotations
 
+from relevance import tracking
+from relevance.training import resume
+from relevance.training.cross_validation import FoldPlan
 from relevance.training.fold import FoldSettings, FoldTrainer, ModelSource
 
 
@@ -36,3 +39,14 @@ def fold_settings(cfg) -> FoldSettings:
 
 def fold_trainer(cfg, runtime, source: ModelSource) -> FoldTrainer:
     return FoldTrainer(fold_settings(cfg), runtime, source)
+
+
+def fold_plan(cfg, runtime) -> FoldPlan:
+    """How the run's folds train: split.n_folds, train.folds_trained, train.require_learning, where progress is kept."""
+    return FoldPlan(
+        n_folds=cfg.split.n_folds,
+        folds_trained=cfg.train.get("folds_trained"),
+        require_learning=bool(cfg.train.get("require_learning", True)),
+        run_params=tracking.flatten(cfg),
+        progress_root=resume.progress_root(cfg, runtime),
+    )

@@ -208,19 +208,18 @@ def _run(cfg: DictConfig) -> dict:
                     **distill.teacher_metrics(data.labels, data.teacher),
                 }
             )
-            trainer = build.fold_trainer(cfg, runtime, source)
+            trainer, plan = build.fold_trainer(cfg, runtime, source), build.fold_plan(cfg, runtime)
             if cfg.tapt.name != "none":
                 source.init_adapter = tapt_stage(cfg, trainer, preprocessor, scratch, tracking_uri)
             if cfg.get("augmentation") and cfg.augmentation.get("self_validation"):
-                mlflow.log_metrics(self_validation_stage(cfg, trainer, data))
+                mlflow.log_metrics(self_validation_stage(cfg.augmentation.self_validation, plan, trainer, data))
             adapters = scratch / "bundle" / "adapters"
             after_fold = trial.fold_observer(
                 cfg.sweep.metric, data.labels, np.array([r.task for r in data.records]), parent.info.run_id
             )
-            oof, dev_scores = cross_validate(
-                cfg, trainer, data, dev_inputs, adapters, observers=(after_fold,), folds=cfg.train.folds_trained
-            )
-            refit_scores = refit(cfg, trainer, data, dev_inputs, adapters) if cfg.train.refit else None
+            scored = cross_validate(plan, trainer, data, dev_inputs, adapters, observers=(after_fold,))
+            oof, dev_scores = scored.scores, scored.dev_scores
+            refit_scores = refit(plan, trainer, data, dev_inputs, adapters) if cfg.train.refit else None
             mlflow.log_metrics(
                 {"translations_computed": translations.computed, "translations_reused": translations.reused}
             )

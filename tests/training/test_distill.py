@@ -110,9 +110,9 @@ def test_a_student_trains_on_its_logged_teachers_scores_of_its_own_training_rows
         scored.append((records, teacher_logits(settings, records, *args)))
         return scored[-1][1]
 
-    def training(cfg, trainer, data, *args, **kwargs):
+    def training(plan, trainer, data, *args, **kwargs):
         trained.append(data)
-        return cross_validate(cfg, trainer, data, *args, **kwargs)
+        return cross_validate(plan, trainer, data, *args, **kwargs)
 
     def ranked(self, logit, batch, similarity):
         batches.append((batch["index"].numpy().copy(), batch["teacher"].numpy().copy()))

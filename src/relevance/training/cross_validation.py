@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -24,24 +25,44 @@ log = logging.getLogger(__name__)
 FoldObserver = Callable[[int, np.ndarray, dict], None]  # (fold, out-of-fold scores so far (NaN: not yet), its result)
 
 
+@dataclass(frozen=True)
+class FoldPlan:
+    """How a run's folds train (build.fold_plan): how many there are, how many of them train (the first N), whether
+    a run in which none learned fails, the run's parameters (logged on each fold's run too, so that filtering runs
+    by a parameter keeps their folds) and where folds keep their progress (None: nowhere)."""
+
+    n_folds: int
+    folds_trained: int | None
+    require_learning: bool
+    run_params: dict
+    progress_root: Path | None
+
+
+@dataclass
+class OutOfFold:
+    """What cross-validation scored: each training row by the fold that held it out (NaN for rows of folds not
+    trained), and dev by each fold's model."""
+
+    scores: np.ndarray
+    dev_scores: list[np.ndarray]
+
+
 def cross_validate(
-    cfg,
+    plan: FoldPlan,
     trainer: FoldTrainer,
     data: TrainingData,
     dev_inputs,
     adapters: Path | None,
     stage: str = "",
     observers: tuple[FoldObserver, ...] = (),
-    folds: int | None = None,
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Train one model per fold (a child MLflow run each), or for the first `folds` folds only; out-of-fold
-    scores (NaN for rows of folds not trained) and each fold's dev scores. Each observer hears of every finished
-    fold (the sweep's pruning is one; it may stop the run by raising)."""
+) -> OutOfFold:
+    """Train one model per fold (a child MLflow run each), or for the plan's first `folds_trained` only. Each
+    observer hears of every finished fold (the sweep's pruning is one; it may stop the run by raising)."""
     oof = np.full(len(data.records), np.nan)
     dev_scores = []
     folds_health: list[health.FoldHealth] = []
     seen = set(data.languages)
-    for fold in range(folds or cfg.split.n_folds):
+    for fold in range(plan.folds_trained or plan.n_folds):
         held_out = np.flatnonzero(data.folds == fold)
         name = f"{stage}fold-{fold}"
         weights = adapters / f"fold_{fold}" if adapters else None
@@ -49,25 +70,27 @@ def cross_validate(
         if reused:
             scored, learned = reused
             result = evaluate(data.labels[held_out], scored[0], [data.languages[i] for i in held_out], seen)
-            log.info("%sfold %d/%d: finished before the interruption; reused", stage, fold + 1, cfg.split.n_folds)
+            log.info("%sfold %d/%d: finished before the interruption; reused", stage, fold + 1, plan.n_folds)
         else:
-            scored, learned, result = _train_fold_run(cfg, trainer, data, dev_inputs, fold, stage, weights)
+            scored, learned, result = _train_fold_run(plan, trainer, data, dev_inputs, fold, stage, weights)
         folds_health.append(learned)
         oof[held_out] = scored[0]
         dev_scores += scored[1:]
         for observer in observers:
             observer(fold, oof, result)
-    if cfg.train.get("require_learning", True):
+    if plan.require_learning:
         health.check_run(folds_health)
-    return oof, dev_scores
+    return OutOfFold(oof, dev_scores)
 
 
-def _train_fold_run(cfg, trainer: FoldTrainer, data: TrainingData, dev_inputs, fold: int, stage: str, weights):
+def _train_fold_run(
+    plan: FoldPlan, trainer: FoldTrainer, data: TrainingData, dev_inputs, fold: int, stage: str, weights
+):
     """One fold in its own child run: train, score its held-out rows (and dev), log, keep a checkpoint. Returns
     the scores, the fold's health and its held-out evaluation."""
     held_out = np.flatnonzero(data.folds == fold)
     rows = data.training_rows(fold)
-    progress = resume.progress_folder(cfg, trainer.runtime, f"{stage}fold-{fold}")  # keyed by the parent run
+    progress = resume.progress_folder(plan.progress_root, f"{stage}fold-{fold}")
     with tracking.start_run(
         run_name=tracking.child_run_name(f"{stage}fold-{fold}"),
         nested=True,
@@ -77,12 +100,12 @@ def _train_fold_run(cfg, trainer: FoldTrainer, data: TrainingData, dev_inputs, f
             resume.FOLD_TAG: f"{stage}fold-{fold}",
         },
     ):
-        mlflow.log_params(tracking.flatten(cfg))  # so that filtering runs by a param keeps their folds
+        mlflow.log_params(plan.run_params)
         log.info(
             "%sfold %d/%d: training on %d rows, scoring %d",
             stage,
             fold + 1,
-            cfg.split.n_folds,
+            plan.n_folds,
             len(rows),
             len(held_out),
         )
@@ -95,7 +118,7 @@ def _train_fold_run(cfg, trainer: FoldTrainer, data: TrainingData, dev_inputs, f
             to_score,
             fold,
             weights,
-            name=f"{stage}fold {fold + 1}/{cfg.split.n_folds}",  # as the log counts folds: from 1
+            name=f"{stage}fold {fold + 1}/{plan.n_folds}",  # as the log counts folds: from 1
             heldout_labels=data.labels[held_out],
             progress=progress,
             catalogue=data.catalogue,
@@ -140,25 +163,25 @@ def memory_metrics() -> dict[str, float]:
     return metrics
 
 
-def refit(cfg, trainer: FoldTrainer, data: TrainingData, dev_inputs, adapters: Path) -> list[np.ndarray]:
+def refit(plan: FoldPlan, trainer: FoldTrainer, data: TrainingData, dev_inputs, adapters: Path) -> list[np.ndarray]:
     """One more model on every training row (a child run "refit"); its scores of the training rows and of dev."""
     rows = data.training_rows(None)
     reused = resume.load_fold("refit", adapters / "refit")
     if reused:
         log.info("refit: finished before the interruption; reused")
         return reused[0]
-    progress = resume.progress_folder(cfg, trainer.runtime, "refit")
+    progress = resume.progress_folder(plan.progress_root, "refit")
     with tracking.start_run(
         run_name=tracking.child_run_name("refit"),
         nested=True,
         tags={"relevance.level": "fold", "relevance.stage": "refit", resume.FOLD_TAG: "refit"},
     ):
-        mlflow.log_params(tracking.flatten(cfg))
+        mlflow.log_params(plan.run_params)
         log.info("refit: training on all %d rows", len(rows))
         scores, learned = trainer.train(
             rows,
             [data.inputs] + ([dev_inputs] if dev_inputs else []),
-            cfg.split.n_folds,
+            plan.n_folds,
             adapters / "refit",
             name="refit",
             progress=progress,

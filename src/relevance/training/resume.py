@@ -75,17 +75,22 @@ LAST = "last"  # the progress of a training fold: last.ckpt (a file; a folder of
 COMPLETE = ".complete"  # beside it, written once every rank finished saving it: the step it holds
 
 
-def progress_folder(cfg, runtime, name: str) -> Path | None:
-    """Where the training fold `name` keeps its progress; None when it is not kept: no interval set, a sweep trial,
-    `resume=never`, or ranks that torchrun or srun start (a rerun retrains those). The folder is named by the
-    config's fingerprint, which every rank computes alike (a rank > 0 may not know rank 0's run), and which is
+def progress_root(cfg, runtime) -> Path | None:
+    """Where a run's training folds keep their progress, a folder each; None when it is not kept: no interval set, a
+    sweep trial, `resume=never`, or ranks that torchrun or srun start (a rerun retrains those). The folder is named
+    by the config's fingerprint, which every rank computes alike (a rank > 0 may not know rank 0's run), and which is
     also what a rerun resumes by."""
     minutes = cfg.train.get("checkpoint_minutes")
     if not minutes or cfg.sweep.get("trial") is not None or str(cfg.get("resume") or "never") == "never":
         return None
     if runtime.world_size > 1 and launched_per_rank():
         return None
-    return Path(cfg.paths.checkpoints) / fingerprint(cfg) / name.replace("/", "_")
+    return Path(cfg.paths.checkpoints) / fingerprint(cfg)
+
+
+def progress_folder(root: Path | None, name: str) -> Path | None:
+    """The folder in which the training fold `name` keeps its progress (None: progress is not kept)."""
+    return None if root is None else root / name.replace("/", "_")
 
 
 def saved_progress(folder: Path | None) -> tuple[Path, int] | None:

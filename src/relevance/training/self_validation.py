@@ -4,22 +4,24 @@ augment/self_validation.py), dropped or relabelled before the real folds train."
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import mlflow
 import numpy as np
 
 from relevance.augment.self_validation import flag_contradictions, removal_counts
-from relevance.training.cross_validation import cross_validate
+from relevance.training.cross_validation import FoldPlan, cross_validate
 from relevance.training.fold import FoldTrainer
 from relevance.training.rows import TrainingData
 
 log = logging.getLogger(__name__)
 
 
-def self_validation_stage(cfg, trainer: FoldTrainer, data: TrainingData) -> dict:
-    """First K-fold pass; flag contradicted rows, drop or relabel them in `data`; log counts and the list."""
-    options = cfg.augmentation.self_validation
-    oof, _ = cross_validate(cfg, trainer.but(epochs=options.epochs), data, None, None, stage="self-validation/")
+def self_validation_stage(options, plan: FoldPlan, trainer: FoldTrainer, data: TrainingData) -> dict:
+    """First K-fold pass over every fold (`options`: augmentation.self_validation); flag contradicted rows, drop or
+    relabel them in `data`; log counts and the list."""
+    every_fold = replace(plan, folds_trained=None)
+    oof = cross_validate(every_fold, trainer.but(epochs=options.epochs), data, None, None, "self-validation/").scores
     flagged = flag_contradictions(
         data.labels, oof, options, [r.query for r in data.records], [r.target for r in data.records]
     )
