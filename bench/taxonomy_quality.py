@@ -447,6 +447,7 @@ def main() -> None:
     parser.add_argument("--table-from", type=Path)
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument("--redo", action="store_true", help="run the given seeds again, replacing their figures")
+    parser.add_argument("--keep", type=Path, help="keep each run's MLflow store (and logged model) in this folder")
     args = parser.parse_args()
     if args.table_from:
         text = render(json.loads(args.table_from.read_text()))
@@ -463,6 +464,9 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as scratch:
             scratch = Path(scratch)
+            if args.keep:  # the runs' stores stay for a later look (their models, scores, curves)
+                args.keep.mkdir(parents=True, exist_ok=True)
+                scratch = Path(tempfile.mkdtemp(dir=args.keep))
             train, views = _files(scratch)
             for key in wanted:
                 if key in KEYS:
