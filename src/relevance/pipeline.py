@@ -23,11 +23,11 @@ from relevance.data.sources import data_file
 from relevance.evaluation.reporting import headline, log_report, refit_report, report
 from relevance.model.backbones import load_tokenizer, resolve_source
 from relevance.model.heads import build_head
+from relevance.observer import RunObserver
 from relevance.runtime import global_rank, inference_device, launched_per_rank, resolve_runtime
 from relevance.serving.bundle import ModelBundle
 from relevance.serving.logged_model import log_model
 from relevance.serving.model_card import model_card
-from relevance.sweep import trial as sweep_trial
 from relevance.tasks import is_joint, metric_prefix
 from relevance.text.formatting import fixed_prompt_tokens
 from relevance.text.preprocess import Preprocessor
@@ -111,12 +111,13 @@ def known_categories(cfg, preprocessor: Preprocessor, tokenizer, inputs: list) -
     return build_head(cfg.head, tokenizer).catalogue(inputs)
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig, trial: RunObserver | None = None) -> dict:
     """Train K folds (after TAPT and self-validation when chosen), log everything to MLflow, and return the
-    headline metrics and the run and model ids. SIGTERM or Ctrl-C raises Interrupted (a KeyboardInterrupt) at
-    once, wherever it is called from, with its MLflow runs marked KILLED and resumable."""
+    headline metrics and the run and model ids. `trial`: who follows the run (a sweep's trial, connected by the
+    entry point). SIGTERM or Ctrl-C raises Interrupted (a KeyboardInterrupt) at once, wherever it is called from,
+    with its MLflow runs marked KILLED and resumable."""
     with interrupts.interruptible():
-        return _run(cfg)
+        return _run(cfg, trial or RunObserver())
 
 
 def _resume_hint() -> str:
@@ -128,10 +129,9 @@ def _resume_hint() -> str:
     return f"its MLflow runs are marked KILLED; {again}"
 
 
-def _run(cfg: DictConfig) -> dict:
+def _run(cfg: DictConfig, trial: RunObserver) -> dict:
     interrupts.check()  # a signal swallowed before this job (between a multirun's jobs) stops it here
     check_config(cfg)
-    trial = sweep_trial.connect(cfg)
     runtime = resolve_runtime(
         cfg.strategy, cfg.train.precision, cfg.backbone.dtype, cfg.strategy.devices, cfg.strategy.num_nodes
     )
