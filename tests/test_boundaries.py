@@ -31,3 +31,11 @@ def test_only_the_sweep_package_and_the_entry_points_import_the_sweep():
     }
     assert {path: modules for path, modules in offenders.items() if modules} == {}
     assert any(m.startswith("relevance.sweep") for m in imported(SOURCE.parents[1] / "train.py"))
+
+
+def test_evaluation_computes_reports_and_leaves_logging_them_to_tracking():
+    modules = {path.name: imported(path) for path in (SOURCE / "evaluation").glob("*.py")}
+    assert "reporting.py" in modules
+    assert {name: sorted(m for m in found if m.startswith("mlflow")) for name, found in modules.items()} == {
+        name: [] for name in modules
+    }

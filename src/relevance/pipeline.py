@@ -20,7 +20,7 @@ from relevance import build, disk, interrupts, multirun, tracking
 from relevance.checks import check_config
 from relevance.data.reader import read_catalogue
 from relevance.data.sources import data_file
-from relevance.evaluation.reporting import headline, log_report, refit_report, report
+from relevance.evaluation.reporting import headline, refit_report, report
 from relevance.model.backbones import load_tokenizer, resolve_source
 from relevance.model.heads import build_head
 from relevance.observer import RunObserver
@@ -228,7 +228,7 @@ def _run(cfg: DictConfig, trial: RunObserver) -> dict:
             if refit_scores is not None:
                 refit_summary, refit_decision = refit_report(cfg, data, summary, refit_scores, dev)
                 summary |= refit_summary
-            log_report(summary, by_language, data, oof, scratch / "plots")
+            tracking.log_report(summary, by_language, data, oof, scratch / "plots")
             name = re.sub(r"[^A-Za-z0-9_.-]+", "_", mlflow.active_run().info.run_name or cfg.tracking.run_name)
             card = model_card(
                 cfg,
