@@ -14,17 +14,17 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from relevance import build, disk, interrupts, multirun, tracking
+from relevance import build, interrupts, tracking
 from relevance.checks import check_config
-from relevance.data.sources import data_file
 from relevance.evaluation.reporting import headline, refit_report, report
 from relevance.observer import RunObserver
-from relevance.runtime import global_rank, inference_device, launched_per_rank, resolve_runtime
+from relevance.runtime import global_rank, inference_device, resolve_runtime
 from relevance.serving.logged_model import log_model
 from relevance.serving.model_card import model_card
-from relevance.training import distill, resume
+from relevance.tracking import parent_run
+from relevance.training import distill
 from relevance.training.cross_validation import cross_validate, refit
 from relevance.training.rows import make_preprocessor, prepare_data
 from relevance.training.self_validation import self_validation_stage
@@ -40,15 +40,6 @@ def run(cfg: DictConfig, trial: RunObserver | None = None) -> dict:
     with its MLflow runs marked KILLED and resumable."""
     with interrupts.interruptible():
         return _run(cfg, trial or RunObserver())
-
-
-def _resume_hint() -> str:
-    again = (
-        "run the same command again: the interrupted job resumes from its finished folds, finished jobs train again."
-        if multirun.in_multirun()
-        else "run the same command again to resume it (finished folds are reused)."
-    )
-    return f"its MLflow runs are marked KILLED; {again}"
 
 
 def _run(cfg: DictConfig, trial: RunObserver) -> dict:
@@ -73,55 +64,8 @@ def _run(cfg: DictConfig, trial: RunObserver) -> dict:
         )
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        if global_rank() == 0:
-            tracking.setup(tracking_uri, cfg.tracking.experiment, artifact_root)
-            progress = Path(cfg.paths.checkpoints) if cfg.train.get("checkpoint_minutes") else None
-            disk.warn_if_low(
-                {
-                    "the MLflow store": disk.local_path(tracking_uri),
-                    "the artifact folder": artifact_root,
-                    "the progress folder": progress,
-                },
-                cfg.tracking.min_free_gb,
-            )
-            abandoned = tracking.fail_abandoned_runs(cfg.tracking.experiment)
-            if abandoned:
-                log.warning("marked %d run(s) FAILED whose process died while running: %s", len(abandoned), abandoned)
-        else:  # the other ranks train and score beside rank 0; what they would log goes to a throwaway store
-            tracking.setup(
-                f"sqlite:///{scratch / 'rank_store.db'}", cfg.tracking.experiment, scratch / "rank_artifacts"
-            )
-        # sweeps, and ranks that torchrun or srun start (no rank 0 to follow), start afresh
-        resumable = trial.number is None and not (runtime.world_size > 1 and launched_per_rank())
-        resumed = None
-        if resumable and global_rank() == 0:
-            resumed = resume.run_to_resume(cfg, cfg.tracking.experiment)
-        elif resumable and resume.read_folds_of_rank_zero(cfg):
-            log.info("rank %d: rank 0's finished folds are reused", global_rank())
-        if resumed:
-            log.warning("resuming run %s (interrupted, same config): its finished folds are reused", resumed)
-        tags = {"relevance.level": "parent", resume.FINGERPRINT_TAG: resume.fingerprint(cfg)}
-        if trial.number is not None:
-            tags |= {"relevance.study": cfg.sweep.study, "relevance.trial": str(trial.number)}
-        opened = {"run_id": resumed} if resumed else {"run_name": build.run_name(cfg, trial.number)}
-        with tracking.start_run(
-            **opened, tags=tags, parent_run_id=cfg.sweep.parent_run, log_system_metrics=cfg.tracking.system_metrics
-        ) as parent:
-            trial.started(parent.info.run_id)
-            if trial.number is None:  # a sweep's own line says how to resume the study
-                interrupts.set_hint(_resume_hint())
-            if global_rank() == 0:
-                resume.share_parent_with_ranks(parent.info.run_id, tracking_uri)
-            if not resumed:  # a resumed run has them already (and MLflow refuses a param logged twice)
-                mlflow.log_params(tracking.flatten(cfg))
-                mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-                tracking.log_datasets(
-                    {
-                        (task, which): data_file(cfg.data, cfg.paths.cache, task, which)
-                        for task in preprocessor.templates
-                        for which in ("train", "dev")
-                    }
-                )
+        parent_run.open_store(cfg, tracking_uri, artifact_root, scratch)
+        with parent_run.opened(cfg, trial, runtime, tracking_uri, preprocessor.templates) as parent:
             mlflow.log_metrics(
                 {
                     "rows_train": len(data.records),
