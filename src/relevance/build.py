@@ -42,6 +42,7 @@ def fold_settings(cfg) -> FoldSettings:
         log_every_n_steps=train.get("log_every_n_steps"),
         dropout=bool(train.get("dropout")),
         gradient_checkpointing=bool(train.get("gradient_checkpointing")),
+        wise_ft=float(train.get("wise_ft", 1.0)),
         progress_bar=bool(cfg.progress),
     )
 
