@@ -33,11 +33,12 @@ def main(cfg: DictConfig) -> float:
         from relevance.evaluation.reporting import headline
         from relevance.pipeline import run
         from relevance.ranks import failure_ends_every_rank
+        from relevance.sweep.trial import connect
 
         quiet_libraries()  # again: importing Lightning sets its own loggers back to INFO
 
         with failure_ends_every_rank(multirun_job=multirun.in_multirun()), multirun.recording_run_id():
-            summary = run(cfg)
+            summary = run(cfg, connect(cfg))
         if in_sweep:
             print(f"trial {cfg.sweep.trial}, run {summary['run_id']}:\n{headline(summary)}")
             return summary[cfg.sweep.metric]

@@ -53,21 +53,21 @@ def _peak_rss() -> int:
 
 def measure_cpu(backbone: str, overrides: list[str], steps: int) -> dict:
     """In this process (a fresh one per row): planned against kept-for-backward and resident memory."""
+    import numpy as np
     import psutil
     import torch
 
-    from relevance import plan
+    from relevance import build, plan
     from relevance.data.records import Record
-    from relevance.pipeline import _model_source
     from relevance.runtime import resolve_runtime
     from relevance.training import fold
-    from relevance.training.rows import make_preprocessor
+    from relevance.training.rows import TrainingRows, make_preprocessor
 
     cfg = _compose([f"backbone={backbone}", "train.precision=32-true", "train.epochs=1", *overrides])
     planned = plan.make_plan(cfg, rows=1, cpu=True)
     runtime = resolve_runtime(cfg.strategy, cfg.train.precision, cfg.backbone.dtype, 1, 1)
     preprocessor = make_preprocessor(cfg)
-    source = _model_source(cfg, preprocessor)
+    source = build.model_source(cfg, preprocessor)
     words = " ".join(f"farine{i} de blé" for i in range(cfg.train.max_length))  # longer than max_length tokens
     rows = cfg.train.batch_size * steps
     records = [Record(id=i, task="QC", language="fr", query=words, target=words, label=i % 2) for i in range(rows)]
@@ -85,7 +85,8 @@ def measure_cpu(backbone: str, overrides: list[str], steps: int) -> dict:
         return model
 
     fold.finetune.prepare = prepare_and_mark
-    fold.train_fold(cfg, runtime, source, inputs, [r.label for r in records], [], 0, None)
+    trained = TrainingRows(inputs, np.array([r.label for r in records]))
+    build.fold_trainer(cfg, runtime, source).train(trained, [], 0, None)
     parts = planned.memory_gb()
     return {
         "backbone": backbone,

@@ -75,8 +75,11 @@ def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
     torch.manual_seed(0)
     step_ends: list[float] = []
     if method.startswith("harness"):
+        from dataclasses import replace
+
         import lightning as L
 
+        from relevance import build
         from relevance.model.datamodule import PairDataModule
         from relevance.model.module import RelevanceModule
         from relevance.runtime import resolve_runtime
@@ -87,7 +90,9 @@ def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
                 step_ends.append(time.perf_counter())
 
         runtime = resolve_runtime(cfg.strategy, cfg.train.precision, cfg.backbone.dtype, 1, 1)
-        model, head = fresh_model(cfg, ModelSource(location, tokenizer, max_length), runtime.load_dtype)
+        cfg.progress = False
+        settings = replace(build.fold_settings(cfg), epochs=1)
+        model, head = fresh_model(settings, ModelSource(location, tokenizer, max_length), runtime.load_dtype)
         module = RelevanceModule(
             model,
             head,
@@ -96,8 +101,7 @@ def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
             cfg.train.warmup_ratio,
             cfg.train.scheduler,
         )
-        cfg.progress = False
-        trainer = make_trainer(cfg, runtime, 1)
+        trainer = make_trainer(settings, runtime)
         trainer.callbacks.append(StepClock())
         trainer.fit(
             module,

@@ -163,12 +163,11 @@ def _kept_and_planned(overrides, tmp_path, cache_dir) -> tuple[float, float]:
     import torch
 
     from relevance import build
-    from relevance.pipeline import _model_source
     from relevance.training.fold import fresh_model
     from relevance.training.rows import make_preprocessor
 
     cfg = compose_train(["train.precision=32-true", *overrides], tmp_path, cache_dir)
-    model, head = fresh_model(build.fold_settings(cfg), _model_source(cfg, make_preprocessor(cfg)), torch.float32)
+    model, head = fresh_model(build.fold_settings(cfg), build.model_source(cfg, make_preprocessor(cfg)), torch.float32)
     ids = torch.randint(
         5, 500, (cfg.train.batch_size, cfg.train.max_length), generator=torch.Generator().manual_seed(0)
     )

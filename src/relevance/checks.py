@@ -16,6 +16,7 @@ from relevance.evaluation import thresholds
 from relevance.model import finetune, packaged_e5
 from relevance.model.heads import head_class, prompt_template
 from relevance.model.hub import hub_model_available
+from relevance.runtime import zero_stage
 from relevance.tasks import is_joint, task_parts
 from relevance.text.formatting import check_template
 from relevance.text.preprocess import CATEGORY_ORDERS
@@ -59,6 +60,7 @@ def check_config(cfg: DictConfig) -> None:
     for key, maximum in (("lora.dropout", 0.99), ("train.warmup_ratio", 1.0)):
         if OmegaConf.select(cfg, key) > maximum:
             raise ConfigError(f"{key}={OmegaConf.select(cfg, key)!r} must be at most {maximum} (a fraction).")
+    _check_wise_ft(cfg)
     if cfg.train.get("log_every_n_steps") is not None:
         _check_number(cfg, "train.log_every_n_steps", integer=True, minimum=1)
     if cfg.train.get("checkpoint_minutes") is not None:
@@ -256,4 +258,21 @@ def check_category_order(cfg) -> None:
         raise ConfigError(
             "clean.category_order=leaf_first rewrites the category path that augmentation.tags.hierarchy has "
             "already tagged level by level; use one of the two (augmentation.tags.hierarchy=false)."
+        )
+
+
+def _check_wise_ft(cfg) -> None:
+    """train.wise_ft: a share of the trained weights, above 0 (0 would throw every update away) and at most 1; it
+    moves whole tensors on one device, which ZeRO-3's shards are not."""
+    keep = cfg.train.get("wise_ft", 1.0)
+    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
+        raise ConfigError(
+            f"train.wise_ft={keep!r} is the trained weights' share of the final ones: a number above 0 and at most "
+            f"1 (1: the model as trained)."
+        )
+    if keep < 1 and zero_stage(cfg.strategy) == 3:
+        raise ConfigError(
+            f"train.wise_ft={keep} moves each trained weight back toward its start on one device, where strategy="
+            f"{cfg.strategy.name} (ZeRO-3) leaves each device a shard of it; use strategy=deepspeed_stage_2 or ddp, "
+            f"or train.wise_ft=1."
         )

@@ -14,26 +14,18 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from relevance import build, disk, interrupts, multirun, tracking
+from relevance import build, interrupts, tracking
 from relevance.checks import check_config
-from relevance.data.reader import read_catalogue
-from relevance.data.sources import data_file
-from relevance.evaluation.reporting import headline, log_report, refit_report, report
-from relevance.model.backbones import load_tokenizer, resolve_source
-from relevance.model.heads import build_head
-from relevance.runtime import global_rank, inference_device, launched_per_rank, resolve_runtime
-from relevance.serving.bundle import ModelBundle
+from relevance.evaluation.reporting import headline, refit_report, report
+from relevance.observer import RunObserver
+from relevance.runtime import global_rank, inference_device, resolve_runtime
 from relevance.serving.logged_model import log_model
 from relevance.serving.model_card import model_card
-from relevance.sweep import trial as sweep_trial
-from relevance.tasks import is_joint, metric_prefix
-from relevance.text.formatting import fixed_prompt_tokens
-from relevance.text.preprocess import Preprocessor
-from relevance.training import distill, resume
+from relevance.tracking import parent_run
+from relevance.training import distill
 from relevance.training.cross_validation import cross_validate, refit
-from relevance.training.fold import ModelSource
 from relevance.training.rows import make_preprocessor, prepare_data
 from relevance.training.self_validation import self_validation_stage
 from relevance.training.tapt import tapt_stage
@@ -41,97 +33,18 @@ from relevance.training.tapt import tapt_stage
 log = logging.getLogger(__name__)
 
 
-def _run_name(cfg, trial_number: int | None) -> str:
-    """`tracking.run_name`, with what tells this run from its siblings (the trial, or the values a multirun
-    sweeps), and a number when the experiment already has a run of that name."""
-    if trial_number is not None:
-        name = f"trial-{trial_number}-{cfg.tracking.run_name}"
-    else:
-        name = "-".join([cfg.tracking.run_name, *multirun.swept_overrides()])
-    return tracking.unique_run_name(name, cfg.tracking.experiment)
-
-
-def _bundle(
-    cfg,
-    preprocessor: Preprocessor,
-    source: ModelSource,
-    data,
-    summary: dict,
-    decision: dict,
-    per_language: dict,
-    refit_decision: dict,
-    run_id: str,
-) -> ModelBundle:
-    """What the served model needs besides the weights, from this run's config and results."""
-    joint = is_joint(cfg.task.code)
-    return ModelBundle(
-        task=cfg.task.code,
-        backbone=OmegaConf.to_container(cfg.backbone, resolve=True),
-        head=OmegaConf.to_container(cfg.head, resolve=True),
-        templates=preprocessor.templates,
-        encoder=preprocessor.encoder,
-        lowercase=preprocessor.lowercase,
-        category_order=preprocessor.category_order,
-        augmentation=OmegaConf.to_container(cfg.augmentation, resolve=True) if cfg.get("augmentation") else {},
-        translator=OmegaConf.to_container(preprocessor.translations.cfg, resolve=True),
-        max_length=source.max_length,
-        eval_batch_size=cfg.train.eval_batch_size,
-        folds=[f"fold_{k}" for k in range(cfg.train.folds_trained or cfg.split.n_folds)],
-        thresholds=decision,
-        language_thresholds=per_language,
-        unseen_threshold=cfg.threshold.unseen,
-        min_language_rows=cfg.threshold.min_language_rows,
-        positive_rates={
-            task: summary[f"{metric_prefix(task, joint)}oof_positive_rate_at_decision"] for task in decision
-        },
-        seen_languages=sorted(set(data.languages)),
-        refit="refit" if cfg.train.refit else None,
-        refit_thresholds=refit_decision,
-        run_id=run_id,
-        catalogue=data.catalogue,
-    )
-
-
-def _model_source(cfg, preprocessor: Preprocessor) -> ModelSource:
-    """The base weights' location, the tokenizer and the length limit with the prompt's own tokens added."""
-    location = resolve_source(cfg.backbone, cfg.paths.cache)
-    tokenizer = load_tokenizer(cfg.backbone, location)
-    build_head(cfg.head, tokenizer)  # answer words that tokenise badly fail here, before any training
-    prompt_tokens = max(
-        fixed_prompt_tokens(tokenizer, template, preprocessor.encoder) for template in preprocessor.templates.values()
-    )
-    return ModelSource(location, tokenizer, cfg.train.max_length + prompt_tokens)
-
-
-def known_categories(cfg, preprocessor: Preprocessor, tokenizer, inputs: list) -> list[str]:
-    """What a margin-scoring head compares each pair with: the targets of the run's training and dev inputs, and
-    the paths of head.catalogue_file, cleaned and written as the model reads targets."""
-    if cfg.head.get("catalogue_file"):
-        inputs = inputs + preprocessor.inputs(read_catalogue(cfg.head.catalogue_file))
-    return build_head(cfg.head, tokenizer).catalogue(inputs)
-
-
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig, trial: RunObserver | None = None) -> dict:
     """Train K folds (after TAPT and self-validation when chosen), log everything to MLflow, and return the
-    headline metrics and the run and model ids. SIGTERM or Ctrl-C raises Interrupted (a KeyboardInterrupt) at
-    once, wherever it is called from, with its MLflow runs marked KILLED and resumable."""
+    headline metrics and the run and model ids. `trial`: who follows the run (a sweep's trial, connected by the
+    entry point). SIGTERM or Ctrl-C raises Interrupted (a KeyboardInterrupt) at once, wherever it is called from,
+    with its MLflow runs marked KILLED and resumable."""
     with interrupts.interruptible():
-        return _run(cfg)
+        return _run(cfg, trial or RunObserver())
 
 
-def _resume_hint() -> str:
-    again = (
-        "run the same command again: the interrupted job resumes from its finished folds, finished jobs train again."
-        if multirun.in_multirun()
-        else "run the same command again to resume it (finished folds are reused)."
-    )
-    return f"its MLflow runs are marked KILLED; {again}"
-
-
-def _run(cfg: DictConfig) -> dict:
+def _run(cfg: DictConfig, trial: RunObserver) -> dict:
     interrupts.check()  # a signal swallowed before this job (between a multirun's jobs) stops it here
     check_config(cfg)
-    trial = sweep_trial.connect(cfg)
     runtime = resolve_runtime(
         cfg.strategy, cfg.train.precision, cfg.backbone.dtype, cfg.strategy.devices, cfg.strategy.num_nodes
     )
@@ -141,8 +54,8 @@ def _run(cfg: DictConfig) -> dict:
     translations = preprocessor.translations
     data, clean_report, dev, extra_counts = prepare_data(cfg, preprocessor)
     dev_inputs = preprocessor.format(dev) if dev else None
-    source = _model_source(cfg, preprocessor)
-    data.catalogue = known_categories(cfg, preprocessor, source.tokenizer, data.inputs + (dev_inputs or []))
+    source = build.model_source(cfg, preprocessor)
+    data.catalogue = build.catalogue(cfg, preprocessor, source.tokenizer, data.inputs + (dev_inputs or []))
 
     tracking_uri, artifact_root = tracking.store_of(cfg)
     if cfg.distill.teachers:  # every rank, before any rank's store is set up (the teacher lives in the run's)
@@ -151,55 +64,8 @@ def _run(cfg: DictConfig) -> dict:
         )
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        if global_rank() == 0:
-            tracking.setup(tracking_uri, cfg.tracking.experiment, artifact_root)
-            progress = Path(cfg.paths.checkpoints) if cfg.train.get("checkpoint_minutes") else None
-            disk.warn_if_low(
-                {
-                    "the MLflow store": disk.local_path(tracking_uri),
-                    "the artifact folder": artifact_root,
-                    "the progress folder": progress,
-                },
-                cfg.tracking.min_free_gb,
-            )
-            abandoned = tracking.fail_abandoned_runs(cfg.tracking.experiment)
-            if abandoned:
-                log.warning("marked %d run(s) FAILED whose process died while running: %s", len(abandoned), abandoned)
-        else:  # the other ranks train and score beside rank 0; what they would log goes to a throwaway store
-            tracking.setup(
-                f"sqlite:///{scratch / 'rank_store.db'}", cfg.tracking.experiment, scratch / "rank_artifacts"
-            )
-        # sweeps, and ranks that torchrun or srun start (no rank 0 to follow), start afresh
-        resumable = trial.number is None and not (runtime.world_size > 1 and launched_per_rank())
-        resumed = None
-        if resumable and global_rank() == 0:
-            resumed = resume.run_to_resume(cfg, cfg.tracking.experiment)
-        elif resumable and resume.read_folds_of_rank_zero(cfg):
-            log.info("rank %d: rank 0's finished folds are reused", global_rank())
-        if resumed:
-            log.warning("resuming run %s (interrupted, same config): its finished folds are reused", resumed)
-        tags = {"relevance.level": "parent", resume.FINGERPRINT_TAG: resume.fingerprint(cfg)}
-        if trial.number is not None:
-            tags |= {"relevance.study": cfg.sweep.study, "relevance.trial": str(trial.number)}
-        opened = {"run_id": resumed} if resumed else {"run_name": _run_name(cfg, trial.number)}
-        with tracking.start_run(
-            **opened, tags=tags, parent_run_id=cfg.sweep.parent_run, log_system_metrics=cfg.tracking.system_metrics
-        ) as parent:
-            trial.started(parent.info.run_id)
-            if trial.number is None:  # a sweep's own line says how to resume the study
-                interrupts.set_hint(_resume_hint())
-            if global_rank() == 0:
-                resume.share_parent_with_ranks(parent.info.run_id, tracking_uri)
-            if not resumed:  # a resumed run has them already (and MLflow refuses a param logged twice)
-                mlflow.log_params(tracking.flatten(cfg))
-                mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-                tracking.log_datasets(
-                    {
-                        (task, which): data_file(cfg.data, cfg.paths.cache, task, which)
-                        for task in preprocessor.templates
-                        for which in ("train", "dev")
-                    }
-                )
+        parent_run.open_store(cfg, tracking_uri, artifact_root, scratch)
+        with parent_run.opened(cfg, trial, runtime, tracking_uri, preprocessor.templates) as parent:
             mlflow.log_metrics(
                 {
                     "rows_train": len(data.records),
@@ -228,7 +94,7 @@ def _run(cfg: DictConfig) -> dict:
             if refit_scores is not None:
                 refit_summary, refit_decision = refit_report(cfg, data, summary, refit_scores, dev)
                 summary |= refit_summary
-            log_report(summary, by_language, data, oof, scratch / "plots")
+            tracking.log_report(summary, by_language, data, oof, scratch / "plots")
             name = re.sub(r"[^A-Za-z0-9_.-]+", "_", mlflow.active_run().info.run_name or cfg.tracking.run_name)
             card = model_card(
                 cfg,
@@ -242,7 +108,7 @@ def _run(cfg: DictConfig) -> dict:
             mlflow.set_tag("mlflow.note.content", headline(summary))  # the run's description in the UI
             model_uri = None
             if cfg.tracking.log_model and global_rank() == 0:  # only rank 0 saved the adapters
-                bundle = _bundle(
+                bundle = build.bundle(
                     cfg, preprocessor, source, data, summary, decision, per_language, refit_decision, parent.info.run_id
                 )
                 (bundle.save(scratch / "bundle") / "README.md").write_text(card)

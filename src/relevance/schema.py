@@ -58,6 +58,7 @@ class Train:
     max_length: int = 64
     gradient_checkpointing: bool = False
     dropout: bool = False
+    wise_ft: float = 1.0
     precision: str = "auto"
     limit_train_batches: Any = None  # Lightning's: a number of batches (int) or a fraction (float)
     num_workers: int = 0

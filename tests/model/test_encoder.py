@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from relevance import checks, pipeline
+from relevance import build, checks, pipeline
 from relevance.errors import ConfigError
 from relevance.model import finetune, packaged_e5
 from relevance.model.backbones import load_tokenizer, resolve_source
@@ -313,12 +313,12 @@ def test_a_catalogue_file_adds_its_paths_as_the_model_reads_targets(tmp_path, ca
     ):
         cfg = compose_train(["experiment=offline_best", f"head.catalogue_file={path}"], tmp_path, cache_dir)
         checks.check_config(cfg)
-        assert pipeline.known_categories(cfg, make_preprocessor(cfg), None, known) == expected
+        assert build.catalogue(cfg, make_preprocessor(cfg), None, known) == expected
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n")
     cfg = compose_train(["experiment=offline_best", f"head.catalogue_file={empty}"], tmp_path, cache_dir)
     with pytest.raises(DataError, match="empty.txt: the file holds no category path"):
-        pipeline.known_categories(cfg, make_preprocessor(cfg), None, known)
+        build.catalogue(cfg, make_preprocessor(cfg), None, known)
     cfg = compose_train(
         ["backbone=multilingual_e5_small", "head=bi_encoder", f"head.catalogue_file={listed}"], tmp_path, cache_dir
     )

@@ -154,8 +154,13 @@ def test_a_student_trains_on_its_logged_teachers_scores_of_its_own_training_rows
     assert not [b for b in loaded if "relevance-teacher-" in str(b)]  # (the logged model's own check loads it)
 
     # out of fold (the default): each row gets the score the teacher's run logged for it when it held it out
+    from relevance.serving import predict
+
     scored.clear()
+    downloads, download_bundle = [], predict.download_bundle
+    monkeypatch.setattr(predict, "download_bundle", lambda *a, **k: downloads.append(a) or download_bundle(*a, **k))
     pipeline.run(compose_train([*student[:-1], "head.loss=soft_labels", "seed=9"], root, cache_dir))
+    assert downloads == []  # its bundle file told the run; no weights were copied
     ((records, logits),) = scored
     table = mlflow.artifacts.load_dict(f"runs:/{run_id}/oof_scores.json")
     column = {name: i for i, name in enumerate(table["columns"])}

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from relevance import build
-from relevance.pipeline import _model_source
 from relevance.runtime import resolve_runtime
 from relevance.training import fold as fold_module
 from relevance.training.rows import make_preprocessor, prepare_data
@@ -40,7 +39,7 @@ def train_one_fold(overrides, tmp_path, cache_dir, monkeypatch):
     preprocessor = make_preprocessor(cfg)
     data, *_ = prepare_data(cfg, preprocessor)
     held_out = [data.inputs[i] for i in np.flatnonzero(data.folds == 0)]
-    trainer = build.fold_trainer(cfg, runtime, _model_source(cfg, preprocessor))
+    trainer = build.fold_trainer(cfg, runtime, build.model_source(cfg, preprocessor))
     scored, _ = trainer.train(data.training_rows(0), [held_out], 0, None)
     return scored[0], seen
 

@@ -236,29 +236,6 @@ def distinct_metrics(summary: dict) -> dict:
     return kept
 
 
-def log_report(summary: dict, by_language: dict, data: TrainingData, oof: np.ndarray, plots_dir: Path) -> None:
-    """The run's metrics (each value once), its per-language table, its plots and every training row's out-of-fold
-    score, to the active MLflow run."""
-    import mlflow
-    import pandas as pd
-
-    mlflow.log_metrics(distinct_metrics(summary))
-    table = [dict(row, scored=name) for name, rows in by_language.items() for row in rows]
-    mlflow.log_table(pd.DataFrame(table), "language_f1.json")
-    mlflow.log_artifacts(str(plots_dir), "plots")
-    mlflow.log_table(
-        {
-            "id": [r.id for r in data.records],
-            "task": [r.task for r in data.records],
-            "language": data.languages,
-            "fold": data.folds.tolist(),
-            "label": data.labels.tolist(),
-            "score": oof.tolist(),
-        },
-        "oof_scores.json",
-    )
-
-
 def headline(summary: dict) -> str:
     """The run's F1 lines: one per task (task=joint adds the competition score, their mean)."""
     lines = []

@@ -55,6 +55,31 @@ def prepare(model, backbone, lora, head, init: Path | None = None):
     )
 
 
+def interpolation_start(model, backbone) -> dict[str, torch.Tensor]:
+    """What WiSE-FT moves a trained model back toward (train.wise_ft), taken before training: the backbone's
+    trainable tensors as they start (full fine-tuning), or its LoRA B matrices (zero at the start, so that scaling
+    them scales the whole low-rank update). The fresh head has no pre-trained weights to return to: it is left as
+    trained."""
+    from relevance.model.module import is_head_parameter
+
+    kept = "lora_B" if method(backbone) == "lora" else ""
+    return {
+        name: p.detach().clone()
+        for name, p in model.named_parameters()
+        if p.requires_grad and kept in name and not is_head_parameter(name, backbone.head_module)
+    }
+
+
+def interpolate(model, start: dict[str, torch.Tensor], keep: float) -> None:
+    """Each tensor of `start` set to keep x trained + (1 - keep) x start: a weight-space ensemble of the fine-tuned
+    and the pre-trained model (Wortsman et al. 2022, WiSE-FT), which keeps more of what pre-training knew of inputs
+    unlike the training rows (here: languages unseen in training)."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name in start:
+                parameter.lerp_(start[name].to(parameter.device, parameter.dtype), 1.0 - keep)
+
+
 DROPOUT_LAYERS = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.AlphaDropout)
 
 

@@ -53,6 +53,31 @@ def download_bundle(reference: str, download_to: str | Path | None = None) -> tu
     return downloaded, folder
 
 
+def download_bundle_file(reference: str, download_to: str | Path) -> Path:
+    """The model's bundle file alone (a few hundred kB: what the model is, not its weights), in `download_to`."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    from relevance.serving.bundle import BUNDLE_FILE
+
+    Path(download_to).mkdir(parents=True, exist_ok=True)
+    try:
+        path = get_artifact_repository(model_uri(reference)).download_artifacts(
+            f"artifacts/bundle/{BUNDLE_FILE}", str(download_to)
+        )
+    except mlflow.exceptions.MlflowException as error:
+        raise RelevanceError(
+            f"model={reference}: {error.message.splitlines()[0]}; give models:/<name>@<alias>, "
+            f"models:/<name>/<version> or a training run id."
+        ) from None
+    except OSError:
+        path = None
+    if path is None or not Path(path).is_file():
+        raise RelevanceError(
+            f"model={reference} is not a relevance model (no {BUNDLE_FILE} in it); give a model logged by train.py."
+        )
+    return Path(path)
+
+
 def as_given(error: RelevanceError, downloaded: Path, reference: str) -> RelevanceError:
     """The error naming the model as the user gave it, not its temporary copy."""
     return RelevanceError(str(error).replace(str(downloaded), reference.rstrip("/")))

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from relevance.errors import ConfigError
 from relevance.evaluation import metrics
+from relevance.observer import RunObserver
 from relevance.runtime import global_rank, launched_per_rank
 from relevance.sweep.study import open_storage, storage_url, trial_id
 from relevance.tasks import is_joint
@@ -20,26 +21,18 @@ OBJECTIVES = ("oof_best_f1", "qc_oof_best_f1", "qi_oof_best_f1")
 DECISION = "relevance.pruning_after_fold_"
 
 
-class TrialReporter:
-    """What a run tells its trial. This base is a plain run's: there is no trial, so reports go nowhere."""
-
-    number = None
-
-    def started(self, mlflow_run_id: str) -> None:
-        pass
+class TrialReporter(RunObserver):
+    """What a running trial tells its study: after each fold, the objective so far, which its pruner judges."""
 
     def report(self, value: float, step: int) -> None:
-        pass
+        raise NotImplementedError
 
     def fold_observer(self, metric: str, labels: np.ndarray, tasks: np.ndarray, parent_run_id: str):
-        """A cross-validation observer: in a sweep, after each fold, the objective on the folds done so far goes to
-        the trial's MLflow run (the curve its pruner judged; each fold's own F1 is on its fold run) and to the trial,
-        whose pruner may stop the run. A run outside a sweep logs nothing per fold on its parent."""
+        """After each fold, the objective on the folds done so far goes to the trial's MLflow run (the curve its
+        pruner judged; each fold's own F1 is on its fold run) and to the trial, whose pruner may stop the run."""
         import mlflow
 
         def after_fold(fold: int, oof: np.ndarray, result: dict) -> None:
-            if self.number is None:
-                return
             so_far = objective_so_far(metric, labels, oof, tasks)
             mlflow.log_metric("oof_best_f1_so_far", so_far, step=fold, run_id=parent_run_id)
             self.report(so_far, fold)
@@ -94,9 +87,11 @@ class FollowerTrial(TrialReporter):
             raise optuna.TrialPruned(f"pruned after fold {step} (rank 0's decision)")
 
 
-def connect(cfg: DictConfig) -> TrialReporter:
+def connect(cfg: DictConfig) -> RunObserver:
+    """The entry point's observer of a run: its Optuna trial when the sweeper started it, else one that hears
+    nothing."""
     if cfg.get("sweep") is None or cfg.sweep.get("trial") is None:
-        return TrialReporter()
+        return RunObserver()
     if cfg.strategy.devices * cfg.strategy.num_nodes > 1 and not launched_per_rank():
         raise ConfigError(
             f"a sweep trial on strategy.devices={cfg.strategy.devices} x strategy.num_nodes="

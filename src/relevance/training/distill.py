@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -104,16 +105,15 @@ def _rows_digest(records: list[Record], own: int) -> str:
 
 def _scores(reference: str, settings, records: list[Record], own: int, cache: Path, progress: bool) -> np.ndarray:
     """One teacher's probability of each row, from the cache when this teacher scored these rows before."""
-    from relevance.serving.bundle import BUNDLE_FILE, ModelBundle
-    from relevance.serving.predict import download_bundle
+    from relevance.serving.predict import download_bundle, download_bundle_file
 
     with tempfile.TemporaryDirectory(prefix="relevance-teacher-") as download:
-        try:
-            _, folder = download_bundle(reference, download)
+        try:  # the bundle file alone first: the weights download only when its models must score rows
+            bundle_file = download_bundle_file(reference, Path(download) / "description")
         except RelevanceError as error:
             raise ConfigError(f"distill.teachers: {error}") from None
         # the bundle file names its run and the digest of every weight folder: it stands for the whole model
-        model = hashlib.sha256((folder / BUNDLE_FILE).read_bytes()).hexdigest()[:16]
+        model = hashlib.sha256(bundle_file.read_bytes()).hexdigest()[:16]
         how = f"{settings.ensemble}-{settings.scores}"
         kept = cache / "teacher_scores" / f"{model}-{how}-{_rows_digest(records, own)}.npy"
         if kept.is_file():
@@ -121,7 +121,8 @@ def _scores(reference: str, settings, records: list[Record], own: int, cache: Pa
             return np.load(kept)
         scores = np.full(len(records), np.nan)
         if settings.scores == "out_of_fold":
-            scores[:own] = _out_of_fold(reference, ModelBundle.load(folder).run_id, records[:own])
+            run_id = json.loads(bundle_file.read_text()).get("run_id")  # the file alone: no weights to check yet
+            scores[:own] = _out_of_fold(reference, run_id, records[:own])
         missing = np.flatnonzero(np.isnan(scores))
         log.info(
             "teacher %s: %d rows scored out of fold by its run, %d by its models (%s)",
@@ -131,6 +132,7 @@ def _scores(reference: str, settings, records: list[Record], own: int, cache: Pa
             settings.ensemble,
         )
         if len(missing):
+            _, folder = download_bundle(reference, Path(download) / "model")
             scores[missing] = _model_scores(
                 reference, folder, settings.ensemble, [records[i] for i in missing], cache, progress
             )

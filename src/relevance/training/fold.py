@@ -92,6 +92,7 @@ class FoldSettings:
     log_every_n_steps: int | None
     dropout: bool
     gradient_checkpointing: bool
+    wise_ft: float
     progress_bar: bool
 
 
@@ -189,6 +190,7 @@ class FoldTrainer:
         model, head = fresh_model(settings, source, runtime.load_dtype)
         if settings.gradient_checkpointing:
             finetune.enable_gradient_checkpointing(model)
+        start = finetune.interpolation_start(model, settings.backbone) if settings.wise_ft < 1 else None
         head_lr = settings.head_lr
         if head_lr == "auto":
             head_lr = head.auto_lr(model, settings.backbone.head_module, tokenizer, rows.inputs, max_length)
@@ -227,6 +229,8 @@ class FoldTrainer:
             ckpt_path=saved[0] if saved else None,
             weights_only=False,  # our own file: it also holds the losses so far and the RNG states
         )
+        if start is not None:  # before scoring and saving: what scores and serves is the interpolated model
+            finetune.interpolate(model, start, settings.wise_ft)
         head.prepare_scoring(model, tokenizer, catalogue or [], max_length, settings.eval_batch_size)
         results = []
         for inputs in score_inputs:

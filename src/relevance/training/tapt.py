@@ -75,7 +75,8 @@ def tapt_stage(cfg, trainer: FoldTrainer, preprocessor: Preprocessor, scratch: P
     ):
         log.info("TAPT stage 1: training on %d %s rows", len(inputs), other)
         started = time.perf_counter()
-        trainer.but(epochs=cfg.tapt.epochs, lr=cfg.tapt.lr).train(
+        stage_one = trainer.but(epochs=cfg.tapt.epochs, lr=cfg.tapt.lr, wise_ft=1.0)  # kept whole: folds start there
+        stage_one.train(
             TrainingRows(inputs, np.array([r.label for r in records]), query_groups(records)),
             [],
             -1,

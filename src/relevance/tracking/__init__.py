@@ -363,3 +363,27 @@ def version_tags(facts: dict) -> dict[str, str]:
             for metric in result.get("metrics", []):
                 tags["metric." + re.sub(r"[^a-z0-9]+", "_", metric["name"].lower()).strip("_")] = str(metric["value"])
     return tags
+
+
+def log_report(summary: dict, by_language: dict, data, oof, plots_dir: Path) -> None:
+    """The run's metrics (each value once), its per-language table, its plots and every training row's out-of-fold
+    score, to the active MLflow run."""
+    import pandas as pd
+
+    from relevance.evaluation.reporting import distinct_metrics
+
+    mlflow.log_metrics(distinct_metrics(summary))
+    table = [dict(row, scored=name) for name, rows in by_language.items() for row in rows]
+    mlflow.log_table(pd.DataFrame(table), "language_f1.json")
+    mlflow.log_artifacts(str(plots_dir), "plots")
+    mlflow.log_table(
+        {
+            "id": [r.id for r in data.records],
+            "task": [r.task for r in data.records],
+            "language": data.languages,
+            "fold": data.folds.tolist(),
+            "label": data.labels.tolist(),
+            "score": oof.tolist(),
+        },
+        "oof_scores.json",
+    )

@@ -1,0 +1,41 @@
+"""Which package may import which: the sweep is the entry point's business (it connects a trial as an observer of
+the run), so no module outside `relevance.sweep` imports it."""
+
+import ast
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parents[1] / "src" / "relevance"
+
+
+def imported(path: Path) -> set[str]:
+    """The modules a file imports, relative imports made absolute (lazy imports inside functions included)."""
+    inside = path.is_relative_to(SOURCE)
+    package = ".".join(("relevance", *path.relative_to(SOURCE).parent.parts)) if inside else ""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(part for part in (base, node.module or "") if part)
+            found |= {module} | {f"{module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_only_the_sweep_package_and_the_entry_points_import_the_sweep():
+    outside = [path for path in SOURCE.rglob("*.py") if "sweep" not in path.relative_to(SOURCE).parts]
+    assert any(path.name == "pipeline.py" for path in outside)
+    offenders = {
+        str(path.relative_to(SOURCE)): sorted(m for m in imported(path) if m.startswith("relevance.sweep"))
+        for path in outside
+    }
+    assert {path: modules for path, modules in offenders.items() if modules} == {}
+    assert any(m.startswith("relevance.sweep") for m in imported(SOURCE.parents[1] / "train.py"))
+
+
+def test_evaluation_computes_reports_and_leaves_logging_them_to_tracking():
+    modules = {path.name: imported(path) for path in (SOURCE / "evaluation").glob("*.py")}
+    assert "reporting.py" in modules
+    assert {name: sorted(m for m in found if m.startswith("mlflow")) for name, found in modules.items()} == {
+        name: [] for name in modules
+    }
