@@ -1,5 +1,6 @@
-"""The composition root: the Hydra config read once and turned into the typed objects the stages take. Below the
-entry points, only this module, the refusals (checks.py) and the planner (plan.py) read the config."""
+"""The composition root: the Hydra config read once and turned into the typed objects the stages take. The aim is
+that below the entry points only this module, the refusals (checks.py) and the planner (plan.py) read the config;
+fold training and cross-validation already take nothing else (the other stages follow, one at a time)."""
 
 from __future__ import annotations
 
