@@ -30,15 +30,15 @@ def main(cfg: DictConfig) -> float:
     job = multirun.in_multirun() and not in_sweep  # a multirun's failed job is recorded and the next job runs
     with user_errors_exit(reraise=in_sweep, errors_to_caller=job):
         check_folder_early(cfg.data, list(task_parts(cfg)), list(HydraConfig.get().overrides.task))
+        from relevance.build import train
         from relevance.evaluation.reporting import headline
-        from relevance.pipeline import run
         from relevance.ranks import failure_ends_every_rank
         from relevance.sweep.trial import connect
 
         quiet_libraries()  # again: importing Lightning sets its own loggers back to INFO
 
         with failure_ends_every_rank(multirun_job=multirun.in_multirun()), multirun.recording_run_id():
-            summary = run(cfg, connect(cfg))
+            summary = train(cfg, connect(cfg))
         if in_sweep:
             print(f"trial {cfg.sweep.trial}, run {summary['run_id']}:\n{headline(summary)}")
             return summary[cfg.sweep.metric]

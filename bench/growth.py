@@ -96,9 +96,10 @@ def main() -> None:
     args = parser.parse_args()
     from inference import compose
 
-    from relevance.data.demo import DemoSpec, generate_demo
-    from relevance.model.backbones import load_tokenizer, resolve_source
+    from relevance.model.backbones import load_tokenizer
     from relevance.serving.scorer import default_cache
+    from relevance.synthetic.demo import DemoSpec, generate_demo
+    from relevance.weights import resolve_source
 
     cache = default_cache()
     cfg = compose(args.backbone, cache)

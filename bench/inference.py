@@ -63,11 +63,12 @@ def build_bundle(backbone: str, cache: Path, folder: Path) -> Path:
     import torch
     from omegaconf import OmegaConf
 
-    from relevance.model.backbones import load_tokenizer, resolve_source
+    from relevance.model.backbones import load_tokenizer
     from relevance.model.heads import load_model, prompt_template
     from relevance.model.module import apply_lora
     from relevance.serving.bundle import ModelBundle
     from relevance.text.formatting import fixed_prompt_tokens
+    from relevance.weights import resolve_source
 
     cfg = compose(backbone, cache)
     location = resolve_source(cfg.backbone, cache)
@@ -117,7 +118,7 @@ def bundle_variant(bundle: Path, folder: Path, attention: str) -> Path:
 def pairs(n_rows: int, seed: int = 0) -> list[dict]:
     """Taxonomy QC pairs: short localized queries against English paths of two to seven levels."""
     from relevance.data.reader import read_records
-    from relevance.data.taxonomy import TaxonomySpec, generate_taxonomy
+    from relevance.synthetic.taxonomy import TaxonomySpec, generate_taxonomy
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = generate_taxonomy(need_taxonomy(), Path(scratch) / "t", TaxonomySpec())

@@ -61,12 +61,12 @@ def measure_cpu(backbone: str, overrides: list[str], steps: int) -> dict:
     from relevance.data.records import Record
     from relevance.runtime import resolve_runtime
     from relevance.training import fold
-    from relevance.training.rows import TrainingRows, make_preprocessor
+    from relevance.training.rows import TrainingRows
 
     cfg = _compose([f"backbone={backbone}", "train.precision=32-true", "train.epochs=1", *overrides])
     planned = plan.make_plan(cfg, rows=1, cpu=True)
     runtime = resolve_runtime(cfg.strategy, cfg.train.precision, cfg.backbone.dtype, 1, 1)
-    preprocessor = make_preprocessor(cfg)
+    preprocessor = build.make_preprocessor(cfg)
     source = build.model_source(cfg, preprocessor)
     words = " ".join(f"farine{i} de blé" for i in range(cfg.train.max_length))  # longer than max_length tokens
     rows = cfg.train.batch_size * steps

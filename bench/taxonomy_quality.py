@@ -28,8 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, need_taxonomy, peak_rss_mb, run_train, table, write_section  # noqa: E402
 
-from relevance.data.taxonomy import TaxonomySpec, generate_taxonomy  # noqa: E402
 from relevance.evaluation import metrics  # noqa: E402
+from relevance.synthetic.taxonomy import TaxonomySpec, generate_taxonomy  # noqa: E402
 
 SPEC = TaxonomySpec(train_rows=6000, dev_rows_per_language=150, qi_rows=1500)
 UNSEEN = set(SPEC.eval_languages)
@@ -259,8 +259,8 @@ def zero_shot(train, views, scratch) -> dict:
     """The backbone's own hidden states as embeddings (a decoder LM: not trained to embed)."""
     from inference import compose
 
-    from relevance.model.backbones import resolve_source
     from relevance.serving.scorer import default_cache
+    from relevance.weights import resolve_source
 
     cfg = compose("gemma3_270m", default_cache())
     return _cosine_row(resolve_source(cfg.backbone, default_cache()), train, views)

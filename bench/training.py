@@ -54,9 +54,10 @@ def _rate(step_ends: list[float], batch_size: int) -> float:
 def worker(method: str, backbone: str, cache: Path, rows_file: Path) -> dict:
     import torch
 
-    from relevance.model.backbones import load_tokenizer, resolve_source
+    from relevance.model.backbones import load_tokenizer
     from relevance.model.heads import prompt_template
     from relevance.text.formatting import fixed_prompt_tokens
+    from relevance.weights import resolve_source
 
     cfg = compose(backbone, cache, *HEAD_OVERRIDES.get(method, []))
     rows = json.loads(rows_file.read_text())

@@ -66,3 +66,42 @@ def readme_commands() -> list[str]:
             if line and not line.startswith("#"):
                 commands.append(line)
     return commands
+
+
+# id, English path, German, Spanish, French leaf-level translations of each level
+CATEGORIES = {
+    1: ["Apparel", "Bekleidung", "Ropa", "Vêtements"],
+    2: ["Apparel > Hats", "Bekleidung > Hüte", "Ropa > Sombreros", "Vêtements > Chapeaux"],
+    3: ["Apparel > Shoes", "Bekleidung > Schuhe", "Ropa > Zapatos", "Vêtements > Chaussures"],
+    4: ["Apparel > Socks", "Bekleidung > Socken", "Ropa > Calcetines", "Vêtements > Chaussettes"],
+    5: ["Apparel > Belts", "Bekleidung > Gürtel", "Ropa > Cinturones", "Vêtements > Ceintures"],
+    6: ["Food", "Lebensmittel", "Comida", "Alimentation"],
+    7: ["Food > Bread", "Lebensmittel > Brot", "Comida > Pan", "Alimentation > Pain"],
+    8: ["Food > Cheese", "Lebensmittel > Käse", "Comida > Queso", "Alimentation > Fromage"],
+    9: ["Food > Honey", "Lebensmittel > Honig", "Comida > Miel", "Alimentation > Miel"],
+    10: ["Food > Flour", "Lebensmittel > Mehl", "Comida > Harina", "Alimentation > Farine"],
+    11: ["Toys", "Spielzeug", "Juguetes", "Jouets"],
+    12: ["Toys > Puzzles", "Spielzeug > Puzzles", "Juguetes > Rompecabezas", "Jouets > Puzzles"],
+    13: ["Toys > Dolls", "Spielzeug > Puppen", "Juguetes > Muñecas", "Jouets > Poupées"],
+    14: ["Toys > Kites", "Spielzeug > Drachen", "Juguetes > Cometas", "Jouets > Cerfs-volants"],
+}
+LOCALES = {"en-US": 0, "de-DE": 1, "es-ES": 2, "fr-FR": 3}
+SPEC = dict(  # data.taxonomy.* for the handmade taxonomy
+    train_languages=["en", "es", "fr"],
+    eval_languages=["de"],
+    train_rows=60,
+    dev_rows_per_language=9,
+    qi_rows=30,
+    heldout_share=0.3,
+)
+
+
+@pytest.fixture(scope="session")
+def taxonomy_dir(tmp_path_factory):
+    """A handmade four-locale Google Product Taxonomy (the real files are not part of the repository)."""
+    folder = tmp_path_factory.mktemp("taxonomy")
+    for locale, column in LOCALES.items():
+        lines = ["# Google_Product_Taxonomy_Version: 2015-02-19"]
+        lines += [f"{category} - {names[column]}" for category, names in CATEGORIES.items()]
+        (folder / f"taxonomy-with-ids.{locale}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder

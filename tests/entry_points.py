@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PRELOAD = ["relevance.pipeline", "relevance.serving.predict", "relevance.cli", "hydra", "mlflow"]
+PRELOAD = ["relevance.build", "relevance.serving.predict", "relevance.cli", "hydra", "mlflow"]
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Which package may import which: the sweep is the entry point's business (it connects a trial as an observer of
-the run), so no module outside `relevance.sweep` imports it."""
+the run), so no module outside `relevance.sweep` imports it; evaluation computes and tracking logs; the synthetic
+stand-ins are reached through the composition root and `relevance.weights`, never from `model/` or `text/`."""
 
 import ast
+import re
 from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "relevance"
@@ -39,3 +41,22 @@ def test_evaluation_computes_reports_and_leaves_logging_them_to_tracking():
     assert {name: sorted(m for m in found if m.startswith("mlflow")) for name, found in modules.items()} == {
         name: [] for name in modules
     }
+
+
+def test_model_and_text_load_locations_and_never_reach_the_synthetic_stand_ins():
+    packages = ("model", "text")
+    modules = {str(p.relative_to(SOURCE)): imported(p) for pkg in packages for p in (SOURCE / pkg).glob("*.py")}
+    assert "text/translation.py" in modules and "model/backbones.py" in modules
+    offenders = {
+        name: sorted(m for m in found if m.startswith("relevance.synthetic")) for name, found in modules.items()
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+    assert any(m.startswith("relevance.synthetic") for m in imported(SOURCE / "weights.py"))
+
+
+def test_the_pipeline_orders_a_built_run_in_one_screen_without_config_mlflow_or_sweep():
+    path = SOURCE / "pipeline.py"
+    text = path.read_text()
+    assert len(text.splitlines()) <= 60 and "def run(job: Run" in text
+    assert sorted(m for m in imported(path) if m.startswith(("mlflow", "omegaconf", "hydra", "relevance.sweep"))) == []
+    assert re.search(r"\bcfg\b", text) is None

@@ -39,7 +39,7 @@ def test_a_disk_that_fills_while_the_model_is_logged_keeps_the_folds_and_leaves_
     """The model's copy into the artifact folder fails half way with ENOSPC: one DiskFull sentence naming the
     artifact folder, the run FAILED with that reason, the folds FINISHED with their checkpoints, no model folder or
     entry left; the same command afterwards reuses both folds and finishes."""
-    from relevance import pipeline
+    from relevance import build
 
     copy = LocalArtifactRepository.log_artifacts
 
@@ -54,7 +54,7 @@ def test_a_disk_that_fills_while_the_model_is_logged_keeps_the_folds_and_leaves_
     cfg = compose_train(SMALL, tmp_path, cache_dir)
     monkeypatch.setattr(LocalArtifactRepository, "log_artifacts", fills_up_on_models)
     with pytest.raises(disk.DiskFull) as raised:
-        pipeline.run(cfg)
+        build.train(cfg)
     message = str(raised.value)
     assert f"the disk holding {tmp_path / 'mlruns' / 'artifacts'} is full" in message
     assert "run the same command again: the folds that finished are reused" in message
@@ -69,7 +69,7 @@ def test_a_disk_that_fills_while_the_model_is_logged_keeps_the_folds_and_leaves_
 
     monkeypatch.setattr(LocalArtifactRepository, "log_artifacts", copy)
     with caplog.at_level(logging.INFO):
-        summary = pipeline.run(compose_train(SMALL, tmp_path, cache_dir))
+        summary = build.train(compose_train(SMALL, tmp_path, cache_dir))
     assert summary["run_id"] == parent.info.run_id  # the same run, resumed
     assert caplog.text.count("finished before the interruption; reused") == 2
     assert runs_by_level(tmp_path)["parent"][0].info.status == "FINISHED"

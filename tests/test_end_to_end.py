@@ -13,7 +13,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from relevance import pipeline
+from relevance import build
 from relevance.data.reader import read_records
 from relevance.serving import predict
 from relevance.serving.submission import validate_submission
@@ -39,7 +39,7 @@ def trained(tmp_path_factory, cache_dir):
         tmp_path,
         cache_dir,
     )
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     return tmp_path, cfg, summary
 
 

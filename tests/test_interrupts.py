@@ -74,7 +74,7 @@ def test_a_sigterm_mid_fold_in_process_raises_interrupted_at_once_and_restores_t
     """pipeline.run called from Python (a notebook, a script): a real SIGTERM, sent to this process at the third
     training step, stops the fold at once (Lightning alone would finish the epoch, then raise SystemExit), the runs
     end KILLED, and the caller's signal handlers are back."""
-    from relevance import pipeline
+    from relevance import build
     from relevance.interrupts import Interrupted
     from relevance.model.module import RelevanceModule
     from tests.conftest import compose_train
@@ -92,7 +92,7 @@ def test_a_sigterm_mid_fold_in_process_raises_interrupted_at_once_and_restores_t
     cfg = compose_train(["backbone=tiny", "train.epochs=3", "train.batch_size=2"], tmp_path, cache_dir)
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     with pytest.raises(Interrupted, match="SIGTERM"):
-        pipeline.run(cfg)
+        build.train(cfg)
     assert len(steps) <= 4, f"{len(steps) - 3} training steps ran after the signal"  # of 3 epochs of many steps
     assert {s: signal.getsignal(s) for s in before} == before
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
@@ -197,7 +197,7 @@ SIGNAL_INSIDE_A_MIGRATION = """
 import os, signal, sys
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from relevance import tracking
+from relevance import pipeline, tracking
 from relevance.cli import exit_on_interrupt
 
 in_batch = []

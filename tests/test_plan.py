@@ -164,10 +164,11 @@ def _kept_and_planned(overrides, tmp_path, cache_dir) -> tuple[float, float]:
 
     from relevance import build
     from relevance.training.fold import fresh_model
-    from relevance.training.rows import make_preprocessor
 
     cfg = compose_train(["train.precision=32-true", *overrides], tmp_path, cache_dir)
-    model, head = fresh_model(build.fold_settings(cfg), build.model_source(cfg, make_preprocessor(cfg)), torch.float32)
+    model, head = fresh_model(
+        build.fold_settings(cfg), build.model_source(cfg, build.make_preprocessor(cfg)), torch.float32
+    )
     ids = torch.randint(
         5, 500, (cfg.train.batch_size, cfg.train.max_length), generator=torch.Generator().manual_seed(0)
     )
@@ -224,15 +225,16 @@ def test_plan_matches_the_peak_memory_an_h100_measured(result, tmp_path, cache_d
 def test_a_plan_from_the_data_uses_its_rows_real_token_lengths(tmp_path, cache_dir):
     """--data: the training file's rows, written as training writes them and counted in the backbone's own tokens
     where this machine has its tokenizer (tiny), estimated from their bytes where it does not (a hub backbone)."""
+    from relevance import build
     from relevance.data.reader import read_records
     from relevance.data.sources import data_file
-    from relevance.model.backbones import load_tokenizer, resolve_source
-    from relevance.training.rows import make_preprocessor
+    from relevance.model.backbones import load_tokenizer
+    from relevance.weights import resolve_source
 
     cfg = compose_train(["backbone=tiny", "data.demo.train_rows=120", "train.max_length=24"], tmp_path, cache_dir)
     lengths = plan.data_lengths(cfg)
     tokenizer = load_tokenizer(cfg.backbone, resolve_source(cfg.backbone, cache_dir))
-    preprocessor = make_preprocessor(cfg)
+    preprocessor = build.make_preprocessor(cfg)
     texts = preprocessor.format(read_records(data_file(cfg.data, cache_dir, "QC", "train"), "QC"))
     prompt = len(tokenizer(preprocessor.templates["QC"].format(query="", target="", language=""))["input_ids"])
     counts = [min(len(tokenizer(t)["input_ids"]), 24 + prompt) for t in texts]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from relevance import checks, pipeline
+from relevance import build, checks
 from relevance.data.reader import read_records
 from relevance.data.sources import data_file
 from relevance.errors import ConfigError, RelevanceError
@@ -52,7 +52,7 @@ def _children(summary) -> dict[str, object]:
 )
 def test_each_team_recipe_runs_end_to_end_on_tiny(recipe, extra, tmp_path, cache_dir):
     cfg = compose_train([f"experiment={recipe}", *SMALL, *extra], tmp_path, cache_dir)
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     assert 0 <= summary["oof_best_f1"] <= 1 and summary["model_uri"]
     children = _children(summary)
     names = set(children)
@@ -72,7 +72,7 @@ def test_each_team_recipe_runs_end_to_end_on_tiny(recipe, extra, tmp_path, cache
 
 def test_translation_concat_is_replayed_by_the_served_model_and_a_refit_can_serve(tmp_path, cache_dir):
     cfg = compose_train([*SMALL, "augmentation=[translate]", "train.refit=true"], tmp_path, cache_dir)
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     assert summary["translations_reused"] > 0 and summary["translations_computed"] == 0
     assert "refit" in _children(summary)
     scorer = predict.load_scorer(summary["run_id"], ensemble="refit")
@@ -111,7 +111,7 @@ def test_translation_concat_is_replayed_by_the_served_model_and_a_refit_can_serv
 
 
 def test_refit_is_refused_for_a_model_trained_without_it(tmp_path, cache_dir):
-    summary = pipeline.run(compose_train(SMALL, tmp_path, cache_dir))
+    summary = build.train(compose_train(SMALL, tmp_path, cache_dir))
     with pytest.raises(RelevanceError, match="train.refit=true"):
         predict.load_scorer(summary["run_id"], ensemble="refit")
 
@@ -125,9 +125,9 @@ def test_a_sweep_rerun_translates_nothing_twice(tmp_path, cache_dir):
         "translator=tiny",
         "tracking.log_model=false",
     ]
-    first = pipeline.run(compose_train(overrides, tmp_path, tmp_path / "cache"))  # a cache of its own
+    first = build.train(compose_train(overrides, tmp_path, tmp_path / "cache"))  # a cache of its own
     assert first["translations_computed"] > 0
-    second = pipeline.run(compose_train(overrides, tmp_path, tmp_path / "cache"))
+    second = build.train(compose_train(overrides, tmp_path, tmp_path / "cache"))
     assert second["translations_computed"] == 0
     assert second["translations_reused"] == first["translations_computed"] + first["translations_reused"]
     metrics = MlflowClient().get_run(second["run_id"]).data.metrics
@@ -135,7 +135,7 @@ def test_a_sweep_rerun_translates_nothing_twice(tmp_path, cache_dir):
 
 
 def test_tapt_logs_stage_one_and_a_later_run_can_start_from_it(tmp_path, cache_dir):
-    summary = pipeline.run(
+    summary = build.train(
         compose_train(
             # seed=0: stage 1 trains as fold -1, so its seed wraps instead of going negative
             [*SMALL, "tapt=from_other_task", "tapt.max_rows=60", "tracking.log_model=false", "seed=0"],
@@ -147,7 +147,7 @@ def test_tapt_logs_stage_one_and_a_later_run_can_start_from_it(tmp_path, cache_d
     assert stage1.data.metrics["rows_trained"] == 60
     files = {Path(a.path).name for a in MlflowClient().list_artifacts(stage1.info.run_id, "tapt_adapter")}
     assert "adapter_model.safetensors" in files
-    again = pipeline.run(
+    again = build.train(
         compose_train(
             [*SMALL, "tapt=from_other_task", f"tapt.from_run={stage1.info.run_id}", "tracking.log_model=false"],
             tmp_path,
@@ -155,7 +155,7 @@ def test_tapt_logs_stage_one_and_a_later_run_can_start_from_it(tmp_path, cache_d
         )
     )
     assert "tapt-stage1-qi" not in _children(again)
-    from_parent = pipeline.run(
+    from_parent = build.train(
         compose_train(
             [*SMALL, "tapt=from_other_task", f"tapt.from_run={summary['run_id']}", "tracking.log_model=false"],
             tmp_path,
@@ -164,7 +164,7 @@ def test_tapt_logs_stage_one_and_a_later_run_can_start_from_it(tmp_path, cache_d
     )
     assert from_parent["oof_best_f1"] == pytest.approx(again["oof_best_f1"])  # the same stage-1 adapter
     with pytest.raises(ConfigError, match="no tapt_adapter artifact"):
-        pipeline.run(
+        build.train(
             compose_train(
                 [*SMALL, "tapt=from_other_task", f"tapt.from_run={again['run_id']}", "tracking.log_model=false"],
                 tmp_path,
@@ -174,7 +174,7 @@ def test_tapt_logs_stage_one_and_a_later_run_can_start_from_it(tmp_path, cache_d
 
 
 def test_self_validation_logs_what_it_removed_and_still_judges_every_row(tmp_path, cache_dir):
-    summary = pipeline.run(
+    summary = build.train(
         compose_train(
             [
                 *SMALL,
@@ -219,7 +219,7 @@ def test_tapt_without_the_other_tasks_data_fails_at_start(tmp_path, cache_dir):
 
 def test_joint_model_trains_both_tasks_with_a_threshold_each_and_predicts_both_files(tmp_path, cache_dir):
     cfg = compose_train([*SMALL, "task=joint"], tmp_path, cache_dir)
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     for task in ("qc", "qi"):
         assert 0 <= summary[f"{task}_oof_best_f1"] <= 1 and f"{task}_dev_f1_at_oof_threshold" in summary
     assert summary["oof_best_f1"] == pytest.approx((summary["qc_oof_best_f1"] + summary["qi_oof_best_f1"]) / 2)
@@ -339,7 +339,7 @@ def test_training_3_of_5_folds_trains_three_models_and_scores_only_their_held_ou
     """DcuRAGONS trained 3 of their 5 folds (train.folds_trained=3): three fold runs, a three-model ensemble, and
     out-of-fold F1 and thresholds from the rows those three held out (the other rows only trained)."""
     overrides = [*SMALL, "data.demo.train_rows=200", "split.n_folds=5", "train.folds_trained=3"]
-    summary = pipeline.run(compose_train(overrides, tmp_path, cache_dir))
+    summary = build.train(compose_train(overrides, tmp_path, cache_dir))
     assert sorted(_children(summary)) == ["fold-0", "fold-1", "fold-2"]
     oof = pd.DataFrame(mlflow.load_table("oof_scores.json", run_ids=[summary["run_id"]]))
     held_out = oof["fold"] < 3

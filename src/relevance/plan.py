@@ -98,7 +98,7 @@ def architecture(backbone, cache):
                 f"backbone {backbone.name} has no `architecture:` dimensions in its file; add them from its hub "
                 f"config.json (model_type, hidden_size, num_hidden_layers, ...) to plan it."
             )
-        from relevance.model.backbones import resolve_source
+        from relevance.weights import resolve_source
 
         return AutoConfig.from_pretrained(resolve_source(backbone, cache))
     values = OmegaConf.to_container(dims, resolve=True)
@@ -207,7 +207,8 @@ def _local_tokenizer(cfg):
     a plan never downloads."""
     from transformers import AutoTokenizer
 
-    from relevance.model.backbones import load_tokenizer, resolve_source
+    from relevance.model.backbones import load_tokenizer
+    from relevance.weights import resolve_source
 
     backbone = cfg.backbone
     try:
@@ -227,11 +228,11 @@ def data_lengths(cfg) -> Lengths:
     towards more tokens, so towards more memory."""
     import numpy as np
 
+    from relevance import build
     from relevance.data.reader import read_records
     from relevance.data.sources import data_file
-    from relevance.training.rows import make_preprocessor
 
-    preprocessor = make_preprocessor(cfg)
+    preprocessor = build.make_preprocessor(cfg)
     texts, prompts = [], []
     for task in preprocessor.templates:
         records = read_records(data_file(cfg.data, cfg.paths.cache, task, "train"), task)

@@ -1,6 +1,7 @@
 """The winning teams' methods, piece by piece: translations and their cache, concat and synthesis, hard negatives,
 self-validation flags, and which rows train which fold."""
 
+import functools
 import json
 
 import numpy as np
@@ -15,6 +16,7 @@ from relevance.data.translations_file import read_translations, write_translatio
 from relevance.errors import ConfigError, DataError
 from relevance.text.translation import Translations
 from relevance.training.rows import TrainingData
+from relevance.weights import translator_location
 
 
 def _records():
@@ -29,10 +31,15 @@ def _records():
     ]
 
 
+def _translations(cfg, cache):
+    """The run's translator: a model's weights where relevance.weights says (a tiny random model here)."""
+    return Translations(cfg, cache, functools.partial(translator_location, cache=cache))
+
+
 def _file_translations(tmp_path, table):
     path = tmp_path / "translations.jsonl"
     write_translations(path, table)
-    return Translations(OmegaConf.create({"name": "file", "kind": "file", "path": str(path)}), tmp_path)
+    return _translations(OmegaConf.create({"name": "file", "kind": "file", "path": str(path)}), tmp_path)
 
 
 def test_translations_file_is_validated_with_file_and_line(tmp_path):
@@ -83,12 +90,12 @@ def test_synthesis_copies_rows_into_the_missing_languages_keeping_target_and_lab
 def test_model_translations_are_cached_so_a_second_pass_translates_nothing(tmp_path):
     cfg = OmegaConf.load("conf/translator/tiny.yaml")
     requests = [("casquette", "fr", "en"), ("gorra", "es", "en"), ("casquette", "fr", "en"), ("gorra", "es", "de")]
-    first = Translations(cfg, tmp_path)
+    first = _translations(cfg, tmp_path)
     out = first(requests)
     assert first.computed == 3 and first.reused == 0 and set(out) == set(requests)
-    again = Translations(cfg, tmp_path)  # a new process of the same sweep: same sqlite cache
+    again = _translations(cfg, tmp_path)  # a new process of the same sweep: same sqlite cache
     assert again(requests) == out and again.computed == 0 and again.reused == 3
-    changed = Translations(OmegaConf.merge(cfg, {"max_new_tokens": 3}), tmp_path)
+    changed = _translations(OmegaConf.merge(cfg, {"max_new_tokens": 3}), tmp_path)
     changed(requests[:1])
     assert changed.computed == 1  # another model setting is another cache key
 
@@ -98,7 +105,7 @@ def test_a_seq2seq_translator_runs_batched_per_language_pair(tmp_path):
         OmegaConf.load("conf/translator/tiny.yaml"),
         {"kind": "seq2seq", "prompt": "<2{target_code}> {text}", "codes": {"vn": "vi"}, "batch_size": 2},
     )
-    translations = Translations(cfg, tmp_path)
+    translations = _translations(cfg, tmp_path)
     requests = [(f"query {k}", "fr", "vn" if k % 2 else "de") for k in range(5)]
     out = translations(requests)
     assert set(out) == set(requests) and all(isinstance(v, str) for v in out.values())

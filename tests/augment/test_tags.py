@@ -7,7 +7,7 @@ import mlflow
 import numpy as np
 from hydra import compose, initialize_config_dir
 
-from relevance import pipeline
+from relevance import build
 from relevance.augment import rewrite_text
 from relevance.augment.tags import attribute_tags, hierarchy_tags
 from relevance.data.records import Record
@@ -67,7 +67,7 @@ def test_tagged_training_and_serving_see_the_same_text(tmp_path, cache_dir, monk
         tmp_path,
         cache_dir,
     )
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
     assert json.loads((bundle / "relevance.json").read_text())["augmentation"]["tags"]["hierarchy"] is True
 

@@ -3,11 +3,11 @@ import collections
 import numpy as np
 import pytest
 
-from relevance.data.demo import DemoSpec, generate_demo
 from relevance.data.reader import read_records
 from relevance.data.records import category_prefix
 from relevance.data.splits import assign_folds
 from relevance.errors import ConfigError
+from relevance.synthetic.demo import DemoSpec, generate_demo
 
 
 @pytest.fixture(scope="module")

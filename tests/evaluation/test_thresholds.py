@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from relevance import pipeline
+from relevance import build
 from relevance.data.records import Record
 from relevance.evaluation import metrics, thresholds
 from relevance.serving.predict import load_scorer
@@ -69,7 +69,7 @@ def test_a_run_logs_both_methods_and_its_model_decides_per_language(tmp_path, ca
         tmp_path,
         cache_dir,
     )
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     assert summary["threshold_optuna_f1"] <= summary["threshold_exact_f1"] + 1e-12
     assert summary["decision_threshold"] == summary["threshold_optuna"]
     per_language = {
@@ -115,7 +115,7 @@ def test_a_matched_rate_model_thresholds_an_unseen_language_from_its_own_scores(
         tmp_path,
         cache_dir,
     )
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     assert 0 <= summary["dev_unseen_f1_at_matched_rate"] <= 1  # the demo's dev holds ar, de, it, pl
     scorer = load_scorer(summary["run_id"], "folds", None)
     rate = summary["oof_positive_rate_at_decision"]
@@ -141,7 +141,7 @@ def test_dev_f1_named_at_the_oof_threshold_is_at_it_when_unseen_languages_get_th
         for i, label in enumerate(dev_labels)
     ]
     summary, threshold, _, _ = _task_report(
-        cfg, "QC", labels, oof, ["en"] * 400, np.arange(400) % 2, dev, dev_scores, tmp_path, ""
+        build.report_settings(cfg), "QC", labels, oof, ["en"] * 400, np.arange(400) % 2, dev, dev_scores, tmp_path, ""
     )
     at_oof = metrics.scores_at(de_labels, de_scores, threshold).f1
     assert summary["dev_unseen_f1_at_oof_threshold"] == pytest.approx(at_oof)

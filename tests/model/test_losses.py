@@ -93,7 +93,8 @@ def test_query_grouped_batches_keep_each_querys_rows_together_and_step_as_often(
 
 
 def test_grouped_batches_say_which_row_is_which_querys(tmp_path, cache_dir):
-    from relevance.model.backbones import load_tokenizer, resolve_source
+    from relevance.model.backbones import load_tokenizer
+    from relevance.weights import resolve_source
 
     cfg = compose_train(["backbone=tiny"], tmp_path, cache_dir)
     tokenizer = load_tokenizer(cfg.backbone, resolve_source(cfg.backbone, cache_dir))
@@ -147,7 +148,7 @@ def test_the_head_asks_for_the_batches_its_loss_needs(tmp_path, cache_dir):
 
 
 def test_a_run_with_a_group_loss_trains_its_folds_on_batches_of_whole_queries(tmp_path, cache_dir, monkeypatch):
-    from relevance import pipeline
+    from relevance import build
 
     drawn = []
     original = QueryGroupedBatches._batches
@@ -170,7 +171,7 @@ def test_a_run_with_a_group_loss_trains_its_folds_on_batches_of_whole_queries(tm
         tmp_path,
         cache_dir,
     )
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     assert len(drawn) == 2 and np.isfinite(summary["oof_best_f1"])  # one draw per fold
     for members, batches in drawn:
         assert max(len(rows) for rows in members) > 1  # the demo's queries come with several candidates
@@ -181,8 +182,9 @@ def test_a_run_with_a_group_loss_trains_its_folds_on_batches_of_whole_queries(tm
 
 @pytest.mark.skipif(not __import__("relevance.model.packaged_e5", fromlist=["x"]).installed(), reason="make setup")
 def test_the_bi_encoders_in_batch_loss_reads_every_query_against_every_target_of_the_batch(tmp_path, cache_dir):
-    from relevance.model.backbones import load_tokenizer, resolve_source
+    from relevance.model.backbones import load_tokenizer
     from relevance.model.heads import load_model
+    from relevance.weights import resolve_source
 
     cfg = compose_train(
         ["backbone=multilingual_e5_small", "head=bi_encoder", "head.loss=in_batch"], tmp_path, cache_dir

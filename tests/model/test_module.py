@@ -3,10 +3,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from relevance.model.backbones import load_tokenizer, resolve_source
+from relevance.model.backbones import load_tokenizer
 from relevance.model.datamodule import PairDataModule
 from relevance.model.heads import ClassifierHead, load_model
 from relevance.model.module import RelevanceModule, apply_lora
+from relevance.weights import resolve_source
 from tests.conftest import compose_train
 
 

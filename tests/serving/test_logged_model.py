@@ -15,7 +15,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from relevance import pipeline
+from relevance import build
 from relevance.serving.logged_model import SERVING_PACKAGES
 from tests.conftest import compose_train
 from tests.serving.rest import free_port, post, served
@@ -28,7 +28,7 @@ def logged(tmp_path_factory, cache_dir):
     """A tiny run's logged model, downloaded: (its folder, the run's summary)."""
     tmp_path = tmp_path_factory.mktemp("logged")
     cfg = compose_train(["backbone=tiny", "split.n_folds=2", "train.epochs=1", *DEMO], tmp_path, cache_dir)
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     folder = Path(mlflow.artifacts.download_artifacts(summary["model_uri"], dst_path=str(tmp_path / "model")))
     return folder, summary
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
-from relevance import pipeline
+from relevance import build
 from relevance.data.sources import data_file
 from relevance.errors import RelevanceError
 from relevance.serving import precision
@@ -26,7 +26,7 @@ def trained(tmp_path_factory, cache_dir):
     cfg = compose_train(
         ["backbone=tiny", "split.n_folds=2", "train.epochs=1", "train.refit=true", *DEMO], tmp_path, cache_dir
     )
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     dev = data_file(cfg.data, cfg.paths.cache, "QC", "dev")
     return summary["run_id"], cfg.tracking.uri, dev, tmp_path
 

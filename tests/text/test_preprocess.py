@@ -6,7 +6,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from relevance import pipeline
+from relevance import build
 from relevance.data.reader import read_records
 from relevance.data.records import Record
 from relevance.data.sources import data_file
@@ -45,7 +45,7 @@ def test_a_row_is_tokenised_as_the_same_text_in_training_and_in_the_served_model
         return encode(self, tokenizer, inputs, max_length)
 
     monkeypatch.setattr(batches.TokenCache, "encode", spy)
-    summary = pipeline.run(tagged)
+    summary = build.train(tagged)
     trained = {text for call in tokenised for text in call}
     rows = read_records(data_file(tagged.data, tagged.paths.cache, "QC", "train"), "QC", require_label=True)[:8]
     # as a user would send them: stray spaces and capitals, which cleaning must take out again

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from relevance import checks, pipeline
+from relevance import build, checks, pipeline
 from relevance.data.records import Record
 from relevance.errors import ConfigError
 from relevance.model.losses import build_loss, pointwise
@@ -93,7 +93,7 @@ SMALL = ["backbone=tiny", "split.n_folds=2", "train.epochs=1", "train.refit=fals
 def teacher(tmp_path_factory, cache_dir):
     """A logged tiny QC model in its own store: (the store's folder, its run id)."""
     root = tmp_path_factory.mktemp("teacher")
-    summary = pipeline.run(compose_train([*SMALL, "tracking.log_model=true"], root, cache_dir))
+    summary = build.train(compose_train([*SMALL, "tracking.log_model=true"], root, cache_dir))
     return root, summary["run_id"]
 
 
@@ -122,7 +122,7 @@ def test_a_student_trains_on_its_logged_teachers_scores_of_its_own_training_rows
     monkeypatch.setattr(pipeline, "cross_validate", training)
     monkeypatch.setattr(losses.KL, "ranking", ranked)
     student = [*SMALL, "head.loss=kl", f"distill.teachers=[{run_id}]", "distill.scores=model"]
-    summary = pipeline.run(compose_train([*student, "seed=7"], root, cache_dir))  # in the teacher's store
+    summary = build.train(compose_train([*student, "seed=7"], root, cache_dir))  # in the teacher's store
     assert np.isfinite(summary["oof_best_f1"])
 
     ((records, logits),), (data,) = scored, trained
@@ -149,7 +149,7 @@ def test_a_student_trains_on_its_logged_teachers_scores_of_its_own_training_rows
         return RelevanceScorer(bundle, *args, **kwargs)
 
     monkeypatch.setattr(scorer, "RelevanceScorer", loading)
-    again = pipeline.run(compose_train([*student, "seed=7", "head.teacher_temperature=2"], root, cache_dir))
+    again = build.train(compose_train([*student, "seed=7", "head.teacher_temperature=2"], root, cache_dir))
     assert np.isfinite(again["oof_best_f1"])
     assert not [b for b in loaded if "relevance-teacher-" in str(b)]  # (the logged model's own check loads it)
 
@@ -159,7 +159,7 @@ def test_a_student_trains_on_its_logged_teachers_scores_of_its_own_training_rows
     scored.clear()
     downloads, download_bundle = [], predict.download_bundle
     monkeypatch.setattr(predict, "download_bundle", lambda *a, **k: downloads.append(a) or download_bundle(*a, **k))
-    pipeline.run(compose_train([*student[:-1], "head.loss=soft_labels", "seed=9"], root, cache_dir))
+    build.train(compose_train([*student[:-1], "head.loss=soft_labels", "seed=9"], root, cache_dir))
     assert downloads == []  # its bundle file told the run; no weights were copied
     ((records, logits),) = scored
     table = mlflow.artifacts.load_dict(f"runs:/{run_id}/oof_scores.json")
@@ -177,12 +177,12 @@ def test_a_teacher_of_another_task_or_one_that_gives_every_row_one_score_is_refu
     root, run_id = teacher
     cfg = compose_train([*SMALL, "task=qi", "head.loss=soft_labels", f"distill.teachers=[{run_id}]"], root, cache_dir)
     with pytest.raises(ConfigError, match="scores QC rows and this run trains QI rows"):
-        pipeline.run(cfg)
+        build.train(cfg)
     with pytest.raises(ConfigError, match="distill.teachers: model=models:/nope/1: Registered Model with name=nope"):
-        pipeline.run(compose_train([*SMALL, "head.loss=kl", "distill.teachers=[models:/nope/1]"], root, cache_dir))
+        build.train(compose_train([*SMALL, "head.loss=kl", "distill.teachers=[models:/nope/1]"], root, cache_dir))
     monkeypatch.setattr(distill, "_scores", lambda *args: np.full(60, 0.5))  # a fake: a teacher that learned nothing
     with pytest.raises(ConfigError, match="every training row gets the same score"):
-        pipeline.run(compose_train([*SMALL, "head.loss=kl", f"distill.teachers=[{run_id}]"], root, cache_dir))
+        build.train(compose_train([*SMALL, "head.loss=kl", f"distill.teachers=[{run_id}]"], root, cache_dir))
 
 
 def test_out_of_fold_scores_of_rows_labelled_otherwise_here_are_refused(tmp_path):

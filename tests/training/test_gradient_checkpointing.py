@@ -8,7 +8,6 @@ import torch
 from relevance import build
 from relevance.runtime import resolve_runtime
 from relevance.training import fold as fold_module
-from relevance.training.rows import make_preprocessor, prepare_data
 from tests.conftest import compose_train
 
 FRESH_MODEL = fold_module.fresh_model
@@ -36,8 +35,8 @@ def train_one_fold(overrides, tmp_path, cache_dir, monkeypatch):
     monkeypatch.setattr(fold_module, "fresh_model", watched)
     cfg = compose_train(["data.demo.train_rows=96", "train.epochs=1", *overrides], tmp_path, cache_dir)
     runtime = resolve_runtime(cfg.strategy, cfg.train.precision, cfg.backbone.dtype, 1, 1)
-    preprocessor = make_preprocessor(cfg)
-    data, *_ = prepare_data(cfg, preprocessor)
+    preprocessor = build.make_preprocessor(cfg)
+    data, *_ = build.training_data(cfg, preprocessor)
     held_out = [data.inputs[i] for i in np.flatnonzero(data.folds == 0)]
     trainer = build.fold_trainer(cfg, runtime, build.model_source(cfg, preprocessor))
     scored, _ = trainer.train(data.training_rows(0), [held_out], 0, None)

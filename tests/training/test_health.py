@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from relevance import pipeline
+from relevance import build
 from relevance.training import health
 from tests.conftest import compose_train
 
@@ -60,7 +60,7 @@ def test_a_trivial_signal_is_learned_in_every_fold_with_defaults(tmp_path, cache
         tmp_path,
         cache_dir,
     )
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     folds = _fold_runs(summary)
     assert len(folds) == cfg.split.n_folds
     for run in folds:
@@ -85,7 +85,7 @@ def test_a_run_in_which_no_fold_learned_fails_and_logs_no_model(tmp_path, cache_
         cache_dir,
     )
     with pytest.raises(health.TrainingDegenerate, match=r"no fold learned .*fold 1/\d did not learn"):
-        pipeline.run(cfg)
+        build.train(cfg)
     client = MlflowClient(cfg.tracking.uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     (parent,) = client.search_runs([experiment.experiment_id], "tags.`relevance.level` = 'parent'")

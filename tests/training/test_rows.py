@@ -1,6 +1,6 @@
 import json
 
-from relevance.training.rows import make_preprocessor, prepare_data
+from relevance import build
 from tests.conftest import compose_train
 
 
@@ -22,7 +22,7 @@ def test_competition_folder_rows_are_cleaned_counted_and_subsampled(tmp_path, ca
     (folder / "train_QI.txt").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (folder / "dev_QI.txt").write_text(json.dumps({k: v for k, v in rows[0].items() if k != "label"}) + "\n")
     cfg = compose_train(["backbone=tiny", "task=qi", "data=competition", f"data.dir={folder}"], tmp_path, cache_dir)
-    data, report, dev, extra = prepare_data(cfg, make_preprocessor(cfg))
+    data, report, dev, extra = build.training_data(cfg, build.make_preprocessor(cfg))
     records = data.records
     assert extra == {} and len(data.extra_inputs) == 0
     assert len(records) == 39 and report.dropped_empty_query == 1
@@ -30,8 +30,8 @@ def test_competition_folder_rows_are_cleaned_counted_and_subsampled(tmp_path, ca
     assert dev is None  # the competition's dev file has no labels: nothing to evaluate on
 
     cfg.data.max_rows = 10
-    subset = prepare_data(cfg, make_preprocessor(cfg))[0].records
+    subset = build.training_data(cfg, build.make_preprocessor(cfg))[0].records
     assert 9 <= len(subset) <= 10 and len({r.id for r in subset}) == len(subset)  # sampled, then cleaned
     assert [r.id for r in subset] == sorted(r.id for r in subset)  # order kept
-    again = prepare_data(cfg, make_preprocessor(cfg))[0].records
+    again = build.training_data(cfg, build.make_preprocessor(cfg))[0].records
     assert [r.id for r in again] == [r.id for r in subset]  # same seed, same subset

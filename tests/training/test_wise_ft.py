@@ -9,10 +9,11 @@ from safetensors.torch import load_file
 from relevance import build, checks
 from relevance.errors import ConfigError
 from relevance.model import finetune
-from relevance.model.backbones import load_tokenizer, resolve_source
+from relevance.model.backbones import load_tokenizer
 from relevance.runtime import resolve_runtime
 from relevance.training.fold import ModelSource
 from relevance.training.rows import TrainingRows
+from relevance.weights import resolve_source
 from tests.conftest import compose_train
 
 

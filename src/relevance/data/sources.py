@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from relevance.data.demo import TRANSLATIONS_FILE, DemoSpec, generate_demo
 from relevance.data.records import TASKS
-from relevance.data.taxonomy import TaxonomySpec, generate_taxonomy
 from relevance.errors import ConfigError, DataError
+from relevance.synthetic.demo import TRANSLATIONS_FILE, DemoSpec, generate_demo
+from relevance.synthetic.taxonomy import TaxonomySpec, generate_taxonomy
 
 FILE_SPLITS = ("train", "dev", "test", "dev_user")  # dev_user: data=taxonomy's users'-queries view
 DEMO_READS_NO_FOLDER = (

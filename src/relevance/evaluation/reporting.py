@@ -3,16 +3,51 @@ the refit model's threshold and dev figures."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from relevance.evaluation import metrics, plots, thresholds
-from relevance.tasks import is_joint, metric_prefix, task_parts
+from relevance.tasks import is_joint, metric_prefix
 
 if TYPE_CHECKING:  # the rows of a run; evaluation never calls into training
     from relevance.training.rows import TrainingData
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """How a run is judged: its task code and parts, the threshold.* group, the seed of the threshold search, the
+    number of folds, and the backbone's name on the plots."""
+
+    task_code: str
+    tasks: tuple[str, ...]
+    threshold: object  # method, unseen, per_language, min_language_rows, refit
+    seed: int
+    n_folds: int
+    title: str
+
+
+@dataclass
+class Report:
+    """A finished run's figures: the summary metrics, the decision thresholds per task (and per language), the
+    per-language rows, and the refit model's thresholds; `tracking` logs it, the bundle keeps the thresholds."""
+
+    summary: dict
+    decision: dict
+    per_language: dict
+    by_language: dict
+    refit_decision: dict = field(default_factory=dict)
+
+
+def run_report(settings: ReportSettings, data: TrainingData, oof, dev, dev_scores, refit_scores, plots_dir) -> Report:
+    """The fold models' report, and the refit model's figures added when it was trained."""
+    report = Report(*fold_report(settings, data, oof, dev, dev_scores, plots_dir))
+    if refit_scores is not None:
+        refit_summary, report.refit_decision = refit_report(settings, data, report.summary, refit_scores, dev)
+        report.summary |= refit_summary
+    return report
 
 
 def evaluate(labels, scores, languages, seen: set[str], threshold: float | None = None) -> dict:
@@ -58,26 +93,27 @@ def _seen_unseen(labels, scores, languages, seen: set[str], decide: np.ndarray, 
 
 
 def _task_report(
-    cfg, task: str, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path, prefix: str
+    settings: ReportSettings, task: str, labels, oof, languages, folds, dev, dev_scores, plots_dir: Path, prefix: str
 ) -> tuple[dict, float, dict[str, float], dict]:
     """One task's metrics and plots; its decision threshold (and per-language ones) tuned on out-of-fold scores,
     at which the per-language rows and dev are judged."""
     seen = set(languages)
-    threshold, tuned = thresholds.tune(labels, oof, cfg.threshold, cfg.seed)
+    options = settings.threshold
+    threshold, tuned = thresholds.tune(labels, oof, options, settings.seed)
     by_language_thresholds = (
-        thresholds.by_language(labels, oof, languages, cfg.threshold, cfg.seed) if cfg.threshold.per_language else {}
+        thresholds.by_language(labels, oof, languages, options, settings.seed) if options.per_language else {}
     )
     decide = thresholds.row_thresholds(languages, threshold, by_language_thresholds)
     result = evaluate(labels, oof, languages, seen, decide)
     summary = _metric_dict(result, f"{prefix}oof_") | thresholds.as_metrics(tuned, prefix)
-    fold_f1 = [metrics.scores_at(labels[folds == k], oof[folds == k], 0.5).f1 for k in range(cfg.split.n_folds)]
+    fold_f1 = [metrics.scores_at(labels[folds == k], oof[folds == k], 0.5).f1 for k in range(settings.n_folds)]
     summary[f"{prefix}oof_fold_mean_f1_at_0.5"] = float(np.mean(fold_f1))
     summary[f"{prefix}oof_fold_std_f1_at_0.5"] = float(np.std(fold_f1))
     summary[f"{prefix}decision_threshold"] = threshold
     summary[f"{prefix}oof_f1_at_decision_thresholds"] = result["at_threshold"].f1
     summary[f"{prefix}oof_positive_rate_at_decision"] = float(np.mean(oof >= decide))
     summary |= {f"{prefix}decision_threshold_{language}": value for language, value in by_language_thresholds.items()}
-    title = f"{cfg.backbone.name} {task}"
+    title = f"{settings.title} {task}"
     plots.threshold_plot(
         *metrics.threshold_curve(labels, oof),
         result["best"],
@@ -96,7 +132,7 @@ def _task_report(
         dev_labels = np.array([r.label for r in dev])
         dev_languages = [r.language for r in dev]
         rate = summary[f"{prefix}oof_positive_rate_at_decision"]
-        matched = thresholds.matched_rate(dev_languages, dev_scores, seen, rate, cfg.threshold.min_language_rows)
+        matched = thresholds.matched_rate(dev_languages, dev_scores, seen, rate, options.min_language_rows)
         # the out-of-fold thresholds (named so) beside the run's own decisions (which with
         # threshold.unseen=matched_rate give unseen languages their own quantile)
         at_oof = thresholds.row_thresholds(dev_languages, threshold, by_language_thresholds)
@@ -106,13 +142,13 @@ def _task_report(
             summary[f"{prefix}dev_unseen_f1_at_matched_rate"] = metrics.scores_at(
                 dev_labels[unseen_rows], dev_scores[unseen_rows], at_matched[unseen_rows]
             ).f1
-        dev_thresholds = at_matched if cfg.threshold.unseen == "matched_rate" else at_oof
+        dev_thresholds = at_matched if options.unseen == "matched_rate" else at_oof
         dev_result = evaluate(dev_labels, dev_scores, dev_languages, seen, dev_thresholds)
         summary.update(_metric_dict(dev_result, f"{prefix}dev_"))
         summary[f"{prefix}dev_f1_at_decision"] = dev_result["at_threshold"].f1
         summary[f"{prefix}dev_f1_at_oof_threshold"] = metrics.scores_at(dev_labels, dev_scores, at_oof).f1
         summary |= _seen_unseen(dev_labels, dev_scores, dev_languages, seen, at_oof, f"{prefix}dev_")
-        dev_at = at + (" (unseen: matched positive rate)" if cfg.threshold.unseen == "matched_rate" and matched else "")
+        dev_at = at + (" (unseen: matched positive rate)" if options.unseen == "matched_rate" and matched else "")
         plots.language_plot(
             dev_result["languages"],
             f"{title}: dev F1 per language (fold ensemble)",
@@ -123,7 +159,9 @@ def _task_report(
     return summary, threshold, by_language_thresholds, by_language
 
 
-def report(cfg, data: TrainingData, oof, dev, dev_scores, plots_dir: Path) -> tuple[dict, dict, dict, dict]:
+def fold_report(
+    settings: ReportSettings, data: TrainingData, oof, dev, dev_scores, plots_dir: Path
+) -> tuple[dict, dict, dict, dict]:
     """Headline metrics, per-language rows and plots, per task; thresholds come from out-of-fold scores only
     (one per task) and dev is judged at them. For task=joint each key carries a qc_/qi_ prefix and the unprefixed
     headline is the competition score, the mean of the two tasks."""
@@ -131,13 +169,13 @@ def report(cfg, data: TrainingData, oof, dev, dev_scores, plots_dir: Path) -> tu
     tasks = np.array([r.task for r in data.records])
     dev_tasks = np.array([r.task for r in dev]) if dev else None
     dev_mean = np.mean(dev_scores, axis=0) if dev_scores else None
-    joint = is_joint(cfg.task.code)
+    joint = is_joint(settings.task_code)
     summary, decision, per_language, by_language = {}, {}, {}, {}
-    for task in task_parts(cfg):
+    for task in settings.tasks:
         rows = np.flatnonzero((tasks == task) & np.isfinite(oof))  # held out by a trained fold
         dev_rows = np.flatnonzero(dev_tasks == task) if dev_mean is not None else None
         part, decision[task], per_language[task], languages = _task_report(
-            cfg,
+            settings,
             task,
             data.labels[rows],
             oof[rows],
@@ -165,16 +203,16 @@ def report(cfg, data: TrainingData, oof, dev, dev_scores, plots_dir: Path) -> tu
 
 
 def refit_report(
-    cfg, data: TrainingData, summary: dict, refit_scores: list[np.ndarray], dev
+    settings: ReportSettings, data: TrainingData, summary: dict, refit_scores: list[np.ndarray], dev
 ) -> tuple[dict, dict[str, float]]:
     """The refit model's threshold per task, and its dev metrics. `threshold.refit=folds` (default) keeps the fold
     models' out-of-fold threshold; `matched_rate` takes the score at which the refit calls as many of its (in-sample)
     training rows relevant as the folds did out of fold. Both are logged; on the taxonomy benchmark the folds'
     threshold carried over better (BENCHMARKS.md)."""
     tasks = np.array([r.task for r in data.records])
-    joint = is_joint(cfg.task.code)
+    joint = is_joint(settings.task_code)
     values, decision = {}, {}
-    for task in task_parts(cfg):
+    for task in settings.tasks:
         prefix = metric_prefix(task, joint)
         rows = tasks == task
         rate = summary[f"{prefix}oof_positive_rate_at_decision"]
@@ -182,7 +220,7 @@ def refit_report(
         values[f"{prefix}refit_threshold_matched_rate"] = matched_threshold
         decision[task] = (
             matched_threshold
-            if cfg.threshold.get("refit", "folds") == "matched_rate"
+            if settings.threshold.get("refit", "folds") == "matched_rate"
             else summary[f"{prefix}decision_threshold"]
         )
         values[f"{prefix}refit_threshold"] = decision[task]
@@ -193,7 +231,7 @@ def refit_report(
             languages = [r.language for r, keep in zip(dev, dev_rows) if keep]
             seen = set(np.asarray(data.languages)[rows].tolist())
             in_seen = np.isin(languages, sorted(seen))
-            matched = thresholds.matched_rate(languages, scores, seen, rate, cfg.threshold.min_language_rows)
+            matched = thresholds.matched_rate(languages, scores, seen, rate, settings.threshold.min_language_rows)
             if matched:
                 row_thresholds = thresholds.row_thresholds(languages, decision[task], matched)
                 values[f"{prefix}dev_refit_unseen_f1_at_matched_rate"] = metrics.scores_at(

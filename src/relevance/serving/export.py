@@ -29,8 +29,9 @@ EXPORT_FILE = "relevance_export.json"
 def export(bundle_folder: Path, output: Path, cache: Path) -> list[Path]:
     """Write every fold's and the refit's merged checkpoint under `output`; returns their folders."""
     from relevance.model import finetune
-    from relevance.model.backbones import load_tokenizer, resolve_source
+    from relevance.model.backbones import load_tokenizer
     from relevance.model.heads import build_head
+    from relevance.weights import resolve_source
 
     bundle = ModelBundle.load(bundle_folder)
     output = Path(output)

@@ -8,8 +8,9 @@ registered version's tags (`split_front_matter`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import yaml
-from omegaconf import OmegaConf
 
 METRICS = (  # (what the card calls it, summary key, its floor's key)
     ("out-of-fold F1, best threshold", "oof_best_f1", "oof_all_positive_f1"),
@@ -21,7 +22,35 @@ METRICS = (  # (what the card calls it, summary key, its floor's key)
 )
 
 
-def _command(cfg) -> str:
+@dataclass(frozen=True)
+class CardFacts:
+    """What a model card says of the run's config (relevance.build makes it): task, data, folds, backbone, head,
+    thresholds, training and the command that trains it again."""
+
+    task_code: str
+    task_name: str
+    target_name: str  # how prompts name the target: category path, title
+    data: str
+    n_folds: int
+    split: str
+    backbone: dict  # the backbone group as trained (name, hub_id, finetune, lora_targets)
+    head: str
+    threshold_method: str
+    threshold_unseen: str
+    refit: bool
+    lora_r: int
+    lora_alpha: int
+    epochs: int
+    lr: float
+    batch_size: int
+    max_length: int
+    augmentation: tuple[str, ...]
+    tapt: str
+    seed: int
+    command: str  # `python train.py <overrides>`
+
+
+def command() -> str:
     """`python train.py <the overrides of this run>`, as Hydra received them (none when composed in code)."""
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -39,22 +68,22 @@ def _row(name: str, summary: dict, key: str, floor: str | None) -> str:
     return f"| {name} | {value} | {summary[floor]:.4f} |\n" if floor in summary else f"| {name} | {value} | |\n"
 
 
-def _targets(backbone) -> str:
+def _targets(backbone: dict) -> str:
     targets = backbone.get("lora_targets")
-    return ", ".join(OmegaConf.to_container(targets)) if OmegaConf.is_config(targets) else str(targets)
+    return ", ".join(targets) if isinstance(targets, list) else str(targets)
 
 
-def metadata(cfg, summary: dict, languages: list[str]) -> dict:
+def metadata(card: CardFacts, summary: dict, languages: list[str]) -> dict:
     """The Hub's model card metadata: base model, languages, tags, and the metrics as a model-index."""
-    backbone = cfg.backbone
+    backbone = card.backbone
     facts = {
         "library_name": "peft" if backbone.get("finetune", "lora") == "lora" else "transformers",
         "pipeline_tag": "text-classification",
         "language": languages,
-        "tags": ["relevance", "e-commerce-search", cfg.task.code.lower(), f"head-{cfg.head.name}", "mlflow"],
+        "tags": ["relevance", "e-commerce-search", card.task_code.lower(), f"head-{card.head}", "mlflow"],
     }
     if backbone.get("hub_id"):
-        facts["base_model"] = str(backbone.hub_id)
+        facts["base_model"] = str(backbone["hub_id"])
     results = [
         {"type": "f1", "name": name, "value": round(float(summary[key]), 4)}
         for name, key, _ in METRICS
@@ -62,11 +91,11 @@ def metadata(cfg, summary: dict, languages: list[str]) -> dict:
     ]
     facts["model-index"] = [
         {
-            "name": f"relevance-{cfg.task.name}-{backbone.name}",
+            "name": f"relevance-{card.task_name}-{backbone['name']}",
             "results": [
                 {
-                    "task": {"type": "text-classification", "name": f"{cfg.task.code} relevance"},
-                    "dataset": {"type": str(cfg.data.name), "name": str(cfg.data.name)},
+                    "task": {"type": "text-classification", "name": f"{card.task_code} relevance"},
+                    "dataset": {"type": card.data, "name": card.data},
                     "metrics": results,
                 }
             ],
@@ -84,31 +113,30 @@ def split_front_matter(card: str) -> tuple[dict, str]:
 
 
 def model_card(
-    cfg, summary: dict, seen_languages: list[str], dev_languages: list[str], rows: int, model_uri: str
+    card: CardFacts, summary: dict, seen_languages: list[str], dev_languages: list[str], rows: int, model_uri: str
 ) -> str:
-    """The card of a run's model, from its config and the summary the console prints; `model_uri` is where the
-    model will be (`runs:/<run id>/<model name>`: known before it is logged, so the bundle's copy can say it)."""
-    backbone, unseen = cfg.backbone, sorted(set(dev_languages) - set(seen_languages))
+    """The card of a run's model, from its config's facts and the summary the console prints; `model_uri` is where
+    the model will be (`runs:/<run id>/<model name>`: known before it is logged, so the bundle's copy can say it)."""
+    backbone, unseen = card.backbone, sorted(set(dev_languages) - set(seen_languages))
     metrics = "".join(_row(name, summary, key, floor) for name, key, floor in METRICS)
-    augmentation = ", ".join(cfg.get("augmentation") or {}) or "none"
-    rows_line = f"{rows} training rows, {cfg.split.n_folds} folds (`split={cfg.split.name}`)"
-    model = f"`{backbone.name}` ({backbone.get('hub_id') or 'built in'}), `head={cfg.head.name}`"
-    train = cfg.train
+    augmentation = ", ".join(card.augmentation) or "none"
+    rows_line = f"{rows} training rows, {card.n_folds} folds (`split={card.split}`)"
+    model = f"`{backbone['name']}` ({backbone.get('hub_id') or 'built in'}), `head={card.head}`"
     thresholds = ", ".join(
-        f"{k.removesuffix('decision_threshold').rstrip('_').upper() or cfg.task.code} {v:.3f}"
+        f"{k.removesuffix('decision_threshold').rstrip('_').upper() or card.task_code} {v:.3f}"
         for k, v in summary.items()
         if k.endswith("decision_threshold")
     )
-    front = yaml.safe_dump(metadata(cfg, summary, sorted(set(seen_languages) | set(unseen))), sort_keys=False)
+    front = yaml.safe_dump(metadata(card, summary, sorted(set(seen_languages) | set(unseen))), sort_keys=False)
     return f"""---
 {front}---
 
-# {cfg.task.code} relevance model: {backbone.name}
+# {card.task_code} relevance model: {backbone["name"]}
 
-Does a search query match a product's {cfg.task.target_name}? Trained by the relevance harness.
+Does a search query match a product's {card.target_name}? Trained by the relevance harness.
 
 ## Data
-- data: `{cfg.data.name}`, {rows_line}
+- data: `{card.data}`, {rows_line}
 - languages seen in training: {", ".join(seen_languages)}
 - languages scored on dev but never trained on: {", ".join(unseen) or "none"}
 
@@ -117,19 +145,19 @@ Does a search query match a product's {cfg.task.target_name}? Trained by the rel
 |---|---|---|
 {metrics}
 ## Decision
-- threshold: {thresholds} (`threshold.method={cfg.threshold.method}`, tuned on out-of-fold scores; unseen languages:
-  `{cfg.threshold.unseen}`)
-- scored by: {"the model refit on every row" if cfg.train.refit else f"the mean of the {cfg.split.n_folds} fold models"}
+- threshold: {thresholds} (`threshold.method={card.threshold_method}`, tuned on out-of-fold scores; unseen languages:
+  `{card.threshold_unseen}`)
+- scored by: {"the model refit on every row" if card.refit else f"the mean of the {card.n_folds} fold models"}
 
 ## Model
 - backbone: {model}, fine-tuning: {backbone.get("finetune", "lora")}
-  (LoRA r={cfg.lora.r}, alpha={cfg.lora.alpha} on {_targets(backbone)})
-- training: {train.epochs} epochs, lr {train.lr:g}, batch {train.batch_size}, max length {train.max_length},
-  augmentation: {augmentation}, TAPT: {cfg.tapt.name}, seed {cfg.seed}
+  (LoRA r={card.lora_r}, alpha={card.lora_alpha} on {_targets(backbone)})
+- training: {card.epochs} epochs, lr {card.lr:g}, batch {card.batch_size}, max length {card.max_length},
+  augmentation: {augmentation}, TAPT: {card.tapt}, seed {card.seed}
 
 ## Reproduce
 ```
-{_command(cfg)}
+{card.command}
 ```
 
 ## Use

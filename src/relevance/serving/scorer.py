@@ -3,6 +3,7 @@ weights (never the weights themselves). One object scores pairs for predict.py a
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -65,8 +66,9 @@ class RelevanceScorer:
     ):
         from peft import PeftModel
 
-        from relevance.model.backbones import load_tokenizer, resolve_source
+        from relevance.model.backbones import load_tokenizer
         from relevance.model.heads import build_head
+        from relevance.weights import resolve_source
 
         bundle = Path(bundle)
         self.bundle = ModelBundle.load(bundle)
@@ -167,11 +169,14 @@ class RelevanceScorer:
 
     def _make_translations(self):
         from relevance.text.translation import make_translations
+        from relevance.weights import translator_location
 
         translator = self.bundle.translator
         if self.translations_file:  # new queries need their own translations
             translator = {"name": "file", "kind": "file", "path": str(self.translations_file)}
-        return make_translations(translator, self.cache, self.bundle.lowercase)
+        return make_translations(
+            translator, self.cache, self.bundle.lowercase, functools.partial(translator_location, cache=self.cache)
+        )
 
     @property
     def task(self) -> str:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,14 +62,15 @@ def model_kind(cls):
 
 
 class ModelTranslator:
-    """A model from the hub (or `source: tiny`, a random model for tests), loaded on first use; greedy decoding,
-    batched per language pair. A kind says which Auto class loads it and how its output is read."""
+    """A model at the location `locate(cfg)` gives (`relevance.weights.translator_location`: the hub id, or a tiny
+    random model for tests), loaded on first use; greedy decoding, batched per language pair. A kind says which
+    Auto class loads it and how its output is read."""
 
     kind = ""
     causal = False  # a causal LM continues the prompt: pad on the left, keep only the new tokens
 
-    def __init__(self, cfg, cache: str | Path):
-        self.cfg, self.cache = cfg, Path(cache)
+    def __init__(self, cfg, locate: Callable):
+        self.cfg, self.locate = cfg, locate
         self._model = None
 
     @property
@@ -86,12 +88,7 @@ class ModelTranslator:
         import torch
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-        if self.cfg.source == "tiny":
-            from relevance.model.tiny import cached_tiny
-
-            location = str(cached_tiny(self.cache, "translators", f"tiny-{self.kind}-seed7", self.build_tiny))
-        else:
-            location = self.cfg.hub_id
+        location = self.locate(self.cfg)
         auto = AutoModelForCausalLM if self.causal else AutoModelForSeq2SeqLM
         from relevance.runtime import inference_device
 
@@ -111,11 +108,6 @@ class ModelTranslator:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self._model = (tokenizer, model, device)
-
-    @staticmethod
-    def build_tiny():
-        """A random model of this kind (`source: tiny`, for tests: real generate, noise out)."""
-        raise NotImplementedError
 
     def _code(self, language: str) -> str:
         return (self.cfg.get("codes") or {}).get(language, language)
@@ -169,23 +161,11 @@ class ModelTranslator:
 class Seq2SeqTranslator(ModelTranslator):
     kind = "seq2seq"  # MADLAD-400, NLLB
 
-    @staticmethod
-    def build_tiny():
-        from relevance.model.tiny import build_tiny_seq2seq
-
-        return build_tiny_seq2seq(7)
-
 
 @model_kind
 class CausalTranslator(ModelTranslator):
     kind = "causal"  # Seed-X, Qwen3, Gemma-3 with a prompt
     causal = True
-
-    @staticmethod
-    def build_tiny():
-        from relevance.model.tiny import build_tiny
-
-        return build_tiny("qwen3", 7)
 
 
 @dataclass
@@ -194,6 +174,7 @@ class Translations:
 
     cfg: object
     cache_dir: Path
+    locate: Callable  # translator cfg -> a location from_pretrained loads (relevance.weights.translator_location)
     lowercase: bool = True
     progress: bool = False
     computed: int = 0
@@ -209,7 +190,7 @@ class Translations:
         if self.cfg.kind == "file":
             return self._from_file(wanted)
         if self._model is None:  # loaded once per run, however many calls (synthesis, concat, dev) need it
-            self._model = MODEL_TRANSLATORS[self.cfg.kind](self.cfg, self.cache_dir)
+            self._model = MODEL_TRANSLATORS[self.cfg.kind](self.cfg, self.locate)
             self._cache = TranslationCache(self.cache_dir / "translations.sqlite")
         model, cache = self._model, self._cache
         found = cache.get(model.key, wanted)
@@ -246,13 +227,19 @@ class Translations:
 
 
 def make_translations(
-    translator: dict | None, cache: str | Path, lowercase: bool, default_file: Path | None = None, progress=False
+    translator: dict | None,
+    cache: str | Path,
+    lowercase: bool,
+    locate: Callable,
+    default_file: Path | None = None,
+    progress=False,
 ) -> Translations:
     """The one way a run and a served model get their translator: `translator` as configured (None: a file
-    translator), a file translator with no `path` reading `default_file` (generated data's own file)."""
+    translator), a file translator with no `path` reading `default_file` (generated data's own file); `locate(cfg)`
+    says where a model translator's weights are (`relevance.weights.translator_location`)."""
     from omegaconf import OmegaConf
 
     translator = dict(translator or {"name": "file", "kind": "file", "path": None})
     if translator["kind"] == "file" and not translator.get("path") and default_file:
         translator["path"] = str(default_file)
-    return Translations(OmegaConf.create(translator), Path(cache), lowercase, progress)
+    return Translations(OmegaConf.create(translator), Path(cache), locate, lowercase, progress)

@@ -40,10 +40,9 @@ def fingerprint(cfg) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run_to_resume(cfg, experiment: str) -> str | None:
+def run_to_resume(mode: str, config_fingerprint: str, experiment: str) -> str | None:
     """`resume=auto` (default): the newest FAILED or KILLED parent run of this experiment with this config's
     fingerprint; `resume=<run id>`: that run (refused when its config differs); `resume=never`: none."""
-    mode = str(cfg.get("resume") or "never")
     if mode == "never":
         return None
     client = MlflowClient()
@@ -52,7 +51,7 @@ def run_to_resume(cfg, experiment: str) -> str | None:
             run = client.get_run(mode)
         except mlflow.exceptions.MlflowException:
             raise ConfigError(f"resume={mode}: there is no such run in {mlflow.get_tracking_uri()}.") from None
-        if run.data.tags.get(FINGERPRINT_TAG) != fingerprint(cfg):
+        if run.data.tags.get(FINGERPRINT_TAG) != config_fingerprint:
             raise ConfigError(
                 f"resume={mode}: that run was trained with another config; rerun its own command (its config.yaml "
                 f"artifact), or leave resume unset to start afresh."
@@ -63,7 +62,7 @@ def run_to_resume(cfg, experiment: str) -> str | None:
         return None
     runs = client.search_runs(
         [found.experiment_id],
-        f"tags.`{FINGERPRINT_TAG}` = '{fingerprint(cfg)}' and tags.`relevance.level` = 'parent' "
+        f"tags.`{FINGERPRINT_TAG}` = '{config_fingerprint}' and tags.`relevance.level` = 'parent' "
         f"and attributes.status != 'FINISHED' and attributes.status != 'RUNNING'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
@@ -147,7 +146,7 @@ def share_parent_with_ranks(run_id: str, tracking_uri: str) -> None:
     os.environ[PARENT_VARIABLE], os.environ[STORE_VARIABLE] = run_id, tracking_uri
 
 
-def read_folds_of_rank_zero(cfg) -> str | None:
+def read_folds_of_rank_zero(config_fingerprint: str) -> str | None:
     """A rank > 0 started by Lightning: read finished folds from rank 0's parent run in the shared store (read
     only; this rank logs into a throwaway store), when that run was made from this same config; its id or None.
     Rank 0 is then waiting in its first fit for this rank, so every fold it reuses is FINISHED already, and no
@@ -161,7 +160,7 @@ def read_folds_of_rank_zero(cfg) -> str | None:
         run = MlflowClient(uri).get_run(run_id)
     except mlflow.exceptions.MlflowException:
         return None
-    if run.data.tags.get(FINGERPRINT_TAG) != fingerprint(cfg):  # another job of a multirun
+    if run.data.tags.get(FINGERPRINT_TAG) != config_fingerprint:  # another job of a multirun
         return None
     _finished_folds_of = (run_id, uri)
     return run_id

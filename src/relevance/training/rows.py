@@ -7,42 +7,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from relevance.augment import synthesize_mode
 from relevance.augment.hard_negatives import hard_negatives
 from relevance.augment.translate import synthesize
 from relevance.data.reader import read_records
 from relevance.data.records import Record
-from relevance.data.sources import data_file, own_translations
 from relevance.data.splits import assign_folds
 from relevance.errors import ConfigError, DataError
-from relevance.model.heads import prompt_template
-from relevance.tasks import task_parts
 from relevance.text.preprocess import Preprocessor
-from relevance.text.translation import make_translations
 
 log = logging.getLogger(__name__)
 
 
-def make_preprocessor(cfg) -> Preprocessor:
-    """The run's one path from raw rows to model inputs (the logged model replays it from its bundle)."""
-    templates = {task: prompt_template(part, cfg.head, cfg.backbone) for task, part in task_parts(cfg).items()}
-    translations = make_translations(
-        OmegaConf.to_container(cfg.translator, resolve=True),
-        cfg.paths.cache,
-        cfg.clean.lowercase,
-        own_translations(cfg.data, cfg.paths.cache),
-        cfg.progress,
-    )
-    return Preprocessor(
-        templates,
-        cfg.backbone.kind == "encoder",
-        cfg.clean.lowercase,
-        cfg.get("augmentation"),
-        translations,
-        category_order=cfg.clean.category_order,
-    )
+@dataclass(frozen=True)
+class DataSettings:
+    """Where a run's rows come from and how they split: each task's train and dev files, the seed, the sample of
+    training rows (data.max_rows), whether dev is scored, the cache (hard negatives' embeddings) and the split."""
+
+    train_files: dict[str, Path]
+    dev_files: dict[str, Path]
+    seed: int
+    max_rows: int | None
+    evaluate_dev: bool
+    cache: Path
+    split: str
+    n_folds: int
+    category_depth: int = 2
 
 
 @dataclass
@@ -90,6 +81,11 @@ class TrainingData:
             self.extra_groups = np.arange(len(self.records), len(self.records) + len(self.extra_inputs))
 
     @property
+    def tasks(self) -> np.ndarray:
+        """Each scored row's task code."""
+        return np.array([r.task for r in self.records])
+
+    @property
     def languages(self) -> list[str]:
         return [r.language for r in self.records]
 
@@ -121,10 +117,9 @@ def query_groups(records: list[Record]) -> np.ndarray:
     return np.array([ids.setdefault((r.task, r.query), len(ids)) for r in records], dtype=int)
 
 
-def read_task_rows(cfg, task: str, max_rows: int | None, preprocessor: Preprocessor):
+def read_task_rows(path: Path, task: str, max_rows: int | None, seed: int, preprocessor: Preprocessor):
     """Cleaned training rows of one task, optionally a random subset; refused when nothing is left to learn from."""
-    path = data_file(cfg.data, cfg.paths.cache, task, "train")
-    records, report = preprocessor.clean(read_records(path, task, require_label=True, max_rows=max_rows, seed=cfg.seed))
+    records, report = preprocessor.clean(read_records(path, task, require_label=True, max_rows=max_rows, seed=seed))
     check_learnable(records, path)
     return records, report
 
@@ -164,26 +159,26 @@ def check_folds(labels: np.ndarray, folds: np.ndarray, n_folds: int, split: str)
             )
 
 
-def _task_rows(cfg, task: str, preprocessor: Preprocessor, counts: dict):
+def _task_rows(settings: DataSettings, task: str, preprocessor: Preprocessor, counts: dict):
     """One task's cleaned rows, its training-only extras (with their source index) and its labelled dev rows; the
     last item is the rows and extras as cleaned, before the text rewrites (what a teacher scores)."""
     augmentation, translations = preprocessor.augmentation, preprocessor.translations
-    records, report = read_task_rows(cfg, task, cfg.data.get("max_rows"), preprocessor)
+    records, report = read_task_rows(settings.train_files[task], task, settings.max_rows, settings.seed, preprocessor)
     extras, sources, follows = [], [], []
     if synthesize_mode(augmentation):
-        rows, source = synthesize(records, augmentation.translate, translations, cfg.seed)
+        rows, source = synthesize(records, augmentation.translate, translations, settings.seed)
         extras, sources, follows = extras + rows, sources + [source], follows + [True] * len(rows)
         counts["rows_synthesized"] = counts.get("rows_synthesized", 0) + len(rows)
     if augmentation and augmentation.get("hard_negatives"):
         rows, source = hard_negatives(
-            records, augmentation.hard_negatives, translations, Path(cfg.paths.cache), cfg.seed + 1
+            records, augmentation.hard_negatives, translations, settings.cache, settings.seed + 1
         )
         extras, sources, follows = extras + rows, sources + [source], follows + [False] * len(rows)
         counts["rows_hard_negatives"] = counts.get("rows_hard_negatives", 0) + len(rows)
     rewritten = preprocessor.rewrite(records + extras)
     dev = None
-    dev_path = data_file(cfg.data, cfg.paths.cache, task, "dev")
-    if cfg.evaluate_dev and dev_path.is_file():
+    dev_path = settings.dev_files[task]
+    if settings.evaluate_dev and dev_path.is_file():
         dev_rows, _ = preprocessor.clean(read_records(dev_path, task))
         labels = {r.label for r in dev_rows}
         if len(labels) == 1 and None not in labels:  # F1 against a floor of 0 or 1 says nothing: not a result
@@ -195,7 +190,7 @@ def _task_rows(cfg, task: str, preprocessor: Preprocessor, counts: dict):
     return rewritten[: len(records)], rewritten[len(records) :], source, follows, report, dev, (records, extras)
 
 
-def prepare_data(cfg, preprocessor: Preprocessor):
+def prepare_data(settings: DataSettings, preprocessor: Preprocessor):
     """Read, clean, add training-only rows, rewrite text, split (all tasks together for task=joint, so a query
     never sits on both sides of a fold). Returns the TrainingData, the cleaning report, the labelled dev rows (or
     None) and how many extra rows each augmentation made."""
@@ -204,7 +199,7 @@ def prepare_data(cfg, preprocessor: Preprocessor):
     dropped = 0
     for task in preprocessor.templates:
         task_records, task_extras, source, task_follows, report, task_dev, cleaned = _task_rows(
-            cfg, task, preprocessor, counts
+            settings, task, preprocessor, counts
         )
         originals, original_extras = originals + cleaned[0], original_extras + cleaned[1]
         sources.append(source + len(records))
@@ -214,8 +209,8 @@ def prepare_data(cfg, preprocessor: Preprocessor):
     report.dropped_empty_query = dropped
     if dropped:
         log.warning("dropped %d training row(s) whose query is empty (or null) after cleaning", dropped)
-    folds = assign_folds(records, cfg.split.name, cfg.split.n_folds, cfg.seed, cfg.split.get("category_depth", 2))
-    check_folds(np.array([r.label for r in records]), folds, cfg.split.n_folds, cfg.split.name)
+    folds = assign_folds(records, settings.split, settings.n_folds, settings.seed, settings.category_depth)
+    check_folds(np.array([r.label for r in records]), folds, settings.n_folds, settings.split)
     data = TrainingData(
         records,
         preprocessor.format(records),

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import numpy as np
 
 from relevance import tracking
-from relevance.data.records import TASKS
 from relevance.errors import ConfigError
-from relevance.model.heads import prompt_template
 from relevance.ranks import folder_digest, share_folder
 from relevance.runtime import global_rank
 from relevance.text.preprocess import Preprocessor
 from relevance.training.fold import FoldTrainer
-from relevance.training.rows import TrainingRows, query_groups, read_task_rows
+from relevance.training.rows import TrainingRows, query_groups
 
 log = logging.getLogger(__name__)
 
@@ -57,34 +56,42 @@ def _logged_tapt_adapter(run_id: str, scratch: Path, tracking_uri: str) -> Path:
     )
 
 
-def tapt_stage(cfg, trainer: FoldTrainer, preprocessor: Preprocessor, scratch: Path, tracking_uri: str) -> Path:
-    """Stage 1 of task-adaptive pre-training: the adapter trained on the other task (a child run, its adapter
-    logged as `tapt_adapter`), or downloaded from the run named by tapt.from_run."""
-    if cfg.tapt.from_run:
-        return _logged_tapt_adapter(str(cfg.tapt.from_run), scratch, tracking_uri)
-    other = TASKS[cfg.task.code].other
-    other_task = cfg.tapt.tasks[other.lower()]
-    records, _ = read_task_rows(cfg, other, cfg.tapt.max_rows, preprocessor)
-    records = preprocessor.rewrite(records)  # the same text rewrites as stage 2
-    inputs = preprocessor.format(records, prompt_template(other_task, cfg.head, cfg.backbone))
-    adapter = scratch / "tapt_adapter"
-    with tracking.start_run(
-        run_name=f"tapt-stage1-{other.lower()}",
-        nested=True,
-        tags={"relevance.level": "stage", "relevance.stage": "tapt"},
-    ):
-        log.info("TAPT stage 1: training on %d %s rows", len(inputs), other)
-        started = time.perf_counter()
-        stage_one = trainer.but(epochs=cfg.tapt.epochs, lr=cfg.tapt.lr, wise_ft=1.0)  # kept whole: folds start there
-        stage_one.train(
-            TrainingRows(inputs, np.array([r.label for r in records]), query_groups(records)),
-            [],
-            -1,
-            adapter,
-            name="TAPT stage 1",
+@dataclass(frozen=True)
+class TaptStage:
+    """Stage 1 of task-adaptive pre-training, ready to run: the other task's rows, read and formatted as stage 2's
+    are, with stage 1's epochs and learning rate; or (`from_run`) the run whose stage-1 adapter is taken instead."""
+
+    other: str  # the other task's code
+    rows: TrainingRows | None
+    epochs: int
+    lr: float
+    from_run: str | None = None
+
+    def adapter(self, trainer: FoldTrainer, scratch: Path, tracking_uri: str) -> Path:
+        """The adapter the folds start from: trained here (a child run, logged as `tapt_adapter`) or downloaded."""
+        if self.from_run:
+            return _logged_tapt_adapter(self.from_run, scratch, tracking_uri)
+        adapter = scratch / "tapt_adapter"
+        with tracking.start_run(
+            run_name=f"tapt-stage1-{self.other.lower()}",
+            nested=True,
+            tags={"relevance.level": "stage", "relevance.stage": "tapt"},
+        ):
+            log.info("TAPT stage 1: training on %d %s rows", len(self.rows.inputs), self.other)
+            started = time.perf_counter()
+            stage_one = trainer.but(epochs=self.epochs, lr=self.lr, wise_ft=1.0)  # kept whole: folds start there
+            stage_one.train(self.rows, [], -1, adapter, name="TAPT stage 1")
+            share_folder(adapter)  # rank 0 saved it; every rank starts its folds from it
+            mlflow.log_metrics({"rows_trained": len(self.rows.inputs), "stage_seconds": time.perf_counter() - started})
+            mlflow.log_artifacts(str(adapter), "tapt_adapter")
+        log.info(
+            "rank %d: the folds start from TAPT stage 1's adapter, digest %s", global_rank(), folder_digest(adapter)
         )
-        share_folder(adapter)  # rank 0 saved it; every rank starts its folds from it
-        mlflow.log_metrics({"rows_trained": len(inputs), "stage_seconds": time.perf_counter() - started})
-        mlflow.log_artifacts(str(adapter), "tapt_adapter")
-    log.info("rank %d: the folds start from TAPT stage 1's adapter, digest %s", global_rank(), folder_digest(adapter))
-    return adapter
+        return adapter
+
+
+def tapt_rows(records, preprocessor: Preprocessor, template: str) -> TrainingRows:
+    """Stage 1's rows: the other task's records with stage 2's text rewrites, in the other task's template."""
+    records = preprocessor.rewrite(records)
+    inputs = preprocessor.format(records, template)
+    return TrainingRows(inputs, np.array([r.label for r in records]), query_groups(records))

@@ -6,48 +6,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from relevance import pipeline
+from relevance import build
 from relevance.data.reader import read_records
-from relevance.data.taxonomy import TaxonomySpec, generate_taxonomy, read_taxonomy
 from relevance.errors import ConfigError, DataError
-from tests.conftest import compose_train
-
-# id, English path, German, Spanish, French leaf-level translations of each level
-CATEGORIES = {
-    1: ["Apparel", "Bekleidung", "Ropa", "Vêtements"],
-    2: ["Apparel > Hats", "Bekleidung > Hüte", "Ropa > Sombreros", "Vêtements > Chapeaux"],
-    3: ["Apparel > Shoes", "Bekleidung > Schuhe", "Ropa > Zapatos", "Vêtements > Chaussures"],
-    4: ["Apparel > Socks", "Bekleidung > Socken", "Ropa > Calcetines", "Vêtements > Chaussettes"],
-    5: ["Apparel > Belts", "Bekleidung > Gürtel", "Ropa > Cinturones", "Vêtements > Ceintures"],
-    6: ["Food", "Lebensmittel", "Comida", "Alimentation"],
-    7: ["Food > Bread", "Lebensmittel > Brot", "Comida > Pan", "Alimentation > Pain"],
-    8: ["Food > Cheese", "Lebensmittel > Käse", "Comida > Queso", "Alimentation > Fromage"],
-    9: ["Food > Honey", "Lebensmittel > Honig", "Comida > Miel", "Alimentation > Miel"],
-    10: ["Food > Flour", "Lebensmittel > Mehl", "Comida > Harina", "Alimentation > Farine"],
-    11: ["Toys", "Spielzeug", "Juguetes", "Jouets"],
-    12: ["Toys > Puzzles", "Spielzeug > Puzzles", "Juguetes > Rompecabezas", "Jouets > Puzzles"],
-    13: ["Toys > Dolls", "Spielzeug > Puppen", "Juguetes > Muñecas", "Jouets > Poupées"],
-    14: ["Toys > Kites", "Spielzeug > Drachen", "Juguetes > Cometas", "Jouets > Cerfs-volants"],
-}
-LOCALES = {"en-US": 0, "de-DE": 1, "es-ES": 2, "fr-FR": 3}
-SPEC = dict(
-    train_languages=["en", "es", "fr"],
-    eval_languages=["de"],
-    train_rows=60,
-    dev_rows_per_language=9,
-    qi_rows=30,
-    heldout_share=0.3,
-)
-
-
-@pytest.fixture(scope="module")
-def taxonomy_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("taxonomy")
-    for locale, column in LOCALES.items():
-        lines = ["# Google_Product_Taxonomy_Version: 2015-02-19"]
-        lines += [f"{category} - {names[column]}" for category, names in CATEGORIES.items()]
-        (folder / f"taxonomy-with-ids.{locale}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder
+from relevance.synthetic.taxonomy import TaxonomySpec, generate_taxonomy, read_taxonomy
+from tests.conftest import CATEGORIES, SPEC, compose_train
 
 
 def test_rows_pair_localized_leaves_with_english_paths_and_hold_out_categories(taxonomy_dir, tmp_path):
@@ -93,7 +56,7 @@ def test_taxonomy_mistakes_name_the_file_or_key(taxonomy_dir, tmp_path):
         TaxonomySpec(eval_languages=["xx"])
     cfg = compose_train(["backbone=tiny", "data=taxonomy", "data.dir=null"], tmp_path, tmp_path / "cache")
     with pytest.raises(ConfigError, match="data=taxonomy needs data.dir"):
-        pipeline.run(cfg)
+        build.train(cfg)
     assert not (tmp_path / "x").exists()
 
 
@@ -111,7 +74,7 @@ def test_training_on_taxonomy_reports_seen_and_unseen_dev_f1(taxonomy_dir, tmp_p
         tmp_path,
         cache_dir,
     )
-    summary = pipeline.run(cfg)
+    summary = build.train(cfg)
     assert summary["dev_seen_all_positive_f1"] == pytest.approx(0.5)
     assert summary["dev_unseen_all_positive_f1"] == pytest.approx(0.5)
     for group in ("seen", "unseen"):

@@ -11,7 +11,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import Gemma3TextConfig, PreTrainedTokenizerFast, Qwen3Config
 
-from relevance.data.lexicon import BRANDS, COLORS, concepts
+from relevance.synthetic.lexicon import BRANDS, COLORS, concepts
 
 SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>"]
 
