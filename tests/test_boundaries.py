@@ -60,3 +60,17 @@ def test_the_pipeline_orders_a_built_run_in_one_screen_without_config_mlflow_or_
     assert len(text.splitlines()) <= 60 and "def run(job: Run" in text
     assert sorted(m for m in imported(path) if m.startswith(("mlflow", "omegaconf", "hydra", "relevance.sweep"))) == []
     assert re.search(r"\bcfg\b", text) is None
+
+
+def test_only_the_tasks_module_names_a_task():
+    """A task's facts have one home (relevance.tasks): no other module compares or maps a task's name; the
+    synthetic generators, which write each task's rows, are the exception."""
+    names = {"QC", "QI", "JOINT", "qc", "qi", "joint"}
+    found = {
+        f"{path.relative_to(SOURCE)}:{node.lineno}"
+        for path in SOURCE.rglob("*.py")
+        if path.relative_to(SOURCE).parts[0] != "synthetic" and path.name != "tasks.py"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and node.value in names
+    }
+    assert found == set()

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from relevance import interrupts, pipeline, tracking
 from relevance.checks import check_config
 from relevance.data.reader import read_catalogue
-from relevance.data.records import TASKS, Record
+from relevance.data.records import Record
 from relevance.data.sources import data_file, own_translations
 from relevance.evaluation.reporting import Report, ReportSettings
 from relevance.model.backbones import load_tokenizer
@@ -25,7 +25,7 @@ from relevance.observer import RunObserver
 from relevance.runtime import Runtime, inference_device, resolve_runtime
 from relevance.serving.bundle import ModelBundle
 from relevance.serving.model_card import CardFacts, command, model_card
-from relevance.tasks import is_joint, metric_prefix, task_parts
+from relevance.tasks import TASKS, task_kind, task_parts
 from relevance.text.formatting import fixed_prompt_tokens
 from relevance.text.preprocess import Preprocessor
 from relevance.text.translation import make_translations
@@ -303,7 +303,7 @@ def fold_plan(cfg, runtime) -> FoldPlan:
 
 def bundle_maker(cfg) -> Callable[..., ModelBundle]:
     """What the served model needs besides the weights: the config's part now, the run's results at the end."""
-    joint = is_joint(cfg.task.code)
+    kind = task_kind(cfg.task.code)
     fixed = dict(
         task=cfg.task.code,
         backbone=OmegaConf.to_container(cfg.backbone, resolve=True),
@@ -328,7 +328,7 @@ def bundle_maker(cfg) -> Callable[..., ModelBundle]:
             thresholds=report.decision,
             language_thresholds=report.per_language,
             positive_rates={
-                task: report.summary[f"{metric_prefix(task, joint)}oof_positive_rate_at_decision"]
+                task: report.summary[f"{kind.metric_prefix(task)}oof_positive_rate_at_decision"]
                 for task in report.decision
             },
             seen_languages=sorted(set(data.languages)),

@@ -11,9 +11,15 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from relevance.errors import RelevanceError
+from relevance.tasks import KINDS
 
 MIN_GAIN = 0.01  # F1 above the all-positive floor; a model at its floor learned nothing a threshold can't say
-TASK_OF_NAME = {"qc": "QC", "qi": "QI", "joint": "JOINT"}  # relevance-qc -> QC
+
+
+def _task_of_name(name: str) -> str | None:
+    """relevance-qc -> QC: the task a registered model's name ends in, if it names one."""
+    suffix = name.rsplit("-", 1)[-1].upper()
+    return suffix if suffix in KINDS else None
 
 
 @dataclass
@@ -135,9 +141,7 @@ def choose(
             f"experiment {experiment!r} has no finished training run with metric {metric!r}; run `python train.py` "
             f"first."
         )
-    task = (
-        task or TASK_OF_NAME.get(name.rsplit("-", 1)[-1].lower()) or _only({c.task for c in found}, "tasks", "--task")
-    ).upper()
+    task = (task or _task_of_name(name) or _only({c.task for c in found}, "tasks", "--task")).upper()
     found = [c for c in found if c.task == task]
     if not found:
         raise RelevanceError(f"experiment {experiment!r} has no finished {task} run; check --task or --experiment.")

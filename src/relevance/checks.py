@@ -8,7 +8,6 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from relevance import tracking
-from relevance.data.records import TASKS
 from relevance.data.sources import data_file, generated
 from relevance.data.splits import check_split_for_task
 from relevance.errors import ConfigError
@@ -17,7 +16,7 @@ from relevance.model import finetune, packaged_e5
 from relevance.model.heads import head_class, prompt_template
 from relevance.model.hub import hub_model_available
 from relevance.runtime import zero_stage
-from relevance.tasks import is_joint, task_parts
+from relevance.tasks import TASKS, task_kind, task_parts
 from relevance.text.formatting import check_template
 from relevance.text.preprocess import CATEGORY_ORDERS
 from relevance.text.translation import MODEL_TRANSLATORS
@@ -98,12 +97,13 @@ def check_config(cfg: DictConfig) -> None:
     warn_random_backbone(cfg.backbone)
     for part in parts.values():
         prompt_template(part, cfg.head, cfg.backbone)
-    if is_joint(cfg.task.code) and cfg.backbone.kind == "encoder":
+    joint = task_kind(cfg.task.code).rows_name_their_task
+    if joint and cfg.backbone.kind == "encoder":
         raise ConfigError(
             f"task=joint tells QC from QI rows by their prompts, which the encoder backbone="
             f"{cfg.backbone.name} does not use; pick a decoder backbone or train task=qc and task=qi."
         )
-    if is_joint(cfg.task.code) and cfg.tapt.name != "none":
+    if joint and cfg.tapt.name != "none":
         raise ConfigError(
             "task=joint already trains on both tasks, so there is no other task to pre-train on; use tapt=none."
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from relevance import interrupts
 from relevance.errors import RelevanceError
+from relevance.tasks import KINDS, TASKS
 
 
 def quiet_libraries() -> None:
@@ -267,7 +268,7 @@ def _command(argv: list[str] | None) -> None:
     reg.add_argument("--metric", default="oof_best_f1", help="metric --best maximises (default: oof_best_f1)")
     reg.add_argument(
         "--task",
-        choices=["QC", "QI", "JOINT"],
+        choices=list(KINDS),
         default=None,
         help="--best: runs of this task (default: the name's, relevance-qc is QC)",
     )
@@ -336,7 +337,7 @@ def _command(argv: list[str] | None) -> None:
     quantize.add_argument("--dev", required=True, help="a labelled file of the model's task (the competition format)")
     quantize.add_argument("--output", required=True, help="a new or empty folder for the int8 model")
     quantize.add_argument("--max-f1-change", type=float, default=0.005, help="largest F1 change allowed (0.005)")
-    quantize.add_argument("--task", choices=["QC", "QI"], default=None, help="the file's task, for a joint model")
+    quantize.add_argument("--task", choices=list(TASKS), default=None, help="the file's task, for a joint model")
     quantize.add_argument("--tracking-uri", default=None, help="default: sqlite:///./mlruns/mlflow.db")
     args = parser.parse_args(argv)
     if args.command == "quantize":

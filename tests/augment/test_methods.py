@@ -11,9 +11,10 @@ from omegaconf import OmegaConf
 from relevance.augment.hard_negatives import hard_negatives, ranked_neighbours
 from relevance.augment.self_validation import flag_contradictions, lexical_similarity, removal_counts
 from relevance.augment.translate import concat_pivot, synthesize
-from relevance.data.records import TASKS, Record
+from relevance.data.records import Record
 from relevance.data.translations_file import read_translations, write_translations
 from relevance.errors import ConfigError, DataError
+from relevance.tasks import TASKS
 from relevance.text.translation import Translations
 from relevance.training.rows import TrainingData
 from relevance.weights import translator_location

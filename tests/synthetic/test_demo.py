@@ -1,9 +1,10 @@
 import collections
 
 from relevance.data.reader import read_records
-from relevance.data.records import ALL_LANGUAGES, TASKS, category_levels
+from relevance.data.records import ALL_LANGUAGES, category_levels
 from relevance.synthetic.demo import DemoSpec, generate_demo
 from relevance.synthetic.lexicon import concepts
+from relevance.tasks import TASKS
 
 SPEC = DemoSpec(train_rows=700, dev_rows=260, test_rows=130, seed=5)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from relevance.data.records import Record, category_levels
+from relevance.tasks import TASKS
 
 _SIZE = re.compile(
     r"\b(?:size\s+\w+|xxs|xs|xxl|xl|\d+(?:\.\d+)?\s?(?:ml|l|g|kg|cm|mm|m|w|mah|gb|tb|pcs|inch|\"))\b", re.IGNORECASE
@@ -43,9 +44,10 @@ def add_tags(records: list[Record], options) -> list[Record]:
     for r in records:
         query = f"[LANG={r.language}] {r.query}" if options.language else r.query
         target = r.target
-        if r.task == "QC" and options.hierarchy:
+        path = TASKS[r.task].target_is_path
+        if path and options.hierarchy:
             target = hierarchy_tags(target)
-        if r.task == "QI" and options.attributes:
+        if not path and options.attributes:
             attributes = attribute_tags(target, brands, colors)
             target = f"{target} {attributes}".strip()
         tagged.append(r.with_text(query, target))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from relevance.data.records import TASKS, Record
+from relevance.data.records import Record
+from relevance.tasks import TASKS
 
 
 def concat_pivot(records: list[Record], options, translations) -> list[Record]:

@@ -7,8 +7,9 @@ import logging
 import random
 from pathlib import Path
 
-from relevance.data.records import MAX_FIELD_CHARS, TASKS, Record
+from relevance.data.records import MAX_FIELD_CHARS, Record
 from relevance.errors import DataError
+from relevance.tasks import QC, TASKS
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def parse_row(row, task: str, path, line: int, require_label: bool) -> Record:
     if not isinstance(query, str):
         raise DataError(path, line, f"origin_query is {query!r}; it must be a string.")
     target = row[target_field]
-    if target is None and task == "QI":
+    if target is None and TASKS[task].target_may_be_null:
         target = ""  # 453 real QI train rows have a null title, 231 of them relevant: keep them.
     if not isinstance(target, str):
         raise DataError(path, line, f"{target_field} is {target!r}; it must be a string.")
@@ -213,7 +214,7 @@ def read_catalogue(path: str | Path) -> list[Record]:
     with path.open("rb") as handle:
         first = next((line.strip() for line in handle if line.strip()), b"")
     if first.startswith(b"{"):
-        paths = [record.target for record in read_records(path, "QC")]
+        paths = [record.target for record in read_records(path, QC.code)]
     else:
         try:
             paths = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -221,4 +222,4 @@ def read_catalogue(path: str | Path) -> list[Record]:
             raise DataError(path, None, f"not UTF-8 text ({error.reason}); save it as UTF-8.") from None
     if not paths:
         raise DataError(path, None, "the file holds no category path; write one path per line.")
-    return [Record(id=i, task="QC", language="", query="", target=target) for i, target in enumerate(paths)]
+    return [Record(id=i, task=QC.code, language="", query="", target=target) for i, target in enumerate(paths)]

@@ -1,32 +1,9 @@
-"""The validated record type shared by every stage, and the facts of the competition it encodes."""
+"""The validated record type shared by every stage, and the competition's languages and field limits (the tasks
+themselves: relevance.tasks)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-
-
-@dataclass(frozen=True)
-class Task:
-    """One competition task: the field its candidate text is in, its files, its languages, and the other task
-    (TAPT's first stage trains on it). Joint is not a Task: it is a config made of both (see relevance.tasks)."""
-
-    code: str
-    target_field: str
-    seen_languages: tuple[str, ...]  # labelled training rows exist in these
-    unseen_languages: tuple[str, ...]  # only in dev/test
-    other: str
-
-    def file_name(self, which: str) -> str:
-        """The competition's naming: train_QC.txt, dev_QI.txt, submit_QC.txt, ..."""
-        return f"{which}_{self.code}.txt"
-
-
-TASKS = {
-    "QC": Task("QC", "category_path", ("en", "es", "fr", "ja", "ko", "pt"), ("ar", "de", "it", "pl"), other="QI"),
-    "QI": Task(
-        "QI", "item_title", ("en", "es", "fr", "ja", "ko", "pt", "th"), ("ar", "de", "it", "pl", "id", "vn"), other="QC"
-    ),
-}
 
 ALL_LANGUAGES = ("en", "es", "fr", "ja", "ko", "pt", "th", "ar", "de", "it", "pl", "id", "vn")
 # A query or target longer than this is cut here before tokenising (files) or refused (REST): train.max_length

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from relevance.data.records import TASKS
 from relevance.errors import ConfigError, DataError
 from relevance.synthetic.demo import TRANSLATIONS_FILE, DemoSpec, generate_demo
 from relevance.synthetic.taxonomy import TaxonomySpec, generate_taxonomy
+from relevance.tasks import TASKS
 
 FILE_SPLITS = ("train", "dev", "test", "dev_user")  # dev_user: data=taxonomy's users'-queries view
 DEMO_READS_NO_FOLDER = (

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from relevance.evaluation import metrics, plots, thresholds
-from relevance.tasks import is_joint, metric_prefix
+from relevance.tasks import task_kind
 
 if TYPE_CHECKING:  # the rows of a run; evaluation never calls into training
     from relevance.training.rows import TrainingData
@@ -169,7 +169,7 @@ def fold_report(
     tasks = np.array([r.task for r in data.records])
     dev_tasks = np.array([r.task for r in dev]) if dev else None
     dev_mean = np.mean(dev_scores, axis=0) if dev_scores else None
-    joint = is_joint(settings.task_code)
+    kind = task_kind(settings.task_code)
     summary, decision, per_language, by_language = {}, {}, {}, {}
     for task in settings.tasks:
         rows = np.flatnonzero((tasks == task) & np.isfinite(oof))  # held out by a trained fold
@@ -184,11 +184,11 @@ def fold_report(
             [dev[i] for i in dev_rows] if dev_rows is not None else None,
             dev_mean[dev_rows] if dev_rows is not None else None,
             plots_dir,
-            metric_prefix(task, joint),
+            kind.metric_prefix(task),
         )
         summary.update(part)
         by_language.update(languages)
-    if joint:
+    if len(kind.parts) > 1:  # the headline is the mean of the parts' figures (the competition score)
         for key in (
             "oof_best_f1",
             "oof_at_0.5_f1",
@@ -197,8 +197,9 @@ def fold_report(
             "dev_f1_at_oof_threshold",
             "dev_f1_at_decision",
         ):
-            if f"qc_{key}" in summary and f"qi_{key}" in summary:
-                summary[key] = (summary[f"qc_{key}"] + summary[f"qi_{key}"]) / 2
+            parts = [f"{kind.metric_prefix(part.code)}{key}" for part in kind.parts]
+            if all(part in summary for part in parts):
+                summary[key] = float(np.mean([summary[part] for part in parts]))
     return summary, decision, per_language, by_language
 
 
@@ -210,10 +211,10 @@ def refit_report(
     training rows relevant as the folds did out of fold. Both are logged; on the taxonomy benchmark the folds'
     threshold carried over better (BENCHMARKS.md)."""
     tasks = np.array([r.task for r in data.records])
-    joint = is_joint(settings.task_code)
+    kind = task_kind(settings.task_code)
     values, decision = {}, {}
     for task in settings.tasks:
-        prefix = metric_prefix(task, joint)
+        prefix = kind.metric_prefix(task)
         rows = tasks == task
         rate = summary[f"{prefix}oof_positive_rate_at_decision"]
         matched_threshold = float(np.quantile(refit_scores[0][rows], 1.0 - rate, method="higher"))

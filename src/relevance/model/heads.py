@@ -26,6 +26,7 @@ from relevance.model.backbones import load_decoder, load_encoder
 from relevance.model.encoders import CosineScore, MeanPooledBiEncoder, MeanPooledClassifier
 from relevance.model.losses import build_loss
 from relevance.runtime import inference_device, zero_stage
+from relevance.tasks import task_kind
 
 HEADS: dict[str, type[Head]] = {}
 
@@ -173,7 +174,7 @@ class BiEncoderHead(Head):
                     "head.catalogue_file gives the catalogue margin more categories to compare with; it needs "
                     "head.catalogue_margin=true (or drop head.catalogue_file)."
                 )
-            if cfg.task.code != "QC":
+            if not all(part.target_is_path for part in task_kind(cfg.task.code).parts):
                 raise ConfigError(
                     f"head.catalogue_file holds category paths, the targets of task=qc; task={cfg.task.name} "
                     f"scores {cfg.task.target_name}s, so drop head.catalogue_file."

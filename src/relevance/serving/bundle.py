@@ -105,8 +105,7 @@ class ModelBundle:
     def check(self, folder: Path) -> None:
         """Every field's type and range, and the weight folders it names against the files beside it: refused
         in one sentence naming the field and the file, before anything loads or scores."""
-        from relevance.data.records import TASKS
-        from relevance.tasks import JOINT
+        from relevance.tasks import KINDS, TASKS
 
         path = folder / BUNDLE_FILE
         hints = typing.get_type_hints(type(self))
@@ -115,7 +114,7 @@ class ModelBundle:
                 raise RelevanceError(f"{path}: `{name}` is {getattr(self, name)!r}, not {_type_name(hints[name])}.")
         tasks = [code for code in self.templates]
         checks = [
-            ("task", self.task in (*TASKS, JOINT), f"{self.task!r} is not QC, QI or JOINT"),
+            ("task", self.task in KINDS, f"{self.task!r} is not {', '.join(list(KINDS)[:-1])} or {list(KINDS)[-1]}"),
             ("templates", bool(tasks) and set(tasks) <= set(TASKS), f"names the tasks {tasks}"),
             ("max_length", self.max_length >= 1, "is under 1"),
             ("eval_batch_size", self.eval_batch_size >= 1, "is under 1"),

@@ -16,9 +16,8 @@ from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 
 import relevance
-from relevance.data.records import TASKS
 from relevance.serving.scorer import RelevancePyfunc
-from relevance.tasks import is_joint
+from relevance.tasks import task_kind
 
 # What the served model imports (tests/test_logged_model.py checks this against a fresh interpreter).
 SERVING_PACKAGES = (
@@ -81,7 +80,7 @@ def signature(task: str) -> ModelSignature:
     as text, and answers a list with numpy's own message); an empty list answers []. `task` (QC or QI) is read by
     a joint model and accepted, unused, by a single-task one, so one client serves both."""
     columns = ["task", "language", "origin_query"]
-    columns += [TASKS[t].target_field for t in TASKS] if is_joint(task) else [TASKS[task].target_field]
+    columns += list(task_kind(task).target_fields)
     return ModelSignature(
         inputs=Schema([ColSpec(AnyType(), name, required=False) for name in columns]),
         outputs=Schema([ColSpec("double", "score"), ColSpec("long", "prediction")]),
@@ -90,12 +89,7 @@ def signature(task: str) -> ModelSignature:
 
 def input_example(task: str) -> pd.DataFrame:
     """Two rows a user can send as they are (the UI shows them; `mlflow models predict` can replay them)."""
-    qc = {"language": "en", "origin_query": "baking flour", "category_path": "Food,Baking,Flour"}
-    qi = {"language": "fr", "origin_query": "farine de blé", "item_title": "Farine de blé T55 1 kg"}
-    if is_joint(task):
-        return pd.DataFrame([{"task": "QC", **qc, "item_title": None}, {"task": "QI", **qi, "category_path": None}])
-    row, other = ({"task": "QC", **qc}, "garden hose") if task == "QC" else ({"task": "QI", **qi}, "vélo")
-    return pd.DataFrame([row, row | {"origin_query": other}])
+    return pd.DataFrame(task_kind(task).example_rows())
 
 
 def log_model(bundle: Path, task: str, backbone: dict, name: str) -> str:

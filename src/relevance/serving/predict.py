@@ -12,11 +12,11 @@ import numpy as np
 
 from relevance import tracking
 from relevance.data.reader import read_records
-from relevance.data.records import TASKS
 from relevance.data.sources import data_file
 from relevance.errors import ConfigError, RelevanceError
 from relevance.evaluation.metrics import all_positive_f1, scores_at
 from relevance.serving.submission import write_submission, zip_submissions
+from relevance.tasks import TASKS
 
 
 def is_run_id(reference: str) -> bool:

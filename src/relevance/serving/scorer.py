@@ -15,12 +15,12 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
-from relevance.data.records import ALL_LANGUAGES, MAX_FIELD_CHARS, TASKS, Record
+from relevance.data.records import ALL_LANGUAGES, MAX_FIELD_CHARS, Record
 from relevance.errors import RelevanceError
 from relevance.model import finetune
 from relevance.runtime import inference_device, weights_dtype
 from relevance.serving.bundle import ModelBundle
-from relevance.tasks import is_joint
+from relevance.tasks import TASKS, task_kind
 from relevance.text.preprocess import Preprocessor
 
 
@@ -210,10 +210,11 @@ class RelevanceScorer:
         of at most MAX_FIELD_CHARS characters, the language a known code or empty. A joint model reads each row's
         `task` column and its category_path (QC) or item_title (QI). A mistake is a ValueError naming the row
         and the field (REST: 400)."""
-        if is_joint(self.task) and "task" not in frame.columns:
+        reads_task = task_kind(self.task).rows_name_their_task
+        if reads_task and "task" not in frame.columns:
             raise ValueError("input is missing column 'task'; a joint model needs QC or QI on every row.")
         columns = {c: frame[c].tolist() for c in frame.columns}
-        if is_joint(self.task):
+        if reads_task:
             tasks = [_text(value, i, "task", required=True).upper() for i, value in enumerate(columns["task"])]
         else:
             tasks = [self.task] * len(frame)

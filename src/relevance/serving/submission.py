@@ -7,8 +7,8 @@ import os
 import zipfile
 from pathlib import Path
 
-from relevance.data.records import TASKS
 from relevance.errors import DataError
+from relevance.tasks import TASKS
 
 
 def validate_submission(path: str | Path, expected_ids: list[int]) -> None:

@@ -15,7 +15,7 @@ from relevance.evaluation import metrics
 from relevance.observer import RunObserver
 from relevance.runtime import global_rank, launched_per_rank
 from relevance.sweep.study import open_storage, storage_url, trial_id
-from relevance.tasks import is_joint
+from relevance.tasks import task_kind
 
 OBJECTIVES = ("oof_best_f1", "qc_oof_best_f1", "qi_oof_best_f1")
 DECISION = "relevance.pruning_after_fold_"
@@ -103,7 +103,7 @@ def connect(cfg: DictConfig) -> RunObserver:
             f"sweep.metric={cfg.sweep.metric!r} is not an objective; use one of "
             f"{', '.join(OBJECTIVES)} (oof_best_f1 is the mean of both tasks for task=joint)."
         )
-    if cfg.sweep.metric != "oof_best_f1" and not is_joint(cfg.task.code):
+    if cfg.sweep.metric != "oof_best_f1" and len(task_kind(cfg.task.code).parts) == 1:
         raise ConfigError(
             f"sweep.metric={cfg.sweep.metric} picks one task of task=joint; task={cfg.task.name} has "
             f"one task, so use sweep.metric=oof_best_f1."

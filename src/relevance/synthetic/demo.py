@@ -15,9 +15,10 @@ from pathlib import Path
 
 from relevance.atomic import build_folder
 from relevance.data.reader import write_records
-from relevance.data.records import ALL_LANGUAGES, TASKS, Record, category_levels
+from relevance.data.records import ALL_LANGUAGES, Record, category_levels
 from relevance.data.translations_file import write_translations
 from relevance.synthetic.lexicon import BRANDS, COLORS, concepts
+from relevance.tasks import TASKS
 
 GENERATOR_VERSION = 3  # bump whenever the files a spec produces change, so stale caches are not reused
 TRANSLATIONS_FILE = "translations.jsonl"

@@ -25,11 +25,12 @@ from pathlib import Path
 
 from relevance.atomic import build_folder
 from relevance.data.reader import write_records
-from relevance.data.records import TASKS, Record
+from relevance.data.records import Record
 from relevance.data.translations_file import write_translations
 from relevance.data.user_queries import user_view
 from relevance.errors import ConfigError, DataError
 from relevance.synthetic.demo import TRANSLATIONS_FILE
+from relevance.tasks import TASKS
 
 GENERATOR_VERSION = 2  # bump whenever the files a spec produces change, so stale caches are not reused
 LOCALES = {

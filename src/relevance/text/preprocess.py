@@ -11,6 +11,7 @@ from collections.abc import Callable
 from relevance.augment import concat_mode, rewrite_text
 from relevance.data.clean import CleanReport, clean_records
 from relevance.data.records import Record, category_levels
+from relevance.tasks import TASKS
 
 CATEGORY_ORDERS = ("root_first", "leaf_first")
 
@@ -62,7 +63,7 @@ class Preprocessor:
     def target(self, record: Record) -> str:
         """The candidate as the model reads it: a category path leaf first when `category_order` says so (the
         query usually names the leaf; a mean-pooled encoder then weighs it most)."""
-        if self.category_order == "leaf_first" and record.task == "QC":
+        if self.category_order == "leaf_first" and TASKS[record.task].target_is_path:
             return " < ".join(reversed(category_levels(record.target)))
         return record.target
 
