@@ -105,3 +105,17 @@ def taxonomy_dir(tmp_path_factory):
         lines += [f"{category} - {names[column]}" for category, names in CATEGORIES.items()]
         (folder / f"taxonomy-with-ids.{locale}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
+
+
+def tiny_demo(
+    rows: int, dev: int | None = None, test: int | None = None, folds: int | None = None, backbone: str | None = "tiny"
+) -> list[str]:
+    """The overrides of a small run most tests share: a backbone (the random tiny one unless told) on `rows`
+    generated training rows per task, with the demo's dev and test rows and the folds when given."""
+    return [
+        *([f"backbone={backbone}"] if backbone else []),
+        f"data.demo.train_rows={rows}",
+        *([f"data.demo.dev_rows={dev}"] if dev is not None else []),
+        *([f"data.demo.test_rows={test}"] if test is not None else []),
+        *([f"split.n_folds={folds}"] if folds is not None else []),
+    ]

@@ -12,12 +12,12 @@ from relevance import build, checks, tracking
 from relevance.data.sources import data_folder
 from relevance.errors import ConfigError
 from relevance.weights import resolve_source
-from tests.conftest import ROOT, SPEC, compose_train
+from tests.conftest import ROOT, SPEC, compose_train, tiny_demo
 
 CONF = ROOT / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "sweep"))
 FILES = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
-DEMO = ["data.demo.train_rows=60", "data.demo.dev_rows=26", "data.demo.test_rows=26"]
+DEMO = tiny_demo(60, dev=26, test=26, backbone=None)
 GPU_ONLY = {"deepspeed_stage_2", "deepspeed_stage_3", "deepspeed_stage_3_offload"}
 
 

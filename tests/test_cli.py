@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import PLUMBING, ROOT
+from tests.conftest import PLUMBING, ROOT, tiny_demo
 
 
 def run_cli(script, *args, tmp_path):
@@ -112,14 +112,10 @@ def test_multirun_lands_as_comparable_runs_in_one_experiment(tmp_path):
     result = run_cli(
         "train.py",
         "-m",
-        "backbone=tiny",
+        *tiny_demo(120, dev=26, test=26, folds=2),
         "lora.r=2,4",
-        "split.n_folds=2",
         "progress=false",
         "evaluate_dev=false",
-        "data.demo.train_rows=120",
-        "data.demo.dev_rows=26",
-        "data.demo.test_rows=26",
         f"tracking.uri={uri}",
         f"paths.cache={tmp_path / 'cache'}",
         tmp_path=tmp_path,

@@ -19,9 +19,9 @@ from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 from mlflow.tracking import MlflowClient
 
 from relevance import disk, tracking
-from tests.conftest import PLUMBING, ROOT, compose_train
+from tests.conftest import PLUMBING, ROOT, compose_train, tiny_demo
 
-SMALL = ["backbone=tiny", "split.n_folds=2", "data.demo.train_rows=120", "data.demo.dev_rows=40"]
+SMALL = tiny_demo(120, dev=40, folds=2)
 
 
 def runs_by_level(tmp_path) -> dict[str, list]:

@@ -17,10 +17,10 @@ from relevance import build
 from relevance.data.reader import read_records
 from relevance.serving import predict
 from relevance.serving.submission import validate_submission
-from tests.conftest import compose_predict, compose_train
+from tests.conftest import compose_predict, compose_train, tiny_demo
 from tests.serving.rest import free_port, post, served
 
-DEMO = ["data.demo.train_rows=240", "data.demo.dev_rows=78", "data.demo.test_rows=52"]
+DEMO = tiny_demo(240, dev=78, test=52, backbone=None)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import PLUMBING, ROOT
+from tests.conftest import PLUMBING, ROOT, tiny_demo
 
 
 def start_training(tmp_path, cache_dir):
@@ -339,10 +339,8 @@ def test_a_run_whose_process_was_killed_9_is_marked_failed_at_the_next_start(tmp
 
 
 RESUMABLE = [
-    "backbone=tiny",
-    "split.n_folds=3",
+    *tiny_demo(240, folds=3),
     "train.epochs=20",
-    "data.demo.train_rows=240",
     "progress=false",
     "train.checkpoint_minutes=0.02",  # progress saved every 1.2 s: several saves a fold, with time between them
 ]

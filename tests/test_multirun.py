@@ -8,14 +8,10 @@ import sys
 
 import mlflow
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tiny_demo
 
 SMALL = [
-    "backbone=tiny",
-    "split.n_folds=2",
-    "data.demo.train_rows=120",
-    "data.demo.dev_rows=40",
-    "data.demo.test_rows=20",
+    *tiny_demo(120, dev=40, test=20, folds=2),
     "train.epochs=1",
     "progress=false",
 ]

@@ -5,7 +5,7 @@ import pytest
 
 from relevance import plan
 from relevance.errors import ConfigError
-from tests.conftest import ROOT, compose_train
+from tests.conftest import ROOT, compose_train, tiny_demo
 
 BACKBONES = sorted(p.stem for p in (ROOT / "conf" / "backbone").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -231,7 +231,7 @@ def test_a_plan_from_the_data_uses_its_rows_real_token_lengths(tmp_path, cache_d
     from relevance.model.backbones import load_tokenizer
     from relevance.weights import resolve_source
 
-    cfg = compose_train(["backbone=tiny", "data.demo.train_rows=120", "train.max_length=24"], tmp_path, cache_dir)
+    cfg = compose_train([*tiny_demo(120), "train.max_length=24"], tmp_path, cache_dir)
     lengths = plan.data_lengths(cfg)
     tokenizer = load_tokenizer(cfg.backbone, resolve_source(cfg.backbone, cache_dir))
     preprocessor = build.make_preprocessor(cfg)
@@ -242,7 +242,7 @@ def test_a_plan_from_the_data_uses_its_rows_real_token_lengths(tmp_path, cache_d
     assert "tokenized with" in lengths.how
     planned = plan.make_plan(cfg, rows=1, lengths=lengths)
     assert planned.max_length == max(counts) and planned.rows_per_epoch == 120
-    hub = plan.data_lengths(compose_train(["backbone=qwen3_14b", "data.demo.train_rows=120"], tmp_path, cache_dir))
+    hub = plan.data_lengths(compose_train(tiny_demo(120, backbone="qwen3_14b"), tmp_path, cache_dir))
     assert "estimated at 3.5 UTF-8 bytes a token" in hub.how and hub.rows == 120
 
 

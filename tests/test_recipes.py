@@ -14,16 +14,12 @@ from relevance.data.reader import read_records
 from relevance.data.sources import data_file
 from relevance.errors import ConfigError, RelevanceError
 from relevance.serving import predict
-from tests.conftest import compose_predict, compose_train
+from tests.conftest import compose_predict, compose_train, tiny_demo
 
 SMALL = [
-    "backbone=tiny",
-    "data.demo.train_rows=120",
-    "data.demo.dev_rows=52",
-    "data.demo.test_rows=26",
+    *tiny_demo(120, dev=52, test=26, folds=2),
     "train.epochs=1",
     "train.lr=1e-3",
-    "split.n_folds=2",
 ]
 
 
@@ -92,9 +88,7 @@ def test_translation_concat_is_replayed_by_the_served_model_and_a_refit_can_serv
                 "file=dev",
                 "ensemble=refit",
                 f"output_dir={tmp_path / 'sub'}",
-                "data.demo.train_rows=120",
-                "data.demo.dev_rows=52",
-                "data.demo.test_rows=26",
+                *tiny_demo(120, dev=52, test=26, backbone=None),
             ],
             tmp_path,
             cache_dir,
@@ -244,9 +238,7 @@ def test_joint_model_trains_both_tasks_with_a_threshold_each_and_predicts_both_f
                 f"model={summary['run_id']}",
                 "file=test",
                 f"output_dir={tmp_path / 's'}",
-                "data.demo.train_rows=120",
-                "data.demo.dev_rows=52",
-                "data.demo.test_rows=26",
+                *tiny_demo(120, dev=52, test=26, backbone=None),
             ],
             tmp_path,
             cache_dir,

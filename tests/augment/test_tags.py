@@ -11,7 +11,7 @@ from relevance import build
 from relevance.augment import rewrite_text
 from relevance.augment.tags import attribute_tags, hierarchy_tags
 from relevance.data.records import Record
-from tests.conftest import ROOT, compose_train
+from tests.conftest import ROOT, compose_train, tiny_demo
 
 
 def tags_options():
@@ -56,13 +56,9 @@ def test_tagged_training_and_serving_see_the_same_text(tmp_path, cache_dir, monk
 
     cfg = compose_train(
         [
-            "backbone=tiny",
+            *tiny_demo(96, dev=26, test=26, folds=2),
             "augmentation=[tags]",
-            "split.n_folds=2",
             "evaluate_dev=false",
-            "data.demo.train_rows=96",
-            "data.demo.dev_rows=26",
-            "data.demo.test_rows=26",
         ],
         tmp_path,
         cache_dir,

@@ -8,7 +8,7 @@ from relevance import build
 from relevance.data.records import Record
 from relevance.evaluation import metrics, thresholds
 from relevance.serving.predict import load_scorer
-from tests.conftest import compose_train
+from tests.conftest import compose_train, tiny_demo
 
 OPTIONS = OmegaConf.create(
     {"method": "optuna", "value": None, "per_language": True, "min_language_rows": 50, "optuna_trials": 60}
@@ -56,11 +56,7 @@ def test_each_language_with_enough_rows_gets_its_own_threshold():
 def test_a_run_logs_both_methods_and_its_model_decides_per_language(tmp_path, cache_dir):
     cfg = compose_train(
         [
-            "backbone=tiny",
-            "split.n_folds=2",
-            "data.demo.train_rows=240",
-            "data.demo.dev_rows=78",
-            "data.demo.test_rows=52",
+            *tiny_demo(240, dev=78, test=52, folds=2),
             "threshold.method=optuna",
             "threshold.per_language=true",
             "threshold.min_language_rows=40",
@@ -104,11 +100,7 @@ def test_matched_rate_gives_unseen_languages_their_own_quantile():
 def test_a_matched_rate_model_thresholds_an_unseen_language_from_its_own_scores(tmp_path, cache_dir):
     cfg = compose_train(
         [
-            "backbone=tiny",
-            "split.n_folds=2",
-            "data.demo.train_rows=240",
-            "data.demo.dev_rows=78",
-            "data.demo.test_rows=52",
+            *tiny_demo(240, dev=78, test=52, folds=2),
             "threshold.unseen=matched_rate",
             "threshold.min_language_rows=5",
         ],

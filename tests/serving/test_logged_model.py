@@ -17,10 +17,10 @@ from packaging.utils import canonicalize_name
 
 from relevance import build
 from relevance.serving.logged_model import SERVING_PACKAGES
-from tests.conftest import compose_train
+from tests.conftest import compose_train, tiny_demo
 from tests.serving.rest import free_port, post, served
 
-DEMO = ["data.demo.train_rows=120", "data.demo.dev_rows=40", "data.demo.test_rows=20"]
+DEMO = tiny_demo(120, dev=40, test=20, backbone=None)
 
 
 @pytest.fixture(scope="module")

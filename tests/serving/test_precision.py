@@ -14,9 +14,9 @@ from relevance.errors import RelevanceError
 from relevance.serving import precision
 from relevance.serving.bundle import BUNDLE_FILE
 from relevance.serving.scorer import RelevanceScorer
-from tests.conftest import compose_train
+from tests.conftest import compose_train, tiny_demo
 
-DEMO = ["data.demo.train_rows=120", "data.demo.dev_rows=40", "data.demo.test_rows=20"]
+DEMO = tiny_demo(120, dev=40, test=20, backbone=None)
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from tests.conftest import tiny_demo
+
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = [
-    "backbone=tiny",
-    "split.n_folds=3",
-    "data.demo.train_rows=240",
-    "data.demo.dev_rows=78",
-    "data.demo.test_rows=52",
+    *tiny_demo(240, dev=78, test=52, folds=3),
     "progress=false",
     "train.require_learning=false",
 ]

@@ -13,7 +13,7 @@ from relevance.data.sources import data_file
 from relevance.model import batches
 from relevance.serving.scorer import RelevanceScorer
 from relevance.text.preprocess import Preprocessor
-from tests.conftest import compose_train
+from tests.conftest import compose_train, tiny_demo
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +22,9 @@ def tagged(tmp_path_factory, cache_dir):
     tmp_path = tmp_path_factory.mktemp("pre")
     cfg = compose_train(
         [
-            "backbone=tiny",
+            *tiny_demo(96, dev=26, test=26, folds=2),
             "augmentation=[tags]",
-            "split.n_folds=2",
             "train.epochs=1",
-            "data.demo.train_rows=96",
-            "data.demo.dev_rows=26",
-            "data.demo.test_rows=26",
         ],
         tmp_path,
         cache_dir,

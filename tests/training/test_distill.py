@@ -14,7 +14,7 @@ from relevance.data.records import Record
 from relevance.errors import ConfigError
 from relevance.model.losses import build_loss, pointwise
 from relevance.training import distill
-from tests.conftest import compose_train
+from tests.conftest import compose_train, tiny_demo
 
 LABELS = torch.tensor([1, 0, 0, 1, 0])
 GROUPS = torch.tensor([0, 0, 0, 1, 1])
@@ -86,7 +86,7 @@ def test_what_distillation_cannot_work_with_is_refused_at_start(overrides, messa
         checks.check_config(compose_train(overrides, tmp_path, cache_dir))
 
 
-SMALL = ["backbone=tiny", "split.n_folds=2", "train.epochs=1", "train.refit=false", "data.demo.train_rows=60"]
+SMALL = [*tiny_demo(60, folds=2), "train.epochs=1", "train.refit=false"]
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.conftest import tiny_demo
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,12 +29,9 @@ def _without_rendezvous(environ) -> dict:
 
 
 TWO_SMALL_RANKS = [
-    "backbone=tiny",
+    *tiny_demo(120, dev=40, test=20),
     "strategy=ddp",
     "strategy.devices=2",
-    "data.demo.train_rows=120",
-    "data.demo.dev_rows=40",
-    "data.demo.test_rows=20",
     "train.epochs=1",
     "progress=false",
     "train.require_learning=false",
@@ -58,14 +57,10 @@ def test_two_ranks_train_and_score_one_run_and_only_rank_zero_logs(tmp_path, cac
         [
             sys.executable,
             str(ROOT / "tests" / "training" / "collective_in_every_forward.py"),
-            "backbone=tiny",
+            *tiny_demo(240, dev=78, test=52, folds=2),
             "strategy=ddp",
             "strategy.devices=2",
-            "split.n_folds=2",
-            "data.demo.train_rows=240",
-            "data.demo.dev_rows=78",
             "train.eval_batch_size=11",  # odd batch counts to score: ranks get equal counts by repeating batches
-            "data.demo.test_rows=52",
             "progress=false",
             "train.require_learning=false",
             f"paths.cache={cache_dir}",
@@ -230,7 +225,7 @@ def _deepspeed_run(folder, cache_dir, kill_when: str | None = None) -> subproces
     `kill_when` (a glob under `folder`), both ranks are killed -9 once that file exists."""
     import psutil
 
-    overrides = [*ZERO_3_ON_CPU, "split.n_folds=3", "data.demo.train_rows=240", "train.epochs=3"]
+    overrides = [*ZERO_3_ON_CPU, *tiny_demo(240, folds=3, backbone=None), "train.epochs=3"]
     overrides += ["train.checkpoint_minutes=0.001", "tracking.log_model=false"]
     run = _two_ranks("tests/training/deepspeed_on_cpu.py", overrides, folder, cache_dir)
     if kill_when is None:

@@ -8,7 +8,7 @@ import torch
 from relevance import build
 from relevance.runtime import resolve_runtime
 from relevance.training import fold as fold_module
-from tests.conftest import compose_train
+from tests.conftest import compose_train, tiny_demo
 
 FRESH_MODEL = fold_module.fresh_model
 
@@ -33,7 +33,7 @@ def train_one_fold(overrides, tmp_path, cache_dir, monkeypatch):
         return model, head
 
     monkeypatch.setattr(fold_module, "fresh_model", watched)
-    cfg = compose_train(["data.demo.train_rows=96", "train.epochs=1", *overrides], tmp_path, cache_dir)
+    cfg = compose_train([*tiny_demo(96, backbone=None), "train.epochs=1", *overrides], tmp_path, cache_dir)
     runtime = resolve_runtime(cfg.strategy, cfg.train.precision, cfg.backbone.dtype, 1, 1)
     preprocessor = build.make_preprocessor(cfg)
     data, *_ = build.training_data(cfg, preprocessor)
