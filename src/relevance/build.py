@@ -1,7 +1,8 @@
 """The composition root: the Hydra config read once and turned into the typed objects the stages take (a `Run`),
-which `pipeline.run` puts in order. Below the entry points only this module, the refusals (checks.py) and the
-planner (plan.py) are meant to read the config; the preprocessor, the data reading and the model card still take it
-(build hands it to them; the next steps turn them over to objects too)."""
+which `pipeline.run` puts in order. Below the entry points only this module, the refusals (checks.py and the heads'
+and distillation's own checks) and the planner (plan.py) read the run's config; the stages take settings objects
+(`FoldSettings`, `FoldPlan`, `DataSettings`, `ReportSettings`, `ParentRunSettings`, `CardFacts`) or a config group
+as a value (the backbone, head and LoRA groups a model is built from)."""
 
 from __future__ import annotations
 
@@ -297,7 +298,14 @@ def fold_plan(cfg, runtime) -> FoldPlan:
         folds_trained=cfg.train.get("folds_trained"),
         require_learning=bool(cfg.train.get("require_learning", True)),
         run_params=tracking.flatten(cfg),
-        progress_root=resume.progress_root(cfg, runtime),
+        progress_root=resume.progress_root(
+            Path(cfg.paths.checkpoints),
+            resume.fingerprint(cfg),
+            cfg.train.get("checkpoint_minutes"),
+            cfg.sweep.get("trial"),
+            str(cfg.get("resume") or "never"),
+            runtime,
+        ),
     )
 
 

@@ -74,17 +74,18 @@ LAST = "last"  # the progress of a training fold: last.ckpt (a file; a folder of
 COMPLETE = ".complete"  # beside it, written once every rank finished saving it: the step it holds
 
 
-def progress_root(cfg, runtime) -> Path | None:
-    """Where a run's training folds keep their progress, a folder each; None when it is not kept: no interval set, a
-    sweep trial, `resume=never`, or ranks that torchrun or srun start (a rerun retrains those). The folder is named
-    by the config's fingerprint, which every rank computes alike (a rank > 0 may not know rank 0's run), and which is
-    also what a rerun resumes by."""
-    minutes = cfg.train.get("checkpoint_minutes")
-    if not minutes or cfg.sweep.get("trial") is not None or str(cfg.get("resume") or "never") == "never":
+def progress_root(
+    checkpoints: Path, config_fingerprint: str, minutes: float | None, trial: int | None, mode: str, runtime
+) -> Path | None:
+    """Where a run's training folds keep their progress, a folder each (under `checkpoints`); None when it is not
+    kept: no interval set (`minutes`), a sweep trial, `resume=never` (`mode`), or ranks that torchrun or srun start
+    (a rerun retrains those). The folder is named by the config's fingerprint, which every rank computes alike (a
+    rank > 0 may not know rank 0's run), and which is also what a rerun resumes by."""
+    if not minutes or trial is not None or mode == "never":
         return None
     if runtime.world_size > 1 and launched_per_rank():
         return None
-    return Path(cfg.paths.checkpoints) / fingerprint(cfg)
+    return Path(checkpoints) / config_fingerprint
 
 
 def progress_folder(root: Path | None, name: str) -> Path | None:
