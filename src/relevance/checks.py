@@ -8,11 +8,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from relevance import tracking
+from relevance.augment import chosen
 from relevance.data.sources import data_file, generated
 from relevance.data.splits import check_split_for_task
 from relevance.errors import ConfigError
 from relevance.evaluation import thresholds
-from relevance.model import finetune, packaged_e5
+from relevance.model import finetune
 from relevance.model.heads import head_class, prompt_template
 from relevance.model.hub import hub_model_available
 from relevance.runtime import zero_stage
@@ -125,40 +126,11 @@ def check_config(cfg: DictConfig) -> None:
 
 def check_methods(cfg: DictConfig) -> None:
     """Refuse augmentation, translator and TAPT choices that cannot work, with the key to change."""
-    augmentation = cfg.get("augmentation") or {}
-    translate = augmentation.get("translate")
-    negatives = augmentation.get("hard_negatives")
-    validation = augmentation.get("self_validation")
-    if translate and translate.mode not in ("concat", "synthesize", "both"):
-        raise ConfigError(
-            f"augmentation.translate.mode={translate.mode!r} is not known; use concat, synthesize or both."
-        )
-    if translate and translate.mode != "concat":
-        _check_number(cfg, "augmentation.translate.rows_per_language", integer=True, minimum=1)
-    if translate or (negatives and negatives.get("translate_to")):
+    steps = chosen(cfg.get("augmentation"))
+    for step, options in steps:
+        step.check(options)
+    if any(step.needs_translator(options) for step, options in steps):
         check_translator(cfg)
-    if negatives:
-        _check_number(cfg, "augmentation.hard_negatives.rows", integer=True, minimum=1)
-        window = list(negatives.window)
-        if len(window) != 2 or not all(isinstance(w, int) for w in window) or not 0 <= window[0] < window[1]:
-            raise ConfigError(
-                f"augmentation.hard_negatives.window={window} must be two ranks [low, high] with "
-                f"0 <= low < high, e.g. [20, 50]."
-            )
-        packaged = negatives.embedder == packaged_e5.HUB_ID and packaged_e5.installed()
-        if negatives.embedder != "tfidf" and not packaged and not hub_model_available(negatives.embedder):
-            raise ConfigError(
-                f"augmentation.hard_negatives.embedder={negatives.embedder} is not on this machine "
-                f"and the hub cannot be reached; use embedder=tfidf offline, or download it first."
-            )
-    if validation:
-        if not isinstance(validation.confidence, (int, float)) or not 0.5 < validation.confidence < 1:
-            raise ConfigError(
-                f"augmentation.self_validation.confidence={validation.confidence!r} must be between "
-                f"0.5 and 1 (a row is flagged when the model is at least this sure of the other label)."
-            )
-        if validation.action not in ("drop", "relabel"):
-            raise ConfigError(f"augmentation.self_validation.action={validation.action!r}; use drop or relabel.")
     if cfg.tapt.name not in ("none", "from_other_task"):
         raise ConfigError(f"tapt={cfg.tapt.name} is not known; use tapt=none or tapt=from_other_task.")
     if cfg.tapt.name == "from_other_task" and not cfg.tapt.from_run:

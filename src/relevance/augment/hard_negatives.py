@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from relevance.augment.base import Augmentation, check_count, register
 from relevance.data.records import Record
+from relevance.errors import ConfigError
 
 log = logging.getLogger(__name__)
 EXACT_LIMIT = 20000  # up to this many targets, neighbours are exact; above, a faiss HNSW index
@@ -142,3 +144,40 @@ def hard_negatives(
     ]
     log.info("hard negatives: %d rows from %d sampled positives (%d targets)", len(extras), len(chosen), len(targets))
     return extras, np.array([i for i, _, _ in planned], dtype=int)
+
+
+@register
+class HardNegatives(Augmentation):
+    """augmentation=[hard_negatives]: label-0 rows pairing a positive's query with a near-miss target."""
+
+    name = "hard_negatives"
+    order = 20
+    count_metric = "rows_hard_negatives"
+    seed_offset = 1
+
+    def adds_rows(self, options) -> bool:
+        return True
+
+    def extra_rows(self, records, options, translations, cache, seed):
+        return hard_negatives(records, options, translations, Path(cache), seed)
+
+    def needs_translator(self, options) -> bool:
+        return bool(options.get("translate_to"))
+
+    def check(self, options) -> None:
+        from relevance.model import packaged_e5
+        from relevance.model.hub import hub_model_available
+
+        check_count(options.rows, "augmentation.hard_negatives.rows")
+        window = list(options.window)
+        if len(window) != 2 or not all(isinstance(w, int) for w in window) or not 0 <= window[0] < window[1]:
+            raise ConfigError(
+                f"augmentation.hard_negatives.window={window} must be two ranks [low, high] with "
+                f"0 <= low < high, e.g. [20, 50]."
+            )
+        packaged = options.embedder == packaged_e5.HUB_ID and packaged_e5.installed()
+        if options.embedder != "tfidf" and not packaged and not hub_model_available(options.embedder):
+            raise ConfigError(
+                f"augmentation.hard_negatives.embedder={options.embedder} is not on this machine "
+                f"and the hub cannot be reached; use embedder=tfidf offline, or download it first."
+            )

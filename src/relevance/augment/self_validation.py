@@ -11,6 +11,9 @@ import re
 
 import numpy as np
 
+from relevance.augment.base import Augmentation, register
+from relevance.errors import ConfigError
+
 
 def lexical_similarity(queries: list[str], targets: list[str]) -> np.ndarray:
     """Per pair, the larger of character TF-IDF cosine and word Jaccard overlap."""
@@ -46,3 +49,21 @@ def removal_counts(languages: list[str], labels: np.ndarray, flagged: np.ndarray
             mask = np.array([lang == language for lang in languages]) & (labels == label)
             counts[f"self_validation_flagged_{language}_label{label}"] = int((flagged & mask).sum())
     return counts
+
+
+@register
+class SelfValidation(Augmentation):
+    """augmentation=[self_validation]: no rows or text of its own; the run adds a first K-fold pass whose
+    out-of-fold scores flag the rows to drop or relabel (training/self_validation.py)."""
+
+    name = "self_validation"
+    order = 40
+
+    def check(self, options) -> None:
+        if not isinstance(options.confidence, (int, float)) or not 0.5 < options.confidence < 1:
+            raise ConfigError(
+                f"augmentation.self_validation.confidence={options.confidence!r} must be between "
+                f"0.5 and 1 (a row is flagged when the model is at least this sure of the other label)."
+            )
+        if options.action not in ("drop", "relabel"):
+            raise ConfigError(f"augmentation.self_validation.action={options.action!r}; use drop or relabel.")

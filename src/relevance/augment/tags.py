@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from relevance.augment.base import Augmentation, register
 from relevance.data.records import Record, category_levels
 from relevance.tasks import TASKS
 
@@ -52,3 +53,17 @@ def add_tags(records: list[Record], options) -> list[Record]:
             target = f"{target} {attributes}".strip()
         tagged.append(r.with_text(query, target))
     return tagged
+
+
+@register
+class Tags(Augmentation):
+    """augmentation=[tags]: language, category-level and attribute tags written into every row's text."""
+
+    name = "tags"
+    order = 30
+
+    def rewrites(self, options) -> bool:
+        return True
+
+    def rewrite(self, records, options, translations):
+        return add_tags(records, options)

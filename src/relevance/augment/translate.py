@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from relevance.augment.base import Augmentation, check_count, register
 from relevance.data.records import Record
+from relevance.errors import ConfigError
 from relevance.tasks import TASKS
 
 
@@ -53,3 +55,40 @@ def synthesize(records: list[Record], options, translations, seed: int) -> tuple
         for n, (i, language) in enumerate(plan)
     ]
     return extras, np.array([i for i, _ in plan], dtype=int)
+
+
+MODES = ("concat", "synthesize", "both")
+
+
+@register
+class Translate(Augmentation):
+    """augmentation=[translate]: translation concat (a rewrite: `query - English`) and/or synthesis (extra rows in
+    the languages training lacks, which train in their source row's folds)."""
+
+    name = "translate"
+    order = 10
+    count_metric = "rows_synthesized"
+    extra_rows_follow_source = True
+
+    def rewrites(self, options) -> bool:
+        return options.mode in ("concat", "both")
+
+    def rewrite(self, records, options, translations):
+        return concat_pivot(records, options, translations)
+
+    def adds_rows(self, options) -> bool:
+        return options.mode in ("synthesize", "both")
+
+    def extra_rows(self, records, options, translations, cache, seed):
+        return synthesize(records, options, translations, seed)
+
+    def needs_translator(self, options) -> bool:
+        return True
+
+    def check(self, options) -> None:
+        if options.mode not in MODES:
+            raise ConfigError(
+                f"augmentation.translate.mode={options.mode!r} is not known; use concat, synthesize or both."
+            )
+        if options.mode != "concat":
+            check_count(options.rows_per_language, "augmentation.translate.rows_per_language")

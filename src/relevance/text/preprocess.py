@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from relevance.augment import concat_mode, rewrite_text
+from relevance.augment import needs_translations, rewrite_text
 from relevance.data.clean import CleanReport, clean_records
 from relevance.data.records import Record, category_levels
 from relevance.tasks import TASKS
@@ -48,7 +48,7 @@ class Preprocessor:
 
     def rewrite(self, records: list[Record]) -> list[Record]:
         """The text rewrites a served model replays (translation concat, tags)."""
-        translations = self.translations if concat_mode(self.augmentation) else None
+        translations = self.translations if needs_translations(self.augmentation) else None
         return rewrite_text(records, self.augmentation, translations)
 
     def format(self, records: list[Record], template: str | None = None) -> list:

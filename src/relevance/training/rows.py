@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from relevance.augment import synthesize_mode
-from relevance.augment.hard_negatives import hard_negatives
-from relevance.augment.translate import synthesize
+from relevance.augment import chosen
 from relevance.data.reader import read_records
 from relevance.data.records import Record
 from relevance.data.splits import assign_folds
@@ -165,16 +163,13 @@ def _task_rows(settings: DataSettings, task: str, preprocessor: Preprocessor, co
     augmentation, translations = preprocessor.augmentation, preprocessor.translations
     records, report = read_task_rows(settings.train_files[task], task, settings.max_rows, settings.seed, preprocessor)
     extras, sources, follows = [], [], []
-    if synthesize_mode(augmentation):
-        rows, source = synthesize(records, augmentation.translate, translations, settings.seed)
-        extras, sources, follows = extras + rows, sources + [source], follows + [True] * len(rows)
-        counts["rows_synthesized"] = counts.get("rows_synthesized", 0) + len(rows)
-    if augmentation and augmentation.get("hard_negatives"):
-        rows, source = hard_negatives(
-            records, augmentation.hard_negatives, translations, settings.cache, settings.seed + 1
-        )
-        extras, sources, follows = extras + rows, sources + [source], follows + [False] * len(rows)
-        counts["rows_hard_negatives"] = counts.get("rows_hard_negatives", 0) + len(rows)
+    for step, options in chosen(augmentation):
+        if step.adds_rows(options):
+            seed = settings.seed + step.seed_offset
+            rows, source = step.extra_rows(records, options, translations, settings.cache, seed)
+            extras, sources = extras + rows, sources + [source]
+            follows += [step.extra_rows_follow_source] * len(rows)
+            counts[step.count_metric] = counts.get(step.count_metric, 0) + len(rows)
     rewritten = preprocessor.rewrite(records + extras)
     dev = None
     dev_path = settings.dev_files[task]
