@@ -8,7 +8,7 @@ from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, Str
 
 from relevance.data.records import Record, category_prefix
 from relevance.errors import ConfigError
-from relevance.tasks import TASKS
+from relevance.tasks import task_kind
 
 SPLITTERS = {}  # split.name -> function(records, n_folds, seed, strata, category_depth) -> (train, validation) pairs
 
@@ -32,7 +32,7 @@ def _check_groups(name: str, n_groups: int, n_folds: int) -> None:
 
 
 def check_split_for_task(name: str, task: str) -> None:
-    if name == "category_aware" and not TASKS[task].target_is_path:
+    if name == "category_aware" and not all(part.target_is_path for part in task_kind(task).parts):
         raise ConfigError(
             "split=category_aware groups category paths, which only QC rows have; use split=query_group for task=qi."
         )
