@@ -98,7 +98,8 @@ def run(cfg) -> Run:
     if runtime.accelerator == "gpu":  # before any model moves: "cuda" alone means this rank's GPU, not GPU 0
         torch.cuda.set_device(inference_device())
     preprocessor = make_preprocessor(cfg)
-    data, clean_report, dev, extra_counts = training_data(cfg, preprocessor)
+    files = data_settings(cfg, list(preprocessor.templates))
+    data, clean_report, dev, extra_counts = prepare_data(files, preprocessor)
     dev_inputs = preprocessor.format(dev) if dev else None
     source = model_source(cfg, preprocessor)
     data.catalogue = catalogue(cfg, preprocessor, source.tokenizer, data.inputs + (dev_inputs or []))
@@ -123,7 +124,7 @@ def run(cfg) -> Run:
         source=source,
         trainer=fold_trainer(cfg, runtime, source),
         plan=fold_plan(cfg, runtime),
-        tracking=parent_run_settings(cfg, tracking_uri, artifact_root, list(preprocessor.templates)),
+        tracking=parent_run_settings(cfg, tracking_uri, artifact_root, files),
         reporting=report_settings(cfg),
         counts=counts,
         extra_counts=extra_counts,
@@ -219,9 +220,9 @@ def report_settings(cfg) -> ReportSettings:
     )
 
 
-def parent_run_settings(cfg, tracking_uri: str, artifact_root: Path, tasks: list[str]) -> ParentRunSettings:
+def parent_run_settings(cfg, tracking_uri: str, artifact_root: Path, files: DataSettings) -> ParentRunSettings:
     """The parent run's store, name and resume policy, and what a new run records: its params, config and the
-    data files of `tasks`."""
+    data files `files` reads."""
     return ParentRunSettings(
         tracking_uri=tracking_uri,
         artifact_root=artifact_root,
@@ -237,9 +238,9 @@ def parent_run_settings(cfg, tracking_uri: str, artifact_root: Path, tasks: list
         params=tracking.flatten(cfg),
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         data_files={
-            (task, which): data_file(cfg.data, cfg.paths.cache, task, which)
-            for task in tasks
-            for which in ("train", "dev")
+            (task, which): path
+            for which, paths in (("train", files.train_files), ("dev", files.dev_files))
+            for task, path in paths.items()
         },
     )
 
