@@ -29,7 +29,7 @@ def main(cfg: DictConfig) -> float:
     in_sweep = cfg.sweep.trial is not None  # a sweep records a failed trial and goes on; a single run exits
     job = multirun.in_multirun() and not in_sweep  # a multirun's failed job is recorded and the next job runs
     with user_errors_exit(reraise=in_sweep, errors_to_caller=job):
-        check_folder_early(cfg.data, list(task_parts(cfg)), list(HydraConfig.get().overrides.task))
+        check_folder_early(cfg.data, list(task_parts(cfg.task)), list(HydraConfig.get().overrides.task))
         from relevance.build import train
         from relevance.evaluation.reporting import headline
         from relevance.ranks import failure_ends_every_rank

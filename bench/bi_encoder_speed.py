@@ -90,7 +90,7 @@ def main() -> None:
         scorer.predict_records(records[:8])  # the refit's trained weights are now in place (they load on first use)
         st = sentence_transformer(scorer, scratch / "st")
         head = getattr(bi_encoder(scorer), bi_encoder(scorer).head_module)
-        prefixes = scorer.head.cfg.query_prefix, scorer.head.cfg.target_prefix
+        prefixes = scorer.head.options.query_prefix, scorer.head.options.target_prefix
         batch = scorer.bundle.eval_batch_size
 
         def harness() -> np.ndarray:

@@ -68,6 +68,7 @@ def build_bundle(backbone: str, cache: Path, folder: Path) -> Path:
     from relevance.model.module import apply_lora
     from relevance.serving.bundle import ModelBundle
     from relevance.text.formatting import fixed_prompt_tokens
+    from relevance.text.preprocess import Preprocessor
     from relevance.weights import resolve_source
 
     cfg = compose(backbone, cache)
@@ -93,11 +94,7 @@ def build_bundle(backbone: str, cache: Path, folder: Path) -> Path:
         task="QC",
         backbone=OmegaConf.to_container(cfg.backbone, resolve=True),
         head=OmegaConf.to_container(cfg.head, resolve=True),
-        templates={"QC": template},
-        encoder=False,
-        lowercase=True,
-        augmentation={},
-        translator={},
+        preprocessor=Preprocessor({"QC": template}, encoder=False, lowercase=True, augmentation=None).to_dict(),
         max_length=cfg.train.max_length + fixed_prompt_tokens(tokenizer, template, False),
         eval_batch_size=cfg.train.eval_batch_size,
         folds=["fold_0"],
@@ -162,7 +159,7 @@ def worker(method: str, bundle: Path, rows_file: Path, batch: int, cache: Path) 
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         meta = json.loads((bundle / "relevance.json").read_text())
-        prompts, max_length = _prompts(meta["templates"], records), meta["max_length"]
+        prompts, max_length = _prompts(meta["preprocessor"]["templates"], records), meta["max_length"]
         location = json.loads((bundle / "location.json").read_text())
         tokenizer = AutoTokenizer.from_pretrained(location)
         model = AutoModelForSequenceClassification.from_pretrained(location, num_labels=1, dtype=torch.float32)

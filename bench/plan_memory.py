@@ -59,9 +59,9 @@ def measure_cpu(backbone: str, overrides: list[str], steps: int) -> dict:
 
     from relevance import build, plan
     from relevance.data.records import Record
+    from relevance.data.training_data import TrainingRows
     from relevance.runtime import resolve_runtime
     from relevance.training import fold
-    from relevance.training.rows import TrainingRows
 
     cfg = _compose([f"backbone={backbone}", "train.precision=32-true", "train.epochs=1", *overrides])
     planned = plan.make_plan(cfg, rows=1, cpu=True)

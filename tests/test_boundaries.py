@@ -74,3 +74,26 @@ def test_only_the_tasks_module_names_a_task():
         if isinstance(node, ast.Constant) and node.value in names
     }
     assert found == set()
+
+
+def test_the_config_is_read_only_by_the_composition_root_the_refusals_the_planner_and_the_entry_side():
+    """Issue 32: below the entry points, a function that takes the whole Hydra config (`cfg`) is the composition
+    root (build), a refusal (checks, or a class's own `check`), the planner, predict.py's and the sweep's own code,
+    or one of two that use the config as a value and read no key of it (its fingerprint, its flattened params)."""
+    allowed_modules = {"build.py", "checks.py", "plan.py", "serving/predict.py"}
+    as_a_value = {("training/resume.py", "fingerprint"), ("tracking/__init__.py", "flatten")}
+    takers = {
+        (str(path.relative_to(SOURCE)), node.name)
+        for path in SOURCE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef) and "cfg" in [a.arg for a in node.args.args + node.args.kwonlyargs]
+    }
+    elsewhere = {
+        (module, name)
+        for module, name in takers
+        if module not in allowed_modules and not module.startswith("sweep/") and name != "check"
+    }
+    assert {("build.py", "run"), ("model/heads.py", "check"), ("training/distill.py", "check")} <= takers
+    assert elsewhere == as_a_value
+    for module, _ in as_a_value:
+        assert re.search(r"\bcfg\.[a-z_]+", (SOURCE / module).read_text()) is None

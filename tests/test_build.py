@@ -98,7 +98,7 @@ def test_each_config_file_builds_a_run_that_carries_its_choice(
             run.reporting.task_code == cfg.task.code and len(run.reporting.tasks) == (2 if name == "joint" else 1)
         ),
         "tapt": lambda: (run.tapt is None) == (name == "none") and (run.tapt is None or len(run.tapt.rows) > 0),
-        "translator": lambda: run.preprocessor.translations.cfg.name == name,
+        "translator": lambda: run.preprocessor.translations.settings.name == name,
         "augmentation": lambda: (
             name in run.preprocessor.augmentation and (run.self_validation is not None) == (name == "self_validation")
         ),

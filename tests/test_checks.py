@@ -90,6 +90,7 @@ def test_strategies_share_one_base_file():
         ("tracking.uri=file:///tmp/mlruns", "MLflow 3 refuses folder stores"),
         ("tracking.uri=http://127.0.0.1:9", "tracking.uri=http://127.0.0.1:9 does not answer"),
         ("+augmentation=[tags]", "use one of the two (augmentation.tags.hierarchy=false)"),
+        ("+translator.beam_size=4", "translator.beam_size is not a translator setting"),
     ],
 )
 def test_bad_option_values_are_named(tmp_path, cache_dir, override, words):

@@ -75,7 +75,7 @@ def test_translation_concat_is_replayed_by_the_served_model_and_a_refit_can_serv
     auto, folds = predict.load_scorer(summary["run_id"]), predict.load_scorer(summary["run_id"], ensemble="folds")
     assert auto.ensemble == "refit" and auto.threshold == pytest.approx(summary["refit_threshold"])
     assert folds.folds == ["fold_0", "fold_1"] and folds.threshold == pytest.approx(summary["decision_threshold"])
-    assert scorer.folds == ["refit"] and scorer.bundle.translator["path"].endswith("translations.jsonl")
+    assert scorer.folds == ["refit"] and scorer.bundle.preprocessor["translator"]["path"].endswith("translations.jsonl")
     dev = read_records(data_file(cfg.data, cfg.paths.cache, "QC", "dev"), "QC")[:6]
     before = scorer.translations.reused
     scores = scorer.predict_records(dev)
@@ -96,9 +96,9 @@ def test_translation_concat_is_replayed_by_the_served_model_and_a_refit_can_serv
     )
     assert len(out.read_text().splitlines()) == 52
     own_file = tmp_path / "new_queries.jsonl"
-    own_file.write_text(Path(scorer.bundle.translator["path"]).read_text())
+    own_file.write_text(Path(scorer.bundle.preprocessor["translator"]["path"]).read_text())
     with_file = predict.load_scorer(summary["run_id"], translations_file=str(own_file))
-    assert with_file.translations.cfg.path == str(own_file)
+    assert with_file.translations.settings.path == str(own_file)
     default = predict.load_scorer(summary["run_id"]).predict_records(dev)
     assert np.allclose(with_file.predict_records(dev), default)  # same translations, read from the given file
     assert with_file.translations.reused > 0

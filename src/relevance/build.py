@@ -19,6 +19,7 @@ from relevance.checks import check_config
 from relevance.data.reader import read_catalogue
 from relevance.data.records import Record
 from relevance.data.sources import data_file, own_translations
+from relevance.data.training_data import DataSettings, TrainingData, prepare_data, read_task_rows
 from relevance.evaluation.reporting import Report, ReportSettings
 from relevance.model.backbones import load_tokenizer
 from relevance.model.heads import build_head, prompt_template
@@ -34,7 +35,6 @@ from relevance.tracking.parent_run import ParentRunSettings
 from relevance.training import distill, resume
 from relevance.training.cross_validation import FoldPlan
 from relevance.training.fold import FoldSettings, FoldTrainer, ModelSource
-from relevance.training.rows import DataSettings, TrainingData, prepare_data, read_task_rows
 from relevance.training.tapt import TaptStage, tapt_rows
 from relevance.weights import resolve_source, translator_location
 
@@ -103,7 +103,7 @@ def run(cfg) -> Run:
     dev_inputs = preprocessor.format(dev) if dev else None
     source = model_source(cfg, preprocessor)
     data.catalogue = catalogue(cfg, preprocessor, source.tokenizer, data.inputs + (dev_inputs or []))
-    tracking_uri, artifact_root = tracking.store_of(cfg)
+    tracking_uri, artifact_root = tracking.store_of(cfg.tracking.uri, cfg.tracking.artifact_root, cfg.paths.root)
     if cfg.distill.teachers:  # every rank, before any rank's store is set up (the teacher lives in the run's)
         data.teacher = distill.teacher_logits(
             cfg.distill, data.originals, len(data.records), tracking_uri, Path(cfg.paths.cache), cfg.progress
@@ -142,7 +142,7 @@ def run(cfg) -> Run:
 
 def make_preprocessor(cfg) -> Preprocessor:
     """The run's one path from raw rows to model inputs (the logged model replays it from its bundle)."""
-    templates = {task: prompt_template(part, cfg.head, cfg.backbone) for task, part in task_parts(cfg).items()}
+    templates = {task: prompt_template(part, cfg.head, cfg.backbone) for task, part in task_parts(cfg.task).items()}
     translations = make_translations(
         OmegaConf.to_container(cfg.translator, resolve=True),
         cfg.paths.cache,
@@ -212,7 +212,7 @@ def card_facts(cfg) -> CardFacts:
 def report_settings(cfg) -> ReportSettings:
     return ReportSettings(
         task_code=cfg.task.code,
-        tasks=tuple(task_parts(cfg)),
+        tasks=tuple(task_parts(cfg.task)),
         threshold=cfg.threshold,
         seed=cfg.seed,
         n_folds=cfg.split.n_folds,
@@ -317,7 +317,6 @@ def bundle_maker(cfg) -> Callable[..., ModelBundle]:
         task=cfg.task.code,
         backbone=OmegaConf.to_container(cfg.backbone, resolve=True),
         head=OmegaConf.to_container(cfg.head, resolve=True),
-        augmentation=OmegaConf.to_container(cfg.augmentation, resolve=True) if cfg.get("augmentation") else {},
         eval_batch_size=cfg.train.eval_batch_size,
         folds=[f"fold_{k}" for k in range(cfg.train.folds_trained or cfg.split.n_folds)],
         unseen_threshold=cfg.threshold.unseen,
@@ -328,11 +327,7 @@ def bundle_maker(cfg) -> Callable[..., ModelBundle]:
     def bundle(preprocessor: Preprocessor, source: ModelSource, data, report: Report, run_id: str) -> ModelBundle:
         return ModelBundle(
             **fixed,
-            templates=preprocessor.templates,
-            encoder=preprocessor.encoder,
-            lowercase=preprocessor.lowercase,
-            category_order=preprocessor.category_order,
-            translator=OmegaConf.to_container(preprocessor.translations.cfg, resolve=True),
+            preprocessor=preprocessor.to_dict(),
             max_length=source.max_length,
             thresholds=report.decision,
             language_thresholds=report.per_language,

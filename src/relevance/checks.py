@@ -20,7 +20,7 @@ from relevance.runtime import zero_stage
 from relevance.tasks import TASKS, task_kind, task_parts
 from relevance.text.formatting import check_template
 from relevance.text.preprocess import CATEGORY_ORDERS
-from relevance.text.translation import MODEL_TRANSLATORS
+from relevance.text.translation import MODEL_TRANSLATORS, TranslatorSettings
 from relevance.training import distill
 
 CONF = Path(__file__).resolve().parents[2] / "conf"  # the config groups train.py and predict.py compose
@@ -83,13 +83,13 @@ def check_config(cfg: DictConfig) -> None:
         _check_number(cfg, "data.max_rows", integer=True, minimum=1)
     if not isinstance(cfg.tracking.experiment, str) or not cfg.tracking.experiment.strip():
         raise ConfigError(f"tracking.experiment={cfg.tracking.experiment!r} must be a non-empty name.")
-    tracking.check_store(tracking.store_of(cfg)[0])
+    tracking.check_store(tracking.store_of(cfg.tracking.uri, cfg.tracking.artifact_root, cfg.paths.root)[0])
     if cfg.train.scheduler not in ("linear", "cosine", "constant_with_warmup"):
         raise ConfigError(
             f"train.scheduler={cfg.train.scheduler!r} is not known; use linear, cosine or constant_with_warmup."
         )
     thresholds.check(cfg.threshold)
-    parts = task_parts(cfg)
+    parts = task_parts(cfg.task)
     for part in parts.values():
         check_template(part.template)
     check_quantization(cfg.backbone)
@@ -129,8 +129,9 @@ def check_methods(cfg: DictConfig) -> None:
     steps = chosen(cfg.get("augmentation"))
     for step, options in steps:
         step.check(options)
+    translator = TranslatorSettings.from_dict(OmegaConf.to_container(cfg.translator, resolve=True))  # its keys
     if any(step.needs_translator(options) for step, options in steps):
-        check_translator(cfg)
+        check_translator(translator, cfg.data)
     if cfg.tapt.name not in ("none", "from_other_task"):
         raise ConfigError(f"tapt={cfg.tapt.name} is not known; use tapt=none or tapt=from_other_task.")
     if cfg.tapt.name == "from_other_task" and not cfg.tapt.from_run:
@@ -144,10 +145,9 @@ def check_methods(cfg: DictConfig) -> None:
             )
 
 
-def check_translator(cfg: DictConfig) -> None:
-    translator = cfg.translator
+def check_translator(translator: TranslatorSettings, data: DictConfig) -> None:
     if translator.kind == "file":
-        if not translator.path and not generated(cfg.data):
+        if not translator.path and not generated(data):
             raise ConfigError(
                 "augmentation=translate with translator=file needs translator.path=<JSON Lines file of "
                 "translations> (only data=demo and data=taxonomy bring their own); or pick a model, e.g. "

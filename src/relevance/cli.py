@@ -216,7 +216,7 @@ def run_quantize(
         downloaded, folder = download_bundle(reference, scratch)
         try:
             bundle = ModelBundle.load(folder)
-            tasks = list(bundle.templates)
+            tasks = bundle.tasks
             if task is None and len(tasks) > 1:
                 raise RelevanceError(f"this model scores {' and '.join(tasks)}; say which {dev} holds with --task.")
             records = read_records(dev, task or tasks[0])

@@ -115,8 +115,8 @@ def task_kind(code: str) -> Task | Joint:
     return KINDS[code.upper()]
 
 
-def task_parts(cfg) -> dict[str, DictConfig]:
-    """Task code -> task config (its prompt): one entry, or one per part for task=joint."""
-    if task_kind(cfg.task.code).rows_name_their_task:
-        return {part.code: part for part in cfg.task.parts.values()}
-    return {cfg.task.code: cfg.task}
+def task_parts(task: DictConfig) -> dict[str, DictConfig]:
+    """Task code -> its `task` config group (its prompt): one entry, or one per part for task=joint."""
+    if task_kind(task.code).rows_name_their_task:
+        return {part.code: part for part in task.parts.values()}
+    return {task.code: task}

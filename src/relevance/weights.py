@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -19,6 +20,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from relevance.atomic import build_folder
 from relevance.errors import ConfigError, RelevanceError
 from relevance.model.hub import hub_snapshot_on_disk
+
+if TYPE_CHECKING:
+    from relevance.text.translation import TranslatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +115,10 @@ def resolve_source(backbone, cache: str | Path) -> str:
     raise ConfigError(f"backbone.source={source!r} is not known; use auto, hub, packaged, tiny or random.")
 
 
-def translator_location(translator, cache: str | Path) -> str:
+def translator_location(translator: TranslatorSettings, cache: str | Path) -> str:
     """A model translator's hub id, or (`source: tiny`, for tests) a random model of its kind built once into the
     cache: real generate, noise out."""
-    if translator.get("source") != "tiny":
+    if translator.source != "tiny":
         return translator.hub_id
     from relevance.synthetic.tiny import build_tiny, build_tiny_seq2seq, cached_tiny
 

@@ -2,6 +2,7 @@
 self-validation flags, and which rows train which fold."""
 
 import functools
+import hashlib
 import json
 
 import numpy as np
@@ -12,11 +13,11 @@ from relevance.augment.hard_negatives import hard_negatives, ranked_neighbours
 from relevance.augment.self_validation import flag_contradictions, lexical_similarity, removal_counts
 from relevance.augment.translate import concat_pivot, synthesize
 from relevance.data.records import Record
+from relevance.data.training_data import TrainingData
 from relevance.data.translations_file import read_translations, write_translations
 from relevance.errors import ConfigError, DataError
 from relevance.tasks import TASKS
-from relevance.text.translation import Translations
-from relevance.training.rows import TrainingData
+from relevance.text.translation import MODEL_TRANSLATORS, Translations, TranslatorSettings
 from relevance.weights import translator_location
 
 
@@ -34,7 +35,8 @@ def _records():
 
 def _translations(cfg, cache):
     """The run's translator: a model's weights where relevance.weights says (a tiny random model here)."""
-    return Translations(cfg, cache, functools.partial(translator_location, cache=cache))
+    settings = TranslatorSettings.from_dict(OmegaConf.to_container(cfg, resolve=True))
+    return Translations(settings, cache, functools.partial(translator_location, cache=cache))
 
 
 def _file_translations(tmp_path, table):
@@ -212,3 +214,21 @@ def test_translator_choice_that_cannot_work_fails_at_start(tmp_path, cache_dir, 
     )
     with pytest.raises(ConfigError, match=r"embedder=intfloat/multilingual-e5-large is not on this machine.*tfidf"):
         check_config(cfg)
+
+
+@pytest.mark.parametrize("name", ["madlad", "nllb", "qwen3", "seed_x", "tiny"])
+def test_typed_translator_settings_keep_the_cache_keys_of_every_translator_file(name):
+    """The sqlite cache is keyed by the translator's settings: reading them into TranslatorSettings must give the key
+    the config's own values give, or every cached translation of a user's sweep would be computed again."""
+    cfg = OmegaConf.to_container(OmegaConf.load(f"conf/translator/{name}.yaml"))
+    spec = {k: cfg.get(k) for k in ("kind", "hub_id", "source", "prompt", "max_new_tokens")}
+    spec["codes"] = dict(cfg.get("codes") or {})
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    settings = TranslatorSettings.from_dict(cfg)
+    assert MODEL_TRANSLATORS[settings.kind](settings, None).key == f"{name}:{digest}"
+    assert settings.batch_size == cfg["batch_size"] and settings.codes == cfg["codes"]
+
+
+def test_a_translator_setting_that_does_not_exist_is_refused_by_its_key():
+    with pytest.raises(ConfigError, match=r"translator\.beam_size is not a translator setting"):
+        TranslatorSettings.from_dict({"name": "madlad", "kind": "seq2seq", "beam_size": 4})

@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 from relevance.augment import AUGMENTATIONS, rewrite_text
 from relevance.augment.base import Augmentation, chosen
 from relevance.data.records import Record
+from relevance.data.training_data import DataSettings, prepare_data
 from relevance.errors import ConfigError
-from relevance.training.rows import DataSettings, prepare_data
 from tests.conftest import ROOT
 
 

@@ -65,7 +65,9 @@ def test_tagged_training_and_serving_see_the_same_text(tmp_path, cache_dir, monk
     )
     summary = build.train(cfg)
     bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
-    assert json.loads((bundle / "relevance.json").read_text())["augmentation"]["tags"]["hierarchy"] is True
+    assert (
+        json.loads((bundle / "relevance.json").read_text())["preprocessor"]["augmentation"]["tags"]["hierarchy"] is True
+    )
 
     scorer = mlflow.pyfunc.load_model(summary["model_uri"]).unwrap_python_model().scorer
     seen = []

@@ -289,7 +289,7 @@ def test_a_catalogue_margin_model_keeps_its_catalogue_and_serves_as_it_was_judge
         at = summary["decision_threshold"] if threshold == "oof_threshold" else 0.5
         assert metrics.scores_at(labels, scores, at).f1 == pytest.approx(summary[f"dev_refit_f1_at_{threshold}"])
     plain = RelevanceScorer(bundle, cache=cache_dir)
-    plain.head.cfg.catalogue_margin = False  # the same weights read by plain cosine score otherwise
+    plain.head.options.catalogue_margin = False  # the same weights read by plain cosine score otherwise
     assert not np.allclose(plain.predict_records(rows["dev"]), scores)
 
 

@@ -141,7 +141,7 @@ def test_yes_no_end_to_end_logs_a_model_that_scores(tmp_path, cache_dir):
     summary = build.train(cfg)
     bundle = Path(mlflow.artifacts.download_artifacts(summary["model_uri"])) / "artifacts" / "bundle"
     meta = json.loads((bundle / "relevance.json").read_text())
-    assert meta["head"]["name"] == "yes_no" and meta["templates"]["QC"].endswith("### Response:\n")
+    assert meta["head"]["name"] == "yes_no" and meta["preprocessor"]["templates"]["QC"].endswith("### Response:\n")
     scorer = mlflow.pyfunc.load_model(summary["model_uri"]).unwrap_python_model().scorer
     pairs = [("casquette", "apparel accessories,hats & caps"), ("mehl", "food,grocery")]
     scores = scorer.predict(pairs)

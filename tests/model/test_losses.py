@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from relevance import checks
+from relevance.data.training_data import TrainingData, query_groups
 from relevance.errors import ConfigError
 from relevance.model.batches import LengthGroupedBatches, QueryGroupedBatches, dataloader
 from relevance.model.heads import build_head
 from relevance.model.losses import build_loss, pointwise
-from relevance.training.rows import TrainingData, query_groups
 from tests.conftest import compose_train, tiny_demo
 
 LABELS = torch.tensor([1, 0, 0, 1, 0, 0, 0])

@@ -69,9 +69,9 @@ def test_training_lowers_the_loss_and_checkpoints_hold_only_adapter_and_head(tmp
 def test_a_fold_is_reproducible_on_cpu(tmp_path, cache_dir):
     """Same seed, same data: identical scores (seeded, deterministic Lightning on CPU)."""
     from relevance import build
+    from relevance.data.training_data import TrainingRows
     from relevance.runtime import resolve_runtime
     from relevance.training.fold import ModelSource
-    from relevance.training.rows import TrainingRows
 
     cfg = compose_train(["backbone=tiny", "train.batch_size=4"], tmp_path, cache_dir)
     runtime = resolve_runtime(cfg.strategy, "auto", "float32")

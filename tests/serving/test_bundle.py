@@ -4,9 +4,12 @@ sentence naming the field (or folder) and the file, before any weight loads."""
 import json
 
 import pytest
+from omegaconf import OmegaConf
 
+from relevance.data.records import Record
 from relevance.errors import RelevanceError
 from relevance.serving.bundle import BUNDLE_FILE, BUNDLE_VERSION, ModelBundle
+from relevance.text.preprocess import Preprocessor
 
 
 @pytest.fixture
@@ -21,11 +24,9 @@ def saved(tmp_path):
         task="QC",
         backbone={"name": "tiny", "hub_id": "org/base"},
         head={"name": "classifier"},
-        templates={"QC": "{query} {target}"},
-        encoder=False,
-        lowercase=True,
-        augmentation={},
-        translator={},
+        preprocessor=Preprocessor(
+            {"QC": "{query} {target}"}, encoder=False, lowercase=True, augmentation=None
+        ).to_dict(),
         max_length=64,
         eval_batch_size=8,
         folds=["fold_0", "fold_1"],
@@ -37,8 +38,12 @@ def saved(tmp_path):
 
 
 def _edit(folder, **changes):
+    """Change top-level fields, and the preprocessor's own with `preprocessor={...}` (merged into it)."""
     path = folder / BUNDLE_FILE
-    path.write_text(json.dumps(json.loads(path.read_text()) | changes))
+    values = json.loads(path.read_text())
+    if isinstance(changes.get("preprocessor"), dict):
+        changes["preprocessor"] = values["preprocessor"] | changes["preprocessor"]
+    path.write_text(json.dumps(values | changes))
 
 
 def test_a_bundle_as_saved_loads_with_the_digest_of_each_fold(saved):
@@ -53,9 +58,6 @@ def test_a_foreign_version_or_a_missing_field_gets_one_sentence(saved):
         _edit(saved, version=version)
         with pytest.raises(RelevanceError, match=f"version {version} model bundle .* {fix}"):
             ModelBundle.load(saved)
-    without_order = {k: v for k, v in values.items() if k != "category_order"}  # written before the option
-    (saved / BUNDLE_FILE).write_text(json.dumps(without_order))
-    assert ModelBundle.load(saved).category_order == "root_first"
     (saved / BUNDLE_FILE).write_text(json.dumps({k: v for k, v in values.items() if k != "thresholds"}))
     with pytest.raises(RelevanceError, match="missing thresholds"):
         ModelBundle.load(saved)
@@ -70,11 +72,15 @@ def test_a_foreign_version_or_a_missing_field_gets_one_sentence(saved):
         ({"thresholds": {"QI": 0.4}}, "`thresholds` covers ['QI'], not ['QC']"),
         ({"max_length": "64"}, "`max_length` is '64', not <class 'int'>"),
         ({"max_length": 0}, "`max_length` is under 1"),
-        ({"encoder": "no"}, "`encoder` is 'no', not <class 'bool'>"),
+        ({"preprocessor": {"encoder": "no"}}, "`preprocessor.encoder` is 'no', not <class 'bool'>"),
+        ({"preprocessor": {"templates": {"QC": 3}}}, "`preprocessor.templates` is {'QC': 3}, not dict[str, str]"),
+        ({"preprocessor": {"lowercase": True, "stemming": True}}, "`preprocessor` has an unknown `stemming`"),
+        ({"preprocessor": "lowercase"}, "`preprocessor` is 'lowercase', not <class 'dict'>"),
+        ({"preprocessor": {"category_order": "random"}}, "`preprocessor.category_order` is not root_first or"),
         ({"folds": "fold_0"}, "`folds` is 'fold_0', not list[str]"),
         ({"folds": []}, "`folds` lists no fold"),
         ({"task": "XX"}, "`task` 'XX' is not QC, QI or JOINT"),
-        ({"templates": {"QX": "{query}"}}, "`templates` names the tasks ['QX']"),
+        ({"preprocessor": {"templates": {"QX": "{query}"}}}, "`preprocessor.templates` names the tasks ['QX']"),
         ({"unseen_threshold": "median"}, "`unseen_threshold` is not shared or matched_rate"),
         ({"refit": 3}, "`refit` is 3"),
         ({"head": {"prompt": "x"}}, "`head` has no name"),
@@ -122,3 +128,50 @@ def test_a_bundle_logged_before_digests_loads_with_a_warning(saved, caplog):
     _edit(saved, digests={})
     assert ModelBundle.load(saved).folds == ["fold_0", "fold_1"]
     assert "records no digests" in caplog.text
+
+
+def test_a_preprocessor_lacking_a_setting_is_refused_by_its_name(saved):
+    path = saved / BUNDLE_FILE
+    values = json.loads(path.read_text())
+    del values["preprocessor"]["translator"]
+    path.write_text(json.dumps(values))
+    with pytest.raises(RelevanceError, match=r"`preprocessor` lacks `translator`; the file was edited or damaged"):
+        ModelBundle.load(saved)
+
+
+ROWS = [
+    Record(id=1, task="QC", language="fr", query="  Casquette  Rouge ", target="Apparel,Hats,Caps", label=1),
+    Record(id=2, task="QC", language="de", query="Yogamatte", target="Sports,Yoga,Mats", label=0),
+]
+
+
+def test_a_preprocessor_saved_in_a_bundle_writes_every_input_as_the_one_that_trained():
+    """Rewrites (tags), cleaning and the path order all survive the bundle's JSON: the served model formats a
+    row exactly as training did."""
+    trained = Preprocessor(
+        {"QC": "q: {query} | c: {target} ({language})"},
+        encoder=False,
+        lowercase=True,
+        augmentation=OmegaConf.merge(OmegaConf.load("conf/augmentation/tags.yaml"), {"tags": {"hierarchy": False}}),
+        category_order="leaf_first",
+        translator={"name": "file", "kind": "file", "path": None},
+    )
+    saved = json.loads(json.dumps(trained.to_dict()))
+    served = Preprocessor.from_dict(saved)
+    assert served.inputs(ROWS) == trained.inputs(ROWS)
+    assert served.inputs(ROWS)[0] == "q: [LANG=fr] casquette rouge | c: caps < hats < apparel (fr)"
+    assert served.to_dict() == trained.to_dict()
+
+
+def test_a_version_2_bundle_reads_its_six_loose_settings_as_the_preprocessor(saved):
+    """Bundles logged before version 3 kept the preprocessor's settings as top-level fields (and, before
+    clean.category_order, none for the order): they load, and format rows as they did."""
+    path = saved / BUNDLE_FILE
+    values = json.loads(path.read_text())
+    loose = values.pop("preprocessor")
+    del loose["category_order"]
+    path.write_text(json.dumps(values | loose | {"version": 2}))
+    bundle = ModelBundle.load(saved)
+    assert bundle.version == BUNDLE_VERSION == 3 and bundle.tasks == ["QC"]
+    assert bundle.preprocessor == loose | {"category_order": "root_first"}
+    assert Preprocessor.from_dict(bundle.preprocessor).inputs(ROWS)[1] == "yogamatte sports,yoga,mats"

@@ -7,12 +7,12 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from relevance import build, checks
+from relevance.data.training_data import TrainingRows
 from relevance.errors import ConfigError
 from relevance.model import finetune
 from relevance.model.backbones import load_tokenizer
 from relevance.runtime import resolve_runtime
 from relevance.training.fold import ModelSource
-from relevance.training.rows import TrainingRows
 from relevance.weights import resolve_source
 from tests.conftest import compose_train
 

@@ -1,1 +1,1 @@
-"""Records and their files: readers, cleaning, splits, the demo generator, the taxonomy builder, translations files."""
+"""Records and their files: readers, cleaning, splits, translations files, and a run's training data."""

@@ -13,7 +13,7 @@ from relevance.evaluation import metrics, plots, thresholds
 from relevance.tasks import task_kind
 
 if TYPE_CHECKING:  # the rows of a run; evaluation never calls into training
-    from relevance.training.rows import TrainingData
+    from relevance.data.training_data import TrainingData
 
 
 @dataclass(frozen=True)

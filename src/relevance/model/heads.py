@@ -52,10 +52,10 @@ class Head:
     # head.loss choices (losses.py), the first the default; the last three learn from distill.teachers' scores
     LOSSES = ("pointwise", "group", "listwise", "soft_labels", "margin_mse", "kl")
 
-    def __init__(self, cfg=None, tokenizer=None):
-        self.cfg = cfg
-        self.loss = self.loss_name(cfg)  # its name; the loss itself is `objective`
-        self.objective = build_loss(self.loss, cfg)
+    def __init__(self, options=None, tokenizer=None):
+        self.options = options  # the `head` config group: name, loss, prompt styles, answers
+        self.loss = self.loss_name(options)  # its name; the loss itself is `objective`
+        self.objective = build_loss(self.loss, options)
 
     @classmethod
     def loss_name(cls, head_cfg) -> str:
@@ -152,8 +152,8 @@ class BiEncoderHead(Head):
     name = "bi_encoder"
     LOSSES = (*Head.LOSSES, "in_batch")
 
-    def __init__(self, cfg=None, tokenizer=None):
-        super().__init__(cfg)
+    def __init__(self, options=None, tokenizer=None):
+        super().__init__(options)
         self.indexed: dict[str, object] = {}  # the served model's catalogue index per fold
 
     @classmethod
@@ -220,7 +220,7 @@ class BiEncoderHead(Head):
     def catalogue(self, inputs: list) -> list[str]:
         """With head.catalogue_margin: every distinct target of these (query, target) pairs, as the model reads
         targets (the run's training and dev rows: the categories it knows)."""
-        if not (self.cfg is not None and self.cfg.get("catalogue_margin")):
+        if not (self.options is not None and self.options.get("catalogue_margin")):
             return []
         return sorted({target for _, target in inputs})
 
@@ -229,7 +229,7 @@ class BiEncoderHead(Head):
     ) -> None:
         """Index the catalogue with the trained weights, so scoring reads each pair's margin over it (each fold's
         index is kept by its key: a fold ensemble indexes once per fold, not once per call)."""
-        if not (self.cfg is not None and self.cfg.get("catalogue_margin")):
+        if not (self.options is not None and self.options.get("catalogue_margin")):
             return
         bi_encoder = model.get_base_model() if hasattr(model, "get_base_model") else model
         if key is not None and key in self.indexed:
@@ -262,14 +262,14 @@ class YesNoHead(Head):
     LOSSES = ("pair", "vocab", *Head.LOSSES[1:])
 
     def __init__(
-        self, cfg=None, tokenizer=None, yes_id: int | None = None, no_id: int | None = None, loss: str | None = None
+        self, options=None, tokenizer=None, yes_id: int | None = None, no_id: int | None = None, loss: str | None = None
     ):
-        self.cfg = cfg
-        self.loss = self.loss_name({"loss": loss} if loss else cfg)
-        self.objective = build_loss("pointwise" if self.loss in ("pair", "vocab") else self.loss, cfg)
+        self.options = options
+        self.loss = self.loss_name({"loss": loss} if loss else options)
+        self.objective = build_loss("pointwise" if self.loss in ("pair", "vocab") else self.loss, options)
         if yes_id is None:
             tokenizer.truncation_side = "left"  # an over-long row loses the start of its prompt, never the answer
-            yes_id, no_id = answer_token_ids(tokenizer, cfg.answers)
+            yes_id, no_id = answer_token_ids(tokenizer, options.answers)
         self.yes_id, self.no_id = yes_id, no_id
 
     @classmethod

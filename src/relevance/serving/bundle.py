@@ -16,7 +16,9 @@ from pathlib import Path
 from relevance.errors import RelevanceError
 
 BUNDLE_FILE = "relevance.json"
-BUNDLE_VERSION = 2  # 1: the untyped description of relevance 0.1 (no `version` field)
+BUNDLE_VERSION = 3  # 1: the untyped description of relevance 0.1 (no `version` field); 2: the preprocessor's six
+# settings as loose fields (read, moved into `preprocessor`)
+PREPROCESSOR_FIELDS_OF_VERSION_2 = ("templates", "encoder", "lowercase", "augmentation", "translator", "category_order")
 ADAPTERS = "adapters"
 log = logging.getLogger(__name__)
 
@@ -28,11 +30,7 @@ class ModelBundle:
     task: str  # QC, QI or JOINT
     backbone: dict  # the backbone config (hub id or packaged name, never a local path)
     head: dict  # the head config (name, prompt styles, answers, prefixes)
-    templates: dict[str, str]  # task code -> prompt template ({query}, {target}, {language})
-    encoder: bool  # (query, target) pairs instead of prompts
-    lowercase: bool  # the cleaning setting
-    augmentation: dict  # text rewrites to replay (translation concat, tags)
-    translator: dict  # where concat translations come from
+    preprocessor: dict  # Preprocessor.to_dict(): templates, encoder pairs, cleaning, rewrites, translator, path order
     max_length: int  # tokens per row, prompt included
     eval_batch_size: int
     folds: list[str]  # fold weight folders, averaged by the fold ensemble
@@ -45,7 +43,6 @@ class ModelBundle:
     refit: str | None = None  # the full-data refit's weight folder, if trained
     refit_thresholds: dict[str, float] = field(default_factory=dict)
     run_id: str | None = None
-    category_order: str = "root_first"  # clean.category_order (bundles written before it had none: root_first)
     catalogue: list[str] = field(default_factory=list)  # head.catalogue_margin: the categories scores compare with
     digests: dict[str, str] = field(default_factory=dict)  # weight folder -> sha256 of its files, made by `save`
     precision: str = "fp32"  # fp32 | int8 (written by `relevance quantize` after its F1 check)
@@ -59,6 +56,11 @@ class ModelBundle:
         self.digests = {name: weights_digest(folder / ADAPTERS / name) for name in self.weight_folders()}
         (folder / BUNDLE_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False))
         return folder
+
+    @property
+    def tasks(self) -> list[str]:
+        """The task codes the model scores (one, or QC and QI for a joint model)."""
+        return list(self.preprocessor.get("templates") or {})
 
     def weight_folders(self) -> list[str]:
         return [*self.folds, *([self.refit] if self.refit else [])]
@@ -79,6 +81,10 @@ class ModelBundle:
         if not isinstance(values, dict):
             raise RelevanceError(f"{path} is damaged (not a JSON object); download or copy the model again.")
         version = values.get("version", 1)
+        if version == 2:
+            log.info("%s is a version 2 bundle: its preprocessor settings read as one field", path)
+            values = _from_version_2(values)
+            version = values["version"]
         if version != BUNDLE_VERSION:
             fix = "retrain it" if version < BUNDLE_VERSION else "upgrade relevance"
             raise RelevanceError(
@@ -106,22 +112,33 @@ class ModelBundle:
         """Every field's type and range, and the weight folders it names against the files beside it: refused
         in one sentence naming the field and the file, before anything loads or scores."""
         from relevance.tasks import KINDS, TASKS
+        from relevance.text.preprocess import Preprocessor
 
         path = folder / BUNDLE_FILE
         hints = typing.get_type_hints(type(self))
         for name in hints:
             if not _has_type(getattr(self, name), hints[name]):
                 raise RelevanceError(f"{path}: `{name}` is {getattr(self, name)!r}, not {_type_name(hints[name])}.")
-        tasks = [code for code in self.templates]
+        unlike = sorted(set(self.preprocessor) ^ set(Preprocessor.SAVED))
+        if unlike:
+            raise RelevanceError(
+                f"{path}: `preprocessor` {'lacks' if unlike[0] in Preprocessor.SAVED else 'has an unknown'} "
+                f"`{unlike[0]}`; the file was edited or damaged: download the model again or retrain it."
+            )
+        for name, hint in Preprocessor.SAVED.items():
+            value = self.preprocessor[name]
+            if not _has_type(value, hint):
+                raise RelevanceError(f"{path}: `preprocessor.{name}` is {value!r}, not {_type_name(hint)}.")
+        tasks, order = self.tasks, self.preprocessor["category_order"]
         checks = [
             ("task", self.task in KINDS, f"{self.task!r} is not {', '.join(list(KINDS)[:-1])} or {list(KINDS)[-1]}"),
-            ("templates", bool(tasks) and set(tasks) <= set(TASKS), f"names the tasks {tasks}"),
+            ("preprocessor.templates", bool(tasks) and set(tasks) <= set(TASKS), f"names the tasks {tasks}"),
             ("max_length", self.max_length >= 1, "is under 1"),
             ("eval_batch_size", self.eval_batch_size >= 1, "is under 1"),
             ("folds", bool(self.folds), "lists no fold"),
             ("thresholds", set(self.thresholds) == set(tasks), f"covers {sorted(self.thresholds)}, not {tasks}"),
             ("unseen_threshold", self.unseen_threshold in ("shared", "matched_rate"), "is not shared or matched_rate"),
-            ("category_order", self.category_order in ("root_first", "leaf_first"), "is not root_first or leaf_first"),
+            ("preprocessor.category_order", order in ("root_first", "leaf_first"), "is not root_first or leaf_first"),
             ("min_language_rows", self.min_language_rows >= 0, "is negative"),
             ("backbone", bool(self.backbone.get("name")), "has no name"),
             ("head", bool(self.head.get("name")), "has no name"),
@@ -183,6 +200,15 @@ class ModelBundle:
         """The refit's own thresholds when it scores, else the folds'."""
         chosen = self.refit_thresholds if ensemble == "refit" and self.refit_thresholds else self.thresholds
         return {task: float(value) for task, value in chosen.items()}
+
+
+def _from_version_2(values: dict) -> dict:
+    """A version 2 bundle read as version 3: its six loose preprocessor settings become the `preprocessor` field
+    (a bundle written before clean.category_order existed had none: root_first)."""
+    values = dict(values)
+    preprocessor = {name: values.pop(name) for name in PREPROCESSOR_FIELDS_OF_VERSION_2 if name in values}
+    preprocessor.setdefault("category_order", "root_first")
+    return values | {"preprocessor": preprocessor, "version": 3}
 
 
 def weights_digest(folder: Path) -> str:

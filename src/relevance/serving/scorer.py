@@ -122,17 +122,10 @@ class RelevanceScorer:
                 for task, by_language in self.bundle.language_thresholds.items()
             }
         )
-        self.templates = self.bundle.templates
         self.ensemble = ensemble
         self.translations_file = translations_file
-        self.preprocessor = Preprocessor(
-            self.templates,
-            self.bundle.encoder,
-            self.bundle.lowercase,
-            OmegaConf.create(self.bundle.augmentation),
-            make_translations=self._make_translations,
-            category_order=self.bundle.category_order,
-        )
+        self.preprocessor = Preprocessor.from_dict(self.bundle.preprocessor, self._make_translations)
+        self.templates = self.preprocessor.templates
 
     def _set_precision(self, precision: str, backbone) -> str:
         """int8 (serving/precision.py): the one model's weights put in place, folded into the base, and its
@@ -167,15 +160,17 @@ class RelevanceScorer:
         replaces a file translator's file (new queries need their own translations)."""
         return self.preprocessor.translations
 
-    def _make_translations(self):
+    def _make_translations(self, translator: dict):
         from relevance.text.translation import make_translations
         from relevance.weights import translator_location
 
-        translator = self.bundle.translator
         if self.translations_file:  # new queries need their own translations
             translator = {"name": "file", "kind": "file", "path": str(self.translations_file)}
         return make_translations(
-            translator, self.cache, self.bundle.lowercase, functools.partial(translator_location, cache=self.cache)
+            translator,
+            self.cache,
+            self.preprocessor.lowercase,
+            functools.partial(translator_location, cache=self.cache),
         )
 
     @property

@@ -28,7 +28,7 @@ def register_champion(cfg: DictConfig) -> str | None:
     run_id = study.best_trial.user_attrs.get("mlflow_run_id")
     if run_id is None:
         return None
-    uri, artifact_root = tracking.store_of(cfg)
+    uri, artifact_root = tracking.store_of(cfg.tracking.uri, cfg.tracking.artifact_root, cfg.paths.root)
     tracking.setup(uri, cfg.tracking.experiment, artifact_root)
     refused = champion.may_be_champion(run_id, cfg.sweep.metric)
     if refused:

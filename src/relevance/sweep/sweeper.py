@@ -130,7 +130,7 @@ class StudySweeper(Sweeper):
         study, created = open_study(storage, cfg.sweep.study, self.sampler, space)
         if not created:
             study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=self._sampler(True))
-        uri, artifact_root = tracking.store_of(cfg)
+        uri, artifact_root = tracking.store_of(cfg.tracking.uri, cfg.tracking.artifact_root, cfg.paths.root)
         tracking.setup(uri, cfg.tracking.experiment, artifact_root)
         run_id = parent_run.sweep_run(study, created, cfg.tracking.experiment)
         interrupts.set_hint(

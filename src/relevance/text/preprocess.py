@@ -6,7 +6,10 @@ task's prompt, or a (query, target) pair for encoders)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+
+from omegaconf import DictConfig, OmegaConf
 
 from relevance.augment import needs_translations, rewrite_text
 from relevance.data.clean import CleanReport, clean_records
@@ -19,7 +22,17 @@ CATEGORY_ORDERS = ("root_first", "leaf_first")
 class Preprocessor:
     """`templates` maps task code -> prompt template (one entry, or QC and QI for a joint model). `translations`
     is the run's Translations; or `make_translations` makes it when first needed (serving loads a translator only
-    for translation concat)."""
+    for translation concat). A model bundle keeps it as one field (`to_dict`), and the served model rebuilds it
+    from that field (`from_dict`)."""
+
+    SAVED = {  # what `to_dict` writes, and the type the bundle checks each entry against
+        "templates": dict[str, str],
+        "encoder": bool,
+        "lowercase": bool,
+        "augmentation": dict,
+        "translator": dict,
+        "category_order": str,
+    }
 
     def __init__(
         self,
@@ -30,11 +43,44 @@ class Preprocessor:
         translations=None,
         make_translations: Callable | None = None,
         category_order: str = "root_first",
+        translator: dict | None = None,
     ):
         self.templates, self.encoder, self.lowercase = dict(templates), encoder, lowercase
         self.category_order = category_order
         self.augmentation = augmentation
         self._translations, self._make_translations = translations, make_translations
+        if translator is None and translations is not None:
+            translator = dataclasses.asdict(translations.settings)
+        self.translator = dict(translator or {})  # the translator's settings, as a bundle keeps them
+
+    def to_dict(self) -> dict:
+        """Everything a served model needs to write its inputs exactly as training did, as plain JSON values."""
+        augmentation = self.augmentation
+        if isinstance(augmentation, DictConfig):
+            augmentation = OmegaConf.to_container(augmentation, resolve=True)
+        return {
+            "templates": dict(self.templates),
+            "encoder": self.encoder,
+            "lowercase": self.lowercase,
+            "augmentation": dict(augmentation or {}),
+            "translator": dict(self.translator),
+            "category_order": self.category_order,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict, make_translations: Callable[[dict], object] | None = None) -> Preprocessor:
+        """The preprocessor `to_dict` described; `make_translations(translator)` makes its translator when first
+        needed (the bundle's settings, or the served model's own translations file)."""
+        translator = values["translator"]
+        return cls(
+            values["templates"],
+            values["encoder"],
+            values["lowercase"],
+            OmegaConf.create(values["augmentation"]),
+            make_translations=(lambda: make_translations(translator)) if make_translations else None,
+            category_order=values["category_order"],
+            translator=translator,
+        )
 
     @property
     def translations(self):

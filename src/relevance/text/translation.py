@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from relevance.data.records import LANGUAGE_NAMES
@@ -52,6 +52,34 @@ class TranslationCache:
             )
 
 
+@dataclass(frozen=True)
+class TranslatorSettings:
+    """One `translator` config file (conf/translator/*.yaml), typed: the run's and the bundle's translator."""
+
+    name: str = "file"
+    kind: str = "file"  # file | seq2seq | causal
+    path: str | None = None  # kind=file: the JSON Lines translations file
+    hub_id: str | None = None
+    source: str | None = None  # hub | tiny (a random model of its kind, for tests)
+    prompt: str = "{text}"
+    codes: dict = field(default_factory=dict)  # competition code -> the model's code
+    batch_size: int = 32
+    max_new_tokens: int = 48
+    forced_bos_code: bool = False  # NLLB: the target code forced as the first generated token
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> TranslatorSettings:
+        """From the config group or a bundle's `translator` field (None: a file translator); unknown keys refused."""
+        values = dict(values or {})
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(
+                f"translator.{unknown[0]} is not a translator setting; the keys are those of conf/translator/*.yaml."
+            )
+        values["codes"] = dict(values.get("codes") or {})
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+
 MODEL_TRANSLATORS: dict[str, type] = {}  # translator.kind -> class; "file" is read by Translations itself
 
 
@@ -62,33 +90,33 @@ def model_kind(cls):
 
 
 class ModelTranslator:
-    """A model at the location `locate(cfg)` gives (`relevance.weights.translator_location`: the hub id, or a tiny
+    """A model at the location `locate(settings)` gives (`relevance.weights.translator_location`: the hub id, or a tiny
     random model for tests), loaded on first use; greedy decoding, batched per language pair. A kind says which
     Auto class loads it and how its output is read."""
 
     kind = ""
     causal = False  # a causal LM continues the prompt: pad on the left, keep only the new tokens
 
-    def __init__(self, cfg, locate: Callable):
-        self.cfg, self.locate = cfg, locate
+    def __init__(self, settings: TranslatorSettings, locate: Callable):
+        self.settings, self.locate = settings, locate
         self._model = None
 
     @property
     def key(self) -> str:
         """Changes whenever the output could: model, prompt, language codes, decoding length."""
         spec = json.dumps(
-            {k: self.cfg.get(k) for k in ("kind", "hub_id", "source", "prompt", "max_new_tokens")}
-            | {"codes": dict(self.cfg.get("codes") or {})},
+            {k: getattr(self.settings, k) for k in ("kind", "hub_id", "source", "prompt", "max_new_tokens")}
+            | {"codes": self.settings.codes},
             sort_keys=True,
             default=str,
         )
-        return f"{self.cfg.name}:{hashlib.sha256(spec.encode()).hexdigest()[:16]}"
+        return f"{self.settings.name}:{hashlib.sha256(spec.encode()).hexdigest()[:16]}"
 
     def _load(self):
         import torch
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-        location = self.locate(self.cfg)
+        location = self.locate(self.settings)
         auto = AutoModelForCausalLM if self.causal else AutoModelForSeq2SeqLM
         from relevance.runtime import inference_device
 
@@ -99,7 +127,7 @@ class ModelTranslator:
             model = auto.from_pretrained(location, dtype=dtype).to(device).eval()
         except OSError as error:
             raise RelevanceError(
-                f"could not load translator {self.cfg.name} ({location}): "
+                f"could not load translator {self.settings.name} ({location}): "
                 f"{str(error).splitlines()[0]}; check translator.hub_id and your network, or use "
                 f"translator=file with a translations file."
             ) from None
@@ -110,10 +138,10 @@ class ModelTranslator:
         self._model = (tokenizer, model, device)
 
     def _code(self, language: str) -> str:
-        return (self.cfg.get("codes") or {}).get(language, language)
+        return self.settings.codes.get(language, language)
 
     def _prompt(self, text: str, source: str, target: str) -> str:
-        return self.cfg.prompt.format(
+        return self.settings.prompt.format(
             text=text,
             source_name=LANGUAGE_NAMES.get(source, source),
             target_name=LANGUAGE_NAMES.get(target, target),
@@ -129,23 +157,21 @@ class ModelTranslator:
         tokenizer, model, device = self._model
         out: dict[int, str] = {}
         pairs = sorted({(s, t) for _, s, t in requests})
-        batches = []
+        batches, size = [], self.settings.batch_size
         for source, target in pairs:
             rows = [i for i, (_, s, t) in enumerate(requests) if (s, t) == (source, target)]
-            batches += [
-                (source, target, rows[i : i + self.cfg.batch_size]) for i in range(0, len(rows), self.cfg.batch_size)
-            ]
-        for source, target, rows in tqdm(batches, desc=f"translating ({self.cfg.name})", disable=not progress):
+            batches += [(source, target, rows[i : i + size]) for i in range(0, len(rows), size)]
+        for source, target, rows in tqdm(batches, desc=f"translating ({self.settings.name})", disable=not progress):
             prompts = [self._prompt(requests[i][0], source, target) for i in rows]
             extra = {}
-            if self.cfg.get("forced_bos_code"):  # NLLB: the source code on the tokenizer, the target as first token
+            if self.settings.forced_bos_code:  # NLLB: the source code on the tokenizer, the target as first token
                 tokenizer.src_lang = self._code(source)
                 extra["forced_bos_token_id"] = tokenizer.convert_tokens_to_ids(self._code(target))
             batch = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=256).to(device)
             with torch.inference_mode():
                 generated = model.generate(
                     **batch,
-                    max_new_tokens=self.cfg.max_new_tokens,
+                    max_new_tokens=self.settings.max_new_tokens,
                     do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,
                     **extra,
@@ -172,9 +198,9 @@ class CausalTranslator(ModelTranslator):
 class Translations:
     """What the pipeline calls: deduplicates, serves from the file or the cache, computes the rest, counts both."""
 
-    cfg: object
+    settings: TranslatorSettings
     cache_dir: Path
-    locate: Callable  # translator cfg -> a location from_pretrained loads (relevance.weights.translator_location)
+    locate: Callable  # TranslatorSettings -> a location from_pretrained loads (relevance.weights.translator_location)
     lowercase: bool = True
     progress: bool = False
     computed: int = 0
@@ -187,16 +213,16 @@ class Translations:
         wanted = sorted(set(requests))
         if not wanted:
             return {}
-        if self.cfg.kind == "file":
+        if self.settings.kind == "file":
             return self._from_file(wanted)
         if self._model is None:  # loaded once per run, however many calls (synthesis, concat, dev) need it
-            self._model = MODEL_TRANSLATORS[self.cfg.kind](self.cfg, self.locate)
+            self._model = MODEL_TRANSLATORS[self.settings.kind](self.settings, self.locate)
             self._cache = TranslationCache(self.cache_dir / "translations.sqlite")
         model, cache = self._model, self._cache
         found = cache.get(model.key, wanted)
         missing = [r for r in wanted if r not in found]
         if missing:
-            log.info("translating %d texts with %s (%d already cached)", len(missing), self.cfg.name, len(found))
+            log.info("translating %d texts with %s (%d already cached)", len(missing), self.settings.name, len(found))
             new = dict(zip(missing, model.translate(missing, self.progress)))
             cache.put(model.key, new)
             found.update(new)
@@ -205,18 +231,18 @@ class Translations:
         return found
 
     def _from_file(self, wanted: list[Request]) -> dict[Request, str]:
-        if not self.cfg.path:
+        if not self.settings.path:
             raise ConfigError(
                 "translator=file needs translator.path=<JSON Lines file of translations> (the demo "
                 "data sets it itself); or choose a model, e.g. translator=madlad."
             )
         if not self._table:
-            self._table = read_translations(self.cfg.path, self.lowercase)
+            self._table = read_translations(self.settings.path, self.lowercase)
         missing = [r for r in wanted if r not in self._table]
         if missing:
             text, source, target = missing[0]
             raise DataError(
-                self.cfg.path,
+                self.settings.path,
                 None,
                 f"{len(missing)} of {len(wanted)} texts have no translation "
                 f"(first: {text!r} {source}->{target}); add them to the file or "
@@ -235,11 +261,9 @@ def make_translations(
     progress=False,
 ) -> Translations:
     """The one way a run and a served model get their translator: `translator` as configured (None: a file
-    translator), a file translator with no `path` reading `default_file` (generated data's own file); `locate(cfg)`
+    translator), a file translator with no `path` reading `default_file` (generated data's own file); `locate`
     says where a model translator's weights are (`relevance.weights.translator_location`)."""
-    from omegaconf import OmegaConf
-
-    translator = dict(translator or {"name": "file", "kind": "file", "path": None})
-    if translator["kind"] == "file" and not translator.get("path") and default_file:
-        translator["path"] = str(default_file)
-    return Translations(OmegaConf.create(translator), Path(cache), locate, lowercase, progress)
+    settings = TranslatorSettings.from_dict(translator)
+    if settings.kind == "file" and not settings.path and default_file:
+        settings = replace(settings, path=str(default_file))
+    return Translations(settings, Path(cache), locate, lowercase, progress)

@@ -80,14 +80,11 @@ def existing_store(uri: str) -> str:
     return uri
 
 
-def store_of(cfg: DictConfig) -> tuple[str, Path]:
-    """A training config's tracking URI and artifact root: `tracking.uri` / `tracking.artifact_root`, or a sqlite
-    store and an artifact folder under `<paths.root>/mlruns/`."""
-    root = Path(cfg.paths.root)
-    return (
-        cfg.tracking.uri or default_tracking_uri(root),
-        Path(cfg.tracking.artifact_root or root / "mlruns" / "artifacts"),
-    )
+def store_of(uri: str | None, artifact_root: str | None, root: str | Path) -> tuple[str, Path]:
+    """The tracking URI and artifact root a training config names (`tracking.uri`, `tracking.artifact_root`), or
+    when null a sqlite store and an artifact folder under `<paths.root>/mlruns/`."""
+    root = Path(root)
+    return uri or default_tracking_uri(root), Path(artifact_root or root / "mlruns" / "artifacts")
 
 
 def sqlite_lock(url: str):

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from relevance import tracking
+from relevance.data.training_data import TrainingData
 from relevance.evaluation.reporting import evaluate
 from relevance.training import health, resume
 from relevance.training.fold import FoldTrainer
-from relevance.training.rows import TrainingData
 
 log = logging.getLogger(__name__)
 

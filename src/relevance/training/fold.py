@@ -15,12 +15,12 @@ import numpy as np
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 
+from relevance.data.training_data import TrainingRows
 from relevance.model import finetune
 from relevance.model.datamodule import PairDataModule
 from relevance.model.heads import build_head
 from relevance.model.module import RelevanceModule, all_ranks, gather_scores
 from relevance.training import health, resume
-from relevance.training.rows import TrainingRows
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import mlflow
 import numpy as np
 
 from relevance.augment.self_validation import flag_contradictions, removal_counts
+from relevance.data.training_data import TrainingData
 from relevance.training.cross_validation import FoldPlan, cross_validate
 from relevance.training.fold import FoldTrainer
-from relevance.training.rows import TrainingData
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ import mlflow
 import numpy as np
 
 from relevance import tracking
+from relevance.data.training_data import TrainingRows, query_groups
 from relevance.errors import ConfigError
 from relevance.ranks import folder_digest, share_folder
 from relevance.runtime import global_rank
 from relevance.text.preprocess import Preprocessor
 from relevance.training.fold import FoldTrainer
-from relevance.training.rows import TrainingRows, query_groups
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,7 +14,9 @@ from relevance.data.reader import read_records
 from relevance.data.records import Record
 from relevance.data.splits import assign_folds
 from relevance.errors import ConfigError, DataError
-from relevance.text.preprocess import Preprocessor
+
+if TYPE_CHECKING:  # the preprocessor is handed in: data/ reads rows, text/ formats them
+    from relevance.text.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
 
