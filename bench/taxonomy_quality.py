@@ -80,6 +80,11 @@ HARNESS_ROWS = {  # key: (row name, overrides)
         "offline_best with the encoder's own dropout on while training (train.dropout=true; 0.1)",
         [*BEST, "train.dropout=true"],
     ),
+    "e5_dropout_shared": (
+        "offline_best with dropout on while training, every language at the folds' threshold (train.dropout=true "
+        "threshold.unseen=shared)",
+        [*BEST, "train.dropout=true", "threshold.unseen=shared"],
+    ),
     "e5_in_batch": (
         "offline_best trained with in-batch negatives (head.loss=in_batch: each query against every category of its "
         "batch, + BCE)",

@@ -158,3 +158,8 @@ def test_the_gpu_acceptance_script_runs_its_steps_on_a_cpu(tmp_path, cache_dir):
         assert len(head["run_id"]) == 32 and head["planned_memory_gb"] > 0 and head["tokens_per_second"] > 0
         assert len(head["process_rss_gb_per_fold"]) == 2
     assert report["predict_seconds"] > 0 and (tmp_path / "work" / "submissions" / "submit_QC.txt").is_file()
+
+
+def test_the_small_data_table_is_redrawn_exactly_from_its_committed_figures():
+    figures, drawn, committed = redrawn_and_committed("small_data", "small-data")
+    assert drawn == committed and any(run for rows in figures.values() for run in rows.get("e5_best", {}).values())
