@@ -68,6 +68,16 @@ def run_worker(label: str, command: list[str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+class TrainFailed(RuntimeError):
+    """A `python train.py` run that exited non-zero; its message is the harness's own last line on stderr (a refusal
+    is one sentence), and the whole log stays in the run's scratch folder."""
+
+    def __init__(self, returncode: int, log: Path):
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        super().__init__(f"train.py exited {returncode}: {lines[-1] if lines else '(nothing on stderr)'}")
+        self.returncode, self.log = returncode, log
+
+
 def run_train(overrides: list[str], scratch: Path, experiment: str = "relevance") -> dict:
     """`python train.py <overrides>` in `scratch` (its own MLflow store); the parent run's metrics and the minutes."""
     import mlflow
@@ -84,11 +94,13 @@ def run_train(overrides: list[str], scratch: Path, experiment: str = "relevance"
         *overrides,
     ]
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=scratch, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak memory, not the largest child's so far
+    log = Path(scratch) / "train.stderr"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, cwd=scratch, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak memory, not the largest child's so far
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
-        raise subprocess.CalledProcessError(process.returncode, command)
+        raise TrainFailed(process.returncode, log)
     wall = time.perf_counter() - start
     mlflow.set_tracking_uri(uri)
     run = mlflow.search_runs(

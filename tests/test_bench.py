@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -163,3 +165,11 @@ def test_the_gpu_acceptance_script_runs_its_steps_on_a_cpu(tmp_path, cache_dir):
 def test_the_small_data_table_is_redrawn_exactly_from_its_committed_figures():
     figures, drawn, committed = redrawn_and_committed("small_data", "small-data")
     assert drawn == committed and any(run for rows in figures.values() for run in rows.get("e5_best", {}).values())
+
+
+def test_a_refused_bench_run_carries_the_harness_sentence_and_keeps_its_log(tmp_path):
+    from common import TrainFailed, run_train
+
+    with pytest.raises(TrainFailed, match=r"exited 2: error: data.dir=.*nowhere is not a folder") as refused:
+        run_train(["data=taxonomy", f"data.dir={tmp_path / 'nowhere'}"], tmp_path)
+    assert refused.value.log.is_file() and "is not a folder" in refused.value.log.read_text()

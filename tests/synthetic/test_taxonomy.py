@@ -45,6 +45,30 @@ def test_rows_pair_localized_leaves_with_english_paths_and_hold_out_categories(t
     assert all("," not in r.target for r in qi) and len(qi) == 30
 
 
+
+def test_qi_dev_rows_pair_held_out_leaves_with_english_leaf_names_and_leave_the_qc_files_alone(taxonomy_dir, tmp_path):
+    folder = generate_taxonomy(taxonomy_dir, tmp_path / "t", TaxonomySpec(**SPEC))
+    english = {names[0].split(" > ")[-1] for names in CATEGORIES.values()}
+    leaf = {n.split(" > ")[-1]: names[0].split(" > ")[-1] for names in CATEGORIES.values() for n in names}
+    train = read_records(folder / "train_QI.txt", "QI", require_label=True)
+    dev = read_records(folder / "dev_QI.txt", "QI", require_label=True)
+    user = read_records(folder / "dev_user_QI.txt", "QI", require_label=True)
+    test = read_records(folder / "test_QI.txt", "QI", require_label=False)
+    assert {r.language for r in dev} == {"en", "es", "fr", "de"} and np.mean([r.label for r in dev]) == pytest.approx(
+        1 / 3
+    )
+    assert all(r.target in english and (r.target == leaf[r.query]) == bool(r.label) for r in dev)
+    assert not {r.target for r in train if r.label} & {r.target for r in dev if r.label}  # held-out categories
+    assert [(r.id, r.target, r.label) for r in user] == [(r.id, r.target, r.label) for r in dev]
+    assert [(r.id, r.query, r.label) for r in test] == [(r.id, r.query, None) for r in dev]
+    # QI's dev rows are drawn last: the QC files and the QC queries' translations are what they were without them
+    dev_qc = read_records(folder / "dev_QC.txt", "QC", require_label=True)
+    translations = [json.loads(line) for line in (folder / "translations.jsonl").read_text().splitlines()]
+    assert {(t["text"], t["source_language"]) for t in translations} >= {
+        (r.query, r.language) for r in dev + dev_qc if r.language != "en"
+    }
+
+
 def test_taxonomy_mistakes_name_the_file_or_key(taxonomy_dir, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("# header\n1 - Apparel\nApparel > Hats\n", encoding="utf-8")

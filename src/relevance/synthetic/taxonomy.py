@@ -8,7 +8,9 @@ categories in several languages, aligned by id. From them:
   case) and a random path from another top level are negative, so 1 row in 3 is positive (all-positive F1 0.5).
 - Training rows use the training languages and 80% of the categories; dev rows (labelled) use the other 20% of
   the categories in every language, so dev measures new categories in seen and in unseen languages alike.
-- QI rows (for task-adaptive pre-training): the same queries against English leaf names, a title-like short text.
+- QI rows: the same kind of queries against English leaf names, a title-like short text; train_QI.txt (for task-
+  adaptive pre-training and task=qi) on the training categories and languages, dev_QI.txt (and its users' view,
+  dev_user_QI.txt) on the held-out categories in every language, drawn after every QC file so those stay as they were.
 - translations.jsonl: each localized leaf name's English name, from the taxonomy's alignment (an oracle stand-in
   for machine translation, for augmentation=[translate] with translator=file).
 - dev_user_QC.txt: the dev rows with each query written as a shopper would type it (brands, attributes, sizes,
@@ -32,7 +34,7 @@ from relevance.errors import ConfigError, DataError
 from relevance.synthetic.demo import TRANSLATIONS_FILE
 from relevance.tasks import TASKS
 
-GENERATOR_VERSION = 2  # bump whenever the files a spec produces change, so stale caches are not reused
+GENERATOR_VERSION = 3  # bump whenever the files a spec produces change, so stale caches are not reused
 LOCALES = {
     "en": "en-US",
     "es": "es-ES",
@@ -163,8 +165,8 @@ class _Taxonomy:
 
 
 def generate_taxonomy(source: Path, folder: Path, spec: TaxonomySpec) -> Path:
-    """train/dev/test_QC.txt, dev_user_QC.txt, train_QI.txt and translations.jsonl in `folder`, written once (whole
-    or not at all)."""
+    """train/dev/test_QC.txt, dev_user_QC.txt, train/dev/test_QI.txt, dev_user_QI.txt and translations.jsonl in
+    `folder`, written once (whole or not at all)."""
     source = Path(source).expanduser()
     if not source.is_dir():
         raise ConfigError(
@@ -185,7 +187,19 @@ def generate_taxonomy(source: Path, folder: Path, spec: TaxonomySpec) -> Path:
         write_records(
             staging / TASKS["QC"].file_name("test"), [Record(r.id, r.task, r.language, r.query, r.target) for r in dev]
         )
-        write_records(staging / "train_QI.txt", qi)
-        write_translations(staging / TRANSLATIONS_FILE, taxonomy.translations)
+        write_records(staging / TASKS["QI"].file_name("train"), qi)
+        # QI's dev rows come last with their own seed, and a name already translated keeps its translation, so the
+        # QC files and their translations are those of a spec without them (version 2).
+        known = dict(taxonomy.translations)
+        dev_qi = taxonomy.rows(
+            "QI", taxonomy.dev_ids, spec.languages, spec.dev_rows_per_language * len(spec.languages) // 3, spec.seed + 3
+        )
+        write_records(staging / TASKS["QI"].file_name("dev"), dev_qi)
+        write_records(staging / TASKS["QI"].file_name("dev_user"), user_view(dev_qi, taxonomy.parents, spec.seed))
+        write_records(
+            staging / TASKS["QI"].file_name("test"),
+            [Record(r.id, r.task, r.language, r.query, r.target) for r in dev_qi],
+        )
+        write_translations(staging / TRANSLATIONS_FILE, taxonomy.translations | known)
 
     return build_folder(Path(folder), build)
