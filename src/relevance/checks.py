@@ -11,7 +11,7 @@ from relevance import tracking
 from relevance.augment import chosen
 from relevance.data.sources import data_file, generated
 from relevance.data.splits import check_split_for_task
-from relevance.errors import ConfigError
+from relevance.errors import ConfigError, require_number
 from relevance.evaluation import thresholds
 from relevance.model import finetune
 from relevance.model.heads import head_class, prompt_template
@@ -28,12 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def _check_number(cfg: DictConfig, key: str, integer: bool, minimum: float, strict: bool = False) -> None:
-    value = OmegaConf.select(cfg, key)
-    number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-    if not number or value < minimum or (strict and value == minimum):
-        raise ConfigError(
-            f"{key}={value!r} must be {'an integer' if integer else 'a number'} {'>' if strict else '>='} {minimum}."
-        )
+    require_number(OmegaConf.select(cfg, key), key, integer, minimum, strict)
 
 
 def check_config(cfg: DictConfig) -> None:

@@ -19,6 +19,16 @@ class ConfigError(RelevanceError):
     """An option, or a combination of options, that cannot work: names the key."""
 
 
+def require_number(value, key: str, integer: bool, minimum: float, strict: bool = False) -> None:
+    """An option that must be a number (an integer where `integer`) of at least `minimum` (above it where `strict`);
+    a boolean is not a number here, though Python counts it as one."""
+    number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    if not number or value < minimum or (strict and value == minimum):
+        raise ConfigError(
+            f"{key}={value!r} must be {'an integer' if integer else 'a number'} {'>' if strict else '>='} {minimum}."
+        )
+
+
 class TrainingDiverged(RelevanceError):
     """The training loss stopped being a finite number (too high a learning rate, broken data)."""
 

@@ -45,7 +45,6 @@ def test_rows_pair_localized_leaves_with_english_paths_and_hold_out_categories(t
     assert all("," not in r.target for r in qi) and len(qi) == 30
 
 
-
 def test_qi_dev_rows_pair_held_out_leaves_with_english_leaf_names_and_leave_the_qc_files_alone(taxonomy_dir, tmp_path):
     folder = generate_taxonomy(taxonomy_dir, tmp_path / "t", TaxonomySpec(**SPEC))
     english = {names[0].split(" > ")[-1] for names in CATEGORIES.values()}

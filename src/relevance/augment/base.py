@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from relevance.data.records import Record
-from relevance.errors import ConfigError
+from relevance.errors import require_number
 
 
 class Augmentation:
@@ -58,5 +58,4 @@ def chosen(augmentation) -> list[tuple[Augmentation, object]]:
 
 def check_count(value, key: str, minimum: int = 1) -> None:
     """An option that counts something: an integer of at least `minimum`."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{key}={value!r} must be an integer >= {minimum}.")
+    require_number(value, key, integer=True, minimum=minimum)
