@@ -32,11 +32,12 @@ def test_a_section_gathered_over_several_runs_shows_the_given_command(tmp_path):
     assert "```bash\npython bench/q.py --only <row>\n```" in path.read_text()
 
 
-def redrawn_and_committed(script: str, key: str) -> tuple[dict, list[str], list[str]]:
-    """A bench script's committed figures, the table rows its `render` draws from them, and the table rows of its
-    section in BENCHMARKS.md."""
-    figures = json.loads((ROOT / "bench" / "results" / f"{script}.json").read_text())
-    drawn = [line for line in importlib.import_module(script).render(figures).splitlines() if line.startswith("|")]
+def redrawn_and_committed(script: str, key: str, figures_name: str = "", *render_args) -> tuple[dict, list, list]:
+    """A bench script's committed figures (`figures_name`.json, else the script's name), the table rows its `render`
+    draws from them, and the table rows of its section in BENCHMARKS.md."""
+    figures = json.loads((ROOT / "bench" / "results" / f"{figures_name or script}.json").read_text())
+    rendered = importlib.import_module(script).render(figures, *render_args)
+    drawn = [line for line in rendered.splitlines() if line.startswith("|")]
     text = (ROOT / "BENCHMARKS.md").read_text()
     section = text[text.index(f"<!-- bench:{key} -->") : text.index(f"<!-- /bench:{key} -->")]
     return figures, drawn, [line for line in section.splitlines() if line.startswith("|")]
@@ -162,9 +163,12 @@ def test_the_gpu_acceptance_script_runs_its_steps_on_a_cpu(tmp_path, cache_dir):
     assert report["predict_seconds"] > 0 and (tmp_path / "work" / "submissions" / "submit_QC.txt").is_file()
 
 
-def test_the_small_data_table_is_redrawn_exactly_from_its_committed_figures():
-    figures, drawn, committed = redrawn_and_committed("small_data", "small-data")
-    assert drawn == committed and any(run for rows in figures.values() for run in rows.get("e5_best", {}).values())
+def test_the_small_data_and_qi_tables_are_redrawn_exactly_from_their_committed_figures():
+    from small_data import TABLES
+
+    for task in TABLES.values():
+        figures, drawn, committed = redrawn_and_committed("small_data", task.section, task.figures, task)
+        assert drawn == committed and any(run for rows in figures.values() for run in rows.get("e5_best", {}).values())
 
 
 def test_a_refused_bench_run_carries_the_harness_sentence_and_keeps_its_log(tmp_path):
