@@ -108,3 +108,38 @@ def run_train(overrides: list[str], scratch: Path, experiment: str = "relevance"
     ).iloc[0]
     metrics = {k[len("metrics.") :]: v for k, v in run.items() if k.startswith("metrics.") and v == v}
     return {"minutes": wall / 60, "peak_mb": usage.ru_maxrss / 1024, "run_id": run.run_id, **metrics}
+
+
+def chosen_rows(only: list[str] | None, rows: list[str]) -> list[str]:
+    """`--only`'s rows in the order given (every row when absent); an unknown key stops the bench in one sentence
+    before anything runs."""
+    wanted = only or rows
+    unknown = [key for key in wanted if key not in rows]
+    if unknown:
+        sys.exit(f"--only {unknown[0]}: not a row; choose from {', '.join(rows)}.")
+    return wanted
+
+
+class Figures:
+    """A bench's figures as a JSON file, written after every run so that a stopped bench loses one run at most and
+    a rerun skips what is already there."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.results = json.loads(path.read_text()) if path.is_file() else {}
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.results, indent=2))
+
+    def put(self, where: dict, key: str, figures: dict, label: str) -> None:
+        """One finished measurement: kept, printed and saved."""
+        where[key] = figures
+        print(label, {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}, flush=True)
+        self.save()
+
+    def fill_seeds(self, runs: dict, seeds: list[int], run, label: str, redo: bool = False) -> None:
+        """`run(seed)` for each seed missing from `runs` (every seed with `redo`), saving after each."""
+        for seed in seeds:
+            if str(seed) not in runs or redo:
+                self.put(runs, str(seed), run(seed), f"{label} {seed}")

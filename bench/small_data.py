@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, TrainFailed, need_taxonomy, run_train, table, write_section  # noqa: E402
+from common import ROOT, Figures, TrainFailed, chosen_rows, need_taxonomy, run_train, table, write_section  # noqa: E402
 from taxonomy_quality import BEST, GEMMA, SPEC, _cell, floor, served, tfidf, zero_shot_e5_margin  # noqa: E402
 
 from relevance.data.clean import clean_records  # noqa: E402
@@ -179,16 +179,9 @@ def main() -> None:
     if args.table_from:
         results = json.loads(args.table_from.read_text())
     else:
-        results = json.loads(args.json.read_text()) if args.json.is_file() else {}
-        wanted = args.only or [*BASELINES, *TRAINED]
-        unknown = sorted(set(wanted) - set(BASELINES) - set(TRAINED))
-        if unknown:
-            sys.exit(f"--only {unknown[0]}: not a row; choose from {', '.join([*BASELINES, *TRAINED])}.")
-
-        def save() -> None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(results, indent=2))
-
+        figures = Figures(args.json)
+        results = figures.results
+        wanted = chosen_rows(args.only, [*BASELINES, *TRAINED])
         with tempfile.TemporaryDirectory() as scratch:
             scratch = Path(scratch)
             for size in args.sizes:
@@ -196,16 +189,15 @@ def main() -> None:
                 rows = results.setdefault(str(size), {})
                 for key in wanted:
                     if key in BASELINES:
-                        rows[key] = BASELINES[key](train, views, scratch)
-                        print(size, key, {k: round(v, 4) for k, v in rows[key].items()}, flush=True)
-                        save()
+                        figures.put(rows, key, BASELINES[key](train, views, scratch), f"{size} {key}")
                         continue
-                    runs = rows.setdefault(key, {})
-                    for seed in args.seeds:
-                        if str(seed) not in runs:
-                            runs[str(seed)] = trained(task, TRAINED[key][1], size, seed, scratch, views)
-                            print(size, key, seed, runs[str(seed)], flush=True)
-                            save()
+                    overrides = TRAINED[key][1]
+                    figures.fill_seeds(
+                        rows.setdefault(key, {}),
+                        args.seeds,
+                        lambda seed: trained(task, overrides, size, seed, scratch, views),
+                        f"{size} {key}",
+                    )
     text = render(results, task)
     print()
     print(text)

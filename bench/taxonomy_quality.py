@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, need_taxonomy, peak_rss_mb, run_train, table, write_section  # noqa: E402
+from common import ROOT, Figures, chosen_rows, need_taxonomy, peak_rss_mb, run_train, table, write_section  # noqa: E402
 
 from relevance.evaluation import metrics  # noqa: E402
 from relevance.synthetic.taxonomy import TaxonomySpec, generate_taxonomy  # noqa: E402
@@ -457,16 +457,9 @@ def main() -> None:
     if args.table_from:
         text = render(json.loads(args.table_from.read_text()))
     else:
-        results = json.loads(args.json.read_text()) if args.json.is_file() else {}
-        wanted = args.only or [*KEYS, *HARNESS_ROWS]
-        unknown = sorted(set(wanted) - set(KEYS) - set(HARNESS_ROWS))
-        if unknown:
-            sys.exit(f"--only {unknown[0]}: not a row; choose from {', '.join([*KEYS, *HARNESS_ROWS])}.")
-
-        def save() -> None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(results, indent=2))
-
+        figures = Figures(args.json)
+        results = figures.results
+        wanted = chosen_rows(args.only, [*KEYS, *HARNESS_ROWS])
         with tempfile.TemporaryDirectory() as scratch:
             scratch = Path(scratch)
             if args.keep:  # the runs' stores stay for a later look (their models, scores, curves)
@@ -475,21 +468,16 @@ def main() -> None:
             train, views = _files(scratch)
             for key in wanted:
                 if key in KEYS:
-                    name, started = KEYS[key], time.perf_counter()
-                    results[name] = globals()[key](train, views, scratch)
-                    results[name]["minutes"] = (time.perf_counter() - started) / 60
-                    results[name]["peak_mb"] = peak_rss_mb()
-                    print(name, {k: round(v, 4) for k, v in results[name].items() if v is not None}, flush=True)
-                    save()
+                    started = time.perf_counter()
+                    row = globals()[key](train, views, scratch)
+                    row |= {"minutes": (time.perf_counter() - started) / 60, "peak_mb": peak_rss_mb()}
+                    figures.put(results, KEYS[key], row, KEYS[key])
                     continue
                 name, overrides = HARNESS_ROWS[key]
                 runs = results.setdefault(name, {"overrides": overrides, "runs": {}})["runs"]
-                for seed in args.seeds:
-                    if str(seed) in runs and not args.redo:
-                        continue
-                    runs[str(seed)] = harness(overrides, seed, scratch, views)
-                    print(name, seed, {k: round(v, 4) for k, v in runs[str(seed)].items()}, flush=True)
-                    save()
+                figures.fill_seeds(
+                    runs, args.seeds, lambda seed: harness(overrides, seed, scratch, views), name, redo=args.redo
+                )
         text = render(results)
     print()
     print(text)

@@ -177,3 +177,36 @@ def test_a_refused_bench_run_carries_the_harness_sentence_and_keeps_its_log(tmp_
     with pytest.raises(TrainFailed, match=r"exited 2: error: data.dir=.*nowhere is not a folder") as refused:
         run_train(["data=taxonomy", f"data.dir={tmp_path / 'nowhere'}"], tmp_path)
     assert refused.value.log.is_file() and "is not a folder" in refused.value.log.read_text()
+
+
+def test_a_stopped_bench_keeps_every_finished_run_and_a_rerun_adds_only_the_missing_seeds(tmp_path):
+    from common import Figures
+
+    path = tmp_path / "results" / "figures.json"
+    figures, ran = Figures(path), []
+
+    def run(seed):
+        if seed == 2:
+            raise KeyboardInterrupt  # the bench stopped during its third run
+        ran.append(seed)
+        return {"f1": seed / 10}
+
+    runs = figures.results.setdefault("row", {})
+    with pytest.raises(KeyboardInterrupt):
+        figures.fill_seeds(runs, [0, 1, 2], run, "row")
+    assert json.loads(path.read_text()) == {"row": {"0": {"f1": 0.0}, "1": {"f1": 0.1}}}
+
+    again, ran = Figures(path), []
+    again.fill_seeds(again.results["row"], [0, 1, 3], run, "row")
+    assert ran == [3] and sorted(json.loads(path.read_text())["row"]) == ["0", "1", "3"]
+    again.fill_seeds(again.results["row"], [1], lambda seed: {"f1": 1.0}, "row", redo=True)
+    assert json.loads(path.read_text())["row"]["1"] == {"f1": 1.0}
+
+
+def test_an_unknown_bench_row_is_refused_before_anything_runs():
+    from common import chosen_rows
+
+    assert chosen_rows(None, ["floor", "tfidf"]) == ["floor", "tfidf"]
+    assert chosen_rows(["tfidf"], ["floor", "tfidf"]) == ["tfidf"]
+    with pytest.raises(SystemExit, match="--only tfdf: not a row; choose from floor, tfidf."):
+        chosen_rows(["tfidf", "tfdf"], ["floor", "tfidf"])
