@@ -95,6 +95,10 @@ HARNESS_ROWS = {  # key: (row name, overrides)
         "+ BCE)",
         [*BEST, "head.loss=group"],
     ),
+    "e5_listwise": (
+        "offline_best trained with the listwise loss (head.loss=listwise: ListNet over each query's rows, + BCE)",
+        [*BEST, "head.loss=listwise"],
+    ),
     "gemma_distilled_soft": (
         "Gemma-3-270M + LoRA, classifier head, 1 epoch, distilled from offline_best's out-of-fold scores "
         "(head.loss=soft_labels)",
