@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -219,13 +220,66 @@ with exit_on_interrupt("start-up"):
 
 def _run_script(script: str, folder) -> subprocess.CompletedProcess:
     """`script` in its own Python process, with `folder` as its argument."""
+    return _run_script_with(script, folder)
+
+
+def _run_script_with(script: str, folder, *arguments: str) -> subprocess.CompletedProcess:
+    Path(folder).mkdir(parents=True, exist_ok=True)
     return subprocess.run(
-        [sys.executable, "-c", script, str(folder)],
+        [sys.executable, "-c", script, str(folder), *arguments],
         capture_output=True,
         text=True,
         env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
         timeout=300,
     )
+
+
+SIGNAL_AFTER_A_READ_INSIDE_A_WRITE = """
+import sqlite3, sys
+from mlflow.tracking import MlflowClient
+from sqlalchemy import event
+from sqlalchemy.dialects.sqlite.base import SQLiteDialect
+from sqlalchemy.engine import Engine
+from relevance import interrupts, tracking
+
+folder, keep = sys.argv[1], sys.argv[2] == "keep"
+tracking.setup(f"sqlite:///{folder}/mlflow.db", "interrupted", None)
+if not keep:  # SQLAlchemy's own handling, for the contrast
+    event.remove(SQLiteDialect, "handle_error", interrupts._keep_on_signal)
+client = MlflowClient()
+run = client.create_run(client.get_experiment_by_name("interrupted").experiment_id)
+client.log_metric(run.info.run_id, "loss", 0.5)  # so that the next write reads a row back inside its transaction
+state = {"wrote": False}
+
+@event.listens_for(Engine, "after_cursor_execute")
+def signal_after_a_read_inside_a_write(conn, cursor, statement, parameters, context, executemany):
+    state["wrote"] |= statement.startswith("INSERT INTO metrics")
+    if state["wrote"] and statement.startswith("SELECT") and "signalled" not in state:
+        state["signalled"] = statement.split()[1]
+        raise interrupts.Interrupted("SIGTERM")  # what our handler raises, at the bytecode after the read
+
+try:
+    client.log_metric(run.info.run_id, "loss", 0.4)
+except interrupts.Interrupted as error:  # still handled: its frames, and the read's cursor, are alive
+    probe = sqlite3.connect(f"{folder}/mlflow.db", timeout=0.5)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        print("writable after", state["signalled"])
+    except sqlite3.OperationalError as locked:
+        print(f"{locked} after", state["signalled"])
+"""
+
+
+def test_a_signal_after_a_read_inside_a_write_leaves_the_store_writable_at_once(tmp_path):
+    """CI: a SIGTERM at 13 s of a sweep left runs RUNNING, as each write that should have marked them KILLED waited
+    out sqlite's timeout on a lock nobody would release. SQLAlchemy takes a signal for a lost connection and closes
+    it with the read's cursor still open, a zombie that holds the lock; relevance keeps sqlite connections, so the
+    rollback frees it before anything else runs. Real MLflow store; the signal's exception is raised where the
+    handler would raise it, after the statement ran."""
+    kept = _run_script_with(SIGNAL_AFTER_A_READ_INSIDE_A_WRITE, tmp_path / "kept", "keep")
+    assert kept.stdout.startswith("writable after"), kept.stdout + kept.stderr
+    dropped = _run_script_with(SIGNAL_AFTER_A_READ_INSIDE_A_WRITE, tmp_path / "dropped", "drop")
+    assert dropped.stdout.startswith("database is locked after"), dropped.stdout + dropped.stderr  # the case is real
 
 
 def test_a_signal_inside_the_stores_migration_ends_with_its_code_one_line_and_no_half_made_store(tmp_path):

@@ -142,5 +142,24 @@ def free_what_it_held(error: BaseException) -> None:
     gc.collect()
 
 
+def keep_sqlite_connections() -> None:
+    """A signal that lands just after a sqlite statement ran (its cursor still open, inside a write) reaches
+    SQLAlchemy as an exit exception, which it takes for a lost connection: it closes the connection without closing
+    the cursor, and sqlite keeps that zombie's write lock for as long as anything refers to the cursor, so marking
+    runs KILLED waits out every timeout and fails (CI: runs left RUNNING after a SIGTERM at 13 s of a sweep). A
+    sqlite connection is intact after a signal (the C call had returned), so it is kept: SQLAlchemy then closes the
+    cursor and the rollback that follows frees the lock at once. Idempotent; every sqlite engine of the process."""
+    from sqlalchemy import event
+    from sqlalchemy.dialects.sqlite.base import SQLiteDialect
+
+    if not event.contains(SQLiteDialect, "handle_error", _keep_on_signal):
+        event.listen(SQLiteDialect, "handle_error", _keep_on_signal)
+
+
+def _keep_on_signal(context) -> None:
+    if not isinstance(context.original_exception, Exception):  # KeyboardInterrupt (Interrupted), SystemExit
+        context.is_disconnect = False
+
+
 def exit_code() -> int:
     return 128 + (received if received is not None else signal.SIGINT)

@@ -12,7 +12,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from relevance import disk
+from relevance import disk, interrupts
 from relevance.errors import ConfigError, RelevanceError, TrainingDiverged
 from relevance.tracking import sqlite_lock
 
@@ -50,6 +50,7 @@ def open_storage(
     # and they wait for each other's writes
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:///") else {}
     database = disk.local_path(url) if url.startswith("sqlite:///") else None
+    interrupts.keep_sqlite_connections()
     try:
         with quiet_optuna(), lock, disk.removed_if_unfinished(database):
             retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None

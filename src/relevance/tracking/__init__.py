@@ -101,6 +101,7 @@ def setup(tracking_uri: str, experiment: str, artifact_root: str | Path | None) 
     """Point MLflow at the store and make sure the experiment exists (artifacts beside a local sqlite store)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     database = disk.local_path(tracking_uri) if tracking_uri.startswith("sqlite:///") else None
+    interrupts.keep_sqlite_connections()
     try:
         lock = sqlite_lock(tracking_uri)
         mlflow.set_tracking_uri(tracking_uri)
