@@ -218,12 +218,8 @@ with exit_on_interrupt("start-up"):
 """
 
 
-def _run_script(script: str, folder) -> subprocess.CompletedProcess:
-    """`script` in its own Python process, with `folder` as its argument."""
-    return _run_script_with(script, folder)
-
-
-def _run_script_with(script: str, folder, *arguments: str) -> subprocess.CompletedProcess:
+def _run_script(script: str, folder, *arguments: str) -> subprocess.CompletedProcess:
+    """`script` in its own Python process, with `folder` (made if missing) and `arguments` as its arguments."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     return subprocess.run(
         [sys.executable, "-c", script, str(folder), *arguments],
@@ -276,9 +272,9 @@ def test_a_signal_after_a_read_inside_a_write_leaves_the_store_writable_at_once(
     it with the read's cursor still open, a zombie that holds the lock; relevance keeps sqlite connections, so the
     rollback frees it before anything else runs. Real MLflow store; the signal's exception is raised where the
     handler would raise it, after the statement ran."""
-    kept = _run_script_with(SIGNAL_AFTER_A_READ_INSIDE_A_WRITE, tmp_path / "kept", "keep")
+    kept = _run_script(SIGNAL_AFTER_A_READ_INSIDE_A_WRITE, tmp_path / "kept", "keep")
     assert kept.stdout.startswith("writable after"), kept.stdout + kept.stderr
-    dropped = _run_script_with(SIGNAL_AFTER_A_READ_INSIDE_A_WRITE, tmp_path / "dropped", "drop")
+    dropped = _run_script(SIGNAL_AFTER_A_READ_INSIDE_A_WRITE, tmp_path / "dropped", "drop")
     assert dropped.stdout.startswith("database is locked after"), dropped.stdout + dropped.stderr  # the case is real
 
 
