@@ -48,6 +48,11 @@ TRAINED = {  # key: (row name, overrides)
         "matched rate)",
         BEST,
     ),
+    "offline_best": (
+        "experiment=offline_best since 2026-12-07 (e5-small bi-encoder, 2 folds + refit; dropout on, one threshold for "
+        "every language)",
+        ["experiment=offline_best"],
+    ),
     "gemma_classifier": ("Gemma-3-270M + LoRA, classifier head, 1 epoch", GEMMA),
 }
 QI_ROWS = (
