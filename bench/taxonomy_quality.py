@@ -53,6 +53,12 @@ DISTILLED = [*GEMMA, f"distill.teachers=['{TEACHER}']"]
 BEST_COSINE = [*BEST, "head.catalogue_margin=false"]
 HARNESS_ROWS = {  # key: (row name, overrides)
     "gemma_classifier": ("Gemma-3-270M + LoRA, classifier head, 1 epoch", GEMMA),
+    # Gemma-3 has no dropout of its own (attention_dropout 0.0: train.dropout changes nothing); LoRA's is its only one.
+    # 0.05: the first-placed team's value (experiment=dilab).
+    "gemma_lora_dropout": (
+        "Gemma-3-270M + LoRA, classifier head, 1 epoch, LoRA dropout 0.05 while training (lora.dropout=0.05)",
+        [*GEMMA, "lora.dropout=0.05"],
+    ),
     "gemma_yes_no": ("Gemma-3-270M + LoRA, yes/no head (pair loss), 1 epoch", [*GEMMA, "head=yes_no"]),
     "gemma_yes_no_vocab": (
         "Gemma-3-270M + LoRA, yes/no head (vocabulary loss), 1 epoch",
