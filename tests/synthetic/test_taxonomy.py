@@ -40,9 +40,16 @@ def test_rows_pair_localized_leaves_with_english_paths_and_hold_out_categories(t
         "target_language": "en",
         "translation": "Cheese",
     } in translations or all(r.query != "Käse" for r in dev)
-    assert all(t["translation"] == local[t["text"]].split(",")[-1] for t in translations)
+    english_names = [t for t in translations if t["target_language"] == "en"]
+    assert all(t["translation"] == local[t["text"]].split(",")[-1] for t in english_names)
     qi = read_records(folder / "train_QI.txt", "QI", require_label=True)
     assert all("," not in r.target for r in qi) and len(qi) == 30
+    # for translation synthesis: every training query's name in the unseen language, never a held-out category's
+    category = {names[c].split(" > ")[-1]: key for key, names in CATEGORIES.items() for c in (0, 1, 2, 3)}
+    german = [t for t in translations if t["target_language"] == "de"]
+    assert {(t["text"], t["source_language"]) for t in german} == {(r.query, r.language) for r in train + qi}
+    assert all(t["translation"] == CATEGORIES[category[t["text"]]][1].split(" > ")[-1] for t in german)
+    assert not {t["translation"] for t in german} & {r.query for r in dev if r.language == "de"}
 
 
 def test_qi_dev_rows_pair_held_out_leaves_with_english_leaf_names_and_leave_the_qc_files_alone(taxonomy_dir, tmp_path):
@@ -83,7 +90,15 @@ def test_taxonomy_mistakes_name_the_file_or_key(taxonomy_dir, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_training_on_taxonomy_reports_seen_and_unseen_dev_f1(taxonomy_dir, tmp_path, cache_dir):
+@pytest.mark.parametrize(
+    "translate",
+    [
+        ["augmentation.translate.mode=concat"],
+        ["augmentation.translate.mode=synthesize", "augmentation.translate.rows_per_language=12"],
+    ],
+    ids=["concat", "synthesize"],
+)
+def test_training_on_taxonomy_reports_seen_and_unseen_dev_f1(taxonomy_dir, tmp_path, cache_dir, translate):
     overrides = [f"data.taxonomy.{k}={json.dumps(v).replace(' ', '')}" for k, v in SPEC.items()]
     cfg = compose_train(
         [
@@ -91,6 +106,8 @@ def test_training_on_taxonomy_reports_seen_and_unseen_dev_f1(taxonomy_dir, tmp_p
             "data=taxonomy",
             f"data.dir={taxonomy_dir}",
             "augmentation=[translate]",
+            *translate,
+            "augmentation.translate.languages=[de]",
             "tracking.log_model=false",
             *overrides,
         ],
@@ -98,6 +115,8 @@ def test_training_on_taxonomy_reports_seen_and_unseen_dev_f1(taxonomy_dir, tmp_p
         cache_dir,
     )
     summary = build.train(cfg)
+    if "augmentation.translate.mode=synthesize" in translate:  # into the unseen language, from the taxonomy's names
+        assert summary["rows_synthesized"] == 12
     assert summary["dev_seen_all_positive_f1"] == pytest.approx(0.5)
     assert summary["dev_unseen_all_positive_f1"] == pytest.approx(0.5)
     for group in ("seen", "unseen"):

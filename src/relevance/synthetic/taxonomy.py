@@ -11,8 +11,10 @@ categories in several languages, aligned by id. From them:
 - QI rows: the same kind of queries against English leaf names, a title-like short text; train_QI.txt (for task-
   adaptive pre-training and task=qi) on the training categories and languages, dev_QI.txt (and its users' view,
   dev_user_QI.txt) on the held-out categories in every language, drawn after every QC file so those stay as they were.
-- translations.jsonl: each localized leaf name's English name, from the taxonomy's alignment (an oracle stand-in
-  for machine translation, for augmentation=[translate] with translator=file).
+- translations.jsonl: each localized leaf name's English name, and each training query's name in the unseen
+  languages, from the taxonomy's alignment (an oracle stand-in for machine translation, for augmentation=[translate]
+  with translator=file: concat reads the first, synthesize the second). Only training categories get the unseen
+  languages' names, so dev's held-out categories stay unseen in every language.
 - dev_user_QC.txt: the dev rows with each query written as a shopper would type it (brands, attributes, sizes,
   typos, the parent category's name, code switching: data/user_queries.py), the same pairs and labels.
 """
@@ -34,7 +36,7 @@ from relevance.errors import ConfigError, DataError
 from relevance.synthetic.demo import TRANSLATIONS_FILE
 from relevance.tasks import TASKS
 
-GENERATOR_VERSION = 3  # bump whenever the files a spec produces change, so stale caches are not reused
+GENERATOR_VERSION = 4  # bump whenever the files a spec produces change, so stale caches are not reused
 LOCALES = {
     "en": "en-US",
     "es": "es-ES",
@@ -145,7 +147,10 @@ class _Taxonomy:
         other = [c for c in self.all_ids if self.english[c][0] != top and self.english[c][-1] != leaf]
         return [rng.choice(siblings), rng.choice(other)]
 
-    def rows(self, task: str, ids: list[int], languages: tuple[str, ...], n_queries: int, seed: int) -> list[Record]:
+    def rows(
+        self, task: str, ids: list[int], languages: tuple[str, ...], n_queries: int, seed: int, into=()
+    ) -> list[Record]:
+        """Each query's rows; its English name goes to the translations, and its name in each of `into` too."""
         rng = random.Random(seed)
         records = []
         for q in range(n_queries):
@@ -154,6 +159,9 @@ class _Taxonomy:
             query = self.names[language][category][-1]
             if language != "en":
                 self.translations[(query, language, "en")] = self.english[category][-1]
+            for other in into:
+                if other != language:
+                    self.translations.setdefault((query, language, other), self.names[other][category][-1])
             levels = self.names[language][category]
             self.parents[(language, query)] = levels[-2] if len(levels) > 1 else None
             for label, candidate in [(1, category)] + [(0, c) for c in self.negatives(rng, category)]:
@@ -176,11 +184,12 @@ def generate_taxonomy(source: Path, folder: Path, spec: TaxonomySpec) -> Path:
     taxonomy = _Taxonomy(source, spec)
 
     def build(staging: Path) -> None:
-        train = taxonomy.rows("QC", taxonomy.train_ids, spec.train_languages, spec.train_rows // 3, spec.seed)
+        unseen = spec.eval_languages  # training queries' names in them: what translation synthesis asks for
+        train = taxonomy.rows("QC", taxonomy.train_ids, spec.train_languages, spec.train_rows // 3, spec.seed, unseen)
         dev = taxonomy.rows(
             "QC", taxonomy.dev_ids, spec.languages, spec.dev_rows_per_language * len(spec.languages) // 3, spec.seed + 1
         )
-        qi = taxonomy.rows("QI", taxonomy.train_ids, spec.train_languages, spec.qi_rows // 3, spec.seed + 2)
+        qi = taxonomy.rows("QI", taxonomy.train_ids, spec.train_languages, spec.qi_rows // 3, spec.seed + 2, unseen)
         write_records(staging / TASKS["QC"].file_name("train"), train)
         write_records(staging / TASKS["QC"].file_name("dev"), dev)
         write_records(staging / TASKS["QC"].file_name("dev_user"), user_view(dev, taxonomy.parents, spec.seed))
